@@ -1,0 +1,34 @@
+// The numbers the WASM core shares with its TypeScript glue and twin (src/core/abi.ts mirrors
+// them; a test checks that both sides agree).
+
+/** Device modes: what the guest sees. */
+export const MODE_PLAIN: i32 = 0;
+export const MODE_DOORBELL: i32 = 1;
+export const MODE_INTX: i32 = 2;
+
+/** Bits of the control word the PCI function hands to the core after config writes. */
+export const CTRL_MSIX_ENABLE: u32 = 1;
+export const CTRL_MSIX_MASKALL: u32 = 2;
+export const CTRL_BUS_MASTER: u32 = 4;
+export const CTRL_INTX_DISABLE: u32 = 8;
+
+/** Counter indexes. */
+export const C_DOORBELL_SENT: i32 = 0;
+export const C_DOORBELL_NO_PEER: i32 = 1;
+export const C_DOORBELL_NO_VECTOR: i32 = 2;
+export const C_IRQ_DELIVERED: i32 = 3;
+export const C_IRQ_PENDED: i32 = 4;
+export const C_IRQ_DROPPED_DISABLED: i32 = 5;
+export const C_IRQ_DROPPED_NO_MASTER: i32 = 6;
+export const C_IRQ_DROPPED_BAD_VECTOR: i32 = 7;
+export const C_GUEST_INVALID: i32 = 8;
+export const COUNTER_COUNT: i32 = 9;
+
+/** Results of addRoute besides a vector index. */
+export const ROUTE_FULL: i32 = -1;
+export const ROUTE_BAD_PEER: i32 = -2;
+export const ROUTE_BAD_HANDLE: i32 = -3;
+
+/** Peer ids are 16 bits on the wire and in the doorbell register. */
+export const MAX_PEERS: u32 = 65536;
+export const MAX_VECTORS: u32 = 2048;

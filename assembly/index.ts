@@ -1,0 +1,49 @@
+// The ivshmem device core as a WebAssembly module: BAR0 registers, doorbell routing, MSI-X and
+// INTx interrupt logic, counters and state. Every export takes and returns numbers; nothing is
+// allocated after init(). One instance models one device.
+import { MAX_VECTORS, MODE_DOORBELL, MODE_INTX, MODE_PLAIN } from "./abi";
+import { accessInit, bar1Bytes, pbaStart } from "./access";
+import { interruptsInit, interruptsReset } from "./interrupts";
+import { routesInit } from "./routes";
+import { setPosition, signals } from "./registers";
+
+export { mmioRead, mmioWrite, readHigh } from "./access";
+export { addRoute, removePeer, peerVectors } from "./routes";
+export {
+  vectorFired, setControl, getControl, intxAsserted, stateWords, stateRead, stateWrite, stateCommit,
+} from "./interrupts";
+export { counterValue } from "./counters";
+export { setPosition } from "./registers";
+
+let ready: bool = false;
+
+/** Sets the device up once; returns 0, or -1 for an invalid mode or vector count. */
+export function init(mode: i32, vectors: u32, position: u32): i32 {
+  if (ready) return -1;
+  if (mode != MODE_PLAIN && mode != MODE_DOORBELL && mode != MODE_INTX) return -1;
+  if (vectors > MAX_VECTORS || (mode == MODE_DOORBELL && vectors == 0)) return -1;
+  routesInit(vectors);
+  interruptsInit(mode, vectors);
+  accessInit(mode, vectors);
+  setPosition(position);
+  ready = true;
+  return 0;
+}
+
+/** Device reset: registers and MSI-X as after a PCI reset; routes, id and counters are kept. */
+export function reset(): void {
+  interruptsReset();
+}
+
+/** Where the handles to signal after mmioWrite are, as an i32 array in linear memory. */
+export function signalsPointer(): usize {
+  return signals;
+}
+
+export function msixBarSize(): u32 {
+  return bar1Bytes();
+}
+
+export function msixPbaOffset(): u32 {
+  return pbaStart();
+}

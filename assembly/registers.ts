@@ -1,0 +1,66 @@
+// BAR0: the four ivshmem registers, at the granularity QEMU implements them (one 4-byte access at
+// a time). Reads match the exact offset, so unaligned reads see 0; writes ignore the low two
+// address bits, so a byte written anywhere in a register replaces the whole register.
+import { count } from "./counters";
+import { lookup, NO_PEER } from "./routes";
+import { getIntrMask, setIntrMask, setIntrStatus, takeIntrStatus } from "./interrupts";
+import { C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT } from "./abi";
+
+export const INTRMASK: u32 = 0x00;
+export const INTRSTATUS: u32 = 0x04;
+export const IVPOSITION: u32 = 0x08;
+export const DOORBELL: u32 = 0x0c;
+
+/** Handles that the last write asks the glue to signal; an access rings at most a few. */
+export const SIGNAL_SLOTS: u32 = 8;
+export const signals: usize = memory.data(SIGNAL_SLOTS << 2);
+let signalled: u32 = 0;
+let missed: bool = false;
+let position: u32 = 0;
+
+export function setPosition(id: u32): void {
+  position = id;
+}
+
+export function beginAccess(): void {
+  signalled = 0;
+  missed = false;
+}
+
+export function accessMissed(): bool {
+  return missed;
+}
+
+export function signalCount(): i32 {
+  return <i32>signalled;
+}
+
+export function readDword(offset: u32): u32 {
+  if (offset == INTRMASK) return getIntrMask();
+  if (offset == INTRSTATUS) return takeIntrStatus();
+  if (offset == IVPOSITION) return position;
+  missed = true; // Doorbell is write-only; the rest is reserved or unaligned
+  return 0;
+}
+
+export function writeDword(offset: u32, value: u32): void {
+  const reg = offset & 0xfc;
+  if (reg == DOORBELL) ring(value);
+  else if (reg == INTRMASK) setIntrMask(value);
+  else if (reg == INTRSTATUS) setIntrStatus(value);
+  else missed = true; // IVPosition is read-only; the rest is reserved
+}
+
+/** Doorbell: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored, as in QEMU). */
+// @ts-ignore: decorator
+@inline
+function ring(value: u32): void {
+  const handle = lookup(value >>> 16, value & 0xff);
+  if (handle >= 0) {
+    count(C_DOORBELL_SENT);
+    if (signalled < SIGNAL_SLOTS) store<i32>(signals + (signalled << 2), handle);
+    signalled++;
+  } else {
+    count(handle == NO_PEER ? C_DOORBELL_NO_PEER : C_DOORBELL_NO_VECTOR);
+  }
+}

@@ -1,0 +1,21 @@
+// Bundles src/ for Node with esbuild, the release WebAssembly core embedded as bytes.
+// With --bench, bundles the benchmarks instead (into build/bench/).
+import { build } from 'esbuild';
+import { readdirSync } from 'node:fs';
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  loader: { '.wasm': 'binary' },
+  sourcemap: true,
+  logLevel: 'warning',
+};
+
+if (process.argv.includes('--bench')) {
+  const entries = readdirSync('bench').filter((f) => f.endsWith('.ts')).map((f) => `bench/${f}`);
+  await build({ ...common, entryPoints: entries, outdir: 'build/bench', packages: 'external' });
+} else {
+  await build({ ...common, entryPoints: ['src/index.ts', 'src/cli.ts'], outdir: 'dist' });
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+// The `ivshmem` command. For now `info` builds a device and shows what a guest's PCI probe finds;
+// the demo, benchmark, server and client subcommands arrive with their issues.
+import { parseArgs } from 'node:util';
+import { IvshmemDevice } from './device.js';
+import { IvshmemError } from './errors.js';
+import type { DeviceMode } from './pci/ivshmem-function.js';
+import { probeFunction } from './pci/probe.js';
+
+const USAGE = `usage: ivshmem <command> [options]
+
+commands:
+  info     build a device and show what a guest's PCI probe finds
+           --mode plain|doorbell|intx  (default doorbell)
+           --vectors N                 (doorbell/intx, default 4)
+           --size BYTES                (BAR2 size, power of two, default 1048576)
+           --json                      machine-readable output
+  help     this text
+`;
+
+function parseSize(text: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(text.trim());
+  if (!m) throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${JSON.stringify(text)} is not a number with an optional K/M/G suffix`);
+  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Number(m[1]) * unit;
+}
+
+const hex = (n: number | bigint, width: number) => `0x${n.toString(16).padStart(width, '0')}`;
+
+async function info(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      mode: { type: 'string', default: 'doorbell' },
+      vectors: { type: 'string' },
+      size: { type: 'string', default: '1M' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const mode = values.mode as DeviceMode;
+  const size = parseSize(values.size!);
+  const vectors = mode === 'plain' ? undefined : Number(values.vectors ?? 4);
+  const interrupts: string[] = [];
+  const device = await IvshmemDevice.create({
+    mode,
+    vectors,
+    size,
+    memory: new ArrayBuffer(size),
+    transport: {
+      setIrqLevel: (level) => interrupts.push(`INTx ${level}`),
+      sendMsi: (address, data, vector) => interrupts.push(`MSI ${hex(address, 8)} ${hex(data, 4)} (vector ${vector})`),
+    },
+  });
+  const found = probeFunction(device);
+  if (values.json) {
+    console.log(JSON.stringify(found, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2));
+    return;
+  }
+  console.log(`${hex(found.vendor, 4).slice(2)}:${hex(found.device, 4).slice(2)} RAM memory: Inter-VM shared memory (rev ${found.revision.toString(16).padStart(2, '0')}), mode ${mode}`);
+  console.log(`  subsystem ${hex(found.subsystemVendor, 4).slice(2)}:${hex(found.subsystem, 4).slice(2)}, class ${hex(found.classCode, 4)}, interrupt pin ${found.interruptPin === 0 ? 'none' : 'INTA'}`);
+  for (const bar of found.bars) {
+    console.log(`  BAR${bar.index}: memory, ${bar.is64 ? '64-bit' : '32-bit'}, ${bar.prefetchable ? 'prefetchable' : 'non-prefetchable'}, size ${bar.size} bytes`);
+  }
+  for (const cap of found.capabilities) console.log(`  capability ${hex(cap.id, 2)} at ${hex(cap.offset, 2)}`);
+  if (found.msix) {
+    const m = found.msix;
+    console.log(`  MSI-X: ${m.tableSize} vectors, table BAR${m.tableBar}+${hex(m.tableOffset, 3)}, PBA BAR${m.pbaBar}+${hex(m.pbaOffset, 3)}`);
+  }
+  console.log(`  IVPosition ${device.mmioRead(0, 8, 4)}; registers IntrMask ${hex(device.mmioRead(0, 0, 4), 8)}, IntrStatus ${hex(device.mmioRead(0, 4, 4), 8)}`);
+  device.close();
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'info':
+      await info(rest);
+      return 0;
+    case undefined:
+    case 'help':
+    case '-h':
+    case '--help':
+      process.stdout.write(USAGE);
+      return command === undefined ? 1 : 0;
+    default:
+      process.stderr.write(`ivshmem: unknown command ${JSON.stringify(command)}\n${USAGE}`);
+      return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const e = err as { code?: string; message?: string };
+    process.stderr.write(`ivshmem: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,69 @@
+// The numbers-only contract of the device core, shared by the WebAssembly core and its
+// plain-TypeScript twin. Constants mirror assembly/abi.ts (test/core-abi.test.ts keeps them equal).
+
+export const MODE_PLAIN = 0;
+export const MODE_DOORBELL = 1;
+export const MODE_INTX = 2;
+
+export const CTRL_MSIX_ENABLE = 1;
+export const CTRL_MSIX_MASKALL = 2;
+export const CTRL_BUS_MASTER = 4;
+export const CTRL_INTX_DISABLE = 8;
+
+export const C_DOORBELL_SENT = 0;
+export const C_DOORBELL_NO_PEER = 1;
+export const C_DOORBELL_NO_VECTOR = 2;
+export const C_IRQ_DELIVERED = 3;
+export const C_IRQ_PENDED = 4;
+export const C_IRQ_DROPPED_DISABLED = 5;
+export const C_IRQ_DROPPED_NO_MASTER = 6;
+export const C_IRQ_DROPPED_BAD_VECTOR = 7;
+export const C_GUEST_INVALID = 8;
+export const COUNTER_COUNT = 9;
+
+export const ROUTE_FULL = -1;
+export const ROUTE_BAD_PEER = -2;
+export const ROUTE_BAD_HANDLE = -3;
+
+export const MAX_PEERS = 65536;
+export const MAX_VECTORS = 2048;
+export const BAR0_SIZE = 256;
+export const SIGNAL_SLOTS = 8;
+
+/** What the core asks of its surroundings; the glue forwards these to the VmmTransport. */
+export interface CoreHost {
+  /** Deliver an MSI-X message (64-bit address as two halves). */
+  sendMsi(addressLo: number, addressHi: number, data: number, vector: number): void;
+  /** The INTx pin changed level (0 or 1). Called only on change. */
+  setIrqLevel(level: number): void;
+}
+
+/**
+ * One device's core. All arguments and results are numbers (u32 values come back unsigned).
+ * After mmioWrite returns n > 0, signals[0..n) hold the route handles to signal.
+ */
+export interface DeviceCore {
+  readonly kind: 'wasm' | 'ts';
+  /** Handles left by the last mmioWrite; valid until the next call into the core. */
+  readonly signals: Int32Array;
+  init(mode: number, vectors: number, position: number): number;
+  reset(): void;
+  setPosition(id: number): void;
+  mmioRead(bar: number, offset: number, size: number): number;
+  readHigh(): number;
+  mmioWrite(bar: number, offset: number, size: number, lo: number, hi: number): number;
+  addRoute(peer: number, handle: number): number;
+  removePeer(peer: number): number;
+  peerVectors(peer: number): number;
+  vectorFired(vector: number): void;
+  setControl(flags: number): void;
+  getControl(): number;
+  intxAsserted(): number;
+  counterValue(id: number): number;
+  stateWords(): number;
+  stateRead(index: number): number;
+  stateWrite(index: number, value: number): void;
+  stateCommit(): void;
+  msixBarSize(): number;
+  msixPbaOffset(): number;
+}

@@ -1,0 +1,345 @@
+// IvshmemDevice: the ivshmem PCI function a monitor embeds. It joins the configuration space
+// (src/pci), the register/interrupt/doorbell core (WebAssembly, or its TypeScript twin), BAR2's
+// memory and the monitor's transport, and is the only object a monitor talks to.
+import {
+  C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, C_GUEST_INVALID, C_IRQ_DELIVERED,
+  C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER, C_IRQ_PENDED, MODE_DOORBELL,
+  MODE_INTX, MODE_PLAIN, ROUTE_BAD_HANDLE, ROUTE_BAD_PEER, ROUTE_FULL,
+} from './core/abi.js';
+import type { CoreHost, DeviceCore } from './core/abi.js';
+import { TsCore } from './core/ts-core.js';
+import { WasmCore } from './core/wasm-core.js';
+import { IvshmemError } from './errors.js';
+import { resolveOptions } from './options.js';
+import type { IvshmemDeviceOptions, ResolvedOptions } from './options.js';
+import { IvshmemFunction } from './pci/ivshmem-function.js';
+import type { BarInfo, DeviceMode } from './pci/ivshmem-function.js';
+import { PCI_CONFIG_SPACE_SIZE } from './pci/registers.js';
+import { decodeState, encodeState } from './state.js';
+import type { BarAddress, VmmTransport } from './transport.js';
+
+const MODE_NUMBER: Record<DeviceMode, number> = { plain: MODE_PLAIN, doorbell: MODE_DOORBELL, intx: MODE_INTX };
+const TWO_32 = 2 ** 32;
+
+export interface DeviceCounters {
+  doorbellsSent: number;
+  doorbellsDropped: { noPeer: number; noVector: number };
+  interruptsDelivered: number;
+  interruptsPended: number;
+  interruptsDropped: { msixDisabled: number; noBusMaster: number; badVector: number };
+  /** Guest accesses that hit no register: read as 0 or ignored. */
+  invalidGuestAccesses: number;
+}
+
+export interface SharedMemoryInfo {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  readonly size: number;
+}
+
+export class IvshmemDevice {
+  readonly mode: DeviceMode;
+  readonly vectors: number;
+  /** IVPosition: this device's peer id (0 for plain). */
+  readonly id: number;
+  /** Whether this device owns the shared memory for migration (QEMU's `master`). */
+  readonly master: boolean;
+  /** Why saveState/loadState are refused, as QEMU's migration blocker; null when allowed. */
+  readonly migrationBlocker: string | null;
+  readonly bars: readonly BarInfo[];
+  readonly sharedMemory: SharedMemoryInfo;
+
+  readonly #core: DeviceCore;
+  readonly #function: IvshmemFunction;
+  readonly #transport: VmmTransport;
+  readonly #bar2: DataView;
+  readonly #options: ResolvedOptions;
+  #control = 0;
+  #glueInvalid = 0;
+  #mapped: BarAddress[] = [null, null, null];
+  #closed = false;
+
+  /** Creates a device; resolves once its id and memory are known (QEMU's revision-1 guarantee). */
+  static async create(options: IvshmemDeviceOptions): Promise<IvshmemDevice> {
+    return new IvshmemDevice(resolveOptions(options));
+  }
+
+  private constructor(o: ResolvedOptions) {
+    this.#options = o;
+    this.mode = o.mode;
+    this.vectors = o.vectors;
+    this.id = o.id;
+    this.master = o.master;
+    this.migrationBlocker = o.master
+      ? null
+      : "Migration is disabled when using feature 'peer mode' in device 'ivshmem' (set master: 'on')";
+    this.#transport = o.transport;
+    const transport = o.transport;
+    const host: CoreHost = {
+      sendMsi: (lo, hi, data, vector) => transport.sendMsi(hi * TWO_32 + lo, data, vector),
+      setIrqLevel: (level) => transport.setIrqLevel(level ? 1 : 0),
+    };
+    this.#core = o.core === 'ts' ? new TsCore(host) : new WasmCore(host, o.wasmModule);
+    if (this.#core.init(MODE_NUMBER[o.mode], o.vectors, o.id) !== 0) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_VECTORS', `the core refused mode ${o.mode} with ${o.vectors} vectors`);
+    }
+    this.#function = new IvshmemFunction({
+      mode: o.mode,
+      vectors: o.vectors,
+      bar2Size: o.size,
+      use64: o.use64,
+      msixBarSize: this.#core.msixBarSize(),
+      msixPbaOffset: this.#core.msixPbaOffset(),
+    });
+    this.bars = this.#function.bars;
+    this.sharedMemory = { buffer: o.memory, size: o.size };
+    this.#bar2 = new DataView(o.memory, 0, o.size);
+  }
+
+  /** Which core runs this device. */
+  get coreKind(): 'wasm' | 'ts' {
+    return this.#core.kind;
+  }
+
+  #live(): void {
+    if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the device is closed');
+  }
+
+  // ---- configuration space ----
+
+  /** A config read of 1, 2 or 4 bytes; anything else reads as 0 and is counted as invalid. */
+  configRead(offset: number, size: number): number {
+    this.#live();
+    if (!this.#configAccessValid(offset, size)) return 0;
+    return this.#function.read(offset, size, this.#core.intxAsserted() !== 0);
+  }
+
+  configWrite(offset: number, size: number, value: number): void {
+    this.#live();
+    if (!this.#configAccessValid(offset, size)) return;
+    this.#function.write(offset, size, Number(value) >>> 0);
+    this.#configChanged();
+  }
+
+  #configAccessValid(offset: number, size: number): boolean {
+    const ok = (size === 1 || size === 2 || size === 4) && Number.isInteger(offset) && offset >= 0 &&
+      offset + size <= PCI_CONFIG_SPACE_SIZE;
+    if (!ok) this.#glueInvalid++;
+    return ok;
+  }
+
+  #configChanged(): void {
+    const flags = this.#function.controlFlags();
+    if (flags !== this.#control) {
+      this.#control = flags;
+      this.#core.setControl(flags);
+    }
+    this.#updateMappings();
+  }
+
+  #updateMappings(): void {
+    for (const bar of this.bars) {
+      const address = this.#function.barAddress(bar.index);
+      if (address !== this.#mapped[bar.index]) {
+        this.#mapped[bar.index] = address;
+        this.#transport.barMapped?.(bar.index, address);
+      }
+    }
+  }
+
+  /** Where the guest placed a BAR, or null while it does not decode. */
+  barAddress(bar: number): BarAddress {
+    return this.#mapped[bar] ?? null;
+  }
+
+  // ---- BAR accesses ----
+
+  /**
+   * A guest read of `size` bytes (1..8) at `offset` of BAR `bar`, with QEMU's results for every
+   * size and alignment. 8-byte reads return a bigint; the rest return numbers.
+   */
+  mmioRead(bar: number, offset: number, size: 1 | 2 | 4): number;
+  mmioRead(bar: number, offset: number, size: 8): bigint;
+  mmioRead(bar: number, offset: number, size: number): number | bigint;
+  mmioRead(bar: number, offset: number, size: number): number | bigint {
+    this.#live();
+    if (bar === 2) return this.#bar2Read(offset, size);
+    const lo = this.#core.mmioRead(bar, offset, size);
+    return size === 8 ? (BigInt(this.#core.readHigh()) << 32n) | BigInt(lo) : lo;
+  }
+
+  /** A guest write; a doorbell write rings the peer's route through the doorbell sink. */
+  mmioWrite(bar: number, offset: number, size: number, value: number | bigint): void {
+    this.#live();
+    if (bar === 2) {
+      this.#bar2Write(offset, size, value);
+      return;
+    }
+    let n: number;
+    if (typeof value === 'number') {
+      n = this.#core.mmioWrite(bar, offset, size, value, size > 4 ? Math.floor(value / TWO_32) : 0);
+    } else {
+      n = this.#core.mmioWrite(bar, offset, size, Number(BigInt.asUintN(32, value)), Number(BigInt.asUintN(32, value >> 32n)));
+    }
+    if (n !== 0) this.#ring(n);
+  }
+
+  #ring(n: number): void {
+    const signals = this.#core.signals;
+    const sink = this.#options.doorbell;
+    if (sink === undefined) return; // no routes can exist without a sink (connectPeerVector)
+    for (let i = 0; i < n; i++) sink.ring(signals[i]);
+  }
+
+  #bar2Valid(offset: number, size: number): boolean {
+    return size >= 1 && size <= 8 && Number.isInteger(offset) && offset >= 0 && offset + size <= this.#options.size;
+  }
+
+  // BAR2 is RAM: any size and alignment, little-endian; for monitors that do not map it.
+  #bar2Read(offset: number, size: number): number | bigint {
+    if (!this.#bar2Valid(offset, size)) {
+      this.#glueInvalid++;
+      return size === 8 ? 0n : 0;
+    }
+    let value = 0n;
+    for (let i = size - 1; i >= 0; i--) value = (value << 8n) | BigInt(this.#bar2.getUint8(offset + i));
+    return size === 8 ? value : Number(value);
+  }
+
+  #bar2Write(offset: number, size: number, value: number | bigint): void {
+    if (!this.#bar2Valid(offset, size)) {
+      this.#glueInvalid++;
+      return;
+    }
+    let v = BigInt.asUintN(64, typeof value === 'bigint' ? value : BigInt(Math.trunc(value)));
+    for (let i = 0; i < size; i++, v >>= 8n) this.#bar2.setUint8(offset + i, Number(v & 0xffn));
+  }
+
+  // ---- peers and interrupts (driven by the server connection, or by hand) ----
+
+  /**
+   * Connects the next vector of `peer` to route `handle` (what the doorbell sink will ring);
+   * returns its vector index. Vectors arrive in order, as the server announces them.
+   */
+  connectPeerVector(peer: number, handle: number): number {
+    this.#live();
+    if (this.#options.doorbell === undefined) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'no doorbell sink: pass options.doorbell to connect routes');
+    }
+    if (!Number.isInteger(handle) || handle < 0 || handle > 0x7fffffff) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `route handle ${handle} must be an integer 0..2^31-1`);
+    }
+    const r = Number.isInteger(peer) ? this.#core.addRoute(peer, handle) : ROUTE_BAD_PEER;
+    if (r === ROUTE_FULL) {
+      throw new IvshmemError('ERR_IVSHMEM_TOO_MANY_VECTORS', `Too many eventfd received, device has ${this.vectors} vectors (peer ${peer})`);
+    }
+    if (r === ROUTE_BAD_PEER || r === ROUTE_BAD_HANDLE) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `peer id ${peer} is out of range 0..65535`);
+    }
+    return r;
+  }
+
+  /** Forgets a peer's routes; returns how many vectors it had. */
+  disconnectPeer(peer: number): number {
+    this.#live();
+    const n = Number.isInteger(peer) ? this.#core.removePeer(peer) : -1;
+    if (n < 0) throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `invalid peer ${peer}: it is not connected`);
+    return n;
+  }
+
+  /** How many vectors of `peer` are connected. */
+  peerVectors(peer: number): number {
+    this.#live();
+    return this.#core.peerVectors(peer);
+  }
+
+  /** One of this device's own vectors was signalled: MSI-X or INTx delivery follows. */
+  fireVector(vector: number): void {
+    this.#live();
+    this.#core.vectorFired(vector);
+  }
+
+  counters(): DeviceCounters {
+    const c = (id: number) => this.#core.counterValue(id);
+    return {
+      doorbellsSent: c(C_DOORBELL_SENT),
+      doorbellsDropped: { noPeer: c(C_DOORBELL_NO_PEER), noVector: c(C_DOORBELL_NO_VECTOR) },
+      interruptsDelivered: c(C_IRQ_DELIVERED),
+      interruptsPended: c(C_IRQ_PENDED),
+      interruptsDropped: {
+        msixDisabled: c(C_IRQ_DROPPED_DISABLED),
+        noBusMaster: c(C_IRQ_DROPPED_NO_MASTER),
+        badVector: c(C_IRQ_DROPPED_BAD_VECTOR),
+      },
+      invalidGuestAccesses: c(C_GUEST_INVALID) + this.#glueInvalid,
+    };
+  }
+
+  // ---- lifecycle ----
+
+  /** System reset: registers and MSI-X cleared, command register cleared; peers, id and memory kept. */
+  reset(): void {
+    this.#live();
+    this.#function.reset();
+    this.#core.reset();
+    this.#control = 0;
+    this.#updateMappings();
+  }
+
+  saveState(): Uint8Array {
+    this.#live();
+    this.#migratable();
+    const words = new Uint32Array(this.#core.stateWords());
+    for (let i = 0; i < words.length; i++) words[i] = this.#core.stateRead(i);
+    return encodeState({
+      mode: MODE_NUMBER[this.mode],
+      use64: this.#options.use64,
+      vectors: this.vectors,
+      bar2Size: this.#options.size,
+      config: this.#function.snapshot(),
+      words,
+    });
+  }
+
+  /** Loads a saved state; refuses foreign, newer or mismatched input without changing anything. */
+  loadState(bytes: Uint8Array): void {
+    this.#live();
+    this.#migratable();
+    const s = decodeState(bytes);
+    const mismatch = (what: string, theirs: unknown, ours: unknown) =>
+      new IvshmemError('ERR_IVSHMEM_STATE_MISMATCH', `state is for a device with ${what} ${theirs}, this one has ${ours}`);
+    if (s.mode !== MODE_NUMBER[this.mode]) throw mismatch('mode', s.mode, MODE_NUMBER[this.mode]);
+    if (s.vectors !== this.vectors) throw mismatch('vectors', s.vectors, this.vectors);
+    if (s.bar2Size !== this.#options.size) throw mismatch('BAR2 size', s.bar2Size, this.#options.size);
+    if (s.use64 !== this.#options.use64) throw mismatch('use64', s.use64, this.#options.use64);
+    if (s.words.length !== this.#core.stateWords()) throw mismatch('core words', s.words.length, this.#core.stateWords());
+    const at = this.#function.readOnlyMismatch(s.config);
+    if (at >= 0) {
+      throw new IvshmemError('ERR_IVSHMEM_STATE_MISMATCH', `config byte 0x${at.toString(16)} is read-only and differs (0x${s.config[at].toString(16)} in the state)`);
+    }
+    // The control word is derived from config space; disagreement means a damaged state.
+    const previous = this.#function.snapshot();
+    this.#function.restore(s.config);
+    const flags = this.#function.controlFlags();
+    if (s.words[2] !== flags) {
+      this.#function.restore(previous);
+      throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', 'state control word disagrees with its config space');
+    }
+    s.words.forEach((w, i) => this.#core.stateWrite(i, w));
+    this.#control = flags;
+    this.#core.stateCommit();
+    this.#updateMappings();
+  }
+
+  #migratable(): void {
+    if (this.migrationBlocker !== null) throw new IvshmemError('ERR_IVSHMEM_MIGRATION_BLOCKED', this.migrationBlocker);
+  }
+
+  /** Releases the device; idempotent. Later calls throw ERR_IVSHMEM_CLOSED. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+}

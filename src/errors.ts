@@ -1,0 +1,26 @@
+// Errors with stable codes. Callers branch on `code`, never on message text.
+
+export type IvshmemErrorCode =
+  | 'ERR_IVSHMEM_INVALID_MODE'
+  | 'ERR_IVSHMEM_INVALID_VECTORS'
+  | 'ERR_IVSHMEM_INVALID_SIZE'
+  | 'ERR_IVSHMEM_INVALID_OPTION'
+  | 'ERR_IVSHMEM_INVALID_PEER'
+  | 'ERR_IVSHMEM_TOO_MANY_VECTORS'
+  | 'ERR_IVSHMEM_MASTER'
+  | 'ERR_IVSHMEM_MIGRATION_BLOCKED'
+  | 'ERR_IVSHMEM_STATE_FOREIGN'
+  | 'ERR_IVSHMEM_STATE_VERSION'
+  | 'ERR_IVSHMEM_STATE_MISMATCH'
+  | 'ERR_IVSHMEM_STATE_CORRUPT'
+  | 'ERR_IVSHMEM_CLOSED';
+
+export class IvshmemError extends Error {
+  readonly code: IvshmemErrorCode;
+
+  constructor(code: IvshmemErrorCode, message: string) {
+    super(message);
+    this.name = 'IvshmemError';
+    this.code = code;
+  }
+}

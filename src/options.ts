@@ -1,0 +1,120 @@
+// Validation of IvshmemDevice options, before anything is built: each refusal names the option,
+// the value and the rule, with a stable code.
+import { IvshmemError } from './errors.js';
+import type { DeviceMode } from './pci/ivshmem-function.js';
+import type { DoorbellSink, VmmTransport } from './transport.js';
+import { MAX_PEERS, MAX_VECTORS } from './core/abi.js';
+
+export type MasterOption = 'on' | 'off' | 'auto';
+
+export interface IvshmemDeviceOptions {
+  /** 'plain' (shared memory only), 'doorbell' (MSI-X doorbells) or 'intx' (the seed's INTx device). */
+  mode?: DeviceMode;
+  /** BAR2's backing memory. Real shared memory arrives with the native handles. */
+  memory: ArrayBuffer | SharedArrayBuffer;
+  /** BAR2 size in bytes: a power of two no larger than the memory. Default: the memory's size. */
+  size?: number;
+  /** Interrupt vectors (doorbell and intx modes): 1..2048, default 1. */
+  vectors?: number;
+  /** This device's peer id, shown in IVPosition (doorbell and intx modes): 0..65535, default 0. */
+  id?: number;
+  /** Migration role, as QEMU's `master` property. Default 'off'. */
+  master?: MasterOption;
+  /** intx mode only: false gives a 32-bit BAR2, as QEMU's legacy `use64=0`. Default true. */
+  use64?: boolean;
+  /** The embedding monitor. */
+  transport: VmmTransport;
+  /** Where doorbell writes ring a peer's route handle. Needed before routes are connected. */
+  doorbell?: DoorbellSink;
+  /** Which core runs the registers: the WebAssembly core (default) or its TypeScript twin. */
+  core?: 'wasm' | 'ts';
+  /** A compiled core to use instead of the embedded release build (e.g. the debug build). */
+  wasmModule?: WebAssembly.Module;
+}
+
+export interface ResolvedOptions {
+  mode: DeviceMode;
+  memory: ArrayBuffer | SharedArrayBuffer;
+  size: number;
+  vectors: number;
+  id: number;
+  master: boolean;
+  use64: boolean;
+  transport: VmmTransport;
+  doorbell: DoorbellSink | undefined;
+  core: 'wasm' | 'ts';
+  wasmModule: WebAssembly.Module | undefined;
+}
+
+const MODES: readonly DeviceMode[] = ['plain', 'doorbell', 'intx'];
+const MAX_BAR32_SIZE = 2 ** 31;
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
+}
+
+function fail(code: ConstructorParameters<typeof IvshmemError>[0], message: string): never {
+  throw new IvshmemError(code, message);
+}
+
+export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
+  if (options === null || typeof options !== 'object') fail('ERR_IVSHMEM_INVALID_OPTION', 'options must be an object');
+  const mode = options.mode ?? 'plain';
+  if (!MODES.includes(mode)) {
+    fail('ERR_IVSHMEM_INVALID_MODE', `mode ${JSON.stringify(mode)} is unknown; use one of ${MODES.join(', ')}`);
+  }
+
+  const { memory, transport } = options;
+  if (!(memory instanceof ArrayBuffer) && !(typeof SharedArrayBuffer !== 'undefined' && memory instanceof SharedArrayBuffer)) {
+    fail('ERR_IVSHMEM_INVALID_OPTION', 'memory must be an ArrayBuffer or SharedArrayBuffer');
+  }
+  if (transport === null || typeof transport !== 'object' || typeof transport.setIrqLevel !== 'function' || typeof transport.sendMsi !== 'function') {
+    fail('ERR_IVSHMEM_INVALID_OPTION', 'transport must implement setIrqLevel() and sendMsi()');
+  }
+
+  const size = options.size ?? memory.byteLength;
+  if (size === 0) fail('ERR_IVSHMEM_INVALID_SIZE', 'size is 0: BAR2 needs at least one power-of-two block of memory');
+  if (!isPowerOfTwo(size)) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is not a power of two (PCI BARs must be)`);
+  if (size > memory.byteLength) {
+    fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is larger than the memory object (${memory.byteLength} bytes)`);
+  }
+
+  if (options.vectors !== undefined && mode === 'plain') {
+    fail('ERR_IVSHMEM_INVALID_OPTION', 'vectors apply to the doorbell and intx modes; plain has no interrupts');
+  }
+  const vectors = options.vectors ?? (mode === 'plain' ? 0 : 1);
+  if (mode !== 'plain' && (!Number.isInteger(vectors) || vectors < 1 || vectors > MAX_VECTORS)) {
+    fail('ERR_IVSHMEM_INVALID_VECTORS', `vectors ${vectors} is out of range: MSI-X allows 1..${MAX_VECTORS}`);
+  }
+
+  const id = options.id ?? 0;
+  if (!Number.isInteger(id) || id < 0 || id >= MAX_PEERS) {
+    fail('ERR_IVSHMEM_INVALID_PEER', `id ${id} is out of range 0..${MAX_PEERS - 1}`);
+  }
+  if (mode === 'plain' && id !== 0) fail('ERR_IVSHMEM_INVALID_PEER', 'a plain device has no peer id (IVPosition is 0)');
+
+  const masterOption = options.master ?? 'off';
+  if (masterOption !== 'on' && masterOption !== 'off' && masterOption !== 'auto') {
+    fail('ERR_IVSHMEM_INVALID_OPTION', `master ${JSON.stringify(masterOption)} must be 'on', 'off' or 'auto'`);
+  }
+  if (masterOption === 'on' && id !== 0) {
+    fail('ERR_IVSHMEM_MASTER', `master must connect to the server before any peers (id is ${id}, master needs 0)`);
+  }
+  const master = masterOption === 'on' || (masterOption === 'auto' && id === 0);
+
+  const use64 = options.use64 ?? true;
+  if (typeof use64 !== 'boolean') fail('ERR_IVSHMEM_INVALID_OPTION', 'use64 must be a boolean');
+  if (!use64 && mode !== 'intx') fail('ERR_IVSHMEM_INVALID_OPTION', 'use64: false exists only for the intx (legacy) mode; plain and doorbell BAR2 is always 64-bit');
+  if (!use64 && size > MAX_BAR32_SIZE) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} does not fit a 32-bit BAR (at most 2 GiB)`);
+
+  const core = options.core ?? 'wasm';
+  if (core !== 'wasm' && core !== 'ts') fail('ERR_IVSHMEM_INVALID_OPTION', `core ${JSON.stringify(core)} must be 'wasm' or 'ts'`);
+  if (options.doorbell !== undefined && typeof options.doorbell?.ring !== 'function') {
+    fail('ERR_IVSHMEM_INVALID_OPTION', 'doorbell must implement ring(handle)');
+  }
+
+  return {
+    mode, memory, size, vectors, id, master, use64, transport, doorbell: options.doorbell, core,
+    wasmModule: options.wasmModule,
+  };
+}

@@ -47,3 +47,6 @@ export function msixBarSize(): u32 {
 export function msixPbaOffset(): u32 {
   return pbaStart();
 }
+
+/** Does nothing: the benchmark's measure of one JS→WASM call. */
+export function nop(): void {}

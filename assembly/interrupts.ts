@@ -42,12 +42,13 @@ export function interruptsInit(deviceMode: i32, vectorCount: u32): void {
   interruptsReset();
 }
 
+// Only doorbell mode has MSI-X; the other modes have no table and no PBA.
 export function pbaBytes(): u32 {
-  return ((vectors + 63) & ~63) >>> 3;
+  return mode == MODE_DOORBELL ? ((vectors + 63) & ~63) >>> 3 : 0;
 }
 
 export function tableBytes(): u32 {
-  return vectors * ENTRY_SIZE;
+  return mode == MODE_DOORBELL ? vectors * ENTRY_SIZE : 0;
 }
 
 export function interruptsReset(): void {
@@ -68,10 +69,14 @@ export function interruptsReset(): void {
 
 /** The one place the INTx level is derived; the monitor hears only changes. */
 function updateLine(): void {
+  const line = lineLevel();
+  if (line != lineReported) reportLine(line);
+}
+
+function lineLevel(): bool {
   intxLevel = mode == MODE_INTX && (intrStatus & intrMask) != 0;
   // INTx Disable (command bit 10) gates the pin, not the device's own level.
-  const line = intxLevel && (control & CTRL_INTX_DISABLE) == 0;
-  if (line != lineReported) reportLine(line);
+  return intxLevel && (control & CTRL_INTX_DISABLE) == 0;
 }
 
 function reportLine(line: bool): void {
@@ -247,8 +252,8 @@ export function stateWrite(i: u32, value: u32): void {
 
 /** After a state load: the line follows the registers, and pending unmasked vectors fire. */
 export function stateCommit(): void {
-  updateLine();
-  if (mode == MODE_INTX) reportLine(lineReported); // the monitor's view may predate the load
+  const line = lineLevel();
+  if (mode == MODE_INTX) reportLine(line); // the monitor's view may predate the load
   if (mode != MODE_DOORBELL || (control & CTRL_MSIX_ENABLE) == 0) return;
   for (let v: u32 = 0; v < vectors; v++) maskUpdated(v, true);
 }

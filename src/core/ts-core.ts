@@ -129,9 +129,13 @@ export class TsCore implements DeviceCore {
   // ---- INTx ----
 
   #updateLine(): void {
-    this.#intxLevel = this.#mode === MODE_INTX && (this.#intrStatus & this.#intrMask) !== 0;
-    const line = this.#intxLevel && (this.#control & CTRL_INTX_DISABLE) === 0;
+    const line = this.#lineLevel();
     if (line !== this.#lineReported) this.#reportLine(line);
+  }
+
+  #lineLevel(): boolean {
+    this.#intxLevel = this.#mode === MODE_INTX && (this.#intrStatus & this.#intrMask) !== 0;
+    return this.#intxLevel && (this.#control & CTRL_INTX_DISABLE) === 0;
   }
 
   #reportLine(line: boolean): void {
@@ -426,8 +430,8 @@ export class TsCore implements DeviceCore {
   }
 
   stateCommit(): void {
-    this.#updateLine();
-    if (this.#mode === MODE_INTX) this.#reportLine(this.#lineReported);
+    const line = this.#lineLevel();
+    if (this.#mode === MODE_INTX) this.#reportLine(line);
     if (this.#mode !== MODE_DOORBELL || (this.#control & CTRL_MSIX_ENABLE) === 0) return;
     for (let v = 0; v < this.#vectors; v++) this.#maskUpdated(v, true);
   }

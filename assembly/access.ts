@@ -130,13 +130,7 @@ function sizeValid(size: u32): bool {
 /** Reads `size` bytes (1..8) at `offset` of `bar`; returns the low 32 bits (see readHigh). */
 export function mmioRead(bar: u32, offset: u32, size: u32): u32 {
   // Fast path for the common case; the general loop below gives the same result.
-  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < BAR0_SIZE) {
-    bar0.beginAccess();
-    const dword = bar0.readDword(offset);
-    if (bar0.accessMissed()) count(C_GUEST_INVALID);
-    highHalf = 0;
-    return dword;
-  }
+  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < BAR0_SIZE) return read32(offset);
   invalid = false;
   bar0.beginAccess();
   let result: u64 = 0;
@@ -165,12 +159,8 @@ export function readHigh(): u32 {
 
 /** Writes `size` bytes (1..8) of lo | hi << 32; returns how many routes it left to signal. */
 export function mmioWrite(bar: u32, offset: u32, size: u32, lo: u32, hi: u32): i32 {
+  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < BAR0_SIZE) return write32(offset, lo);
   bar0.beginAccess();
-  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < BAR0_SIZE) {
-    bar0.writeDword(offset, lo);
-    if (bar0.accessMissed()) count(C_GUEST_INVALID);
-    return bar0.signalCount();
-  }
   invalid = false;
   if (!sizeValid(size) || offset > MAX_OFFSET) {
     invalid = true;
@@ -186,5 +176,24 @@ export function mmioWrite(bar: u32, offset: u32, size: u32, lo: u32, hi: u32): i
     }
   }
   if (invalid || bar0.accessMissed()) count(C_GUEST_INVALID);
+  return bar0.signalCount();
+}
+
+/** Same as mmioRead(0, offset, 4), with one argument instead of three: the monitor's common case. */
+export function read32(offset: u32): u32 {
+  if ((offset & 3) != 0 || offset >= BAR0_SIZE) return mmioRead(0, offset, 4);
+  bar0.beginAccess();
+  const dword = bar0.readDword(offset);
+  if (bar0.accessMissed()) count(C_GUEST_INVALID);
+  highHalf = 0;
+  return dword;
+}
+
+/** Same as mmioWrite(0, offset, 4, value, 0), with two arguments instead of five: the doorbell's path. */
+export function write32(offset: u32, value: u32): i32 {
+  if ((offset & 3) != 0 || offset >= BAR0_SIZE) return mmioWrite(0, offset, 4, value, 0);
+  bar0.beginAccess();
+  bar0.writeDword(offset, value);
+  if (bar0.accessMissed()) count(C_GUEST_INVALID);
   return bar0.signalCount();
 }

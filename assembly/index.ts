@@ -7,7 +7,7 @@ import { interruptsInit, interruptsReset } from "./interrupts";
 import { routesInit } from "./routes";
 import { setPosition, signals } from "./registers";
 
-export { mmioRead, mmioWrite, readHigh } from "./access";
+export { mmioRead, mmioWrite, read32, readHigh, write32 } from "./access";
 export { addRoute, removePeer, peerVectors } from "./routes";
 export {
   vectorFired, setControl, getControl, intxAsserted, stateWords, stateRead, stateWrite, stateCommit,

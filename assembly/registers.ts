@@ -35,6 +35,8 @@ export function signalCount(): i32 {
   return <i32>signalled;
 }
 
+// @ts-ignore: decorator
+@inline
 export function readDword(offset: u32): u32 {
   if (offset == INTRMASK) return getIntrMask();
   if (offset == INTRSTATUS) return takeIntrStatus();
@@ -43,6 +45,8 @@ export function readDword(offset: u32): u32 {
   return 0;
 }
 
+// @ts-ignore: decorator
+@inline
 export function writeDword(offset: u32, value: u32): void {
   const reg = offset & 0xfc;
   if (reg == DOORBELL) ring(value);

@@ -162,6 +162,7 @@ export class IvshmemDevice {
   mmioRead(bar: number, offset: number, size: number): number | bigint;
   mmioRead(bar: number, offset: number, size: number): number | bigint {
     this.#live();
+    if (bar === 0 && size === 4) return this.#core.read32(offset);
     if (bar === 2) return this.#bar2Read(offset, size);
     const lo = this.#core.mmioRead(bar, offset, size);
     return size === 8 ? (BigInt(this.#core.readHigh()) << 32n) | BigInt(lo) : lo;
@@ -175,7 +176,9 @@ export class IvshmemDevice {
       return;
     }
     let n: number;
-    if (typeof value === 'number') {
+    if (bar === 0 && size === 4 && typeof value === 'number') {
+      n = this.#core.write32(offset, value); // the doorbell's path: two arguments across the boundary
+    } else if (typeof value === 'number') {
       n = this.#core.mmioWrite(bar, offset, size, value, size > 4 ? Math.floor(value / TWO_32) : 0);
     } else {
       n = this.#core.mmioWrite(bar, offset, size, Number(BigInt.asUintN(32, value)), Number(BigInt.asUintN(32, value >> 32n)));

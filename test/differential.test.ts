@@ -15,6 +15,8 @@ type Op =
   | { op: 'fire'; vector: number }
   | { op: 'route'; peer: number; handle: number }
   | { op: 'unroute'; peer: number }
+  | { op: 'read32'; offset: number }
+  | { op: 'write32'; offset: number; value: number }
   | { op: 'reset' }
   | { op: 'state'; index: number; value: number };
 
@@ -36,6 +38,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 8, arbitrary: fc.record({ op: fc.constant('read' as const), bar, offset, size }) },
   { weight: 8, arbitrary: fc.record({ op: fc.constant('write' as const), bar, offset, size, lo: u32, hi: u32 }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('write' as const), bar: fc.constant(0), offset: fc.constant(0x0c), size: fc.constant(4), lo: doorbell, hi: fc.constant(0) }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('read32' as const), offset }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('write32' as const), offset, value: fc.oneof(u32, doorbell) }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('control' as const), flags: fc.integer({ min: 0, max: 15 }) }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('fire' as const), vector: fc.integer({ min: 0, max: 8 }) }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('route' as const), peer, handle: fc.integer({ min: -2, max: 1000 }) }) },
@@ -74,6 +78,12 @@ function apply(s: Subject, o: Op): unknown {
       return [c.mmioRead(o.bar, o.offset, o.size), c.readHigh()];
     case 'write': {
       const n = c.mmioWrite(o.bar, o.offset, o.size, o.lo, o.hi);
+      return [n, ...c.signals.slice(0, n)];
+    }
+    case 'read32':
+      return [c.read32(o.offset), c.readHigh()];
+    case 'write32': {
+      const n = c.write32(o.offset, o.value);
       return [n, ...c.signals.slice(0, n)];
     }
     case 'control':

@@ -52,6 +52,10 @@ export interface DeviceCore {
   mmioRead(bar: number, offset: number, size: number): number;
   readHigh(): number;
   mmioWrite(bar: number, offset: number, size: number, lo: number, hi: number): number;
+  /** mmioRead(0, offset, 4) with fewer arguments crossing the boundary. */
+  read32(offset: number): number;
+  /** mmioWrite(0, offset, 4, value, 0) with fewer arguments crossing the boundary. */
+  write32(offset: number, value: number): number;
   addRoute(peer: number, handle: number): number;
   removePeer(peer: number): number;
   peerVectors(peer: number): number;

@@ -375,6 +375,14 @@ export class TsCore implements DeviceCore {
     return this.#high;
   }
 
+  read32(offset: number): number {
+    return this.mmioRead(0, offset, 4);
+  }
+
+  write32(offset: number, value: number): number {
+    return this.mmioWrite(0, offset, 4, value, 0);
+  }
+
   mmioWrite(bar: number, offset: number, size: number, lo: number, hi: number): number {
     bar >>>= 0;
     offset >>>= 0;

@@ -13,6 +13,8 @@ interface CoreExports {
   mmioRead(bar: number, offset: number, size: number): number;
   readHigh(): number;
   mmioWrite(bar: number, offset: number, size: number, lo: number, hi: number): number;
+  read32(offset: number): number;
+  write32(offset: number, value: number): number;
   addRoute(peer: number, handle: number): number;
   removePeer(peer: number): number;
   peerVectors(peer: number): number;
@@ -52,6 +54,7 @@ export class WasmCore implements DeviceCore {
 
   // Direct references to exports whose results need no conversion: no wrapper on the hot path.
   readonly mmioWrite: CoreExports['mmioWrite'];
+  readonly write32: CoreExports['write32'];
   readonly vectorFired: CoreExports['vectorFired'];
   readonly setControl: CoreExports['setControl'];
   readonly reset: CoreExports['reset'];
@@ -83,6 +86,7 @@ export class WasmCore implements DeviceCore {
     memory = x.memory;
     this.#x = x;
     this.mmioWrite = x.mmioWrite;
+    this.write32 = x.write32;
     this.vectorFired = x.vectorFired;
     this.setControl = x.setControl;
     this.reset = x.reset;
@@ -122,6 +126,10 @@ export class WasmCore implements DeviceCore {
 
   mmioRead(bar: number, offset: number, size: number): number {
     return this.#x.mmioRead(bar, offset, size) >>> 0;
+  }
+
+  read32(offset: number): number {
+    return this.#x.read32(offset) >>> 0;
   }
 
   readHigh(): number {

@@ -5,32 +5,11 @@ import releaseWasm from '../../build/core.release.wasm';
 import type { CoreHost, DeviceCore } from './abi.js';
 import { SIGNAL_SLOTS } from './abi.js';
 
-interface CoreExports {
+// The raw exports: DeviceCore's functions (with u32 results still signed), plus the memory.
+type CoreExports = Omit<DeviceCore, 'kind' | 'signals'> & {
   memory: WebAssembly.Memory;
-  init(mode: number, vectors: number, position: number): number;
-  reset(): void;
-  setPosition(id: number): void;
-  mmioRead(bar: number, offset: number, size: number): number;
-  readHigh(): number;
-  mmioWrite(bar: number, offset: number, size: number, lo: number, hi: number): number;
-  read32(offset: number): number;
-  write32(offset: number, value: number): number;
-  addRoute(peer: number, handle: number): number;
-  removePeer(peer: number): number;
-  peerVectors(peer: number): number;
-  vectorFired(vector: number): void;
-  setControl(flags: number): void;
-  getControl(): number;
-  intxAsserted(): number;
-  counterValue(id: number): number;
-  stateWords(): number;
-  stateRead(index: number): number;
-  stateWrite(index: number, value: number): void;
-  stateCommit(): void;
   signalsPointer(): number;
-  msixBarSize(): number;
-  msixPbaOffset(): number;
-}
+};
 
 let releaseModule: WebAssembly.Module | undefined;
 

@@ -17,7 +17,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     // CI also keeps a JSON report, from which .ci/run prints a plain closing line.
-    reporters: process.env.CI ? ['default', ['json', { outputFile: 'build/vitest-report.json' }]] : ['default'],
+    reporters: process.env.CI ? ['default', ['json', { outputFile: 'out/vitest-report.json' }]] : ['default'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

@@ -1,5 +1,5 @@
 // Bundles src/ for Node with esbuild, the release WebAssembly core embedded as bytes.
-// With --bench, bundles the benchmarks instead (into build/bench/).
+// With --bench, bundles the benchmarks instead (into out/bench/).
 import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
 
@@ -15,7 +15,7 @@ const common = {
 
 if (process.argv.includes('--bench')) {
   const entries = readdirSync('bench').filter((f) => f.endsWith('.ts')).map((f) => `bench/${f}`);
-  await build({ ...common, entryPoints: entries, outdir: 'build/bench', packages: 'external' });
+  await build({ ...common, entryPoints: entries, outdir: 'out/bench', packages: 'external' });
 } else {
   await build({ ...common, entryPoints: ['src/index.ts', 'src/cli.ts'], outdir: 'dist' });
 }

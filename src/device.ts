@@ -10,7 +10,8 @@ import type { CoreHost, DeviceCore } from './core/abi.js';
 import { TsCore } from './core/ts-core.js';
 import { WasmCore } from './core/wasm-core.js';
 import { IvshmemError } from './errors.js';
-import { resolveOptions } from './options.js';
+import { checkBar2Size, resolveOptions } from './options.js';
+import { SharedMemory } from './native/shared-memory.js';
 import type { IvshmemDeviceOptions, ResolvedOptions } from './options.js';
 import { IvshmemFunction } from './pci/ivshmem-function.js';
 import type { BarInfo, DeviceMode } from './pci/ivshmem-function.js';
@@ -32,8 +33,11 @@ export interface DeviceCounters {
 }
 
 export interface SharedMemoryInfo {
+  /** BAR2's bytes: a MAP_SHARED mapping for real shared memory. */
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
   readonly size: number;
+  /** The shared memory object's fd (owned by the device), or -1 for ArrayBuffer memory. */
+  readonly fd: number;
 }
 
 export class IvshmemDevice {
@@ -53,6 +57,8 @@ export class IvshmemDevice {
   readonly #transport: VmmTransport;
   readonly #bar2: DataView;
   readonly #options: ResolvedOptions;
+  readonly #size: number;
+  readonly #shared: SharedMemory | undefined;
   #control = 0;
   #glueInvalid = 0;
   #mapped: BarAddress[] = [null, null, null];
@@ -60,11 +66,22 @@ export class IvshmemDevice {
 
   /** Creates a device; resolves once its id and memory are known (QEMU's revision-1 guarantee). */
   static async create(options: IvshmemDeviceOptions): Promise<IvshmemDevice> {
-    return new IvshmemDevice(resolveOptions(options));
+    const o = resolveOptions(options);
+    if (o.source === undefined) return new IvshmemDevice(o, undefined);
+    const shared = SharedMemory.open(o.source, { size: o.size });
+    try {
+      checkBar2Size(shared.size, shared.size, o.use64);
+      return new IvshmemDevice({ ...o, size: shared.size, memory: shared.map() }, shared);
+    } catch (err) {
+      shared.close();
+      throw err;
+    }
   }
 
-  private constructor(o: ResolvedOptions) {
+  private constructor(o: ResolvedOptions, shared: SharedMemory | undefined) {
     this.#options = o;
+    this.#shared = shared;
+    this.#size = o.size!;
     this.mode = o.mode;
     this.vectors = o.vectors;
     this.id = o.id;
@@ -85,14 +102,14 @@ export class IvshmemDevice {
     this.#function = new IvshmemFunction({
       mode: o.mode,
       vectors: o.vectors,
-      bar2Size: o.size,
+      bar2Size: this.#size,
       use64: o.use64,
       msixBarSize: this.#core.msixBarSize(),
       msixPbaOffset: this.#core.msixPbaOffset(),
     });
     this.bars = this.#function.bars;
-    this.sharedMemory = { buffer: o.memory, size: o.size };
-    this.#bar2 = new DataView(o.memory, 0, o.size);
+    this.sharedMemory = { buffer: o.memory!, size: this.#size, fd: shared?.fd ?? -1 };
+    this.#bar2 = new DataView(o.memory!, 0, this.#size);
   }
 
   /** Which core runs this device. */
@@ -194,7 +211,7 @@ export class IvshmemDevice {
   }
 
   #bar2Valid(offset: number, size: number): boolean {
-    return size >= 1 && size <= 8 && Number.isInteger(offset) && offset >= 0 && offset + size <= this.#options.size;
+    return size >= 1 && size <= 8 && Number.isInteger(offset) && offset >= 0 && offset + size <= this.#size;
   }
 
   // BAR2 is RAM: any size and alignment, little-endian; for monitors that do not map it.
@@ -297,7 +314,7 @@ export class IvshmemDevice {
       mode: MODE_NUMBER[this.mode],
       use64: this.#options.use64,
       vectors: this.vectors,
-      bar2Size: this.#options.size,
+      bar2Size: this.#size,
       config: this.#function.snapshot(),
       words,
     });
@@ -312,7 +329,7 @@ export class IvshmemDevice {
       new IvshmemError('ERR_IVSHMEM_STATE_MISMATCH', `state is for a device with ${what} ${theirs}, this one has ${ours}`);
     if (s.mode !== MODE_NUMBER[this.mode]) throw mismatch('mode', s.mode, MODE_NUMBER[this.mode]);
     if (s.vectors !== this.vectors) throw mismatch('vectors', s.vectors, this.vectors);
-    if (s.bar2Size !== this.#options.size) throw mismatch('BAR2 size', s.bar2Size, this.#options.size);
+    if (s.bar2Size !== this.#size) throw mismatch('BAR2 size', s.bar2Size, this.#size);
     if (s.use64 !== this.#options.use64) throw mismatch('use64', s.use64, this.#options.use64);
     if (s.words.length !== this.#core.stateWords()) throw mismatch('core words', s.words.length, this.#core.stateWords());
     const at = this.#function.readOnlyMismatch(s.config);
@@ -337,9 +354,11 @@ export class IvshmemDevice {
     if (this.migrationBlocker !== null) throw new IvshmemError('ERR_IVSHMEM_MIGRATION_BLOCKED', this.migrationBlocker);
   }
 
-  /** Releases the device; idempotent. Later calls throw ERR_IVSHMEM_CLOSED. */
+  /** Releases the device and the shared memory it opened; idempotent. Later calls throw ERR_IVSHMEM_CLOSED. */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
+    this.#shared?.close();
   }
 
   get closed(): boolean {

@@ -13,6 +13,7 @@ export type IvshmemErrorCode =
   | 'ERR_IVSHMEM_STATE_VERSION'
   | 'ERR_IVSHMEM_STATE_MISMATCH'
   | 'ERR_IVSHMEM_STATE_CORRUPT'
+  | 'ERR_IVSHMEM_SHORT_WRITE'
   | 'ERR_IVSHMEM_CLOSED';
 
 export class IvshmemError extends Error {

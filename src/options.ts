@@ -4,15 +4,24 @@ import { IvshmemError } from './errors.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import type { DoorbellSink, VmmTransport } from './transport.js';
 import { MAX_PEERS, MAX_VECTORS } from './core/abi.js';
+import { MAX_MAPPING, isSharedMemorySource } from './native/shared-memory.js';
+import type { SharedMemorySource } from './native/shared-memory.js';
 
 export type MasterOption = 'on' | 'off' | 'auto';
 
 export interface IvshmemDeviceOptions {
   /** 'plain' (shared memory only), 'doorbell' (MSI-X doorbells) or 'intx' (the seed's INTx device). */
   mode?: DeviceMode;
-  /** BAR2's backing memory. Real shared memory arrives with the native handles. */
-  memory: ArrayBuffer | SharedArrayBuffer;
-  /** BAR2 size in bytes: a power of two no larger than the memory. Default: the memory's size. */
+  /**
+   * BAR2's backing memory: real shared memory (`{ shm: name }` — the object QEMU opens as
+   * memory-backend-file,mem-path=/dev/shm/NAME,share=on — `{ path }`, `{ memfd: name }`,
+   * `{ hugetlbfs: dir }`), or any ArrayBuffer (private to this process).
+   */
+  memory: ArrayBuffer | SharedArrayBuffer | SharedMemorySource;
+  /**
+   * BAR2 size in bytes, a power of two. An ArrayBuffer or existing object must hold at least this
+   * much; a new (empty) object grows to it. Default: the memory's size.
+   */
   size?: number;
   /** Interrupt vectors (doorbell and intx modes): 1..2048, default 1. */
   vectors?: number;
@@ -34,8 +43,11 @@ export interface IvshmemDeviceOptions {
 
 export interface ResolvedOptions {
   mode: DeviceMode;
-  memory: ArrayBuffer | SharedArrayBuffer;
-  size: number;
+  /** Set for ArrayBuffer memory; for a source, filled in once the object is open and mapped. */
+  memory: ArrayBuffer | SharedArrayBuffer | undefined;
+  source: SharedMemorySource | undefined;
+  /** For a source without a size, filled in from the object. */
+  size: number | undefined;
   vectors: number;
   id: number;
   master: boolean;
@@ -65,18 +77,13 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   }
 
   const { memory, transport } = options;
-  if (!(memory instanceof ArrayBuffer) && !(typeof SharedArrayBuffer !== 'undefined' && memory instanceof SharedArrayBuffer)) {
-    fail('ERR_IVSHMEM_INVALID_OPTION', 'memory must be an ArrayBuffer or SharedArrayBuffer');
+  const source = isSharedMemorySource(memory) ? memory : undefined;
+  const isBuffer = memory instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && memory instanceof SharedArrayBuffer);
+  if (!isBuffer && source === undefined) {
+    fail('ERR_IVSHMEM_INVALID_OPTION', 'memory must be { shm }, { path }, { memfd }, { hugetlbfs } or an ArrayBuffer');
   }
   if (transport === null || typeof transport !== 'object' || typeof transport.setIrqLevel !== 'function' || typeof transport.sendMsi !== 'function') {
     fail('ERR_IVSHMEM_INVALID_OPTION', 'transport must implement setIrqLevel() and sendMsi()');
-  }
-
-  const size = options.size ?? memory.byteLength;
-  if (size === 0) fail('ERR_IVSHMEM_INVALID_SIZE', 'size is 0: BAR2 needs at least one power-of-two block of memory');
-  if (!isPowerOfTwo(size)) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is not a power of two (PCI BARs must be)`);
-  if (size > memory.byteLength) {
-    fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is larger than the memory object (${memory.byteLength} bytes)`);
   }
 
   if (options.vectors !== undefined && mode === 'plain') {
@@ -105,7 +112,9 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   const use64 = options.use64 ?? true;
   if (typeof use64 !== 'boolean') fail('ERR_IVSHMEM_INVALID_OPTION', 'use64 must be a boolean');
   if (!use64 && mode !== 'intx') fail('ERR_IVSHMEM_INVALID_OPTION', 'use64: false exists only for the intx (legacy) mode; plain and doorbell BAR2 is always 64-bit');
-  if (!use64 && size > MAX_BAR32_SIZE) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} does not fit a 32-bit BAR (at most 2 GiB)`);
+  const available = isBuffer ? (memory as ArrayBuffer).byteLength : Infinity;
+  const size = options.size ?? (isBuffer ? available : undefined);
+  if (size !== undefined) checkBar2Size(size, available, use64);
 
   const core = options.core ?? 'wasm';
   if (core !== 'wasm' && core !== 'ts') fail('ERR_IVSHMEM_INVALID_OPTION', `core ${JSON.stringify(core)} must be 'wasm' or 'ts'`);
@@ -114,7 +123,18 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   }
 
   return {
-    mode, memory, size, vectors, id, master, use64, transport, doorbell: options.doorbell, core,
-    wasmModule: options.wasmModule,
+    mode, memory: isBuffer ? (memory as ArrayBuffer) : undefined, source, size, vectors, id, master, use64,
+    transport, doorbell: options.doorbell, core, wasmModule: options.wasmModule,
   };
+}
+
+/** BAR2 size rules: a power of two, no larger than what backs it, within a 32-bit BAR if use64 is off. */
+export function checkBar2Size(size: number, available: number, use64 = true): void {
+  if (size === 0) fail('ERR_IVSHMEM_INVALID_SIZE', 'size is 0: BAR2 needs at least one power-of-two block of memory');
+  if (!isPowerOfTwo(size)) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is not a power of two (PCI BARs must be)`);
+  if (size >= MAX_MAPPING) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is beyond the address space (2^47 bytes)`);
+  if (size > available) {
+    fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is larger than the memory object (${available} bytes)`);
+  }
+  if (!use64 && size > MAX_BAR32_SIZE) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} does not fit a 32-bit BAR (at most 2 GiB)`);
 }

@@ -1,7 +1,7 @@
 // Instantiates the WebAssembly core (assembly/ compiled with asc) once per device and adapts its
 // exports to DeviceCore: u32 results made unsigned, and the signal view kept pointing at live
 // memory when the route table grows.
-import releaseWasm from '../../build/core.release.wasm';
+import releaseWasm from '../../out/wasm/core.release.wasm';
 import type { CoreHost, DeviceCore } from './abi.js';
 import { SIGNAL_SLOTS } from './abi.js';
 

@@ -1,0 +1,36 @@
+// Shared declarations of the ivshmem native addon: errors shaped like Node's own system errors,
+// the registry that lets the env cleanup hook close what JavaScript left open, and small argument
+// helpers. Raw functions trust their TypeScript wrappers for meaning but never crash on bad types.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+namespace ivshmem {
+
+// Throws an Error with code ('EAGAIN'), errno (negative, as in Node), syscall and optional path.
+[[noreturn]] void ThrowErrno(Napi::Env env, int err, const char* syscall, const char* path = nullptr);
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const char* path = nullptr);
+[[noreturn]] void ThrowType(Napi::Env env, const std::string& message);
+
+// Every fd and mapping the addon creates is recorded with the env (main thread or worker) that
+// created it; closing through the addon forgets it; the env's cleanup hook closes the rest.
+void RegisterFd(Napi::Env env, int fd);
+void ForgetFd(int fd);
+bool IsRegisteredFd(int fd);
+void InitRegistry(Napi::Env env);
+
+int32_t ArgInt32(const Napi::CallbackInfo& info, size_t i, const char* name);
+int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i, const char* name);
+std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name);
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+void InitEventfd(Napi::Env env, Napi::Object exports);
+void InitMemory(Napi::Env env, Napi::Object exports);
+void InitSocket(Napi::Env env, Napi::Object exports);
+void InitPoller(Napi::Env env, Napi::Object exports);
+void InitWait(Napi::Env env, Napi::Object exports);
+
+}  // namespace ivshmem

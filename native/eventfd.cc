@@ -1,0 +1,69 @@
+// eventfd: the doorbell's wire. Created non-blocking and close-on-exec; signal adds 1 to the
+// counter, drain reads and resets it. Also the addon's one close(), for every fd it hands out.
+#include <sys/eventfd.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common.h"
+
+namespace ivshmem {
+namespace {
+
+Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) ThrowErrno(info.Env(), errno, "eventfd");
+  RegisterFd(info.Env(), fd);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// The hot path of a doorbell: one write(2) of the integer 1.
+Napi::Value EventfdSignal(const Napi::CallbackInfo& info) {
+  int fd = ArgInt32(info, 0, "fd");
+  const uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = write(fd, &one, sizeof one);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) ThrowErrno(info.Env(), errno, "write");
+  return info.Env().Undefined();
+}
+
+// Returns the counter (how many signals arrived since the last drain), or 0 if none did.
+Napi::Value EventfdDrain(const Napi::CallbackInfo& info) {
+  int fd = ArgInt32(info, 0, "fd");
+  uint64_t value = 0;
+  ssize_t n;
+  do {
+    n = read(fd, &value, sizeof value);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN) return Napi::Number::New(info.Env(), 0);
+    ThrowErrno(info.Env(), errno, "read");
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(value));
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  int fd = ArgInt32(info, 0, "fd");
+  ForgetFd(fd);
+  // Linux releases the fd even when close reports EINTR; retrying could close a reused number.
+  if (close(fd) < 0 && errno != EINTR) ThrowErrno(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
+
+}  // namespace
+
+void InitEventfd(Napi::Env env, Napi::Object exports) {
+  exports.Set("eventfdCreate", Napi::Function::New(env, EventfdCreate));
+  exports.Set("eventfdSignal", Napi::Function::New(env, EventfdSignal));
+  exports.Set("eventfdDrain", Napi::Function::New(env, EventfdDrain));
+  exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("isOwnedFd", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), IsRegisteredFd(ArgInt32(info, 0, "fd")));
+  }));
+}
+
+}  // namespace ivshmem

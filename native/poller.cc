@@ -1,0 +1,177 @@
+// FdWatcher: waits for an fd on the event loop of the thread that created it (a libuv poll
+// handle, so it works in worker threads too). For an eventfd it drains the counter in native code
+// before calling back, so one signal never produces two callbacks; for a socket it only reports
+// readability. The handle is freed in uv_close's callback, never before.
+#include <uv.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <mutex>
+#include <unordered_set>
+
+#include "common.h"
+
+namespace ivshmem {
+namespace {
+
+class FdWatcher;
+std::mutex watchers_mutex;
+std::unordered_set<FdWatcher*>& Watchers() {
+  static auto* watchers = new std::unordered_set<FdWatcher*>();
+  return *watchers;
+}
+
+class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FdWatcher", {
+      InstanceMethod("start", &FdWatcher::Start),
+      InstanceMethod("stop", &FdWatcher::Stop),
+      InstanceMethod("ref", &FdWatcher::RefLoop),
+      InstanceMethod("unref", &FdWatcher::UnrefLoop),
+      InstanceMethod("close", &FdWatcher::Close),
+    });
+  }
+
+  // new FdWatcher(fd, drainEventfd, callback)
+  explicit FdWatcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdWatcher>(info) {
+    Napi::Env env = info.Env();
+    fd_ = ArgInt32(info, 0, "fd");
+    drain_ = ArgBool(info, 1, "drainEventfd");
+    if (info.Length() < 3 || !info[2].IsFunction()) ThrowType(env, "argument callback must be a function");
+    callback_ = Napi::Persistent(info[2].As<Napi::Function>());
+    env_ = env;
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) ThrowType(env, "no event loop");
+    handle_ = new uv_poll_t;
+    int r = uv_poll_init(loop, handle_, fd_);
+    if (r != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      ThrowErrno(env, -r, "uv_poll_init");
+    }
+    handle_->data = this;
+    std::lock_guard<std::mutex> lock(watchers_mutex);
+    Watchers().insert(this);
+  }
+
+  ~FdWatcher() override {
+    CloseHandle();
+    std::lock_guard<std::mutex> lock(watchers_mutex);
+    Watchers().erase(this);
+  }
+
+  // Called by the env cleanup hook for watchers JavaScript left open.
+  void CloseHandle() {
+    if (handle_ == nullptr) return;
+    uv_poll_stop(handle_);
+    handle_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    handle_ = nullptr;
+    if (held_) {
+      held_ = false;
+      // The strong self-reference taken by start() is released by close(); at env teardown the
+      // whole heap goes away, so no release is needed there.
+    }
+  }
+
+  napi_env env() const { return env_; }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    if (handle_ == nullptr) ThrowErrno(info.Env(), EBADF, "uv_poll_start");
+    int r = uv_poll_start(handle_, UV_READABLE, OnPoll);
+    if (r != 0) ThrowErrno(info.Env(), -r, "uv_poll_start");
+    if (!held_) {
+      Ref();  // an active watcher must not be collected while it may still call back
+      held_ = true;
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr) uv_poll_stop(handle_);
+    Release();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value RefLoop(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(handle_));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value UnrefLoop(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseHandle();
+    Release();
+    return info.Env().Undefined();
+  }
+
+  void Release() {
+    if (held_) {
+      held_ = false;
+      Unref();
+    }
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    auto* self = static_cast<FdWatcher*>(handle->data);
+    if (self == nullptr) return;
+    Napi::Env env(self->env_);
+    Napi::HandleScope scope(env);
+    try {
+      if (status < 0) {
+        self->callback_.MakeCallback(env.Global(), {ErrnoError(env, -status, "uv_poll").Value()});
+        return;
+      }
+      if ((events & UV_READABLE) == 0) return;
+      if (!self->drain_) {
+        self->callback_.MakeCallback(env.Global(), {env.Null()});
+        return;
+      }
+      uint64_t count = 0;
+      ssize_t n;
+      do {
+        n = read(self->fd_, &count, sizeof count);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0) {
+        if (errno == EAGAIN) return;  // someone else drained it: nothing to report
+        self->callback_.MakeCallback(env.Global(), {ErrnoError(env, errno, "read").Value()});
+        return;
+      }
+      self->callback_.MakeCallback(env.Global(), {env.Null(), Napi::Number::New(env, static_cast<double>(count))});
+    } catch (const Napi::Error& e) {
+      // A callback threw: report it as Node reports any uncaught exception.
+      napi_fatal_exception(self->env_, e.Value());
+    }
+  }
+
+  uv_poll_t* handle_ = nullptr;
+  int fd_ = -1;
+  bool drain_ = false;
+  bool held_ = false;
+  napi_env env_ = nullptr;
+  Napi::FunctionReference callback_;
+};
+
+void CloseWatchers(void* arg) {
+  napi_env env = static_cast<napi_env>(arg);
+  std::lock_guard<std::mutex> lock(watchers_mutex);
+  for (FdWatcher* w : Watchers()) {
+    if (w->env() == env) w->CloseHandle();
+  }
+}
+
+}  // namespace
+
+void InitPoller(Napi::Env env, Napi::Object exports) {
+  napi_add_env_cleanup_hook(env, CloseWatchers, static_cast<napi_env>(env));
+  exports.Set("FdWatcher", FdWatcher::Define(env));
+}
+
+}  // namespace ivshmem

@@ -1,0 +1,70 @@
+// The native addon's whole raw surface, declared once and loaded once per thread. Not exported
+// from the package: the wrappers beside this file validate arguments and own the handles.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface RawRecv {
+  /** Bytes read: 0 at end of stream, -1 when nothing is waiting. */
+  bytes: number;
+  fds: number[];
+}
+
+export interface RawFdWatcher {
+  start(): void;
+  stop(): void;
+  ref(): void;
+  unref(): void;
+  close(): void;
+}
+
+export interface RawBinding {
+  eventfdCreate(): number;
+  eventfdSignal(fd: number): void;
+  eventfdDrain(fd: number): number;
+  close(fd: number): void;
+  isOwnedFd(fd: number): boolean;
+
+  shmOpen(name: string, create: boolean, exclusive: boolean, mode: number): number;
+  shmUnlink(name: string): void;
+  openFile(path: string, create: boolean, exclusive: boolean, mode: number): number;
+  memfdCreate(name: string, sealable: boolean): number;
+  tempFileIn(dir: string): number;
+  ftruncate(fd: number, size: number | bigint): void;
+  fstat(fd: number): { size: number; isFile: boolean };
+  sealShrink(fd: number): void;
+  mmap(fd: number, length: number | bigint): ArrayBuffer;
+  munmap(buffer: ArrayBuffer): boolean;
+
+  listen(path: string, backlog: number): number;
+  accept(fd: number): number;
+  connect(path: string): number;
+  socketPair(): [number, number];
+  send(fd: number, bytes: Uint8Array, fds: number[]): number;
+  recv(fd: number, buffer: Uint8Array, offset: number, length: number): RawRecv;
+  shutdown(fd: number): void;
+
+  FdWatcher: new (fd: number, drainEventfd: boolean, callback: (err: Error | null, count?: number) => void) => RawFdWatcher;
+  waitReadable(fds: Int32Array, timeoutMs: number, out?: Float64Array): number;
+  spinReadable(fds: Int32Array, maxRounds: number, out?: Float64Array): number;
+}
+
+const ADDON = join('build', 'Release', 'ivshmem_native.node');
+
+// From src/native/ (tests) or dist/ (the bundle), the package root is a few levels up.
+function findAddon(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    if (existsSync(join(dir, ADDON))) return join(dir, ADDON);
+    dir = dirname(dir);
+  }
+  throw new Error(`the native addon ${ADDON} is missing: run npm install (it builds it with node-gyp)`);
+}
+
+let loaded: RawBinding | undefined;
+
+export function native(): RawBinding {
+  loaded ??= createRequire(import.meta.url)(findAddon()) as RawBinding;
+  return loaded;
+}

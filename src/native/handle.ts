@@ -1,0 +1,33 @@
+// The one rule every OS handle follows here: a single owner, an idempotent close(), and a coded
+// error for any use after close.
+import { IvshmemError } from '../errors.js';
+import { native } from './binding.js';
+
+export abstract class FdHandle {
+  #fd: number;
+
+  protected constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  /** The file descriptor, while open. */
+  get fd(): number {
+    if (this.#fd < 0) throw new IvshmemError('ERR_IVSHMEM_CLOSED', `${this.constructor.name} is closed`);
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /** Closes the fd; later calls do nothing. */
+  close(): void {
+    if (this.#fd < 0) return;
+    const fd = this.#fd;
+    this.#fd = -1;
+    this.beforeClose();
+    native().close(fd);
+  }
+
+  protected beforeClose(): void {}
+}

@@ -1,0 +1,138 @@
+// A shared memory object and its one mapping: POSIX shm by name (the object QEMU opens as
+// memory-backend-file,mem-path=/dev/shm/NAME,share=on), a file, a memfd, or an unlinked file in a
+// directory (a hugetlbfs mount, as QEMU's server does with -m).
+import { IvshmemError } from '../errors.js';
+import { native } from './binding.js';
+import { FdHandle } from './handle.js';
+
+export interface CreateOptions {
+  /** 'always' fails if the object exists; 'if-missing' (default) opens or creates; 'never' only opens. */
+  create?: 'always' | 'if-missing' | 'never';
+  /** Permission bits for a created object. Default 0o600. */
+  mode?: number;
+  /** memfd only: forbid shrinking the object (F_SEAL_SHRINK), so no peer can make us fault. */
+  seal?: boolean;
+}
+
+/** Where shared memory comes from; `shm` is a POSIX name ("x" and "/x" are /dev/shm/x). */
+export type SharedMemorySource = CreateOptions &
+  ({ shm: string } | { path: string } | { memfd: string } | { hugetlbfs: string });
+
+export interface OpenOptions extends CreateOptions {
+  /** Bytes wanted. A new (empty) object grows to it; a smaller non-empty one is refused. */
+  size?: number;
+}
+
+export function isSharedMemorySource(value: unknown): value is SharedMemorySource {
+  return typeof value === 'object' && value !== null &&
+    ['shm', 'path', 'memfd', 'hugetlbfs'].some((k) => typeof (value as Record<string, unknown>)[k] === 'string');
+}
+
+/** x86-64 user space is 47 bits: nothing larger can ever be mapped. */
+export const MAX_MAPPING = 2 ** 47;
+
+export function shmName(name: string): string {
+  return name.startsWith('/') ? name : `/${name}`;
+}
+
+export class SharedMemory extends FdHandle {
+  readonly source: SharedMemorySource;
+  readonly size: number;
+  #buffer: ArrayBuffer | undefined;
+
+  private constructor(fd: number, source: SharedMemorySource, size: number) {
+    super(fd);
+    this.source = source;
+    this.size = size;
+  }
+
+  /** Opens or creates the object, checks and settles its size, and maps nothing yet. */
+  static open(source: SharedMemorySource, options: OpenOptions = {}): SharedMemory {
+    const n = native();
+    const create = options.create ?? source.create ?? 'if-missing';
+    const mode = options.mode ?? source.mode ?? 0o600;
+    const seal = options.seal ?? source.seal ?? false;
+    if (options.size !== undefined) checkSize(options.size, 'size');
+    let fd: number;
+    if ('shm' in source) {
+      fd = n.shmOpen(shmName(source.shm), create !== 'never', create === 'always', mode);
+    } else if ('path' in source) {
+      fd = n.openFile(source.path, create !== 'never', create === 'always', mode);
+    } else if ('memfd' in source) {
+      fd = n.memfdCreate(source.memfd, seal);
+    } else if ('hugetlbfs' in source) {
+      fd = n.tempFileIn(source.hugetlbfs);
+    } else {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'memory must name one of shm, path, memfd or hugetlbfs');
+    }
+    try {
+      const size = settleSize(fd, options.size);
+      if (seal && 'memfd' in source) n.sealShrink(fd);
+      return new SharedMemory(fd, source, size);
+    } catch (err) {
+      n.close(fd);
+      throw err;
+    }
+  }
+
+  /** Takes ownership of an fd received from a server, sized by fstat. */
+  static adopt(fd: number, source: SharedMemorySource = { memfd: 'received' }): SharedMemory {
+    const size = native().fstat(fd).size;
+    return new SharedMemory(fd, source, size);
+  }
+
+  /** The MAP_SHARED mapping of the whole object, made on first use. */
+  map(): ArrayBuffer {
+    if (this.#buffer === undefined) this.#buffer = native().mmap(this.fd, this.size);
+    return this.#buffer;
+  }
+
+  /** Unmaps (the ArrayBuffer is detached first, so it reads as empty rather than faulting). */
+  unmap(): void {
+    if (this.#buffer === undefined) return;
+    native().munmap(this.#buffer);
+    this.#buffer = undefined;
+  }
+
+  /** Removes the name of a POSIX shm object or file; the memory lives on while mapped or open. */
+  unlink(): void {
+    if ('shm' in this.source) native().shmUnlink(shmName(this.source.shm));
+    else if ('path' in this.source) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'unlink a file-backed object with fs.unlink');
+    }
+  }
+
+  protected override beforeClose(): void {
+    this.unmap();
+  }
+}
+
+function checkSize(size: number, what: string): void {
+  if (!Number.isSafeInteger(size) || size < 0) {
+    throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `${what} ${size} is not a byte count`);
+  }
+  if (size >= MAX_MAPPING) {
+    throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `${what} ${size} is beyond the address space (2^47 bytes)`);
+  }
+}
+
+// QEMU's memory-backend-file rule: an empty object takes the requested size; a non-empty one
+// must be at least that large and is used from its start.
+function settleSize(fd: number, wanted: number | undefined): number {
+  const n = native();
+  const actual = n.fstat(fd).size;
+  if (wanted === undefined) {
+    if (actual === 0) throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', 'the memory object is empty and no size was given');
+    checkSize(actual, 'object size');
+    return actual;
+  }
+  if (wanted === 0) throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', 'size is 0: BAR2 needs memory');
+  if (actual === 0) {
+    n.ftruncate(fd, wanted);
+    return wanted;
+  }
+  if (actual < wanted) {
+    throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `the memory object has ${actual} bytes, fewer than the ${wanted} requested`);
+  }
+  return wanted;
+}

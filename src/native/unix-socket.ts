@@ -1,0 +1,138 @@
+// UNIX stream sockets speaking ivshmem's framing: 8-byte little-endian int64 messages, each with
+// zero or one fd attached. Reads ask for no more than the rest of the current message, so an fd
+// can only arrive with the message it belongs to; a short read waits for the rest; any fd beyond
+// the first for one message is closed at once and counted.
+import { lstatSync, unlinkSync } from 'node:fs';
+import { IvshmemError } from '../errors.js';
+import { native } from './binding.js';
+import { FdHandle } from './handle.js';
+
+export const MESSAGE_BYTES = 8;
+
+export interface Message {
+  value: bigint;
+  /** The fd that came with the message (now owned by the receiver), or -1. */
+  fd: number;
+}
+
+export class UnixSocket extends FdHandle {
+  readonly #buffer = new Uint8Array(MESSAGE_BYTES);
+  #have = 0;
+  #fd = -1; // fd received for the message being assembled
+  #eof = false;
+  /** Fds that arrived beyond one per message and were closed. */
+  extraFdsClosed = 0;
+
+  private constructor(fd: number) {
+    super(fd);
+  }
+
+  static connect(path: string): UnixSocket {
+    return new UnixSocket(native().connect(path));
+  }
+
+  /** Both ends of a connected pair, for tests and in-process peers. */
+  static pair(): [UnixSocket, UnixSocket] {
+    const [a, b] = native().socketPair();
+    return [new UnixSocket(a), new UnixSocket(b)];
+  }
+
+  static adopt(fd: number): UnixSocket {
+    return new UnixSocket(fd);
+  }
+
+  /** True once the peer closed its end and every complete message was read. */
+  get eof(): boolean {
+    return this.#eof;
+  }
+
+  /** Bytes of an incomplete message received so far. */
+  get partialBytes(): number {
+    return this.#have;
+  }
+
+  /**
+   * Sends one message, with `fd` attached when it is >= 0. Returns false when the socket's buffer
+   * is full (nothing was sent); throws on a broken connection (EPIPE, ECONNRESET).
+   */
+  send(value: bigint | number, fd = -1): boolean {
+    const bytes = new Uint8Array(MESSAGE_BYTES);
+    new DataView(bytes.buffer).setBigInt64(0, BigInt(value), true);
+    const n = native().send(this.fd, bytes, fd >= 0 ? [fd] : []);
+    if (n === MESSAGE_BYTES) return true;
+    if (n < 0) return false;
+    // A partial write of 8 bytes on a UNIX socket would need a full buffer mid-message.
+    throw new IvshmemError('ERR_IVSHMEM_SHORT_WRITE', `sent ${n} of ${MESSAGE_BYTES} bytes`);
+  }
+
+  /** Sends raw bytes with any fds: for tests that speak the protocol badly on purpose. */
+  sendRaw(bytes: Uint8Array, fds: number[] = []): number {
+    return native().send(this.fd, bytes, fds);
+  }
+
+  /** The next complete message, or null when none is complete yet (or at end of stream). */
+  receive(): Message | null {
+    const n = native();
+    while (!this.#eof) {
+      const r = n.recv(this.fd, this.#buffer, this.#have, MESSAGE_BYTES - this.#have);
+      for (const fd of r.fds) {
+        if (this.#fd < 0) this.#fd = fd;
+        else {
+          n.close(fd);
+          this.extraFdsClosed++;
+        }
+      }
+      if (r.bytes < 0) return null;
+      if (r.bytes === 0) {
+        this.#eof = true;
+        break;
+      }
+      this.#have += r.bytes;
+      if (this.#have === MESSAGE_BYTES) {
+        const message = { value: new DataView(this.#buffer.buffer).getBigInt64(0, true), fd: this.#fd };
+        this.#have = 0;
+        this.#fd = -1;
+        return message;
+      }
+    }
+    return null;
+  }
+
+  protected override beforeClose(): void {
+    // An fd that arrived with an incomplete message belongs to nobody else.
+    if (this.#fd >= 0) native().close(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+export class UnixListener extends FdHandle {
+  readonly path: string;
+
+  private constructor(fd: number, path: string) {
+    super(fd);
+    this.path = path;
+  }
+
+  /**
+   * Listens at `path`. Refuses (EEXIST) to replace anything that is not a socket and
+   * (EADDRINUSE) a socket someone is listening on; removes a stale socket.
+   */
+  static listen(path: string, backlog = 64): UnixListener {
+    return new UnixListener(native().listen(path, backlog), path);
+  }
+
+  /** The next waiting connection, or null. */
+  accept(): UnixSocket | null {
+    const fd = native().accept(this.fd);
+    return fd < 0 ? null : UnixSocket.adopt(fd);
+  }
+
+  /** Stops listening and removes the socket path (if it is still our socket). */
+  protected override beforeClose(): void {
+    try {
+      if (lstatSync(this.path).isSocket()) unlinkSync(this.path);
+    } catch {
+      // already gone
+    }
+  }
+}

@@ -12,6 +12,9 @@ import { WasmCore } from './core/wasm-core.js';
 import { IvshmemError } from './errors.js';
 import { checkBar2Size, resolveOptions } from './options.js';
 import { SharedMemory } from './native/shared-memory.js';
+import { eventfdDoorbell } from './native/eventfd.js';
+import { ServerConnection } from './protocol/connection.js';
+import { DoorbellLink } from './doorbell-link.js';
 import type { IvshmemDeviceOptions, ResolvedOptions } from './options.js';
 import { IvshmemFunction } from './pci/ivshmem-function.js';
 import type { BarInfo, DeviceMode } from './pci/ivshmem-function.js';
@@ -59,6 +62,7 @@ export class IvshmemDevice {
   readonly #options: ResolvedOptions;
   readonly #size: number;
   readonly #shared: SharedMemory | undefined;
+  #link: DoorbellLink | undefined = undefined;
   #control = 0;
   #glueInvalid = 0;
   #mapped: BarAddress[] = [null, null, null];
@@ -67,6 +71,7 @@ export class IvshmemDevice {
   /** Creates a device; resolves once its id and memory are known (QEMU's revision-1 guarantee). */
   static async create(options: IvshmemDeviceOptions): Promise<IvshmemDevice> {
     const o = resolveOptions(options);
+    if (o.server !== undefined) return IvshmemDevice.#join(o, o.server);
     if (o.source === undefined) return new IvshmemDevice(o, undefined);
     const shared = SharedMemory.open(o.source, { size: o.size });
     try {
@@ -74,6 +79,30 @@ export class IvshmemDevice {
       return new IvshmemDevice({ ...o, size: shared.size, memory: shared.map() }, shared);
     } catch (err) {
       shared.close();
+      throw err;
+    }
+  }
+
+  // A device on a server: id, memory and routes come from it; creation resolves once id and
+  // memory are known, so the guest never sees an unset IVPosition.
+  static async #join(o: ResolvedOptions, path: string): Promise<IvshmemDevice> {
+    const conn = await ServerConnection.connect(path, { vectors: o.vectors, legacy: o.legacy, setupTimeoutMs: o.setupTimeoutMs });
+    try {
+      const memory = conn.memory!;
+      checkBar2Size(memory.size, memory.size, o.use64);
+      const masterOption = o.masterOption;
+      if (masterOption === 'on' && conn.id !== 0) {
+        throw new IvshmemError('ERR_IVSHMEM_MASTER', `master must connect to the server before any peers (the server gave id ${conn.id})`);
+      }
+      const master = masterOption === 'on' || (masterOption === 'auto' && conn.id === 0);
+      const device = new IvshmemDevice(
+        { ...o, id: conn.id, master, size: memory.size, memory: memory.map(), doorbell: eventfdDoorbell },
+        undefined,
+      );
+      device.#link = new DoorbellLink(conn, device);
+      return device;
+    } catch (err) {
+      conn.close();
       throw err;
     }
   }
@@ -110,6 +139,11 @@ export class IvshmemDevice {
     this.bars = this.#function.bars;
     this.sharedMemory = { buffer: o.memory!, size: this.#size, fd: shared?.fd ?? -1 };
     this.#bar2 = new DataView(o.memory!, 0, this.#size);
+  }
+
+  /** The server connection of a device created with `server` (its id, peers, memory), or undefined. */
+  get connection(): ServerConnection | undefined {
+    return this.#link?.connection;
   }
 
   /** Which core runs this device. */
@@ -358,6 +392,7 @@ export class IvshmemDevice {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#link?.close();
     this.#shared?.close();
   }
 

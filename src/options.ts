@@ -17,7 +17,16 @@ export interface IvshmemDeviceOptions {
    * memory-backend-file,mem-path=/dev/shm/NAME,share=on — `{ path }`, `{ memfd: name }`,
    * `{ hugetlbfs: dir }`), or any ArrayBuffer (private to this process).
    */
-  memory: ArrayBuffer | SharedArrayBuffer | SharedMemorySource;
+  memory?: ArrayBuffer | SharedArrayBuffer | SharedMemorySource;
+  /**
+   * Path of an ivshmem server's socket (doorbell and intx modes): the server assigns the id and
+   * the memory, and announces the peers. Exclusive with `memory`, `size` and `doorbell`.
+   */
+  server?: string;
+  /** With `server`: give up if setup takes longer (default 5 s; QEMU would wait for ever). */
+  setupTimeoutMs?: number;
+  /** With `server`: speak the pre-2.5 protocol (no version message). */
+  legacy?: boolean;
   /**
    * BAR2 size in bytes, a power of two. An ArrayBuffer or existing object must hold at least this
    * much; a new (empty) object grows to it. Default: the memory's size.
@@ -43,6 +52,10 @@ export interface IvshmemDeviceOptions {
 
 export interface ResolvedOptions {
   mode: DeviceMode;
+  server: string | undefined;
+  masterOption: MasterOption;
+  setupTimeoutMs: number;
+  legacy: boolean;
   /** Set for ArrayBuffer memory; for a source, filled in once the object is open and mapped. */
   memory: ArrayBuffer | SharedArrayBuffer | undefined;
   source: SharedMemorySource | undefined;
@@ -76,11 +89,17 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     fail('ERR_IVSHMEM_INVALID_MODE', `mode ${JSON.stringify(mode)} is unknown; use one of ${MODES.join(', ')}`);
   }
 
-  const { memory, transport } = options;
+  const { memory, transport, server } = options;
   const source = isSharedMemorySource(memory) ? memory : undefined;
   const isBuffer = memory instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && memory instanceof SharedArrayBuffer);
-  if (!isBuffer && source === undefined) {
-    fail('ERR_IVSHMEM_INVALID_OPTION', 'memory must be { shm }, { path }, { memfd }, { hugetlbfs } or an ArrayBuffer');
+  if (server !== undefined) {
+    if (typeof server !== 'string' || server === '') fail('ERR_IVSHMEM_INVALID_OPTION', 'server must be a socket path');
+    if (mode === 'plain') fail('ERR_IVSHMEM_INVALID_OPTION', 'a plain device has no server: use mode doorbell (or intx)');
+    for (const k of ['memory', 'size', 'doorbell'] as const) {
+      if (options[k] !== undefined) fail('ERR_IVSHMEM_INVALID_OPTION', `${k} comes from the server: do not pass it with server`);
+    }
+  } else if (!isBuffer && source === undefined) {
+    fail('ERR_IVSHMEM_INVALID_OPTION', 'memory must be { shm }, { path }, { memfd }, { hugetlbfs } or an ArrayBuffer (or give a server)');
   }
   if (transport === null || typeof transport !== 'object' || typeof transport.setIrqLevel !== 'function' || typeof transport.sendMsi !== 'function') {
     fail('ERR_IVSHMEM_INVALID_OPTION', 'transport must implement setIrqLevel() and sendMsi()');
@@ -99,12 +118,13 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     fail('ERR_IVSHMEM_INVALID_PEER', `id ${id} is out of range 0..${MAX_PEERS - 1}`);
   }
   if (mode === 'plain' && id !== 0) fail('ERR_IVSHMEM_INVALID_PEER', 'a plain device has no peer id (IVPosition is 0)');
+  if (server !== undefined && options.id !== undefined) fail('ERR_IVSHMEM_INVALID_OPTION', 'id comes from the server: do not pass it with server');
 
   const masterOption = options.master ?? 'off';
   if (masterOption !== 'on' && masterOption !== 'off' && masterOption !== 'auto') {
     fail('ERR_IVSHMEM_INVALID_OPTION', `master ${JSON.stringify(masterOption)} must be 'on', 'off' or 'auto'`);
   }
-  if (masterOption === 'on' && id !== 0) {
+  if (masterOption === 'on' && id !== 0 && server === undefined) {
     fail('ERR_IVSHMEM_MASTER', `master must connect to the server before any peers (id is ${id}, master needs 0)`);
   }
   const master = masterOption === 'on' || (masterOption === 'auto' && id === 0);
@@ -122,8 +142,11 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     fail('ERR_IVSHMEM_INVALID_OPTION', 'doorbell must implement ring(handle)');
   }
 
+  const setupTimeoutMs = options.setupTimeoutMs ?? 5000;
+  if (!(setupTimeoutMs > 0)) fail('ERR_IVSHMEM_INVALID_OPTION', 'setupTimeoutMs must be a positive number of milliseconds');
+
   return {
-    mode, memory: isBuffer ? (memory as ArrayBuffer) : undefined, source, size, vectors, id, master, use64,
+    mode, server, masterOption, setupTimeoutMs, legacy: options.legacy === true, memory: isBuffer ? (memory as ArrayBuffer) : undefined, source, size, vectors, id, master, use64,
     transport, doorbell: options.doorbell, core, wasmModule: options.wasmModule,
   };
 }

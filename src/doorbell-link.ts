@@ -1,0 +1,47 @@
+// Joins a device to an ivshmem server: every eventfd the server announces becomes a route in the
+// device core (the route handle is the eventfd number, rung by one write), every one of our own
+// vectors is watched on the event loop and fires the core's interrupt logic, and a peer that
+// leaves loses its routes before its eventfds are closed.
+import { native } from './native/binding.js';
+import type { RawFdWatcher } from './native/binding.js';
+import type { ServerConnection } from './protocol/connection.js';
+
+export interface LinkTarget {
+  connectPeerVector(peer: number, handle: number): number;
+  disconnectPeer(peer: number): number;
+  fireVector(vector: number): void;
+}
+
+export class DoorbellLink {
+  readonly connection: ServerConnection;
+  readonly #watchers: RawFdWatcher[] = [];
+  #closed = false;
+
+  constructor(connection: ServerConnection, target: LinkTarget) {
+    this.connection = connection;
+    const id = connection.id;
+    // What arrived with setup is already in the connection's tables; later changes come as events.
+    for (const [peer, eventfds] of connection.peers) for (const e of eventfds) target.connectPeerVector(peer, e.fd);
+    connection.ownVectors.forEach((e, vector) => this.#own(target, id, vector, e.fd));
+    connection.on('peer-vector', (peer, _vector, e) => target.connectPeerVector(peer, e.fd));
+    connection.on('own-vector', (vector, e) => this.#own(target, id, vector, e.fd));
+    connection.on('peer-left', (peer) => target.disconnectPeer(peer));
+  }
+
+  #own(target: LinkTarget, id: number, vector: number, fd: number): void {
+    target.connectPeerVector(id, fd); // a doorbell to ourselves rings our own vector, as in QEMU
+    const watcher = new (native().FdWatcher)(fd, true, (err) => {
+      if (err === null && !this.#closed) target.fireVector(vector);
+    });
+    watcher.start();
+    this.#watchers.push(watcher);
+  }
+
+  /** Stops watching and closes the connection with every fd it received. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const w of this.#watchers) w.close();
+    this.connection.close();
+  }
+}

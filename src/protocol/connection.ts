@@ -1,0 +1,184 @@
+// A client's connection to an ivshmem server: the socket, the protocol state machine, and every
+// fd the server hands over (shared memory, our vectors' eventfds, each peer's eventfds), owned
+// here until the connection closes. Setup is bounded by a timeout, as QEMU's is not.
+import { EventEmitter } from 'node:events';
+import { IvshmemError } from '../errors.js';
+import { native } from '../native/binding.js';
+import type { RawFdWatcher } from '../native/binding.js';
+import { EventFd } from '../native/eventfd.js';
+import { SharedMemory } from '../native/shared-memory.js';
+import { UnixSocket } from '../native/unix-socket.js';
+import { ClientProtocol } from './client-protocol.js';
+import type { ClientEvent } from './client-protocol.js';
+
+export interface ConnectOptions {
+  /** Vectors per peer to accept (QEMU: the device's `vectors`). */
+  vectors: number;
+  /** Speak the pre-2.5 protocol. */
+  legacy?: boolean;
+  /** Give up if setup has not finished by then (default 5 s). */
+  setupTimeoutMs?: number;
+}
+
+export interface ServerConnection {
+  on(event: 'peer-vector', listener: (peer: number, vector: number, eventfd: EventFd) => void): this;
+  on(event: 'own-vector', listener: (vector: number, eventfd: EventFd) => void): this;
+  /** The peer's eventfds are closed right after the listeners return. */
+  on(event: 'peer-left', listener: (peer: number) => void): this;
+  /** A bad message after setup (QEMU only logs these; the connection stays up). */
+  on(event: 'protocol-error', listener: (err: IvshmemError) => void): this;
+  /** The server hung up (received fds stay usable) or the connection was closed. */
+  on(event: 'close', listener: (reason: string) => void): this;
+}
+
+export class ServerConnection extends EventEmitter {
+  readonly path: string;
+  id = -1;
+  memory: SharedMemory | undefined;
+  readonly ownVectors: EventFd[] = [];
+  readonly peers = new Map<number, EventFd[]>();
+  readonly #socket: UnixSocket;
+  readonly #protocol: ClientProtocol;
+  #watcher: RawFdWatcher | undefined;
+  #closed = false;
+
+  private constructor(path: string, socket: UnixSocket, options: ConnectOptions) {
+    super();
+    this.path = path;
+    this.#socket = socket;
+    this.#protocol = new ClientProtocol({ vectors: options.vectors, legacy: options.legacy, closeFd: (fd) => native().close(fd) });
+  }
+
+  /** Connects and resolves once our id and the shared memory are known. */
+  static connect(path: string, options: ConnectOptions): Promise<ServerConnection> {
+    let socket: UnixSocket;
+    try {
+      socket = UnixSocket.connect(path);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const conn = new ServerConnection(path, socket, options);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        conn.#fail(new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `the server at ${path} did not finish setup within ${options.setupTimeoutMs ?? 5000} ms`), reject);
+      }, options.setupTimeoutMs ?? 5000);
+      const settle = (err: Error | null) => {
+        clearTimeout(timer);
+        if (err) conn.#fail(err, reject);
+        else resolve(conn);
+      };
+      conn.#watcher = new (native().FdWatcher)(socket.fd, false, () => conn.#readable(settle));
+      conn.#watcher.start();
+    });
+  }
+
+  #fail(err: Error, reject: (err: Error) => void): void {
+    this.#protocol.abort();
+    this.close('setup failed');
+    reject(err);
+  }
+
+  // Reads every complete message; `settle` is called once, when setup completes or fails.
+  #readable(settle: (err: Error | null) => void): void {
+    for (;;) {
+      if (this.#closed) return;
+      let message;
+      try {
+        message = this.#socket.receive();
+      } catch (err) {
+        if (this.#protocol.phase !== 'ready') settle(err as Error);
+        else this.#hangUp(`read failed: ${(err as Error).message}`);
+        return;
+      }
+      if (message === null) {
+        if (this.#socket.eof) {
+          if (this.#protocol.phase !== 'ready') {
+            try {
+              this.#protocol.end();
+            } catch (err) {
+              settle(err as Error);
+              return;
+            }
+          }
+          this.#hangUp('the server closed the connection');
+        }
+        return;
+      }
+      let events: ClientEvent[];
+      try {
+        events = this.#protocol.feed(message.value, message.fd);
+      } catch (err) {
+        if (this.#protocol.phase !== 'ready') {
+          settle(err as Error);
+          return;
+        }
+        this.emit('protocol-error', err);
+        continue;
+      }
+      for (const e of events) this.#apply(e, settle);
+    }
+  }
+
+  #apply(e: ClientEvent, settle: (err: Error | null) => void): void {
+    switch (e.type) {
+      case 'ready':
+        this.id = e.id;
+        try {
+          this.memory = SharedMemory.adopt(e.shmFd);
+        } catch (err) {
+          native().close(e.shmFd);
+          settle(err as Error);
+          return;
+        }
+        settle(null);
+        return;
+      case 'own-vector': {
+        const eventfd = EventFd.adopt(e.fd);
+        this.ownVectors.push(eventfd);
+        this.emit('own-vector', e.vector, eventfd);
+        return;
+      }
+      case 'peer-vector': {
+        const eventfd = EventFd.adopt(e.fd);
+        const list = this.peers.get(e.peer) ?? [];
+        list.push(eventfd);
+        this.peers.set(e.peer, list);
+        this.emit('peer-vector', e.peer, e.vector, eventfd);
+        return;
+      }
+      case 'peer-left': {
+        this.emit('peer-left', e.peer);
+        for (const eventfd of this.peers.get(e.peer) ?? []) eventfd.close();
+        this.peers.delete(e.peer);
+      }
+    }
+  }
+
+  /** True once the server went away (the fds received stay usable until close()). */
+  get serverGone(): boolean {
+    return this.#socket.closed;
+  }
+
+  // QEMU's behaviour when the server goes away: peers keep the fds they have and keep working.
+  #hangUp(reason: string): void {
+    if (this.#socket.closed) return;
+    this.#watcher?.close();
+    this.#socket.close();
+    this.emit('close', reason);
+  }
+
+  /** Closes the socket and every fd received. Idempotent. */
+  close(reason = 'closed'): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const wasOpen = !this.#socket.closed;
+    this.#watcher?.close();
+    this.#socket.close();
+    for (const list of this.peers.values()) for (const eventfd of list) eventfd.close();
+    this.peers.clear();
+    for (const eventfd of this.ownVectors) eventfd.close();
+    this.ownVectors.length = 0;
+    this.memory?.close();
+    if (wasOpen) this.emit('close', reason);
+  }
+}

@@ -1,0 +1,17 @@
+// Peer ids as QEMU's ivshmem-server hands them out: a 16-bit counter that advances from where it
+// stopped to the first id not in use, so ids go round-robin rather than lowest-free (the first
+// client gets 0; a client that reconnects gets a new id).
+
+export class IdAllocator {
+  #next = 0;
+
+  /** The next free id, or -1 when all 65,536 are in use. */
+  allocate(inUse: (id: number) => boolean): number {
+    for (let probes = 0; probes < 65536; probes++) {
+      const id = this.#next;
+      this.#next = (this.#next + 1) & 0xffff;
+      if (!inUse(id)) return id;
+    }
+    return -1;
+  }
+}

@@ -1,0 +1,283 @@
+// IvshmemServer: QEMU's ivshmem-server as an in-process, evented object. It owns the listening
+// socket, the shared memory object and every peer's eventfds, and speaks protocol version 0 in
+// QEMU's exact message order. One client can never stop it: a client that sends anything, hangs
+// up, or stops reading is dropped and the others are told; EMFILE and id exhaustion refuse only
+// the connection that hit them.
+import { EventEmitter } from 'node:events';
+import { IvshmemError } from '../errors.js';
+import { native } from '../native/binding.js';
+import type { RawFdWatcher } from '../native/binding.js';
+import { EventFd } from '../native/eventfd.js';
+import { SharedMemory, shmName } from '../native/shared-memory.js';
+import { UnixListener, UnixSocket } from '../native/unix-socket.js';
+import { PROTOCOL_VERSION, SHM_MESSAGE } from '../protocol/messages.js';
+import { IdAllocator } from './id-allocator.js';
+
+export interface IvshmemServerOptions {
+  /** Path of the listening UNIX socket (QEMU's -S). */
+  socketPath: string;
+  /** POSIX shm name (-M, default "ivshmem") or a directory such as a hugetlbfs mount (-m). */
+  memory?: { shm: string } | { hugetlbfs: string };
+  /** Bytes of shared memory, rounded up to a power of two as QEMU does (-l, default 4 MiB). */
+  size?: number;
+  /** Vectors (eventfds) per peer (-n, default 1). */
+  vectors?: number;
+  /** A client whose socket stays full this long is dropped (default 5 s). */
+  stallTimeoutMs?: number;
+  /** Log lines (QEMU's verbose output); default: none. */
+  log?: (line: string) => void;
+}
+
+export const MAX_SERVER_VECTORS = 2048;
+
+interface Peer {
+  id: number;
+  socket: UnixSocket;
+  vectors: EventFd[];
+  watcher: RawFdWatcher;
+  queue: { value: bigint; fd: number }[];
+  stalledSince: number;
+}
+
+export interface IvshmemServer {
+  on(event: 'join', listener: (id: number) => void): this;
+  on(event: 'leave', listener: (id: number, reason: string) => void): this;
+  on(event: 'refused', listener: (reason: string) => void): this;
+}
+
+export class IvshmemServer extends EventEmitter {
+  readonly socketPath: string;
+  readonly vectors: number;
+  readonly memory: SharedMemory;
+  readonly #posixName: string | undefined;
+  readonly #listener: UnixListener;
+  readonly #listenWatcher: RawFdWatcher;
+  readonly #peers = new Map<number, Peer>(); // in connection order
+  readonly #ids = new IdAllocator();
+  readonly #log: (line: string) => void;
+  readonly #stallMs: number;
+  #flushTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  /** Opens (or creates) the memory and starts listening. */
+  static start(options: IvshmemServerOptions): IvshmemServer {
+    return new IvshmemServer(options);
+  }
+
+  private constructor(o: IvshmemServerOptions) {
+    super();
+    const vectors = o.vectors ?? 1;
+    if (!Number.isInteger(vectors) || vectors < 1 || vectors > MAX_SERVER_VECTORS) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_VECTORS', `vectors ${vectors} is out of range 1..${MAX_SERVER_VECTORS}`);
+    }
+    const requested = o.size ?? 4 * 1024 * 1024;
+    if (!Number.isSafeInteger(requested) || requested <= 0) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${requested} is not a positive byte count`);
+    }
+    this.socketPath = o.socketPath;
+    this.vectors = vectors;
+    this.#log = o.log ?? (() => {});
+    this.#stallMs = o.stallTimeoutMs ?? 5000;
+    const memory = o.memory ?? { shm: 'ivshmem' };
+    this.#posixName = 'shm' in memory ? memory.shm : undefined;
+    this.memory = openServerMemory(memory, requested);
+    try {
+      this.#listener = UnixListener.listen(o.socketPath, 10);
+    } catch (err) {
+      this.memory.close();
+      throw err;
+    }
+    this.#listenWatcher = new (native().FdWatcher)(this.#listener.fd, false, () => this.#acceptAll());
+    this.#listenWatcher.start();
+    this.#log(`listening on ${o.socketPath}, ${this.memory.size} bytes of shared memory, ${vectors} vectors per peer`);
+  }
+
+  /** Ids of the peers connected now, in connection order. */
+  get peerIds(): number[] {
+    return [...this.#peers.keys()];
+  }
+
+  #acceptAll(): void {
+    for (;;) {
+      let socket: UnixSocket | null;
+      try {
+        socket = this.#listener.accept();
+      } catch (err) {
+        this.#refuseOnError(err as NodeJS.ErrnoException);
+        return;
+      }
+      if (socket === null) return;
+      this.#admit(socket);
+    }
+  }
+
+  // EMFILE/ENFILE: the connection cannot even be accepted. Take it with a spare fd slot freed for
+  // the purpose would need a reserved fd; instead pause accepting briefly so the loop does not spin.
+  #refuseOnError(err: NodeJS.ErrnoException): void {
+    this.#log(`cannot accept a connection: ${err.message}`);
+    this.emit('refused', err.code ?? 'accept failed');
+    this.#listenWatcher.stop();
+    setTimeout(() => {
+      if (!this.#closed) this.#listenWatcher.start();
+    }, 100).unref();
+  }
+
+  #admit(socket: UnixSocket): void {
+    const id = this.#ids.allocate((candidate) => this.#peers.has(candidate));
+    if (id < 0) {
+      this.#log('cannot allocate new client id: all 65536 are in use');
+      this.emit('refused', 'no free id');
+      socket.close();
+      return;
+    }
+    const vectors: EventFd[] = [];
+    try {
+      for (let i = 0; i < this.vectors; i++) vectors.push(EventFd.create());
+    } catch (err) {
+      for (const v of vectors) v.close();
+      socket.close();
+      this.#log(`cannot create eventfds for a new client: ${(err as Error).message}`);
+      this.emit('refused', (err as NodeJS.ErrnoException).code ?? 'eventfd failed');
+      return;
+    }
+    const peer: Peer = {
+      id, socket, vectors, queue: [], stalledSince: 0,
+      // Anything a client sends, and its hang-up, end it.
+      watcher: new (native().FdWatcher)(socket.fd, false, () => this.#drop(peer, 'the client sent data or hung up')),
+    };
+    // QEMU's order: version, id, shm; the new id to everyone; everyone to the newcomer; its own.
+    this.#send(peer, PROTOCOL_VERSION);
+    this.#send(peer, BigInt(id));
+    this.#send(peer, SHM_MESSAGE, this.memory.fd);
+    for (const other of this.#peers.values()) {
+      for (const v of vectors) this.#send(other, BigInt(id), v.fd);
+    }
+    for (const other of this.#peers.values()) {
+      for (const v of other.vectors) this.#send(peer, BigInt(other.id), v.fd);
+    }
+    for (const v of vectors) this.#send(peer, BigInt(id), v.fd);
+    if (socket.closed) return; // dropped while sending
+    this.#peers.set(id, peer);
+    peer.watcher.start();
+    this.#log(`new peer id = ${id}`);
+    this.emit('join', id);
+  }
+
+  // Sends in order; what the socket cannot take now waits in the peer's queue.
+  #send(peer: Peer, value: bigint, fd = -1): void {
+    if (peer.socket.closed) return;
+    if (peer.queue.length === 0) {
+      try {
+        if (peer.socket.send(value, fd)) return;
+      } catch (err) {
+        this.#drop(peer, `send failed: ${(err as Error).message}`);
+        return;
+      }
+      peer.stalledSince = Date.now();
+    }
+    // A queued fd is the server's own (the shm object, or a live peer's eventfd): #drop removes
+    // a leaving peer's fds from every queue before closing them.
+    peer.queue.push({ value, fd });
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushTimer !== undefined || this.#closed) return;
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      this.#flush();
+    }, 1);
+  }
+
+  #flush(): void {
+    let waiting = false;
+    for (const peer of [...this.#peers.values()]) {
+      while (peer.queue.length > 0 && !peer.socket.closed) {
+        const { value, fd } = peer.queue[0];
+        let sent: boolean;
+        try {
+          sent = peer.socket.send(value, fd);
+        } catch (err) {
+          this.#drop(peer, `send failed: ${(err as Error).message}`);
+          break;
+        }
+        if (!sent) break;
+        peer.queue.shift();
+        peer.stalledSince = Date.now();
+      }
+      if (peer.queue.length > 0 && !peer.socket.closed) {
+        if (Date.now() - peer.stalledSince > this.#stallMs) this.#drop(peer, 'the client stopped reading');
+        else waiting = true;
+      }
+    }
+    if (waiting) this.#scheduleFlush();
+  }
+
+  #drop(peer: Peer, reason: string): void {
+    if (peer.socket.closed) return;
+    peer.watcher.close();
+    peer.socket.close();
+    peer.queue = [];
+    const known = this.#peers.delete(peer.id);
+    if (known) {
+      const mine = new Set(peer.vectors.map((v) => v.fd));
+      for (const other of this.#peers.values()) {
+        // Announcements of this peer still queued for a slow client must not go out with fds we
+        // are about to close; if none of them went out, that client never knew it and needs no notice.
+        const before = other.queue.length;
+        other.queue = other.queue.filter((m) => !(m.value === BigInt(peer.id) && mine.has(m.fd)));
+        if (before - other.queue.length === peer.vectors.length) continue;
+        this.#send(other, BigInt(peer.id));
+      }
+      this.#log(`peer ${peer.id} left: ${reason}`);
+      this.emit('leave', peer.id, reason);
+    }
+    // Peers that got these eventfds keep their own duplicates; ours go now.
+    for (const v of peer.vectors) v.close();
+  }
+
+  /** Drops every peer (the others are told as each goes), stops listening, removes the socket
+   *  path and, for POSIX shm, the shm name. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    this.#listenWatcher.close();
+    for (const peer of [...this.#peers.values()]) this.#drop(peer, 'the server is shutting down');
+    this.#listener.close();
+    if (this.#posixName !== undefined) {
+      try {
+        this.memory.unlink();
+      } catch {
+        // someone removed it already
+      }
+    }
+    this.memory.close();
+    this.#log('server disconnected');
+  }
+}
+
+// QEMU's sizing: round up to a power of two; keep an object that already has exactly that size;
+// otherwise resize it, doubling on failure (hugetlbfs needs multiples of its page size) up to 1 GiB.
+function openServerMemory(source: { shm: string } | { hugetlbfs: string }, requested: number): SharedMemory {
+  const n = native();
+  const fd = 'shm' in source ? n.shmOpen(shmName(source.shm), true, false, 0o700) : n.tempFileIn(source.hugetlbfs);
+  try {
+    let size = 2 ** Math.ceil(Math.log2(requested));
+    if (n.fstat(fd).size !== size) {
+      for (;;) {
+        try {
+          n.ftruncate(fd, size);
+          break;
+        } catch (err) {
+          if (size >= 2 ** 30) throw err;
+          size *= 2;
+        }
+      }
+    }
+    return SharedMemory.adopt(fd, source);
+  } catch (err) {
+    n.close(fd);
+    throw err;
+  }
+}

@@ -1,15 +1,19 @@
 #!/usr/bin/env node
-// The `ivshmem` command. For now `info` builds a device and shows what a guest's PCI probe finds;
-// the demo, benchmark, server and client subcommands arrive with their issues.
+// The `ivshmem` umbrella command: server, client, info (and the demo and benchmark with their issue).
 import { parseArgs } from 'node:util';
 import { IvshmemDevice } from './device.js';
 import { IvshmemError } from './errors.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import { probeFunction } from './pci/probe.js';
+import { parseSize } from './cli/size.js';
+import { serverCommand } from './cli/server-command.js';
+import { clientCommand } from './cli/client-command.js';
 
 const USAGE = `usage: ivshmem <command> [options]
 
 commands:
+  server   run an ivshmem server (QEMU's ivshmem-server flags; see ivshmem server -h)
+  client   run the debugging client (QEMU's ivshmem-client; see ivshmem client -h)
   info     build a device and show what a guest's PCI probe finds
            --mode plain|doorbell|intx  (default doorbell)
            --vectors N                 (doorbell/intx, default 4)
@@ -17,13 +21,6 @@ commands:
            --json                      machine-readable output
   help     this text
 `;
-
-function parseSize(text: string): number {
-  const m = /^(\d+)([KMG]?)$/i.exec(text.trim());
-  if (!m) throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${JSON.stringify(text)} is not a number with an optional K/M/G suffix`);
-  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G'];
-  return Number(m[1]) * unit;
-}
 
 const hex = (n: number | bigint, width: number) => `0x${n.toString(16).padStart(width, '0')}`;
 
@@ -76,6 +73,10 @@ async function main(argv: string[]): Promise<number> {
     case 'info':
       await info(rest);
       return 0;
+    case 'server':
+      return serverCommand(rest);
+    case 'client':
+      return clientCommand(rest);
     case undefined:
     case 'help':
     case '-h':

@@ -1,0 +1,120 @@
+// `ivshmem-server`: QEMU contrib's server, flag for flag (-S -M -m -l -n -F -p -v -h and long
+// forms). Without -F it detaches into the background, as QEMU's does, and writes the pid file.
+import { spawn } from 'node:child_process';
+import { unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { IvshmemServer, MAX_SERVER_VECTORS } from '../server/ivshmem-server.js';
+import { parseSize } from './size.js';
+
+export const DEFAULT_SOCKET = join(tmpdir(), 'ivshmem_socket');
+
+const USAGE = `Usage: ivshmem-server [OPTION]...
+  -h, --help               show this help and exit
+  -v, --verbose            print what happens (needs -F)
+  -F, --foreground         stay in the foreground (default: run in the background)
+  -p, --pidfile FILE       write the server's pid to FILE (background mode; default /var/run/ivshmem-server.pid)
+  -S, --socket-path PATH   listening socket (default ${DEFAULT_SOCKET})
+  -M, --shm NAME           POSIX shared memory object name (default ivshmem)
+  -m, --memory-dir DIR     use an unlinked file in DIR instead, e.g. a hugetlbfs mount
+  -l, --size SIZE          shared memory size, K/M/G suffixes allowed (default 4M; rounded up to a power of two)
+  -n, --vectors N          vectors per peer (default 1; QEMU allows 64, this server ${MAX_SERVER_VECTORS})
+`;
+
+export async function serverCommand(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      tokens: true,
+      strict: true,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        verbose: { type: 'boolean', short: 'v' },
+        foreground: { type: 'boolean', short: 'F' },
+        pidfile: { type: 'string', short: 'p' },
+        'socket-path': { type: 'string', short: 'S' },
+        shm: { type: 'string', short: 'M' },
+        'memory-dir': { type: 'string', short: 'm' },
+        size: { type: 'string', short: 'l' },
+        vectors: { type: 'string', short: 'n' },
+      },
+    });
+  } catch (e) {
+    err.write(`ivshmem-server: ${(e as Error).message}\n${USAGE}`);
+    return 1;
+  }
+  const v = parsed.values;
+  if (v.help) {
+    out.write(USAGE);
+    return 0;
+  }
+  if (v.verbose && !v.foreground) {
+    err.write('ivshmem-server: cannot use verbose in daemon mode (add -F)\n');
+    return 1;
+  }
+  // -M and -m override each other: the last one given wins.
+  let memory: { shm: string } | { hugetlbfs: string } = { shm: 'ivshmem' };
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== 'option' || t.value === undefined) continue;
+    if (t.name === 'shm') memory = { shm: t.value };
+    if (t.name === 'memory-dir') memory = { hugetlbfs: t.value };
+  }
+  let size: number;
+  try {
+    size = parseSize(v.size ?? '4M');
+  } catch (e) {
+    err.write(`ivshmem-server: ${(e as Error).message}\nTry 'ivshmem-server -h' for more information.\n`);
+    return 1;
+  }
+  const vectors = Number(v.vectors ?? '1');
+  if (!Number.isInteger(vectors) || vectors < 1 || vectors > MAX_SERVER_VECTORS) {
+    err.write(`ivshmem-server: cannot parse n_vectors (1..${MAX_SERVER_VECTORS})\n`);
+    return 1;
+  }
+  const socketPath = v['socket-path'] ?? DEFAULT_SOCKET;
+
+  if (!v.foreground) {
+    // Detach: run ourselves again in the foreground, in a new session, and leave.
+    const pidfile = v.pidfile ?? '/var/run/ivshmem-server.pid';
+    // Whatever came before our own arguments (e.g. the umbrella's "server") is kept.
+    const prefix = process.argv.slice(2, process.argv.length - argv.length);
+    const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...prefix, ...argv, '-F'], { detached: true, stdio: 'ignore' });
+    child.unref();
+    try {
+      writeFileSync(pidfile, `${child.pid}\n`);
+    } catch (e) {
+      err.write(`ivshmem-server: cannot write pid file ${pidfile}: ${(e as Error).message}\n`);
+    }
+    return 0;
+  }
+
+  out.write('*** Example code, do not use in production ***\n');
+  const log = v.verbose ? (line: string) => out.write(`${line}\n`) : undefined;
+  let server: IvshmemServer;
+  try {
+    server = IvshmemServer.start({ socketPath, memory, size, vectors, log });
+  } catch (e) {
+    const x = e as NodeJS.ErrnoException;
+    err.write(`ivshmem-server: cannot start: ${x.message}${x.code ? ` (${x.code})` : ''}\n`);
+    return 1;
+  }
+  if (v.pidfile) writeFileSync(v.pidfile, `${process.pid}\n`);
+  server.on('refused', (reason) => err.write(`ivshmem-server: refused a connection: ${reason}\n`));
+  return await new Promise<number>((resolve) => {
+    const stop = () => {
+      server.close();
+      if (v.pidfile) {
+        try {
+          unlinkSync(v.pidfile);
+        } catch {
+          // gone already
+        }
+      }
+      resolve(0);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}

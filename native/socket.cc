@@ -81,19 +81,19 @@ Napi::Value Accept(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), conn);
 }
 
+// Never blocks: a listener whose backlog is full answers EAGAIN (retry later), which matters
+// when the server runs on the same event loop as the client.
 Napi::Value Connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = ArgString(info, 0, "path");
   sockaddr_un addr;
   if (!FillAddress(path, &addr)) ThrowErrno(env, ENAMETOOLONG, "connect", path.c_str());
-  // Connect blocking (a UNIX socket connects at once or fails), then go non-blocking.
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) ThrowErrno(env, errno, "socket");
+  int fd = NewSocket(env);
   int r;
   do {
     r = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   } while (r < 0 && errno == EINTR);
-  if (r < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+  if (r < 0) {
     int err = errno;
     close(fd);
     ThrowErrno(env, err, "connect", path.c_str());

@@ -50,18 +50,29 @@ export class ServerConnection extends EventEmitter {
   }
 
   /** Connects and resolves once our id and the shared memory are known. */
-  static connect(path: string, options: ConnectOptions): Promise<ServerConnection> {
+  static async connect(path: string, options: ConnectOptions): Promise<ServerConnection> {
+    const timeoutMs = options.setupTimeoutMs ?? 5000;
+    const deadline = Date.now() + timeoutMs;
     let socket: UnixSocket;
-    try {
-      socket = UnixSocket.connect(path);
-    } catch (err) {
-      return Promise.reject(err);
+    for (;;) {
+      try {
+        socket = UnixSocket.connect(path);
+        break;
+      } catch (err) {
+        // A full backlog: the server is busy accepting, try again shortly.
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 5));
+      }
     }
+    return ServerConnection.#setup(path, socket, options, Math.max(1, deadline - Date.now()));
+  }
+
+  static #setup(path: string, socket: UnixSocket, options: ConnectOptions, timeoutMs: number): Promise<ServerConnection> {
     const conn = new ServerConnection(path, socket, options);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         conn.#fail(new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `the server at ${path} did not finish setup within ${options.setupTimeoutMs ?? 5000} ms`), reject);
-      }, options.setupTimeoutMs ?? 5000);
+      }, timeoutMs);
       const settle = (err: Error | null) => {
         clearTimeout(timer);
         if (err) conn.#fail(err, reject);

@@ -37,6 +37,7 @@ interface Peer {
   watcher: RawFdWatcher;
   queue: { value: bigint; fd: number }[];
   stalledSince: number;
+  joined: boolean;
 }
 
 export interface IvshmemServer {
@@ -82,7 +83,7 @@ export class IvshmemServer extends EventEmitter {
     this.#posixName = 'shm' in memory ? memory.shm : undefined;
     this.memory = openServerMemory(memory, requested);
     try {
-      this.#listener = UnixListener.listen(o.socketPath, 10);
+      this.#listener = UnixListener.listen(o.socketPath, 128);
     } catch (err) {
       this.memory.close();
       throw err;
@@ -141,23 +142,26 @@ export class IvshmemServer extends EventEmitter {
       return;
     }
     const peer: Peer = {
-      id, socket, vectors, queue: [], stalledSince: 0,
+      id, socket, vectors, queue: [], stalledSince: 0, joined: false,
       // Anything a client sends, and its hang-up, end it.
       watcher: new (native().FdWatcher)(socket.fd, false, () => this.#drop(peer, 'the client sent data or hung up')),
     };
     // QEMU's order: version, id, shm; the new id to everyone; everyone to the newcomer; its own.
+    // The newcomer is in the table from the start, so a failure midway is announced as a leave.
+    const existing = [...this.#peers.values()];
+    this.#peers.set(id, peer);
     this.#send(peer, PROTOCOL_VERSION);
     this.#send(peer, BigInt(id));
     this.#send(peer, SHM_MESSAGE, this.memory.fd);
-    for (const other of this.#peers.values()) {
-      for (const v of vectors) this.#send(other, BigInt(id), v.fd);
+    for (const other of existing) {
+      for (const v of vectors) if (!socket.closed) this.#send(other, BigInt(id), v.fd);
     }
-    for (const other of this.#peers.values()) {
-      for (const v of other.vectors) this.#send(peer, BigInt(other.id), v.fd);
+    for (const other of existing) {
+      for (const v of other.vectors) if (!other.socket.closed) this.#send(peer, BigInt(other.id), v.fd);
     }
-    for (const v of vectors) this.#send(peer, BigInt(id), v.fd);
+    for (const v of vectors) if (!socket.closed) this.#send(peer, BigInt(id), v.fd);
     if (socket.closed) return; // dropped while sending
-    this.#peers.set(id, peer);
+    peer.joined = true;
     peer.watcher.start();
     this.#log(`new peer id = ${id}`);
     this.emit('join', id);
@@ -230,7 +234,7 @@ export class IvshmemServer extends EventEmitter {
         this.#send(other, BigInt(peer.id));
       }
       this.#log(`peer ${peer.id} left: ${reason}`);
-      this.emit('leave', peer.id, reason);
+      if (peer.joined) this.emit('leave', peer.id, reason);
     }
     // Peers that got these eventfds keep their own duplicates; ours go now.
     for (const v of peer.vectors) v.close();

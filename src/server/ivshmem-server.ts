@@ -58,6 +58,7 @@ export class IvshmemServer extends EventEmitter {
   readonly #log: (line: string) => void;
   readonly #stallMs: number;
   #flushTimer: NodeJS.Timeout | undefined;
+  #reserve: EventFd | undefined;
   #closed = false;
 
   /** Opens (or creates) the memory and starts listening. */
@@ -88,6 +89,7 @@ export class IvshmemServer extends EventEmitter {
       this.memory.close();
       throw err;
     }
+    this.#reserve = EventFd.create();
     this.#listenWatcher = new (native().FdWatcher)(this.#listener.fd, false, () => this.#acceptAll());
     this.#listenWatcher.start();
     this.#log(`listening on ${o.socketPath}, ${this.memory.size} bytes of shared memory, ${vectors} vectors per peer`);
@@ -112,15 +114,33 @@ export class IvshmemServer extends EventEmitter {
     }
   }
 
-  // EMFILE/ENFILE: the connection cannot even be accepted. Take it with a spare fd slot freed for
-  // the purpose would need a reserved fd; instead pause accepting briefly so the loop does not spin.
+  // Out of fds (EMFILE/ENFILE), a waiting connection cannot even be accepted, and would make the
+  // listener readable for ever. A reserved fd is given up for a moment to accept it and refuse it.
   #refuseOnError(err: NodeJS.ErrnoException): void {
     this.#log(`cannot accept a connection: ${err.message}`);
     this.emit('refused', err.code ?? 'accept failed');
-    this.#listenWatcher.stop();
-    setTimeout(() => {
-      if (!this.#closed) this.#listenWatcher.start();
-    }, 100).unref();
+    if (err.code !== 'EMFILE' && err.code !== 'ENFILE') return;
+    this.#reserve?.close();
+    this.#reserve = undefined;
+    try {
+      this.#listener.accept()?.close();
+    } catch {
+      // still nothing to accept it with: the pause below keeps us from spinning
+    }
+    try {
+      this.#reserve = EventFd.create();
+    } catch {
+      this.#listenWatcher.stop();
+      setTimeout(() => {
+        if (this.#closed) return;
+        try {
+          this.#reserve ??= EventFd.create();
+        } catch {
+          // try again on the next refusal
+        }
+        this.#listenWatcher.start();
+      }, 100).unref();
+    }
   }
 
   #admit(socket: UnixSocket): void {
@@ -249,6 +269,7 @@ export class IvshmemServer extends EventEmitter {
     this.#listenWatcher.close();
     for (const peer of [...this.#peers.values()]) this.#drop(peer, 'the server is shutting down');
     this.#listener.close();
+    this.#reserve?.close();
     if (this.#posixName !== undefined) {
       try {
         this.memory.unlink();

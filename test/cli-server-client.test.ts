@@ -1,0 +1,146 @@
+// The ivshmem-server and ivshmem-client commands as separate processes, the way people run QEMU's
+// contrib tools: three clients joining and leaving in different orders, interrupts between them,
+// the server's shutdown on SIGTERM, and a server short of fds refusing only the connections it
+// cannot serve.
+import { spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+const dist = fileURLToPath(new URL('../dist/', import.meta.url));
+let dir: string;
+let n = 0;
+const running: ChildProcessWithoutNullStreams[] = [];
+
+interface Proc {
+  child: ChildProcessWithoutNullStreams;
+  out: () => string;
+  waitFor: (text: string | RegExp, ms?: number) => Promise<void>;
+  send: (line: string) => void;
+}
+
+function start(command: string, args: string[], shellPrefix = ''): Proc {
+  const argv = [join(dist, command), ...args];
+  const child = shellPrefix
+    ? spawn('sh', ['-c', `${shellPrefix} exec "${process.execPath}" ${argv.map((a) => `'${a}'`).join(' ')}`])
+    : spawn(process.execPath, argv);
+  running.push(child);
+  let text = '';
+  child.stdout.on('data', (d) => (text += d));
+  child.stderr.on('data', (d) => (text += d));
+  return {
+    child,
+    out: () => text,
+    send: (line) => child.stdin.write(`${line}\n`),
+    waitFor: async (pattern, ms = 5000) => {
+      const end = Date.now() + ms;
+      const hit = () => (typeof pattern === 'string' ? text.includes(pattern) : pattern.test(text));
+      while (!hit()) {
+        if (Date.now() > end) throw new Error(`${command} never printed ${pattern}; it printed:\n${text}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+  };
+}
+
+const exited = (child: ChildProcessWithoutNullStreams) =>
+  child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', r));
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ivshmem-cli-'));
+});
+afterEach(() => {
+  for (const c of running.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  for (const f of readdirSync('/dev/shm')) if (f.startsWith(`ivshmem-test-cli-${process.pid}-`)) rmSync(join('/dev/shm', f));
+});
+
+describe('ivshmem-server and ivshmem-client processes', () => {
+  it('serve three clients joining, ringing and leaving in every order, then stop cleanly on SIGTERM', async () => {
+    const sock = join(dir, `s${n++}.sock`);
+    const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
+    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-l', '1M', '-n', '2']);
+    await server.waitFor('listening on');
+    const c0 = start('ivshmem-client.js', ['-S', sock]);
+    await c0.waitFor('our_id = 0');
+    const c1 = start('ivshmem-client.js', ['-S', sock]);
+    await c1.waitFor('our_id = 1');
+    await c0.waitFor('peer 1 joined');
+    const c2 = start('ivshmem-client.js', ['-S', sock]);
+    await c2.waitFor('our_id = 2');
+    await Promise.all([c0.waitFor('peer 2 joined'), c1.waitFor('peer 2 joined')]);
+
+    c2.send('int 0 1');
+    await c0.waitFor('receive notification from peer_id=0 vector=1');
+    c0.send('int all');
+    await c1.waitFor('receive notification from peer_id=1 vector=0');
+    await c2.waitFor('receive notification from peer_id=2 vector=1');
+    c1.send('dump');
+    await c1.waitFor(/our_id = 1\n {2}vector 0 is enabled \(fd=\d+\)\n {2}vector 1 is enabled/);
+    c1.send('int 7 0');
+    await c1.waitFor('cannot find peer_id = 7');
+
+    // Leaves: the middle one first, then the first one; a newcomer then gets a fresh id (3).
+    c1.child.stdin.end();
+    await Promise.all([c0.waitFor('peer 1 left'), c2.waitFor('peer 1 left')]);
+    c0.child.kill('SIGKILL');
+    await c2.waitFor('peer 0 left');
+    const c3 = start('ivshmem-client.js', ['-S', sock]);
+    await c3.waitFor('our_id = 3');
+    await c2.waitFor('peer 3 joined');
+    c3.send('int 2 all');
+    await c2.waitFor('receive notification from peer_id=2 vector=0');
+
+    server.child.kill('SIGTERM');
+    await Promise.all([c2.waitFor('disconnected from server'), c3.waitFor('disconnected from server')]);
+    await exited(server.child);
+    expect(server.child.exitCode).toBe(0);
+    expect(existsSync(sock)).toBe(false);
+    expect(existsSync(`/dev/shm/${shm}`)).toBe(false);
+    // The clients keep trying to reconnect, as QEMU's client does.
+    await c2.waitFor('cannot connect to server, retry in 1 second', 3000);
+  });
+
+  it('refuses, per connection and with a log line, what it has no fds for, and keeps serving', async () => {
+    const sock = join(dir, `s${n++}.sock`);
+    const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
+    // 64 fds: Node's own plus a few peers of 4 vectors, not a dozen.
+    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '4'], 'ulimit -n 64;');
+    await server.waitFor('listening on');
+    const clients = Array.from({ length: 12 }, () => start('ivshmem-client.js', ['-S', sock]));
+    await server.waitFor(/refused a connection: E[MN]FILE|cannot (accept|create eventfds)/, 8000);
+    // Whoever got in still works: it rings itself through the server's eventfds.
+    const end = Date.now() + 5000;
+    let served: Proc | undefined;
+    while (!(served = clients.find((c) => /our_id = \d+/.test(c.out()))) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    expect(served).toBeDefined();
+    const id = Number(/our_id = (\d+)/.exec(served!.out())![1]);
+    served!.send(`int ${id} 0`);
+    await served!.waitFor(`receive notification from peer_id=${id} vector=0`);
+    expect(clients.some((c) => c.out().includes('cannot connect to server') || c.out().includes('disconnected from server'))).toBe(true);
+    expect(server.child.exitCode).toBeNull();
+    server.child.kill('SIGTERM');
+    await exited(server.child);
+    expect(server.child.exitCode).toBe(0);
+  });
+
+  it('prints usage, refuses verbose in daemon mode and bad sizes, as QEMU\'s server does', async () => {
+    const help = start('ivshmem-server.js', ['-h']);
+    await exited(help.child);
+    expect(help.child.exitCode).toBe(0);
+    expect(help.out()).toContain('-S, --socket-path PATH');
+    const verbose = start('ivshmem-server.js', ['-v']);
+    await exited(verbose.child);
+    expect(verbose.child.exitCode).toBe(1);
+    expect(verbose.out()).toContain('cannot use verbose in daemon mode');
+    const size = start('ivshmem-server.js', ['-F', '-l', '12Q']);
+    await exited(size.child);
+    expect(size.child.exitCode).toBe(1);
+    expect(size.out()).toContain("Try 'ivshmem-server -h'");
+  });
+});

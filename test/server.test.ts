@@ -211,6 +211,24 @@ describe('ivshmem server', () => {
   });
 });
 
+describe('legacy protocol and INTx with a server', () => {
+  it('joins a pre-2.5 server (no version message) in legacy mode, and only then', async () => {
+    const server = startServer(1, 1 << 16, { legacy: true });
+    const irq: number[] = [];
+    const device = await IvshmemDevice.create({ mode: 'intx', server: server.socketPath, legacy: true, transport: { setIrqLevel: (l) => irq.push(l), sendMsi() {} } });
+    cleanups.push(() => device.close());
+    expect(device.id).toBe(0);
+    // The seed's INTx path: our own vector sets IntrStatus bit 0; the pin follows the mask.
+    device.mmioWrite(0, 0x00, 4, 1);
+    device.mmioWrite(0, 0x0c, 4, 0 << 16);
+    await until(() => irq.length === 1);
+    expect(device.mmioRead(0, 0x04, 4)).toBe(1);
+    expect(irq).toEqual([1, 0]);
+    await expect(IvshmemDevice.create({ mode: 'doorbell', server: server.socketPath, setupTimeoutMs: 500, transport: { setIrqLevel() {}, sendMsi() {} } }))
+      .rejects.toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_VERSION' }); // its id 1 read as a version
+  });
+});
+
 describe('device against a broken server', () => {
   it.each([
     ['a wrong version', [[1n, false]], 'ERR_IVSHMEM_PROTOCOL_VERSION'],

@@ -24,6 +24,8 @@ export interface IvshmemServerOptions {
   vectors?: number;
   /** A client whose socket stays full this long is dropped (default 5 s). */
   stallTimeoutMs?: number;
+  /** Speak the pre-2.5 protocol (no version message), for old clients. */
+  legacy?: boolean;
   /** Log lines (QEMU's verbose output); default: none. */
   log?: (line: string) => void;
 }
@@ -57,6 +59,7 @@ export class IvshmemServer extends EventEmitter {
   readonly #ids = new IdAllocator();
   readonly #log: (line: string) => void;
   readonly #stallMs: number;
+  readonly #legacy: boolean;
   #flushTimer: NodeJS.Timeout | undefined;
   #reserve: EventFd | undefined;
   #closed = false;
@@ -80,6 +83,7 @@ export class IvshmemServer extends EventEmitter {
     this.vectors = vectors;
     this.#log = o.log ?? (() => {});
     this.#stallMs = o.stallTimeoutMs ?? 5000;
+    this.#legacy = o.legacy === true;
     const memory = o.memory ?? { shm: 'ivshmem' };
     this.#posixName = 'shm' in memory ? memory.shm : undefined;
     this.memory = openServerMemory(memory, requested);
@@ -170,7 +174,7 @@ export class IvshmemServer extends EventEmitter {
     // The newcomer is in the table from the start, so a failure midway is announced as a leave.
     const existing = [...this.#peers.values()];
     this.#peers.set(id, peer);
-    this.#send(peer, PROTOCOL_VERSION);
+    if (!this.#legacy) this.#send(peer, PROTOCOL_VERSION);
     this.#send(peer, BigInt(id));
     this.#send(peer, SHM_MESSAGE, this.memory.fd);
     for (const other of existing) {

@@ -2,6 +2,8 @@
 // can branch on err.code exactly as they do for fs and net errors.
 #include <uv.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "common.h"
@@ -31,9 +33,25 @@ void ThrowType(Napi::Env env, const std::string& message) {
   throw error;
 }
 
+namespace {
+
+// A number that is not an integer in range (NaN, 1.5, 2^40 as an fd) is refused rather than
+// truncated: NaN would otherwise become fd 0.
+[[noreturn]] void ThrowRange(Napi::Env env, const std::string& message) {
+  Napi::RangeError error = Napi::RangeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+  throw error;
+}
+
+}  // namespace
+
 int32_t ArgInt32(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (info.Length() <= i || !info[i].IsNumber()) ThrowType(info.Env(), std::string("argument ") + name + " must be a number");
-  return info[i].As<Napi::Number>().Int32Value();
+  double value = info[i].As<Napi::Number>().DoubleValue();
+  if (!(value >= INT32_MIN && value <= INT32_MAX) || value != std::trunc(value)) {
+    ThrowRange(info.Env(), std::string("argument ") + name + " must be a 32-bit integer");
+  }
+  return static_cast<int32_t>(value);
 }
 
 int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -44,7 +62,11 @@ int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i, const char* name) {
     return value;
   }
   if (info.Length() <= i || !info[i].IsNumber()) ThrowType(info.Env(), std::string("argument ") + name + " must be a number or bigint");
-  return info[i].As<Napi::Number>().Int64Value();
+  double value = info[i].As<Napi::Number>().DoubleValue();
+  if (!(std::fabs(value) <= 9007199254740991.0) || value != std::trunc(value)) {
+    ThrowRange(info.Env(), std::string("argument ") + name + " must be a safe integer");
+  }
+  return static_cast<int64_t>(value);
 }
 
 std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name) {

@@ -124,7 +124,10 @@ Napi::Value SealShrink(const Napi::CallbackInfo& info) {
 void FinalizeMapping(Napi::Env, void*, Mapping* mapping) {
   std::lock_guard<std::mutex> lock(mappings_mutex);
   if (!mapping->unmapped) munmap(mapping->addr, mapping->length);
-  Mappings().erase(mapping->addr);
+  // After an explicit unmap the kernel may hand the same address to a newer mapping: its entry
+  // is not ours to remove.
+  auto it = Mappings().find(mapping->addr);
+  if (it != Mappings().end() && it->second == mapping) Mappings().erase(it);
   delete mapping;
 }
 

@@ -69,11 +69,8 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     handle_->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     handle_ = nullptr;
-    if (held_) {
-      held_ = false;
-      // The strong self-reference taken by start() is released by close(); at env teardown the
-      // whole heap goes away, so no release is needed there.
-    }
+    // The strong self-reference taken by start() stays for close() to release (Release()); at
+    // env teardown the whole heap goes away, so no release is needed there.
   }
 
   napi_env env() const { return env_; }
@@ -108,6 +105,9 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     CloseHandle();
+    // The callback is a strong reference: one whose closure reaches this watcher would keep it
+    // (and its handle) alive for ever. A closed watcher never calls back: let it go.
+    callback_.Reset();
     Release();
     return info.Env().Undefined();
   }

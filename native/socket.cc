@@ -35,7 +35,8 @@ int NewSocket(Napi::Env env) {
 
 // Is someone accepting connections at this socket path?
 bool SocketIsLive(const sockaddr_un& addr) {
-  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // Non-blocking: a live listener with a full backlog answers EAGAIN instead of stalling us.
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (probe < 0) return true;  // cannot tell: do not remove it
   int r = connect(probe, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
   int err = errno;

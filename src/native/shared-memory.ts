@@ -53,6 +53,12 @@ export class SharedMemory extends FdHandle {
     const mode = options.mode ?? source.mode ?? 0o600;
     const seal = options.seal ?? source.seal ?? false;
     if (options.size !== undefined) checkSize(options.size, 'size');
+    // Without a size a new object could only be refused as empty: only open an existing one, so
+    // a refusal never leaves an empty object behind under the name.
+    if (options.size === undefined && create !== 'never' && ('shm' in source || 'path' in source)) {
+      if (create === 'always') throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', 'no size was given for the object to create');
+      return SharedMemory.open(source, { ...options, create: 'never' });
+    }
     let fd: number;
     if ('shm' in source) {
       fd = n.shmOpen(shmName(source.shm), create !== 'never', create === 'always', mode);

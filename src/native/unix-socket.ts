@@ -2,7 +2,7 @@
 // zero or one fd attached. Reads ask for no more than the rest of the current message, so an fd
 // can only arrive with the message it belongs to; a short read waits for the rest; any fd beyond
 // the first for one message is closed at once and counted.
-import { lstatSync, unlinkSync } from 'node:fs';
+import { lstatSync, statSync, unlinkSync } from 'node:fs';
 import { IvshmemError } from '../errors.js';
 import { native } from './binding.js';
 import { FdHandle } from './handle.js';
@@ -107,10 +107,12 @@ export class UnixSocket extends FdHandle {
 
 export class UnixListener extends FdHandle {
   readonly path: string;
+  readonly #inode: number;
 
   private constructor(fd: number, path: string) {
     super(fd);
     this.path = path;
+    this.#inode = statSync(path).ino;
   }
 
   /**
@@ -127,10 +129,11 @@ export class UnixListener extends FdHandle {
     return fd < 0 ? null : UnixSocket.adopt(fd);
   }
 
-  /** Stops listening and removes the socket path (if it is still our socket). */
+  /** Stops listening and removes the socket path, unless someone has replaced our socket. */
   protected override beforeClose(): void {
     try {
-      if (lstatSync(this.path).isSocket()) unlinkSync(this.path);
+      const st = lstatSync(this.path);
+      if (st.isSocket() && st.ino === this.#inode) unlinkSync(this.path);
     } catch {
       // already gone
     }

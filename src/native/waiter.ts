@@ -69,15 +69,20 @@ class LoopWaiter implements EventfdWaiter {
     if (this.#closed) throw new TypeError('the waiter is closed');
     this.stop();
     const n = native();
-    this.#watchers = this.#fds.map((fd, index) => {
-      const w = new n.FdWatcher(fd, true, (err, count) => {
-        if (err) this.#onError(err);
-        else onReady(index, count!);
-      });
-      w.start();
-      if (this.#unref) w.unref();
-      return w;
-    });
+    try {
+      for (const [index, fd] of this.#fds.entries()) {
+        const w = new n.FdWatcher(fd, true, (err, count) => {
+          if (err) this.#onError(err);
+          else onReady(index, count!);
+        });
+        this.#watchers.push(w);
+        w.start();
+        if (this.#unref) w.unref();
+      }
+    } catch (err) {
+      this.stop(); // none half-started
+      throw err;
+    }
   }
 
   waitOnce(): number {

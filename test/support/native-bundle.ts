@@ -1,11 +1,11 @@
 // The native wrappers (src/native/*.ts) bundled into one plain ES module under out/, for worker
 // threads and child processes, which cannot load TypeScript: they then run the very code the
 // tests import. From out/test-native/ the bundle finds build/Release/ivshmem_native.node two
-// levels up, as dist/ does. Rebuilt once per test process (by esbuild's command, run to
+// levels up, as dist/ does. Rebuilt once per test process (esbuild's buildSync runs its binary to
 // completion, so nothing of esbuild stays open in the test process), written under a temporary
 // name and renamed into place, so test files running side by side never see half a file.
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync } from 'node:fs';
+import { buildSync } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -21,11 +21,15 @@ export function nativeBundle(): string {
   const entry = ['binding', 'eventfd', 'shared-memory', 'unix-socket', 'waiter']
     .map((m) => `export * from './src/native/${m}.ts';`)
     .join('\n');
-  execFileSync(
-    process.execPath,
-    [`${ROOT}node_modules/esbuild/bin/esbuild`, '--bundle', '--platform=node', '--format=esm', '--target=node20', '--loader=ts', `--outfile=${temp}`, '--log-level=error'],
-    { input: entry, cwd: ROOT, stdio: ['pipe', 'ignore', 'inherit'], timeout: 30_000 },
-  );
+  buildSync({
+    stdin: { contents: entry, resolveDir: ROOT, loader: 'ts' },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile: temp,
+    logLevel: 'error',
+  });
   renameSync(temp, outfile);
   built = outfile;
   return outfile;

@@ -102,8 +102,14 @@ describe('ivshmem-server and ivshmem-client processes', () => {
     expect(server.child.exitCode).toBe(0);
     expect(existsSync(sock)).toBe(false);
     expect(existsSync(`/dev/shm/${shm}`)).toBe(false);
-    // The clients keep trying to reconnect, as QEMU's client does.
+    // The clients keep trying to reconnect, as QEMU's client does, and get back in (with new ids)
+    // once a server is there again.
     await c2.waitFor('cannot connect to server, retry in 1 second', 3000);
+    const again = start('ivshmem-server.js', ['-F', '-S', sock, '-M', shm, '-l', '1M', '-n', '2']);
+    const rejoined = /listen on server socket[\s\S]*listen on server socket .*our_id = [01]\n/;
+    await Promise.all([c2.waitFor(rejoined, 5000), c3.waitFor(rejoined, 5000)]);
+    again.child.kill('SIGTERM');
+    await exited(again.child);
   });
 
   it('refuses, per connection and with a log line, what it has no fds for, and keeps serving', async () => {

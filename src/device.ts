@@ -99,7 +99,7 @@ export class IvshmemDevice {
         { ...o, id: conn.id, master, size: memory.size, memory: memory.map(), doorbell: eventfdDoorbell },
         undefined,
       );
-      device.#link = new DoorbellLink(conn, device);
+      device.#link = new DoorbellLink(conn, device, o.vectorWait === 'loop');
       return device;
     } catch (err) {
       conn.close();
@@ -144,6 +144,11 @@ export class IvshmemDevice {
   /** The server connection of a device created with `server` (its id, peers, memory), or undefined. */
   get connection(): ServerConnection | undefined {
     return this.#link?.connection;
+  }
+
+  /** Our own vectors' eventfds (index = vector), for embedders that wait on them themselves. */
+  get ownVectorFds(): number[] {
+    return this.#link?.connection.ownVectors.map((e) => e.fd) ?? [];
   }
 
   /** Which core runs this device. */

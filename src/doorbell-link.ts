@@ -17,8 +17,12 @@ export class DoorbellLink {
   readonly #watchers: RawFdWatcher[] = [];
   #closed = false;
 
-  constructor(connection: ServerConnection, target: LinkTarget) {
+  readonly #watch: boolean;
+
+  /** watch: false leaves waiting on our own vectors to the embedder (see vectorWait: 'manual'). */
+  constructor(connection: ServerConnection, target: LinkTarget, watch = true) {
     this.connection = connection;
+    this.#watch = watch;
     const id = connection.id;
     // What arrived with setup is already in the connection's tables; later changes come as events.
     for (const [peer, eventfds] of connection.peers) for (const e of eventfds) target.connectPeerVector(peer, e.fd);
@@ -30,6 +34,7 @@ export class DoorbellLink {
 
   #own(target: LinkTarget, id: number, vector: number, fd: number): void {
     target.connectPeerVector(id, fd); // a doorbell to ourselves rings our own vector, as in QEMU
+    if (!this.#watch) return;
     const watcher = new (native().FdWatcher)(fd, true, (err) => {
       if (err === null && !this.#closed) target.fireVector(vector);
     });

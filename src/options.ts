@@ -28,6 +28,12 @@ export interface IvshmemDeviceOptions {
   /** With `server`: speak the pre-2.5 protocol (no version message). */
   legacy?: boolean;
   /**
+   * With `server`: 'loop' (default) watches our own vectors' eventfds on this thread's event loop;
+   * 'manual' leaves it to the embedder (a vCPU thread blocking or spinning on
+   * `device.ownVectorFds`, then calling `fireVector`).
+   */
+  vectorWait?: 'loop' | 'manual';
+  /**
    * BAR2 size in bytes, a power of two. An ArrayBuffer or existing object must hold at least this
    * much; a new (empty) object grows to it. Default: the memory's size.
    */
@@ -56,6 +62,7 @@ export interface ResolvedOptions {
   masterOption: MasterOption;
   setupTimeoutMs: number;
   legacy: boolean;
+  vectorWait: 'loop' | 'manual';
   /** Set for ArrayBuffer memory; for a source, filled in once the object is open and mapped. */
   memory: ArrayBuffer | SharedArrayBuffer | undefined;
   source: SharedMemorySource | undefined;
@@ -142,11 +149,13 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     fail('ERR_IVSHMEM_INVALID_OPTION', 'doorbell must implement ring(handle)');
   }
 
+  const vectorWait = options.vectorWait ?? 'loop';
+  if (vectorWait !== 'loop' && vectorWait !== 'manual') fail('ERR_IVSHMEM_INVALID_OPTION', "vectorWait must be 'loop' or 'manual'");
   const setupTimeoutMs = options.setupTimeoutMs ?? 5000;
   if (!(setupTimeoutMs > 0)) fail('ERR_IVSHMEM_INVALID_OPTION', 'setupTimeoutMs must be a positive number of milliseconds');
 
   return {
-    mode, server, masterOption, setupTimeoutMs, legacy: options.legacy === true, memory: isBuffer ? (memory as ArrayBuffer) : undefined, source, size, vectors, id, master, use64,
+    mode, server, masterOption, setupTimeoutMs, legacy: options.legacy === true, vectorWait, memory: isBuffer ? (memory as ArrayBuffer) : undefined, source, size, vectors, id, master, use64,
     transport, doorbell: options.doorbell, core, wasmModule: options.wasmModule,
   };
 }

@@ -211,6 +211,31 @@ describe('ivshmem server', () => {
   });
 });
 
+describe('a device whose embedder waits on its vectors', () => {
+  it('exposes its own vectors\' eventfds and fires only when told (vectorWait: manual)', async () => {
+    const server = startServer(2);
+    const a = await joinDevice(server, 2);
+    const msi: Msi[] = [];
+    const b = await IvshmemDevice.create({
+      mode: 'doorbell', vectors: 2, server: server.socketPath, vectorWait: 'manual',
+      transport: { setIrqLevel() {}, sendMsi: (address, data, vector) => msi.push({ address, data, vector }) },
+    });
+    cleanups.push(() => b.close());
+    b.configWrite(0x04, 2, 0x6);
+    b.configWrite(0x42, 2, 0x8000);
+    b.mmioWrite(1, 16 + 12, 4, 0);
+    await until(() => b.ownVectorFds.length === 2 && a.device.peerVectors(b.id) === 2);
+    a.device.mmioWrite(0, 0x0c, 4, (b.id << 16) | 1);
+    const { createWaiter } = await import('../src/native/waiter.js');
+    const waiter = createWaiter('blocking', b.ownVectorFds);
+    const index = waiter.waitOnce(2000);
+    waiter.close();
+    expect([index, msi.length]).toEqual([1, 0]); // nothing fires by itself
+    b.fireVector(index);
+    expect(msi.map((m) => m.vector)).toEqual([1]);
+  });
+});
+
 describe('legacy protocol and INTx with a server', () => {
   it('joins a pre-2.5 server (no version message) in legacy mode, and only then', async () => {
     const server = startServer(1, 1 << 16, { legacy: true });

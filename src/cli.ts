@@ -8,10 +8,16 @@ import { probeFunction } from './pci/probe.js';
 import { parseSize } from './cli/size.js';
 import { serverCommand } from './cli/server-command.js';
 import { clientCommand } from './cli/client-command.js';
+import { formatSummary, runDemo } from './demo/demo.js';
+import { runPeer } from './demo/peer.js';
+import { fileURLToPath } from 'node:url';
 
 const USAGE = `usage: ivshmem <command> [options]
 
 commands:
+  demo     peers in separate processes exchange messages through shared memory and doorbells
+           --peers N (default 3)  --vectors N (default 2)  --size BYTES (default 1M)
+           --duration SECONDS (default 5)  --json
   server   run an ivshmem server (QEMU's ivshmem-server flags; see ivshmem server -h)
   client   run the debugging client (QEMU's ivshmem-client; see ivshmem client -h)
   info     build a device and show what a guest's PCI probe finds
@@ -67,11 +73,41 @@ async function info(args: string[]): Promise<void> {
   device.close();
 }
 
+async function demo(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      peers: { type: 'string', default: '3' },
+      vectors: { type: 'string', default: '2' },
+      size: { type: 'string', default: '1M' },
+      duration: { type: 'string', default: '5' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const tty = process.stdout.isTTY === true && !values.json;
+  const summary = await runDemo({
+    peers: Number(values.peers),
+    vectors: Number(values.vectors),
+    size: parseSize(values.size!),
+    durationMs: Number(values.duration) * 1000,
+    cliPath: fileURLToPath(import.meta.url),
+    onProgress: values.json ? undefined : (line) => process.stdout.write(tty ? `\r${line}` : `${line}\n`),
+  });
+  if (values.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  else process.stdout.write(formatSummary(summary));
+  return summary.messages.corrupt === 0 ? 0 : 1;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'info':
       await info(rest);
+      return 0;
+    case 'demo':
+      return demo(rest);
+    case '__demo-peer':
+      await runPeer(rest[0], Number(rest[1]));
       return 0;
     case 'server':
       return serverCommand(rest);

@@ -1,0 +1,154 @@
+// One demo peer, in a process of its own: an IvshmemDevice joined to the demo's server, with a
+// VmmTransport that records interrupts as a guest's handler would see them. It sends numbered
+// messages to the next peer on the ring through shared memory and a doorbell, waits for the
+// acknowledgement doorbell, and reports what it saw to the parent over IPC.
+import hdr from 'hdr-histogram-js';
+import { IvshmemDevice } from '../device.js';
+import { checksum, mailboxOffset, VECTOR_ACK, VECTOR_MESSAGE } from './mailbox.js';
+import { bucketOf, HISTOGRAM_BUCKETS } from './summary.js';
+
+export interface PeerStats {
+  id: number;
+  sent: number;
+  received: number;
+  acked: number;
+  corrupt: number;
+  interrupts: number;
+  doorbellsSent: number;
+  doorbellsDropped: number;
+  /** hdr histograms (base64) of one-way and round-trip latency in nanoseconds. */
+  oneWay: string;
+  roundTrip: string;
+  /** One-way latencies per histogram bucket (see bucketOf). */
+  buckets: number[];
+}
+
+type FromParent = { type: 'start'; ring: number[]; durationMs: number } | { type: 'stop' };
+
+const now = () => process.hrtime.bigint();
+
+export async function runPeer(socketPath: string, vectors: number): Promise<void> {
+  const send = (message: unknown) => process.send?.(message);
+  const oneWay = hdr.build({ bitBucketSize: 64, lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
+  const roundTrip = hdr.build({ bitBucketSize: 64, lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
+  let interrupts = 0;
+  const buckets = new Array<number>(HISTOGRAM_BUCKETS).fill(0);
+  let onInterrupt: (vector: number) => void = () => {};
+  const device = await IvshmemDevice.create({
+    mode: 'doorbell',
+    vectors,
+    server: socketPath,
+    transport: {
+      setIrqLevel() {},
+      sendMsi: (_address, _data, vector) => {
+        interrupts++;
+        onInterrupt(vector);
+      },
+    },
+  });
+  // What firmware and a driver would do: decode memory, master the bus, enable MSI-X, unmask.
+  device.configWrite(0x04, 2, 0x6);
+  device.configWrite(0x42, 2, 0x8000);
+  for (let v = 0; v < vectors; v++) {
+    device.mmioWrite(1, v * 16, 4, 0xfee00000);
+    device.mmioWrite(1, v * 16 + 8, 4, v);
+    device.mmioWrite(1, v * 16 + 12, 4, 0);
+  }
+  send({ type: 'ready', id: device.id });
+
+  let sent = 0;
+  let received = 0;
+  let acked = 0;
+  let corrupt = 0;
+  let running = false;
+  let lastSent = 0n;
+  let next = -1; // the peer we send to
+  let mySlot = -1;
+  let nextSlot = -1;
+  const expectedSeq = new Map<number, number>();
+
+  const ring = (peer: number, vector: number) => device.mmioWrite(0, 0x0c, 4, (peer << 16) | vector);
+  const sendOne = () => {
+    sent++;
+    lastSent = now();
+    const lo = Number(lastSent & 0xffffffffn);
+    const hi = Number(lastSent >> 32n);
+    const at = mailboxOffset(nextSlot);
+    device.mmioWrite(2, at, 4, sent);
+    device.mmioWrite(2, at + 4, 4, device.id);
+    device.mmioWrite(2, at + 8, 4, lo);
+    device.mmioWrite(2, at + 12, 4, hi);
+    device.mmioWrite(2, at + 16, 4, checksum(sent, device.id, lo, hi));
+    ring(next, VECTOR_MESSAGE);
+  };
+
+  onInterrupt = (vector) => {
+    const t = now();
+    if (vector === VECTOR_MESSAGE) {
+      const at = mailboxOffset(mySlot);
+      const seq = device.mmioRead(2, at, 4);
+      const from = device.mmioRead(2, at + 4, 4);
+      const lo = device.mmioRead(2, at + 8, 4);
+      const hi = device.mmioRead(2, at + 12, 4);
+      if (device.mmioRead(2, at + 16, 4) !== checksum(seq, from, lo, hi) || seq !== (expectedSeq.get(from) ?? 1)) {
+        corrupt++;
+      } else {
+        received++;
+        expectedSeq.set(from, seq + 1);
+        const ns = Number(t - ((BigInt(hi) << 32n) | BigInt(lo)));
+        oneWay.recordValue(ns);
+        buckets[bucketOf(ns)]++;
+      }
+      ring(from, VECTOR_ACK);
+    } else if (vector === VECTOR_ACK) {
+      acked++;
+      roundTrip.recordValue(Number(t - lastSent));
+      if (running) sendOne();
+    }
+  };
+
+  const report = (type: 'progress' | 'done'): PeerStats & { type: string } => {
+    const c = device.counters();
+    return {
+      type, id: device.id, sent, received, acked, corrupt, interrupts,
+      doorbellsSent: c.doorbellsSent,
+      doorbellsDropped: c.doorbellsDropped.noPeer + c.doorbellsDropped.noVector,
+      oneWay: type === 'done' ? hdr.encodeIntoCompressedBase64(oneWay) : '',
+      roundTrip: type === 'done' ? hdr.encodeIntoCompressedBase64(roundTrip) : '',
+      buckets,
+    };
+  };
+  const progress = setInterval(() => send(report('progress')), 200);
+
+  const finish = () => {
+    running = false;
+    clearInterval(progress);
+    // Let the last message in flight be acknowledged, then report and leave.
+    setTimeout(() => {
+      send(report('done'));
+      device.close();
+      process.disconnect?.();
+    }, 100);
+  };
+
+  process.on('message', (m: FromParent) => {
+    if (m.type === 'start') {
+      const slot = m.ring.indexOf(device.id);
+      mySlot = slot;
+      nextSlot = (slot + 1) % m.ring.length;
+      next = m.ring[nextSlot];
+      running = true;
+      setTimeout(finish, m.durationMs);
+      sendOne();
+    } else if (m.type === 'stop') {
+      finish();
+    }
+  });
+  // Ctrl-C reaches the whole process group: the parent decides, and stops us over IPC.
+  process.on('SIGINT', () => {});
+  process.on('disconnect', () => {
+    // The parent went away (Ctrl-C): leave without a trace.
+    device.close();
+    process.exit(0);
+  });
+}

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../src/native/binding.js';
 import { EventFd } from '../src/native/eventfd.js';
-import { MESSAGE_BYTES, UnixListener, UnixSocket } from '../src/native/unix-socket.js';
+import { UnixListener, UnixSocket } from '../src/native/unix-socket.js';
+import { MESSAGE_BYTES } from '../src/protocol/messages.js';
 import { expectNoFdLeak, openFdCount } from './support/fd-leaks.js';
 
 const O_CLOEXEC = 0o2000000;

@@ -6,8 +6,7 @@ import { lstatSync, statSync, unlinkSync } from 'node:fs';
 import { IvshmemError } from '../errors.js';
 import { native } from './binding.js';
 import { FdHandle } from './handle.js';
-
-export const MESSAGE_BYTES = 8;
+import { MESSAGE_BYTES, decodeMessage, encodeMessage } from '../protocol/messages.js';
 
 export interface Message {
   value: bigint;
@@ -56,9 +55,7 @@ export class UnixSocket extends FdHandle {
    * is full (nothing was sent); throws on a broken connection (EPIPE, ECONNRESET).
    */
   send(value: bigint | number, fd = -1): boolean {
-    const bytes = new Uint8Array(MESSAGE_BYTES);
-    new DataView(bytes.buffer).setBigInt64(0, BigInt(value), true);
-    const n = native().send(this.fd, bytes, fd >= 0 ? [fd] : []);
+    const n = native().send(this.fd, encodeMessage(value), fd >= 0 ? [fd] : []);
     if (n === MESSAGE_BYTES) return true;
     if (n < 0) return false;
     // A partial write of 8 bytes on a UNIX socket would need a full buffer mid-message.
@@ -89,7 +86,7 @@ export class UnixSocket extends FdHandle {
       }
       this.#have += r.bytes;
       if (this.#have === MESSAGE_BYTES) {
-        const message = { value: new DataView(this.#buffer.buffer).getBigInt64(0, true), fd: this.#fd };
+        const message = { value: decodeMessage(this.#buffer), fd: this.#fd };
         this.#have = 0;
         this.#fd = -1;
         return message;

@@ -11,6 +11,9 @@ import { clientCommand } from './cli/client-command.js';
 import { formatSummary, runDemo } from './demo/demo.js';
 import { runPeer } from './demo/peer.js';
 import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 const USAGE = `usage: ivshmem <command> [options]
 
@@ -18,6 +21,7 @@ commands:
   demo     peers in separate processes exchange messages through shared memory and doorbells
            --peers N (default 3)  --vectors N (default 2)  --size BYTES (default 1M)
            --duration SECONDS (default 5)  --json
+  bench    run the benchmarks (npm run bench; needs the source checkout): --quick for a short run
   server   run an ivshmem server (QEMU's ivshmem-server flags; see ivshmem server -h)
   client   run the debugging client (QEMU's ivshmem-client; see ivshmem client -h)
   info     build a device and show what a guest's PCI probe finds
@@ -98,6 +102,20 @@ async function demo(args: string[]): Promise<number> {
   return summary.messages.corrupt === 0 ? 0 : 1;
 }
 
+// The benchmarks are TypeScript sources bundled at bench time, so they run from a checkout.
+function bench(args: string[]): number {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+  if (!existsSync(join(root, 'scripts', 'run-bench.mjs'))) {
+    process.stderr.write('ivshmem bench: the benchmarks need the source checkout (bench/, scripts/); run npm run bench there\n');
+    return 1;
+  }
+  for (const step of [['scripts/bundle.mjs', '--bench'], ['scripts/run-bench.mjs', ...args]]) {
+    const r = spawnSync(process.execPath, step, { cwd: root, stdio: 'inherit' });
+    if (r.status !== 0) return r.status ?? 1;
+  }
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -106,6 +124,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'demo':
       return demo(rest);
+    case 'bench':
+      return bench(rest);
     case '__demo-peer':
       await runPeer(rest[0], Number(rest[1]));
       return 0;

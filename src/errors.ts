@@ -23,6 +23,7 @@ export type IvshmemErrorCode =
   | 'ERR_IVSHMEM_PROTOCOL_EOF'
   | 'ERR_IVSHMEM_PROTOCOL_TIMEOUT'
   | 'ERR_IVSHMEM_INTERRUPTED'
+  | 'ERR_IVSHMEM_V86'
   | 'ERR_IVSHMEM_CLOSED';
 
 export class IvshmemError extends Error {

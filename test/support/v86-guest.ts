@@ -1,0 +1,112 @@
+// Boots the cached Debian guest in v86 (in this process) with an IvshmemDevice attached through
+// V86Transport, and runs shell commands over the serial console. Each command ends with an echo
+// of an arithmetic marker ($((n+0))): the echoed command line cannot match the printed result.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { IvshmemDevice } from '../../src/device.js';
+import { V86Transport } from '../../src/v86/v86-transport.js';
+import type { V86Emulator } from '../../src/v86/v86-transport.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const require = createRequire(import.meta.url);
+
+interface Prepare {
+  checkCache(): { abi: string } | null;
+  GUEST_DIR: string;
+}
+interface Initramfs {
+  buildInitramfs(o: { busybox: Uint8Array; modules: { name: string; bytes: Uint8Array }[]; init: string }): Uint8Array;
+  defaultInit(extra?: string): string;
+}
+
+/** Why the guest cannot boot here, or null. */
+export async function v86Unavailable(): Promise<string | null> {
+  const prepare = (await import(`${root}scripts/prepare-v86-guest.mjs`)) as Prepare;
+  if (prepare.checkCache() === null) return `no guest image in ${prepare.GUEST_DIR}: run node scripts/prepare-v86-guest.mjs (.ci/run does)`;
+  try {
+    require.resolve('v86/build/v86.wasm');
+  } catch {
+    return 'the v86 package is not installed (npm install)';
+  }
+  return null;
+}
+
+export interface Guest {
+  /** Runs a command; resolves with everything printed up to its end marker. */
+  run(command: string, timeoutMs?: number): Promise<string>;
+  /** Sends a command without waiting. */
+  send(command: string): void;
+  waitFor(text: string, timeoutMs?: number): Promise<void>;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export async function bootGuest(device: IvshmemDevice, transport: V86Transport, timeoutMs = 90_000): Promise<Guest> {
+  const { V86 } = (await import('v86')) as unknown as { V86: new (o: object) => V86Emulator & { add_listener(e: string, f: (x: never) => void): void; run(): void; stop(): Promise<void>; destroy(): Promise<void>; serial0_send(s: string): void } };
+  const { buildInitramfs, defaultInit } = (await import(`${root}scripts/v86-initramfs.mjs`)) as Initramfs;
+  const dir = `${root}.cache/v86-guest/`;
+  const file = (n: string) => new Uint8Array(readFileSync(dir + n));
+  const buffer = (u8: Uint8Array) => u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
+  const initrd = buildInitramfs({
+    busybox: file('busybox'),
+    modules: [{ name: 'uio.ko', bytes: file('uio.ko') }, { name: 'uio_pci_generic.ko', bytes: file('uio_pci_generic.ko') }],
+    init: defaultInit('echo READY-$((6*7))'),
+  });
+  const emulator = new V86({
+    wasm_path: require.resolve('v86/build/v86.wasm'),
+    bios: { buffer: buffer(file('bios.bin')) },
+    bzimage: { buffer: buffer(file('bzImage')) },
+    initrd: { buffer: buffer(initrd) },
+    cmdline: 'console=ttyS0 quiet cryptomgr.notests noisapnp nokaslr mitigations=off random.trust_cpu=on',
+    memory_size: 256 * 1024 * 1024,
+    autostart: false,
+    acpi: false,
+    net_device: { type: 'none' },
+    disable_keyboard: true,
+    disable_mouse: true,
+    disable_speaker: true,
+  });
+  let text = '';
+  emulator.add_listener('serial0-output-byte', (byte: number) => {
+    text += String.fromCharCode(byte);
+  });
+  emulator.add_listener('emulator-loaded', () => {
+    transport.attach(emulator, device);
+    emulator.run();
+  });
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await emulator.stop();
+    await emulator.destroy();
+  };
+  const waitFor = async (marker: string, ms = 30_000, from = 0) => {
+    const end = Date.now() + ms;
+    while (text.indexOf(marker, from) < 0) {
+      if (Date.now() > end) throw new Error(`the guest never printed ${marker}; its console ended with:\n${text.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  try {
+    await waitFor('READY-42', timeoutMs);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  let n = 100;
+  return {
+    send: (command) => emulator.serial0_send(`${command}\n`),
+    waitFor: (marker, ms) => waitFor(marker, ms),
+    output: () => text,
+    stop,
+    async run(command, ms = 30_000) {
+      const id = n++;
+      const from = text.length;
+      emulator.serial0_send(`${command}\necho END-$((${id}+0))\n`);
+      await waitFor(`END-${id}`, ms, from);
+      return text.slice(from, text.indexOf(`END-${id}`, from));
+    },
+  };
+}

@@ -1,9 +1,12 @@
 // Runs every bundled benchmark (out/bench/*.bench.js) in its own process, passing on our
-// arguments (e.g. --quick); stops at the first failure.
+// arguments (e.g. --quick); stops at the first failure. The in-process benchmarks come first; the
+// latency benchmark (pinned child processes, the longest) runs last.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 
-const benches = readdirSync('out/bench').filter((f) => f.endsWith('.bench.js')).sort();
+const LAST = ['latency.bench.js'];
+const rank = (f) => (LAST.includes(f) ? 1 : 0);
+const benches = readdirSync('out/bench').filter((f) => f.endsWith('.bench.js')).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 for (const file of benches) {
   const r = spawnSync(process.execPath, ['--expose-gc', `out/bench/${file}`, ...process.argv.slice(2)], { stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);

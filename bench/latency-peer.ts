@@ -1,0 +1,283 @@
+// One end of the doorbell latency benchmark (bench/latency.bench.ts starts two of these, each
+// pinned with taskset). Not a benchmark itself: scripts/run-bench.mjs only runs *.bench.js.
+//
+// Each end is an IvshmemDevice (doorbell mode, WebAssembly core) joined to the orchestrator's
+// IvshmemServer, with MSI-X enabled and its vector unmasked, as a guest driver would leave it.
+// A round trip: ping rings pong's vector 0 (a BAR0 doorbell write → eventfd), pong's wait path
+// sees its eventfd, fireVector(0) → the core sends MSI-X → pong's transport.sendMsi rings ping's
+// vector 0 from inside the callback → ping's wait path → fireVector → sendMsi ends the round trip.
+// Wait paths:
+//   loop    vectorWait 'loop': the device watches its vectors on the main event loop (uv_poll);
+//   thread  a worker thread creates the device with vectorWait 'manual' and loops on a
+//           blocking waiter's waitOnce() (poll(2) on the thread), then fireVector;
+//   spin    the same with a spinning waiter (non-blocking reads in a loop).
+// Shared memory (BAR2, from the server) carries the handshake: pong says it is ready (it knows
+// ping's routes, so its answers cannot be dropped), and ping says stop before its last ring.
+//
+// Usage: node out/bench/latency-peer.js '<json PeerConfig>'; prints one JSON line (PeerResult).
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import hdr from 'hdr-histogram-js';
+import { IvshmemDevice } from '../src/device.js';
+import { createWaiter } from '../src/native/waiter.js';
+
+export type WaitPath = 'loop' | 'thread' | 'spin';
+
+export interface PeerConfig {
+  role: 'ping' | 'pong';
+  path: WaitPath;
+  socket: string;
+  /** Round trips to make (ping), warm-up included. */
+  total: number;
+  /** The first `warmup` round trips are left out (a tenth of those made, if the deadline came first). */
+  warmup: number;
+  /** Ping stops measuring after this long, even if `total` was not reached. */
+  deadlineMs: number;
+  /** Give up when nothing happens for this long (a lost doorbell, a dead peer). */
+  idleTimeoutMs: number;
+}
+
+export interface PeerResult {
+  role: 'ping' | 'pong';
+  path: WaitPath;
+  id: number;
+  /** ping: round trips made (warm-up included); pong: round trips answered. */
+  done: number;
+  /** ping: the first `warmup` round trips, not in the histogram. */
+  warmup: number;
+  /** ping: hdr histogram of the measured round trips (ns), compressed base64. */
+  histogram: string;
+  /** ping: wall time of the measured round trips, ms. */
+  elapsedMs: number;
+  /** Eventfd reads that found more than one signal (coalesced doorbells): must be 0. */
+  coalesced: number;
+  msi: number;
+  counters: ReturnType<IvshmemDevice['counters']>;
+  /** ping: the first 100 round trips over 200 µs, warm-up included: [index, ns]. */
+  stalls?: [number, number][];
+}
+
+const VECTORS = 1;
+const DOORBELL = 0x0c;
+// Words of BAR2 used for the handshake.
+const PONG_READY = 0;
+const STOP = 16;
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A device on the server, set up as a guest driver would: memory + bus master, MSI-X on, vector unmasked. */
+async function join(cfg: PeerConfig, onMsi: { fn: (vector: number) => void }, vectorWait: 'loop' | 'manual'): Promise<{ device: IvshmemDevice; words: Int32Array; other: number }> {
+  const device = await IvshmemDevice.create({
+    mode: 'doorbell', vectors: VECTORS, server: cfg.socket, vectorWait, setupTimeoutMs: 10_000,
+    transport: { setIrqLevel() {}, sendMsi: (_address, _data, vector) => onMsi.fn(vector) },
+  });
+  device.configWrite(0x04, 2, 0x6);
+  device.configWrite(0x42, 2, 0x8000);
+  for (let v = 0; v < VECTORS; v++) {
+    device.mmioWrite(1, v * 16, 4, 0xfee00000);
+    device.mmioWrite(1, v * 16 + 8, 4, 0x40 + v);
+    device.mmioWrite(1, v * 16 + 12, 4, 0);
+  }
+  // Our own vectors arrive after setup, the other end's when it joins: wait for both.
+  const end = Date.now() + cfg.idleTimeoutMs;
+  let other = -1;
+  for (;;) {
+    const conn = device.connection!;
+    for (const [peer, fds] of conn.peers) if (peer !== device.id && fds.length === VECTORS) other = peer;
+    if (other >= 0 && device.ownVectorFds.length === VECTORS && device.peerVectors(other) === VECTORS) break;
+    if (Date.now() > end) throw new Error(`${cfg.role}: the other end did not join within ${cfg.idleTimeoutMs} ms`);
+    await tick(1);
+  }
+  // Ping rings only once pong says it is ready (pong does, once its handlers are in place).
+  const words = new Int32Array(device.sharedMemory.buffer, 0, 64);
+  if (cfg.role === 'ping') {
+    while (Atomics.load(words, PONG_READY) !== 1) {
+      if (Date.now() > end) throw new Error('ping: pong never said it was ready');
+      await tick(1);
+    }
+  }
+  return { device, words, other };
+}
+
+function histogramOf(samples: Float64Array, from: number, to: number): string {
+  const h = hdr.build({ bitBucketSize: 64, lowestDiscernibleValue: 1, highestTrackableValue: 1e11, numberOfSignificantValueDigits: 3 });
+  for (let i = from; i < to; i++) h.recordValue(Math.max(1, Math.round(samples[i])));
+  const encoded = hdr.encodeIntoCompressedBase64(h);
+  h.destroy();
+  return encoded;
+}
+
+function pingResult(cfg: PeerConfig, device: IvshmemDevice, samples: Float64Array, done: number, coalesced: number, msi: number): PeerResult {
+  const warmup = done >= cfg.total ? cfg.warmup : Math.min(cfg.warmup, Math.floor(done / 10));
+  // Round trips over 200 µs, warm-up included (index, ns): where in the run the stalls fell.
+  const stalls: [number, number][] = [];
+  for (let i = 0; i < done && stalls.length < 100; i++) if (samples[i] > 200_000) stalls.push([i, Math.round(samples[i])]);
+  let elapsed = 0;
+  for (let i = warmup; i < done; i++) elapsed += samples[i];
+  return {
+    role: 'ping', path: cfg.path, id: device.id, done, warmup, histogram: histogramOf(samples, warmup, done),
+    elapsedMs: elapsed / 1e6, coalesced, msi, counters: device.counters(), stalls,
+  };
+}
+
+// ---- event loop path: both ends on their main thread's event loop ----
+
+function runLoop(cfg: PeerConfig): Promise<PeerResult> {
+  return new Promise((resolve, reject) => {
+    const onMsi = { fn: (_v: number) => {} };
+    join(cfg, onMsi, 'loop').then(({ device, words, other }) => {
+      const ring = (other << 16) | 0;
+      let done = 0;
+      let msi = 0;
+      let lastProgress = Date.now();
+      let seen = 0;
+      const watchdog = setInterval(() => {
+        if (done !== seen) {
+          seen = done;
+          lastProgress = Date.now();
+        } else if (Date.now() - lastProgress > cfg.idleTimeoutMs) {
+          clearInterval(watchdog);
+          reject(new Error(`${cfg.role} (loop): no doorbell for ${cfg.idleTimeoutMs} ms after ${done} round trips`));
+        }
+      }, 200);
+      const finish = (result: () => PeerResult) => {
+        clearInterval(watchdog);
+        setImmediate(() => {
+          try {
+            const r = result();
+            device.close();
+            resolve(r);
+          } catch (err) {
+            reject(err);
+          }
+        });
+      };
+      if (cfg.role === 'pong') {
+        let stopped = false;
+        Atomics.store(words, PONG_READY, 1); // the handler below is in place before anything can fire
+        onMsi.fn = () => {
+          msi++;
+          if (stopped) return;
+          if (Atomics.load(words, STOP) === 1) {
+            stopped = true;
+            finish(() => ({ role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, coalesced: 0, msi, counters: device.counters() }));
+            return;
+          }
+          done++;
+          device.mmioWrite(0, DOORBELL, 4, ring);
+        };
+        return;
+      }
+      const samples = new Float64Array(cfg.total);
+      const total = cfg.total;
+      const deadline = performance.now() + cfg.deadlineMs;
+      let t0 = 0;
+      onMsi.fn = () => {
+        const t1 = performance.now();
+        msi++;
+        samples[done++] = (t1 - t0) * 1e6;
+        if (done >= total || t1 > deadline) {
+          Atomics.store(words, STOP, 1);
+          device.mmioWrite(0, DOORBELL, 4, ring);
+          finish(() => pingResult(cfg, device, samples, done, 0, msi));
+          return;
+        }
+        t0 = performance.now();
+        device.mmioWrite(0, DOORBELL, 4, ring);
+      };
+      t0 = performance.now();
+      device.mmioWrite(0, DOORBELL, 4, ring);
+    }, reject);
+  });
+}
+
+// ---- dedicated thread paths (blocking, spin): run inside a worker ----
+
+async function runThread(cfg: PeerConfig): Promise<PeerResult> {
+  let msi = 0;
+  let answer = -1; // pong: the doorbell value that rings ping back, from inside sendMsi
+  const onMsi = {
+    fn: (_v: number) => {
+      msi++;
+      if (answer >= 0) device.mmioWrite(0, DOORBELL, 4, answer);
+    },
+  };
+  const { device, words, other } = await join(cfg, onMsi, 'manual');
+  const waiter = createWaiter(cfg.path === 'thread' ? 'blocking' : 'spin', device.ownVectorFds);
+  const budget = cfg.path === 'thread' ? 200 : 10_000; // ms for poll(2), rounds of reads for spin
+  const ring = (other << 16) | 0;
+  let coalesced = 0;
+  let done = 0;
+  try {
+    if (cfg.role === 'pong') {
+      answer = ring;
+      Atomics.store(words, PONG_READY, 1);
+      let last = performance.now();
+      for (;;) {
+        const index = waiter.waitOnce(budget);
+        if (index < 0) {
+          if (performance.now() - last > cfg.idleTimeoutMs) throw new Error(`pong (${cfg.path}): no doorbell for ${cfg.idleTimeoutMs} ms after ${done} round trips`);
+          continue;
+        }
+        if (Atomics.load(words, STOP) === 1) break;
+        if (waiter.lastCount !== 1) coalesced++;
+        device.fireVector(index); // → sendMsi → rings ping
+        done++;
+        last = performance.now();
+      }
+      return { role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, coalesced, msi, counters: device.counters() };
+    }
+    const samples = new Float64Array(cfg.total);
+    const total = cfg.total;
+    const idle = cfg.idleTimeoutMs;
+    const deadline = performance.now() + cfg.deadlineMs;
+    while (done < total) {
+      const t0 = performance.now();
+      device.mmioWrite(0, DOORBELL, 4, ring);
+      let index: number;
+      while ((index = waiter.waitOnce(budget)) < 0) {
+        if (performance.now() - t0 > idle) throw new Error(`ping (${cfg.path}): no answer for ${idle} ms after ${done} round trips`);
+      }
+      if (waiter.lastCount !== 1) coalesced++;
+      device.fireVector(index);
+      const t1 = performance.now();
+      samples[done++] = (t1 - t0) * 1e6;
+      if (t1 > deadline) break;
+    }
+    Atomics.store(words, STOP, 1);
+    device.mmioWrite(0, DOORBELL, 4, ring);
+    return pingResult(cfg, device, samples, done, coalesced, msi);
+  } finally {
+    waiter.close();
+    device.close();
+  }
+}
+
+// ---- entry ----
+
+if (isMainThread) {
+  const fail = (err: unknown) => {
+    process.stderr.write(`latency-peer: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exit(1);
+  };
+  const print = (r: PeerResult) => {
+    process.stdout.write(JSON.stringify(r) + '\n');
+    process.exit(0);
+  };
+  let cfg: PeerConfig;
+  try {
+    cfg = JSON.parse(process.argv[2] ?? '') as PeerConfig;
+  } catch {
+    fail(new Error("usage: latency-peer '<json config>' (started by latency.bench.js)"));
+  }
+  if (cfg!.path === 'loop') runLoop(cfg!).then(print, fail);
+  else {
+    const worker = new Worker(new URL(import.meta.url), { workerData: cfg! });
+    // The worker has closed its device when it posts the result; exiting ends it.
+    worker.on('message', print);
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`worker exited with code ${code} and no result`)));
+  }
+} else {
+  runThread(workerData as PeerConfig).then((r) => parentPort!.postMessage(r));
+}

@@ -1,0 +1,131 @@
+// The doorbell latency benchmark's plumbing (bench/latency.bench.ts, bench/latency-peer.ts,
+// bench/c/pingpong.c): bundled as `npm run bench` bundles it, run with --quick --tiny (500 round
+// trips per path, 16 scale peers) into a temporary results directory. Checks that it finishes
+// cleanly and that what it writes is complete and well-formed; never what the figures are.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const bench = join(root, 'out', 'bench', 'latency.bench.js');
+
+interface Percentiles { min: number; p50: number; p90: number; p99: number; p999: number; p9999: number; max: number; count: number }
+interface Series {
+  id: string;
+  placement: string;
+  kind: 'node' | 'c';
+  path: string;
+  percentiles: Percentiles;
+  curve: [number, number][];
+  buckets: [number, number][];
+  hdr: string;
+}
+interface Results {
+  placements: { id: string }[];
+  series: Series[];
+  ratios: { placement: string; path: string; p50: number; p99: number; p999: number }[];
+  scale: {
+    peers: number;
+    joins: unknown[];
+    leaves: unknown[];
+    messages: { mismatches: number; fdsReceived: number; fdsClosed: number };
+    fds: { returnedToBaseline: boolean };
+  };
+  checks: string;
+}
+
+let out: string;
+let run: ReturnType<typeof spawnSync>;
+let results: Results;
+
+beforeAll(() => {
+  out = mkdtempSync(join(tmpdir(), 'ivshmem-bench-plumbing-'));
+  const bundle = spawnSync(process.execPath, ['scripts/bundle.mjs', '--bench'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  expect(bundle.status, bundle.stderr).toBe(0);
+  run = spawnSync(process.execPath, [bench, '--quick', '--tiny', '--out', out], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+  if (existsSync(join(out, 'latency.json'))) results = JSON.parse(readFileSync(join(out, 'latency.json'), 'utf8')) as Results;
+}, 200_000);
+
+afterAll(() => {
+  rmSync(out, { recursive: true, force: true });
+});
+
+describe('latency benchmark plumbing (--quick --tiny)', () => {
+  it('exits 0 and leaves no shared memory behind', () => {
+    expect(run.error).toBeUndefined();
+    expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
+    expect(String(run.stdout)).toContain('checks: passed');
+    expect(readdirSync('/dev/shm').filter((f) => f.startsWith(`ivshmem-bench-latency-${run.pid}-`))).toEqual([]);
+  });
+
+  it('writes a percentile set for every wait path and C baseline, per placement', () => {
+    expect(results.placements.length).toBeGreaterThanOrEqual(1);
+    const wanted = [['node', 'loop'], ['node', 'thread'], ['node', 'spin'], ['c', 'blocking'], ['c', 'epoll'], ['c', 'spin']];
+    for (const { id } of results.placements) {
+      for (const [kind, path] of wanted) {
+        const s = results.series.find((x) => x.placement === id && x.kind === kind && x.path === path);
+        expect(s, `${id}/${kind}/${path}`).toBeDefined();
+        const p = s!.percentiles;
+        for (const v of [p.min, p.p50, p.p99, p.p999, p.max]) expect(v).toBeGreaterThan(0);
+        expect(p.p50).toBeLessThanOrEqual(p.p99);
+        expect(p.p99).toBeLessThanOrEqual(p.p999);
+        expect(p.p999).toBeLessThanOrEqual(p.max);
+        expect(p.count).toBeGreaterThan(0);
+        // Bucket data: counts add up to the samples; the curve rises; the histogram is encoded.
+        expect(s!.buckets.reduce((a, [, c]) => a + c, 0)).toBe(p.count);
+        expect(s!.curve.length).toBeGreaterThan(2);
+        for (let i = 1; i < s!.curve.length; i++) expect(s!.curve[i][1]).toBeGreaterThanOrEqual(s!.curve[i - 1][1]);
+        expect(s!.hdr.length).toBeGreaterThan(0);
+      }
+      for (const path of ['thread', 'loop', 'spin']) {
+        const r = results.ratios.find((x) => x.placement === id && x.path === path);
+        expect(r, `ratio ${id}/${path}`).toBeDefined();
+        for (const v of [r!.p50, r!.p99, r!.p999]) expect(v).toBeGreaterThan(0);
+      }
+    }
+    expect(results.checks).toBe('passed');
+  });
+
+  it('runs the server scale part with every notification right and no fd left behind', () => {
+    expect(results.scale.peers).toBe(16);
+    expect(results.scale.joins.length).toBeGreaterThan(0);
+    expect(results.scale.leaves.length).toBeGreaterThan(0);
+    expect(results.scale.messages.mismatches).toBe(0);
+    expect(results.scale.messages.fdsClosed).toBe(results.scale.messages.fdsReceived);
+    expect(results.scale.fds.returnedToBaseline).toBe(true);
+  });
+
+  it('draws one curve per series in a well-formed SVG', () => {
+    const svg = readFileSync(join(out, 'latency.svg'), 'utf8').trim();
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.endsWith('</svg>')).toBe(true);
+    expect(svg.match(/<polyline\b/g)?.length).toBe(results.series.length);
+    for (const s of results.series) expect(svg).toContain(`data-series="${s.id}"`);
+    // Tags balance: every element opened is closed, in order.
+    const stack: string[] = [];
+    for (const m of svg.matchAll(/<(\/?)([A-Za-z][\w:-]*)\b[^>]*?(\/?)>/g)) {
+      const [, closing, name, selfClosing] = m;
+      if (selfClosing) continue;
+      if (closing) expect(stack.pop()).toBe(name);
+      else stack.push(name);
+    }
+    expect(stack).toEqual([]);
+    expect(svg).not.toMatch(/NaN|undefined|Infinity/);
+  });
+
+  it('writes the markdown summary table', () => {
+    const md = readFileSync(join(out, 'latency.md'), 'utf8');
+    const lines = md.split('\n');
+    const header = lines.findIndex((l) => l.startsWith('| placement | path |'));
+    expect(header).toBeGreaterThanOrEqual(0);
+    expect(lines[header + 1]).toMatch(/^\|(-{3,}:?\|)+$/);
+    const columns = lines[header].split('|').length;
+    const rows = lines.slice(header + 2).filter((l) => l.startsWith('|'));
+    expect(rows.length).toBeGreaterThanOrEqual(results.series.length);
+    for (const row of rows.slice(0, results.series.length)) expect(row.split('|').length).toBe(columns);
+    expect(md).toContain('## Server scale');
+  });
+});

@@ -39,6 +39,8 @@ export interface Guest {
   send(command: string): void;
   waitFor(text: string, timeoutMs?: number): Promise<void>;
   output(): string;
+  /** Calls `listener` with each chunk of console output as it arrives (timing); returns an unsubscribe. */
+  onOutput(listener: (chunk: string) => void): () => void;
   stop(): Promise<void>;
 }
 
@@ -68,8 +70,11 @@ export async function bootGuest(device: IvshmemDevice, transport: V86Transport, 
     disable_speaker: true,
   });
   let text = '';
+  const listeners = new Set<(chunk: string) => void>();
   emulator.add_listener('serial0-output-byte', (byte: number) => {
-    text += String.fromCharCode(byte);
+    const c = String.fromCharCode(byte);
+    text += c;
+    for (const l of listeners) l(c);
   });
   emulator.add_listener('emulator-loaded', () => {
     transport.attach(emulator, device);
@@ -100,6 +105,10 @@ export async function bootGuest(device: IvshmemDevice, transport: V86Transport, 
     send: (command) => emulator.serial0_send(`${command}\n`),
     waitFor: (marker, ms) => waitFor(marker, ms),
     output: () => text,
+    onOutput(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     stop,
     async run(command, ms = 30_000) {
       const id = n++;

@@ -4,47 +4,18 @@
 //   1. waits for READY-42 (printed by /init; the script only contains "$((6*7))", so the echo of the
 //      command cannot match), 2. sends `cat /proc/version; echo DONE-$((1+1))` and waits for DONE-2.
 // Usage: node scripts/v86-smoke.mjs [--verbose]   (--verbose copies the guest's serial output to stderr)
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { V86 } from 'v86';
 import { prepareV86Guest } from './prepare-v86-guest.mjs';
-import { buildInitramfs, defaultInit } from './v86-initramfs.mjs';
+import { guestEmulatorOptions } from './v86-guest-options.mjs';
 
 const TIMEOUT_MS = 60_000;
 const verbose = process.argv.includes('--verbose');
 
-const { paths, manifest } = await prepareV86Guest();
-const read = (name) => new Uint8Array(readFileSync(paths[name]));
-const toArrayBuffer = (u8) => u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
-
-const initrd = buildInitramfs({
-  busybox: read('busybox'),
-  modules: [
-    { name: 'uio.ko', bytes: read('uio.ko') },
-    { name: 'uio_pci_generic.ko', bytes: read('uio_pci_generic.ko') },
-  ],
-  init: defaultInit('echo READY-$((6*7))'),
-});
-console.log(`initramfs: ${initrd.length} bytes (uncompressed newc); kernel ${manifest.abi}-686`);
-
-const wasm_path = createRequire(import.meta.url).resolve('v86/build/v86.wasm');
+const { dir, manifest } = await prepareV86Guest();
+console.log(`kernel ${manifest.abi}-686`);
 const t0 = performance.now();
 const secs = (t = performance.now()) => ((t - t0) / 1000).toFixed(2);
-
-const emulator = new V86({
-  wasm_path,
-  bios: { buffer: toArrayBuffer(read('bios.bin')) },
-  bzimage: { buffer: toArrayBuffer(read('bzImage')) },
-  initrd: { buffer: toArrayBuffer(initrd) },
-  cmdline: 'console=ttyS0 quiet cryptomgr.notests noisapnp nokaslr mitigations=off random.trust_cpu=on',
-  memory_size: 256 * 1024 * 1024,
-  autostart: false,
-  net_device: { type: 'none' },
-  acpi: false,
-  disable_keyboard: true,
-  disable_mouse: true,
-  disable_speaker: true,
-});
+const emulator = new V86(guestEmulatorOptions({ dir }));
 
 let text = '';
 const waiters = [];

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Rng as BaseRng } from './support/rng.js';
 import { IvshmemDevice } from '../src/device.js';
 import type { VmmTransport } from '../src/transport.js';
 import { IvshmemFixture, fixtureUnavailableReason } from './support/ivshmem-fixture.js';
@@ -40,30 +41,7 @@ const SHM_SIZE = 1 << 20;
 
 // ---- deterministic random numbers (mulberry32) ----
 
-class Rng {
-  #s: number;
-  constructor(seed: number) {
-    this.#s = seed >>> 0;
-  }
-  u32(): number {
-    this.#s = (this.#s + 0x6d2b79f5) >>> 0;
-    let t = this.#s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  int(n: number): number {
-    return Math.floor((this.u32() / 2 ** 32) * n);
-  }
-  chance(p: number): boolean {
-    return this.u32() / 2 ** 32 < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)];
-  }
-  u64(): bigint {
-    return (BigInt(this.u32()) << 32n) | BigInt(this.u32());
-  }
+class Rng extends BaseRng {
   /** A value for a guest write: mostly random 32/64-bit, sometimes a corner value. */
   value(): bigint {
     if (this.chance(0.1)) return this.pick([0n, 0xffffffffffffffffn, 0x80000000n, 0xffffffffn, 1n]);

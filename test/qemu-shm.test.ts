@@ -7,6 +7,7 @@
 // QEMU_SHM_SEED=<n> changes the random seed; QEMU_SYSTEM_X86_64=<path> picks another QEMU binary.
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Rng as BaseRng } from './support/rng.js';
 import { IvshmemDevice } from '../src/device.js';
 import type { BarAddress, VmmTransport } from '../src/transport.js';
 import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from './support/qtest.js';
@@ -28,38 +29,13 @@ const SIZES: readonly Size[] = [1, 2, 4, 8];
 const h = (v: number | bigint) => `0x${v.toString(16)}`;
 
 /** Deterministic random numbers (mulberry32). */
-class Rng {
-  #s: number;
-  constructor(seed: number) {
-    this.#s = seed >>> 0;
-  }
-  u32(): number {
-    this.#s = (this.#s + 0x6d2b79f5) >>> 0;
-    let t = this.#s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-  int(n: number): number {
-    return Math.floor((this.u32() / 2 ** 32) * n);
-  }
-  chance(p: number): boolean {
-    return this.u32() / 2 ** 32 < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)];
-  }
+class Rng extends BaseRng {
   /** A value of `size` bytes, sometimes a corner value. */
   value(size: Size): bigint {
     const v = this.chance(0.1)
       ? this.pick([0n, 0xffffffffffffffffn, 0x8000000000000000n, 0x80n, 1n])
       : (BigInt(this.u32()) << 32n) | BigInt(this.u32());
     return BigInt.asUintN(size * 8, v);
-  }
-  bytes(n: number): Uint8Array {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.u32() & 0xff;
-    return out;
   }
 }
 

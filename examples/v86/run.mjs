@@ -2,14 +2,13 @@
 // A Linux guest in v86 with an ivshmem device, next to a host peer, all in this process:
 //   node examples/v86/run.mjs
 // See README.md next to this file.
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { V86 } from 'v86';
 import { IvshmemClient, IvshmemDevice, IvshmemServer, V86Transport } from 'ivshmem-ts';
 import { prepareV86Guest } from '../../scripts/prepare-v86-guest.mjs';
-import { buildInitramfs, defaultInit } from '../../scripts/v86-initramfs.mjs';
+import { guestEmulatorOptions } from '../../scripts/v86-guest-options.mjs';
 
 const BAR0 = 0xfe000000; // V86Transport's defaults
 const BAR2 = 0xf0000000;
@@ -19,8 +18,7 @@ const say = (text) => console.log(`[${((performance.now() - t0) / 1000).toFixed(
 const sleep = (n) => new Promise((r) => setTimeout(r, n));
 
 // 1. The guest's files (kernel, uio modules, busybox, SeaBIOS), fetched from Debian once.
-const { paths } = await prepareV86Guest({ log: say });
-const file = (name) => new Uint8Array(readFileSync(paths[name]));
+const { dir } = await prepareV86Guest({ log: say });
 
 // 2. A server, a host peer (IvshmemClient), and the guest's device, all joined to the server.
 const socketPath = join(tmpdir(), `ivshmem-v86-example-${process.pid}.sock`);
@@ -35,27 +33,8 @@ say(`server on ${socketPath} (shm ${shm}); host peer id ${host.id}, guest device
 process.once('SIGINT', () => { device.close(); host.close(); server.close(); process.exit(130); });
 
 // 3. The guest: v86 with the device attached when the emulator is loaded, before the CPU runs.
-const toBuffer = (u8) => u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
-const emulator = new V86({
-  wasm_path: createRequire(import.meta.url).resolve('v86/build/v86.wasm'),
-  bios: { buffer: toBuffer(file('bios.bin')) },
-  bzimage: { buffer: toBuffer(file('bzImage')) },
-  initrd: {
-    buffer: toBuffer(buildInitramfs({
-      busybox: file('busybox'),
-      modules: ['uio.ko', 'uio_pci_generic.ko'].map((name) => ({ name, bytes: file(name) })),
-      init: defaultInit('echo READY-$((6*7))'),
-    })),
-  },
-  cmdline: 'console=ttyS0 quiet cryptomgr.notests noisapnp nokaslr mitigations=off random.trust_cpu=on',
-  memory_size: 256 << 20,
-  acpi: false, // with ACPI this guest loses most PCI devices
-  net_device: { type: 'none' },
-  autostart: false,
-  disable_keyboard: true,
-  disable_mouse: true,
-  disable_speaker: true,
-});
+// acpi off (with ACPI this guest loses most PCI devices), no network card, fast kernel cmdline.
+const emulator = new V86(guestEmulatorOptions({ dir }));
 emulator.add_listener('emulator-loaded', () => {
   transport.attach(emulator, device);
   emulator.run();

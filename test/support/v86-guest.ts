@@ -1,7 +1,6 @@
 // Boots the cached Debian guest in v86 (in this process) with an IvshmemDevice attached through
 // V86Transport, and runs shell commands over the serial console. Each command ends with an echo
 // of an arithmetic marker ($((n+0))): the echoed command line cannot match the printed result.
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { IvshmemDevice } from '../../src/device.js';
@@ -14,10 +13,6 @@ const require = createRequire(import.meta.url);
 interface Prepare {
   checkCache(): { abi: string } | null;
   GUEST_DIR: string;
-}
-interface Initramfs {
-  buildInitramfs(o: { busybox: Uint8Array; modules: { name: string; bytes: Uint8Array }[]; init: string }): Uint8Array;
-  defaultInit(extra?: string): string;
 }
 
 /** Why the guest cannot boot here, or null. */
@@ -46,29 +41,8 @@ export interface Guest {
 
 export async function bootGuest(device: IvshmemDevice, transport: V86Transport, timeoutMs = 90_000): Promise<Guest> {
   const { V86 } = (await import('v86')) as unknown as { V86: new (o: object) => V86Emulator & { add_listener(e: string, f: (x: never) => void): void; run(): void; stop(): Promise<void>; destroy(): Promise<void>; serial0_send(s: string): void } };
-  const { buildInitramfs, defaultInit } = (await import(`${root}scripts/v86-initramfs.mjs`)) as Initramfs;
-  const dir = `${root}.cache/v86-guest/`;
-  const file = (n: string) => new Uint8Array(readFileSync(dir + n));
-  const buffer = (u8: Uint8Array) => u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
-  const initrd = buildInitramfs({
-    busybox: file('busybox'),
-    modules: [{ name: 'uio.ko', bytes: file('uio.ko') }, { name: 'uio_pci_generic.ko', bytes: file('uio_pci_generic.ko') }],
-    init: defaultInit('echo READY-$((6*7))'),
-  });
-  const emulator = new V86({
-    wasm_path: require.resolve('v86/build/v86.wasm'),
-    bios: { buffer: buffer(file('bios.bin')) },
-    bzimage: { buffer: buffer(file('bzImage')) },
-    initrd: { buffer: buffer(initrd) },
-    cmdline: 'console=ttyS0 quiet cryptomgr.notests noisapnp nokaslr mitigations=off random.trust_cpu=on',
-    memory_size: 256 * 1024 * 1024,
-    autostart: false,
-    acpi: false,
-    net_device: { type: 'none' },
-    disable_keyboard: true,
-    disable_mouse: true,
-    disable_speaker: true,
-  });
+  const { guestEmulatorOptions } = (await import(`${root}scripts/v86-guest-options.mjs`)) as { guestEmulatorOptions(o?: object): object };
+  const emulator = new V86(guestEmulatorOptions());
   let text = '';
   const listeners = new Set<(chunk: string) => void>();
   emulator.add_listener('serial0-output-byte', (byte: number) => {

@@ -13,7 +13,6 @@
 //   { op: 'waitPeer', peer, timeoutMs } until the device knows peer's vectors
 //   { op: 'stop' }                      stops the guest and closes the device; the child exits
 // The child also exits when its parent goes away (IPC disconnect) and after a hard lifetime.
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const LIFETIME_MS = 180_000;
@@ -30,12 +29,10 @@ setTimeout(() => {
 }, LIFETIME_MS).unref();
 
 const { IvshmemDevice, V86Transport } = await import(new URL('dist/index.js', root).href);
-const { buildInitramfs, defaultInit } = await import(new URL('scripts/v86-initramfs.mjs', root).href);
+const { guestEmulatorOptions } = await import(new URL('scripts/v86-guest-options.mjs', root).href);
 const { V86 } = await import('v86');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const guestFile = (name) => readFileSync(new URL(`.cache/v86-guest/${name}`, root));
-const arrayBuffer = (u8) => u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
 
 let device;
 let emulator;
@@ -73,25 +70,7 @@ try {
   const t0 = performance.now();
   const transport = new V86Transport();
   device = await IvshmemDevice.create({ mode: 'intx', vectors: 1, server: socketPath, transport });
-  const initrd = buildInitramfs({
-    busybox: guestFile('busybox'),
-    modules: ['uio.ko', 'uio_pci_generic.ko'].map((name) => ({ name, bytes: guestFile(name) })),
-    init: defaultInit('echo READY-$((6*7))'),
-  });
-  emulator = new V86({
-    wasm_path: require.resolve('v86/build/v86.wasm'),
-    bios: { buffer: arrayBuffer(guestFile('bios.bin')) },
-    bzimage: { buffer: arrayBuffer(guestFile('bzImage')) },
-    initrd: { buffer: arrayBuffer(initrd) },
-    cmdline: 'console=ttyS0 quiet cryptomgr.notests noisapnp nokaslr mitigations=off random.trust_cpu=on',
-    memory_size: 256 * 1024 * 1024,
-    autostart: false,
-    acpi: false,
-    net_device: { type: 'none' },
-    disable_keyboard: true,
-    disable_mouse: true,
-    disable_speaker: true,
-  });
+  emulator = new V86(guestEmulatorOptions());
   emulator.add_listener('serial0-output-byte', (byte) => {
     text += String.fromCharCode(byte);
   });

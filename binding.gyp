@@ -10,7 +10,8 @@
         "native/memory.cc",
         "native/socket.cc",
         "native/poller.cc",
-        "native/wait.cc"
+        "native/wait.cc",
+        "native/kvm.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -32,5 +32,10 @@ void InitMemory(Napi::Env env, Napi::Object exports);
 void InitSocket(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
 void InitWait(Napi::Env env, Napi::Object exports);
+void InitKvm(Napi::Env env, Napi::Object exports);
+
+// Hands a fresh mmap'ed range to JavaScript as an external ArrayBuffer that munmap() detaches and
+// unmaps, the GC finalizer unmaps if nobody did, and the env's cleanup hook unmaps at exit.
+Napi::ArrayBuffer MappedBuffer(Napi::Env env, void* addr, size_t length);
 
 }  // namespace ivshmem

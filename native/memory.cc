@@ -137,12 +137,7 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
   if (length <= 0) ThrowErrno(info.Env(), EINVAL, "mmap");
   void* addr = mmap(nullptr, static_cast<size_t>(length), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (addr == MAP_FAILED) ThrowErrno(info.Env(), errno, "mmap");
-  auto* mapping = new Mapping{addr, static_cast<size_t>(length), info.Env(), false};
-  {
-    std::lock_guard<std::mutex> lock(mappings_mutex);
-    Mappings()[addr] = mapping;
-  }
-  return Napi::ArrayBuffer::New(info.Env(), addr, mapping->length, FinalizeMapping, mapping);
+  return MappedBuffer(info.Env(), addr, static_cast<size_t>(length));
 }
 
 // Returns true if it unmapped, false if the buffer was not (or no longer) one of our mappings.
@@ -172,6 +167,15 @@ void UnmapLeftovers(void* arg) {
 }
 
 }  // namespace
+
+Napi::ArrayBuffer MappedBuffer(Napi::Env env, void* addr, size_t length) {
+  auto* mapping = new Mapping{addr, length, env, false};
+  {
+    std::lock_guard<std::mutex> lock(mappings_mutex);
+    Mappings()[addr] = mapping;
+  }
+  return Napi::ArrayBuffer::New(env, addr, length, FinalizeMapping, mapping);
+}
 
 void InitMemory(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, UnmapLeftovers, static_cast<napi_env>(env));

@@ -48,6 +48,21 @@ export interface RawBinding {
   FdWatcher: new (fd: number, drainEventfd: boolean, callback: (err: Error | null, count?: number) => void) => RawFdWatcher;
   waitReadable(fds: Int32Array, timeoutMs: number, out?: Float64Array): number;
   spinReadable(fds: Int32Array, maxRounds: number, out?: Float64Array): number;
+
+  kvmOpen(): number;
+  kvmCheckExtension(fd: number, cap: number): number;
+  kvmCreateVm(kvmFd: number): number;
+  kvmAllocMemory(size: number): ArrayBuffer;
+  kvmSetMemory(vmFd: number, slot: number, guestPhys: number | bigint, memory: ArrayBuffer | null): void;
+  kvmCreateVcpu(vmFd: number, id?: number): number;
+  kvmRunBuffer(vcpuFd: number): ArrayBuffer;
+  kvmSetRealMode(vcpuFd: number, rip: number): void;
+  /** The exit reason, or -1 when a signal interrupted KVM_RUN. */
+  kvmRun(vcpuFd: number, run: ArrayBuffer): number;
+  kvmIoeventfd(vmFd: number, addr: number | bigint, len: number, datamatch: number | bigint, eventfd: number, deassign?: boolean): void;
+  kvmCreateIrqchip(vmFd: number): void;
+  kvmIrqLine(vmFd: number, irq: number, level: number): void;
+  kvmIrqfd(vmFd: number, gsi: number, eventfd: number, deassign?: boolean): void;
 }
 
 const ADDON = join('build', 'Release', 'ivshmem_native.node');

@@ -1,0 +1,231 @@
+// A minimal KVM harness over the native addon: /dev/kvm, a VM with guest RAM from an ArrayBuffer,
+// one real-mode vCPU whose exits are decoded from the mmap'ed kvm_run. Test-only plumbing for
+// running a few guest instructions against an IvshmemDevice; not exported from the package.
+import { native } from '../native/binding.js';
+import { FdHandle } from '../native/handle.js';
+
+/** Byte offsets in struct kvm_run (checked by static_asserts in native/kvm.cc). */
+export const KVM_RUN = {
+  EXIT_REASON: 8, // u32
+  MMIO_PHYS_ADDR: 32, // u64
+  MMIO_DATA: 40, // u8[8]
+  MMIO_LEN: 48, // u32
+  MMIO_IS_WRITE: 52, // u8
+  IO_DIRECTION: 32, // u8: 0 in, 1 out
+  IO_SIZE: 33, // u8
+  IO_PORT: 34, // u16
+  IO_COUNT: 36, // u32
+  IO_DATA_OFFSET: 40, // u64, from the start of kvm_run
+} as const;
+
+/** kvm_run.exit_reason values (linux/kvm.h). */
+export const KVM_EXIT = {
+  UNKNOWN: 0,
+  EXCEPTION: 1,
+  IO: 2,
+  HYPERCALL: 3,
+  DEBUG: 4,
+  HLT: 5,
+  MMIO: 6,
+  IRQ_WINDOW_OPEN: 7,
+  SHUTDOWN: 8,
+  FAIL_ENTRY: 9,
+  INTR: 10,
+  INTERNAL_ERROR: 17,
+} as const;
+
+/** What KvmVcpu.run() reports when a signal interrupted KVM_RUN (EINTR). */
+export const KVM_RUN_INTERRUPTED = -1;
+
+/** KVM_CHECK_EXTENSION capability numbers used here. */
+export const KVM_CAP = { IRQCHIP: 0, USER_MEMORY: 3, SET_TSS_ADDR: 4, IOEVENTFD: 36, IRQFD: 32 } as const;
+
+export interface KvmMmioExit {
+  address: number;
+  size: number;
+  isWrite: boolean;
+  /** The written value (little-endian): a number for 1..4 bytes, a bigint for 8; 0 for reads. */
+  data: number | bigint;
+}
+
+export interface KvmIoExit {
+  port: number;
+  size: number;
+  isOut: boolean;
+  count: number;
+  /** The first element written (OUT) — bytes live at kvm_run + dataOffset. */
+  data: number;
+  dataOffset: number;
+}
+
+export interface KvmExit {
+  /** A KVM_EXIT value, or KVM_RUN_INTERRUPTED. */
+  reason: number;
+  mmio?: KvmMmioExit;
+  io?: KvmIoExit;
+}
+
+/** /dev/kvm. */
+export class Kvm extends FdHandle {
+  private constructor(fd: number) {
+    super(fd);
+  }
+
+  /** Opens /dev/kvm (checks API version 12); errors are coded (EACCES, ENOENT, …). */
+  static open(): Kvm {
+    return new Kvm(native().kvmOpen());
+  }
+
+  checkExtension(cap: number): number {
+    return native().kvmCheckExtension(this.fd, cap);
+  }
+
+  createVm(): KvmVm {
+    return new KvmVm(native().kvmCreateVm(this.fd));
+  }
+}
+
+export class KvmVm extends FdHandle {
+  readonly #vcpus: KvmVcpu[] = [];
+  readonly #owned: ArrayBuffer[] = [];
+  // Buffers KVM maps as guest RAM, kept reachable while their slot exists.
+  readonly #slots = new Map<number, ArrayBuffer>();
+
+  /** @internal use Kvm.createVm */
+  constructor(fd: number) {
+    super(fd);
+  }
+
+  /** Fresh anonymous MAP_SHARED memory (page multiple), unmapped when the VM closes. */
+  allocMemory(size: number): ArrayBuffer {
+    this.fd; // throws once closed
+    const buffer = native().kvmAllocMemory(size);
+    this.#owned.push(buffer);
+    return buffer;
+  }
+
+  /** Maps `memory` (page-aligned, e.g. an mmap) as guest RAM at `guestPhys` in `slot`; null deletes the slot. */
+  setMemory(slot: number, guestPhys: number, memory: ArrayBuffer | null): void {
+    native().kvmSetMemory(this.fd, slot, guestPhys, memory);
+    if (memory === null) this.#slots.delete(slot);
+    else this.#slots.set(slot, memory);
+  }
+
+  createVcpu(id = 0): KvmVcpu {
+    const vcpu = new KvmVcpu(native().kvmCreateVcpu(this.fd, id));
+    this.#vcpus.push(vcpu);
+    return vcpu;
+  }
+
+  /** Signals `eventfd` on a guest write of `len` bytes at `address` (matching `datamatch` unless null), with no exit. */
+  ioeventfd(address: number, len: number, datamatch: number | bigint | null, eventfd: number): void {
+    native().kvmIoeventfd(this.fd, address, len, datamatch ?? -1, eventfd);
+  }
+
+  removeIoeventfd(address: number, len: number, datamatch: number | bigint | null, eventfd: number): void {
+    native().kvmIoeventfd(this.fd, address, len, datamatch ?? -1, eventfd, true);
+  }
+
+  createIrqchip(): void {
+    native().kvmCreateIrqchip(this.fd);
+  }
+
+  irqLine(irq: number, level: 0 | 1): void {
+    native().kvmIrqLine(this.fd, irq, level);
+  }
+
+  irqfd(gsi: number, eventfd: number): void {
+    native().kvmIrqfd(this.fd, gsi, eventfd);
+  }
+
+  removeIrqfd(gsi: number, eventfd: number): void {
+    native().kvmIrqfd(this.fd, gsi, eventfd, true);
+  }
+
+  protected override beforeClose(): void {
+    for (const vcpu of this.#vcpus) vcpu.close();
+    this.#slots.clear();
+    for (const buffer of this.#owned) native().munmap(buffer);
+    this.#owned.length = 0;
+  }
+}
+
+export class KvmVcpu extends FdHandle {
+  /** The mmap'ed kvm_run. */
+  readonly runBuffer: ArrayBuffer;
+  readonly #view: DataView;
+  readonly #bytes: Uint8Array;
+
+  /** @internal use KvmVm.createVcpu */
+  constructor(fd: number) {
+    super(fd);
+    try {
+      this.runBuffer = native().kvmRunBuffer(fd);
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+    this.#view = new DataView(this.runBuffer);
+    this.#bytes = new Uint8Array(this.runBuffer);
+  }
+
+  /** A DataView of kvm_run (offsets in KVM_RUN). */
+  get runView(): DataView {
+    this.fd;
+    return this.#view;
+  }
+
+  /** 16-bit real mode, CS:IP = 0:rip, RFLAGS 0x2. */
+  setRealMode(rip: number): void {
+    native().kvmSetRealMode(this.fd, rip);
+  }
+
+  /** Enters the guest until the next exit to userspace, and decodes it. */
+  run(): KvmExit {
+    const reason = native().kvmRun(this.fd, this.runBuffer);
+    const v = this.#view;
+    if (reason === KVM_EXIT.MMIO) {
+      const size = v.getUint32(KVM_RUN.MMIO_LEN, true);
+      const isWrite = v.getUint8(KVM_RUN.MMIO_IS_WRITE) !== 0;
+      return {
+        reason,
+        mmio: { address: Number(v.getBigUint64(KVM_RUN.MMIO_PHYS_ADDR, true)), size, isWrite, data: isWrite ? this.#data(size) : 0 },
+      };
+    }
+    if (reason === KVM_EXIT.IO) {
+      const size = v.getUint8(KVM_RUN.IO_SIZE);
+      const dataOffset = Number(v.getBigUint64(KVM_RUN.IO_DATA_OFFSET, true));
+      let data = 0;
+      for (let i = size - 1; i >= 0; i--) data = data * 256 + this.#bytes[dataOffset + i];
+      return {
+        reason,
+        io: {
+          port: v.getUint16(KVM_RUN.IO_PORT, true),
+          size,
+          isOut: v.getUint8(KVM_RUN.IO_DIRECTION) === 1,
+          count: v.getUint32(KVM_RUN.IO_COUNT, true),
+          data,
+          dataOffset,
+        },
+      };
+    }
+    return { reason };
+  }
+
+  #data(size: number): number | bigint {
+    if (size === 8) return this.#view.getBigUint64(KVM_RUN.MMIO_DATA, true);
+    let value = 0;
+    for (let i = size - 1; i >= 0; i--) value = value * 256 + this.#bytes[KVM_RUN.MMIO_DATA + i];
+    return value;
+  }
+
+  /** Completes the pending MMIO read: the guest sees `value` (little-endian) when it next runs. */
+  completeMmioRead(value: number | bigint): void {
+    this.fd;
+    this.#view.setBigUint64(KVM_RUN.MMIO_DATA, BigInt.asUintN(64, BigInt(value)), true);
+  }
+
+  protected override beforeClose(): void {
+    if (this.runBuffer !== undefined) native().munmap(this.runBuffer);
+  }
+}

@@ -9,6 +9,7 @@ import { Kvm, KVM_CAP, KVM_EXIT, KVM_RUN, KvmVcpu, KvmVm } from '../src/kvm/kvm.
 import { EventFd } from '../src/native/eventfd.js';
 import { native } from '../src/native/binding.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
+import { Asm16 as Asm } from './support/asm16.js';
 
 let kvm: Kvm | undefined;
 try {
@@ -25,62 +26,20 @@ const END_PORT = 0xf4;
 const INTR_MASK = 0xa5a5_5a5a;
 const DOORBELL = (7 << 16) | 0;
 
-/** A tiny assembler: raw bytes, labels, and 16-bit absolute references patched at the end. */
-class Asm {
-  readonly bytes: number[] = [];
-  readonly #labels = new Map<string, number>();
-  readonly #fixups: { at: number; label: string }[] = [];
-  constructor(readonly origin: number) {}
-  emit(...b: number[]): this {
-    this.bytes.push(...b);
-    return this;
-  }
-  imm16(v: number): this {
-    return this.emit(v & 0xff, (v >>> 8) & 0xff);
-  }
-  imm32(v: number): this {
-    return this.emit(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff);
-  }
-  /** The absolute (DS = 0) 16-bit address of `label`. */
-  abs16(label: string): this {
-    this.#fixups.push({ at: this.bytes.length, label });
-    return this.emit(0, 0);
-  }
-  label(name: string): this {
-    this.#labels.set(name, this.origin + this.bytes.length);
-    return this;
-  }
-  address(name: string): number {
-    const a = this.#labels.get(name);
-    if (a === undefined) throw new Error(`no label ${name}`);
-    return a;
-  }
-  assemble(): Uint8Array {
-    for (const { at, label } of this.#fixups) {
-      const a = this.address(label);
-      this.bytes[at] = a & 0xff;
-      this.bytes[at + 1] = a >>> 8;
-    }
-    return Uint8Array.from(this.bytes);
-  }
-}
-
 // ES = WINDOW_GPA >> 4 reaches BAR0; DS = 0 (the reset value) reaches guest RAM.
 function guest(): Asm {
   const a = new Asm(CODE_GPA);
   a.label('start');
-  a.emit(0xb8).imm16(WINDOW_GPA >> 4); // mov ax, 0x1000
-  a.emit(0x8e, 0xc0); // mov es, ax
-  a.emit(0x26, 0x66, 0xa1).imm16(0x08); // mov eax, [es:8]       ; IVPosition
-  a.emit(0x66, 0xa3).abs16('result'); // mov [result], eax
-  a.emit(0x66, 0xb8).imm32(INTR_MASK); // mov eax, INTR_MASK
-  a.emit(0x26, 0x66, 0xa3).imm16(0x00); // mov [es:0], eax       ; IntrMask
-  a.emit(0x66, 0xb8).imm32(DOORBELL); // mov eax, 7 << 16 | 0
-  a.emit(0x26, 0x66, 0xa3).imm16(0x0c); // mov [es:12], eax      ; Doorbell
-  a.emit(0xb0, 0x42); // mov al, 0x42
-  a.emit(0xe6, END_PORT); // out END_PORT, al       ; the end marker
-  a.emit(0xf4); // hlt (never reached by the loop)
-  a.label('result').imm32(0xffff_ffff);
+  a.movAx(WINDOW_GPA >> 4).movSegAx('es');
+  a.es().load32(0x08); // mov eax, [es:8]       ; IVPosition
+  a.store32('result'); // mov [result], eax
+  a.movEax(INTR_MASK);
+  a.es().store32(0x00); // mov [es:0], eax       ; IntrMask
+  a.movEax(DOORBELL);
+  a.es().store32(0x0c); // mov [es:12], eax      ; Doorbell
+  a.outb(END_PORT, 0x42); // the end marker
+  a.hlt(); // never reached by the loop
+  a.dd('result', 0xffff_ffff);
   return a;
 }
 

@@ -225,6 +225,15 @@ export class KvmVcpu extends FdHandle {
     this.#view.setBigUint64(KVM_RUN.MMIO_DATA, BigInt.asUintN(64, BigInt(value)), true);
   }
 
+  /** Completes the pending port IN: the guest sees `value` (little-endian, `io.size` bytes per element) on re-entry. */
+  completeIoIn(io: KvmIoExit, value: number): void {
+    this.fd;
+    for (let n = 0; n < io.count; n++) {
+      let v = value;
+      for (let i = 0; i < io.size; i++, v = Math.floor(v / 256)) this.#bytes[io.dataOffset + n * io.size + i] = v & 0xff;
+    }
+  }
+
   protected override beforeClose(): void {
     if (this.runBuffer !== undefined) native().munmap(this.runBuffer);
   }

@@ -1,0 +1,254 @@
+// KvmMonitor: a reference virtual-machine monitor on KVM for one IvshmemDevice, the way QEMU's
+// pc machine hosts it, cut down to what a test guest needs:
+//   - guest RAM at GPA 0 (an anonymous mmap, one KVM slot);
+//   - a PCI host bridge on ports 0xcf8 (CONFIG_ADDRESS) / 0xcfc..0xcff (CONFIG_DATA): config
+//     cycles for 00:<slot>.0 go to device.configRead/configWrite, every other slot reads as all-ones;
+//   - BAR0 (and BAR1) accesses exit to userspace and go to device.mmioRead/mmioWrite, at whatever
+//     address the guest programmed (learned from the transport's barMapped callback);
+//   - BAR2 mapped as guest RAM straight from device.sharedMemory.buffer (zero copy), when that
+//     buffer is an mmap'ed ArrayBuffer; otherwise BAR2 accesses exit and are dispatched too;
+//   - INTx through the in-kernel irqchip: setIrqLevel drives the IRQ line `irq` (a PIC pin);
+//   - MSI-X through KVM_SIGNAL_MSI is not wired (the guest's LAPIC is off in real mode): counted.
+// One real-mode vCPU runs on the calling thread: run() returns when the guest writes the "done"
+// port (or an exit it cannot handle arrives). KVM_RUN blocks this thread, so interrupts that must
+// wake a halted guest have to be raised before run() (a worker-thread vCPU is a later step).
+// Test/reference plumbing; not exported from the package.
+import { IvshmemDevice } from '../device.js';
+import type { IvshmemDeviceOptions } from '../options.js';
+import type { BarAddress, VmmTransport } from '../transport.js';
+import { Kvm, KVM_EXIT, KvmVcpu, KvmVm } from './kvm.js';
+import type { KvmExit, KvmIoExit, KvmMmioExit } from './kvm.js';
+
+export const PCI_CONFIG_ADDRESS = 0xcf8;
+export const PCI_CONFIG_DATA = 0xcfc;
+/** The guest's "done" port: an OUT here ends run() with the written value. */
+export const MONITOR_DONE_PORT = 0xf4;
+
+const RAM_SLOT = 0;
+const BAR2_SLOT = 1;
+
+export interface KvmMonitorOptions {
+  /** Guest RAM at GPA 0, a page multiple; default 512 KiB (the rest below 1 MiB is left for BARs). */
+  ramSize?: number;
+  /** The PCI slot of the device on bus 0; default 3 (00:03.0). */
+  slot?: number;
+  /** The PIC pin (GSI) INTx drives; default 5. Also written to the Interrupt Line register. */
+  irq?: number;
+  /** The done port; default MONITOR_DONE_PORT. */
+  donePort?: number;
+}
+
+export interface MonitorRunResult {
+  /** The value the guest wrote to the done port. */
+  done: number;
+  /** KVM_RUN returns during this run. */
+  exits: number;
+}
+
+export interface MonitorStats {
+  exits: number;
+  configReads: number;
+  configWrites: number;
+  /** BAR accesses dispatched to the device, by BAR index. */
+  mmio: [number, number, number];
+  /** MMIO outside every BAR (reads as all-ones, writes ignored). */
+  unassignedMmio: number;
+  /** Port I/O to ports nobody decodes. */
+  unassignedIo: number;
+  irqLevelChanges: number;
+  /** MSI-X messages the device asked for (not delivered by this monitor). */
+  msiDropped: number;
+}
+
+export class KvmMonitorError extends Error {
+  constructor(message: string, readonly exit?: KvmExit) {
+    super(message);
+    this.name = 'KvmMonitorError';
+  }
+}
+
+export class KvmMonitor implements VmmTransport {
+  readonly vm: KvmVm;
+  readonly vcpu: KvmVcpu;
+  /** Guest RAM (GPA 0 .. ramSize). */
+  readonly ram: Uint8Array;
+  readonly slot: number;
+  readonly irq: number;
+  readonly donePort: number;
+  readonly stats: MonitorStats = {
+    exits: 0, configReads: 0, configWrites: 0, mmio: [0, 0, 0], unassignedMmio: 0, unassignedIo: 0, irqLevelChanges: 0, msiDropped: 0,
+  };
+
+  #device: IvshmemDevice | undefined;
+  #configAddress = 0;
+  /** Where each BAR decodes (from barMapped), null while it does not. */
+  readonly #bars: BarAddress[] = [null, null, null];
+  /** Whether BAR2 is currently a KVM memory slot (else its accesses exit). */
+  #bar2Slot = false;
+  #closed = false;
+
+  constructor(kvm: Kvm, options: KvmMonitorOptions = {}) {
+    const ramSize = options.ramSize ?? 0x80000;
+    this.slot = options.slot ?? 3;
+    this.irq = options.irq ?? 5;
+    this.donePort = options.donePort ?? MONITOR_DONE_PORT;
+    this.vm = kvm.createVm();
+    try {
+      this.vm.createIrqchip(); // before any vCPU
+      const memory = this.vm.allocMemory(ramSize);
+      this.vm.setMemory(RAM_SLOT, 0, memory);
+      this.ram = new Uint8Array(memory);
+      this.vcpu = this.vm.createVcpu();
+    } catch (err) {
+      this.vm.close();
+      throw err;
+    }
+  }
+
+  /** Creates the device with this monitor as its transport, and plugs it in (see attach). */
+  async createDevice(options: Omit<IvshmemDeviceOptions, 'transport'>): Promise<IvshmemDevice> {
+    const device = await IvshmemDevice.create({ ...options, transport: this });
+    this.attach(device);
+    return device;
+  }
+
+  /** Plugs a device (created with this monitor as its transport) into the slot, as firmware would route its INTx. */
+  attach(device: IvshmemDevice): void {
+    if (this.#device !== undefined) throw new KvmMonitorError('a device is already attached');
+    this.#device = device;
+    device.configWrite(0x3c, 1, this.irq); // Interrupt Line, as a PC BIOS fills it in
+  }
+
+  get device(): IvshmemDevice | undefined {
+    return this.#device;
+  }
+
+  /** Copies `code` into guest RAM at `at`. */
+  load(code: Uint8Array, at: number): void {
+    this.ram.set(code, at);
+  }
+
+  /** Resets the vCPU to real mode at CS:IP = 0:rip. */
+  start(rip: number): void {
+    this.vcpu.setRealMode(rip);
+  }
+
+  // ---- VmmTransport ----
+
+  setIrqLevel(level: 0 | 1): void {
+    this.stats.irqLevelChanges++;
+    if (!this.#closed) this.vm.irqLine(this.irq, level);
+  }
+
+  sendMsi(): void {
+    this.stats.msiDropped++;
+  }
+
+  barMapped(bar: number, address: BarAddress): void {
+    this.#bars[bar] = address;
+    if (bar !== 2 || this.#closed) return;
+    if (this.#bar2Slot) {
+      this.vm.setMemory(BAR2_SLOT, 0, null);
+      this.#bar2Slot = false;
+    }
+    const buffer = this.#device?.sharedMemory.buffer;
+    if (address === null || !(buffer instanceof ArrayBuffer)) return;
+    try {
+      this.vm.setMemory(BAR2_SLOT, Number(address), buffer);
+      this.#bar2Slot = true;
+    } catch {
+      // Not page-aligned (a plain ArrayBuffer): BAR2 accesses exit and are dispatched instead.
+    }
+  }
+
+  /** Whether BAR2 is mapped into the guest as memory (zero copy) rather than trapped. */
+  get bar2Mapped(): boolean {
+    return this.#bar2Slot;
+  }
+
+  // ---- the vCPU loop ----
+
+  /** Runs the guest until it writes the done port; throws on an exit it cannot handle or after maxExits. */
+  run(maxExits = 100_000): MonitorRunResult {
+    let exits = 0;
+    for (;;) {
+      const exit = this.vcpu.run();
+      exits++;
+      this.stats.exits++;
+      if (exit.reason === KVM_EXIT.IO) {
+        const io = exit.io!;
+        if (io.isOut && io.port === this.donePort) return { done: io.data, exits };
+        this.#portIo(io);
+      } else if (exit.reason === KVM_EXIT.MMIO) {
+        this.#mmio(exit.mmio!);
+      } else if (exit.reason === KVM_EXIT.INTR || exit.reason === -1) {
+        // interrupted by a signal: just re-enter
+      } else {
+        throw new KvmMonitorError(`unexpected KVM exit ${exit.reason}`, exit);
+      }
+      if (exits >= maxExits) throw new KvmMonitorError(`the guest did not reach its done port within ${maxExits} exits`);
+    }
+  }
+
+  #portIo(io: KvmIoExit): void {
+    const { port, size, isOut } = io;
+    if (port === PCI_CONFIG_ADDRESS && size === 4) {
+      if (isOut) this.#configAddress = io.data >>> 0;
+      else this.vcpu.completeIoIn(io, this.#configAddress);
+      return;
+    }
+    if (port >= PCI_CONFIG_DATA && port + size <= PCI_CONFIG_DATA + 4) {
+      const reg = (this.#configAddress & 0xfc) + (port - PCI_CONFIG_DATA);
+      const target = this.#configTarget();
+      if (isOut) {
+        this.stats.configWrites++;
+        if (target) this.#device!.configWrite(reg, size, io.data);
+      } else {
+        this.stats.configReads++;
+        this.vcpu.completeIoIn(io, target ? this.#device!.configRead(reg, size) : ones(size));
+      }
+      return;
+    }
+    this.stats.unassignedIo++;
+    if (!isOut) this.vcpu.completeIoIn(io, ones(size));
+  }
+
+  // Config cycles reach our device only when enabled (bit 31) for bus 0, our slot, function 0.
+  #configTarget(): boolean {
+    const a = this.#configAddress;
+    if ((a & 0x8000_0000) === 0 || this.#device === undefined) return false;
+    const bus = (a >>> 16) & 0xff;
+    const slot = (a >>> 11) & 0x1f;
+    const fn = (a >>> 8) & 0x7;
+    return bus === 0 && slot === this.slot && fn === 0;
+  }
+
+  #mmio(m: KvmMmioExit): void {
+    const device = this.#device;
+    if (device !== undefined) {
+      for (const bar of device.bars) {
+        const base = this.#bars[bar.index];
+        if (base === null || base === undefined) continue;
+        const offset = m.address - Number(base);
+        if (offset < 0 || offset + m.size > bar.size) continue;
+        this.stats.mmio[bar.index as 0 | 1 | 2]++;
+        if (m.isWrite) device.mmioWrite(bar.index, offset, m.size, m.data);
+        else this.vcpu.completeMmioRead(device.mmioRead(bar.index, offset, m.size));
+        return;
+      }
+    }
+    this.stats.unassignedMmio++;
+    if (!m.isWrite) this.vcpu.completeMmioRead(m.size === 8 ? 0xffff_ffff_ffff_ffffn : ones(m.size));
+  }
+
+  /** Closes the VM (vCPU, RAM, slots). The device stays the caller's. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.vm.close();
+  }
+}
+
+function ones(size: number): number {
+  return size >= 4 ? 0xffff_ffff : 2 ** (8 * size) - 1;
+}

@@ -22,7 +22,7 @@ export interface DemoOptions {
   onProgress?: (line: string) => void;
 }
 
-type FromPeer = ({ type: 'progress' | 'done' } & PeerStats) | { type: 'ready'; id: number };
+type FromPeer = ({ type: 'progress' | 'done' } & PeerStats) | { type: 'ready'; id: number } | { type: 'ring-ready' };
 
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   if (!Number.isInteger(o.peers) || o.peers < 2 || o.peers > 64) throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'peers must be 2..64');
@@ -61,7 +61,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
         if (m.type === 'done') done.set(m.id, m);
       });
       ids.push(await new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `peer ${i} did not start within 10 s`)), 10_000);
+        // Generous: on a loaded machine starting a Node process can take seconds.
+        const timer = setTimeout(() => reject(new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `peer ${i} did not start within 30 s`)), 30_000).unref();
         child.once('exit', (code) => reject(new IvshmemError('ERR_IVSHMEM_PROTOCOL', `peer ${i} exited (code ${code}) before joining`)));
         const ready = (m: FromPeer) => {
           if (m.type !== 'ready') return;
@@ -76,14 +77,26 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     const deadline = Date.now() + 5000;
     while (server.peerIds.length < o.peers && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
 
+    // Every peer learns the ring (its mailbox, successor and predecessor) before any starts.
+    await Promise.all(children.map((c) => new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', 'a peer did not take the ring within 30 s')), 30_000).unref();
+      const ready = (m: FromPeer) => {
+        if (m.type !== 'ring-ready') return;
+        clearTimeout(timer);
+        c.off('message', ready);
+        resolve();
+      };
+      c.on('message', ready);
+      c.send({ type: 'ring', ring: ids });
+    })));
     const started = Date.now();
-    for (const c of children) c.send({ type: 'start', ring: ids, durationMs: o.durationMs });
+    for (const c of children) c.send({ type: 'start', durationMs: o.durationMs });
     const ticker = setInterval(() => {
       const sum = (f: (s: PeerStats) => number) => [...latest.values()].reduce((a, s) => a + f(s), 0);
       const elapsed = ((Date.now() - started) / 1000).toFixed(1);
       o.onProgress?.(`${elapsed}s  ${o.peers} peers  ${sum((s) => s.sent)} messages  ${sum((s) => s.doorbellsSent)} doorbells  ${sum((s) => s.interrupts)} interrupts`);
     }, 250);
-    const end = Date.now() + o.durationMs + 10_000;
+    const end = Date.now() + o.durationMs + 30_000;
     while (done.size < o.peers && Date.now() < end && !interrupted) await new Promise((r) => setTimeout(r, 20));
     clearInterval(ticker);
     if (interrupted) throw new IvshmemError('ERR_IVSHMEM_INTERRUPTED', 'interrupted: peers stopped, server closed, socket and shared memory removed');

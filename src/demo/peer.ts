@@ -23,7 +23,9 @@ export interface PeerStats {
   buckets: number[];
 }
 
-type FromParent = { type: 'start'; ring: number[]; durationMs: number } | { type: 'stop' };
+// The ring is set up on every peer before any peer starts, so no message can arrive at a peer
+// that does not yet know its mailbox.
+type FromParent = { type: 'ring'; ring: number[] } | { type: 'start'; durationMs: number } | { type: 'stop' };
 
 const now = () => process.hrtime.bigint();
 
@@ -63,6 +65,7 @@ export async function runPeer(socketPath: string, vectors: number): Promise<void
   let running = false;
   let lastSent = 0n;
   let next = -1; // the peer we send to
+  let previous = -1; // the peer we receive from, and acknowledge
   let mySlot = -1;
   let nextSlot = -1;
   const expectedSeq = new Map<number, number>();
@@ -99,7 +102,7 @@ export async function runPeer(socketPath: string, vectors: number): Promise<void
         oneWay.recordValue(ns);
         buckets[bucketOf(ns)]++;
       }
-      ring(from, VECTOR_ACK);
+      ring(previous, VECTOR_ACK);
     } else if (vector === VECTOR_ACK) {
       acked++;
       roundTrip.recordValue(Number(t - lastSent));
@@ -132,11 +135,14 @@ export async function runPeer(socketPath: string, vectors: number): Promise<void
   };
 
   process.on('message', (m: FromParent) => {
-    if (m.type === 'start') {
+    if (m.type === 'ring') {
       const slot = m.ring.indexOf(device.id);
       mySlot = slot;
       nextSlot = (slot + 1) % m.ring.length;
       next = m.ring[nextSlot];
+      previous = m.ring[(slot + m.ring.length - 1) % m.ring.length];
+      send({ type: 'ring-ready' });
+    } else if (m.type === 'start') {
       running = true;
       setTimeout(finish, m.durationMs);
       sendOne();

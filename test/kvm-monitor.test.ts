@@ -12,10 +12,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import type { IvshmemDevice } from '../src/device.js';
 import { Kvm } from '../src/kvm/kvm.js';
-import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
+import { KvmMonitor } from '../src/kvm/monitor.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
-import { Asm16 } from './support/asm16.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
+import {
+  BAR0_GPA, BAR2_GPA, CODE_GPA, IRQ, IVSHMEM_ID, MAGIC, MAGIC_OFFSET, NOT_FOUND, SHM_SIZE, buildGuest,
+} from './support/kvm-guest.js';
 
 let kvm: Kvm | undefined;
 try {
@@ -24,87 +26,8 @@ try {
   console.warn(`kvm-monitor.test.ts: skipped, /dev/kvm cannot be opened (${(err as { code?: string }).code ?? err})`);
 }
 
-const CODE_GPA = 0x1000;
-const STACK_TOP = 0x7000;
-const BAR0_GPA = 0xe0000; // ES = 0xe000: below 1 MiB, above RAM (512 KiB)
-const BAR2_GPA = 0x80000; // FS = 0x8000: right after RAM
-const SHM_SIZE = 0x10000; // 64 KiB, so BAR2 fits 0x80000..0x90000
-const IRQ = 5;
-const PIC_BASE = 0x20; // IRQ n -> vector 0x20 + n
-const MAGIC = 0xc0ffee42;
-const MAGIC_OFFSET = 0x100;
-const IVSHMEM_ID = 0x1110_1af4; // device << 16 | vendor
-const NOT_FOUND = 0xee;
-
-/**
- * The guest. Phase 1 ends with OUT done, 1 (after the doorbell and interrupt setup); phase 2
- * waits for INTx and ends with OUT done, 2. The host fills `doorbell` before the run.
- */
-function guest(): Asm16 {
-  const a = new Asm16(CODE_GPA);
-  // EBX = CONFIG_ADDRESS of the found device; cfg(reg) leaves DX on CONFIG_DATA.
-  const cfg = (reg: number) => a.movEaxEbx().orAl(reg).movDx(0xcf8).outDxEax().movDx(0xcfc);
-  const cfgRead = (reg: number) => cfg(reg).inEaxDx();
-  const cfgWrite = (reg: number, value: number) => cfg(reg).movEax(value).outDxEax();
-  // Writes all-ones to a BAR and stores its size (~(readback & ~0xf) + 1) at `into`.
-  const sizeBar = (reg: number, into: string) => {
-    cfgWrite(reg, 0xffff_ffff);
-    cfgRead(reg).andEax(0xffff_fff0).notEax().incEax().store32(into);
-  };
-
-  a.label('start').cli();
-  a.xorAxAx().movSegAx('ds').movSegAx('ss').movSp(STACK_TOP);
-
-  // Firmware: probe bus 0, slots 0..31, function 0.
-  a.movEbx(0x8000_0000);
-  a.label('probe');
-  cfgRead(0x00);
-  a.cmpEax(IVSHMEM_ID).jcc('je', 'found');
-  a.addEbx(0x800).cmpEbx(0x8001_0000).jcc('jb', 'probe');
-  a.outb(MONITOR_DONE_PORT, NOT_FOUND);
-
-  a.label('found').storeEbx('devaddr');
-  cfgRead(0x00).store32('ids');
-  sizeBar(0x10, 'bar0size');
-  sizeBar(0x18, 'bar2size');
-  cfgWrite(0x10, BAR0_GPA);
-  cfgWrite(0x18, BAR2_GPA);
-  cfgWrite(0x1c, 0); // BAR2 is 64-bit: its high half
-  cfgWrite(0x04, 0x0002); // command: memory decoding
-  cfgRead(0x3c).store32('intline');
-
-  // Driver: registers through ES, shared memory through FS.
-  a.movAx(BAR0_GPA >> 4).movSegAx('es');
-  a.movAx(BAR2_GPA >> 4).movSegAx('fs');
-  a.es().load32(0x08).store32('ivposition');
-  a.movEax(MAGIC).fs().store32(MAGIC_OFFSET);
-  a.movEax(1).es().store32(0x00); // IntrMask: the (only) interrupt source
-  a.load32('doorbell').es().store32(0x0c); // ring the peer
-
-  // Interrupt setup: IVT entry, PIC (IRQ level-triggered in ELCR, vectors at PIC_BASE, only IRQ unmasked).
-  a.store16Imm((PIC_BASE + IRQ) * 4, 'isr').store16Imm((PIC_BASE + IRQ) * 4 + 2, 0);
-  a.outb(0x4d0, 1 << IRQ); // ELCR1: PCI INTx is level-triggered
-  a.outb(0x20, 0x11).outb(0x21, PIC_BASE).outb(0x21, 0x04).outb(0x21, 0x01); // ICW1..4
-  a.outb(0x21, ~(1 << IRQ) & 0xff); // OCW1: mask all but IRQ
-  a.outb(MONITOR_DONE_PORT, 1);
-
-  // Phase 2: wait for the interrupt without losing a wake-up (STI's shadow covers HLT).
-  a.label('wait').cli();
-  a.cmpByte('irqs', 0).jcc('jne', 'woke');
-  a.sti().hlt().jmp('wait');
-  a.label('woke').outb(MONITOR_DONE_PORT, 2);
-
-  // ISR: read IntrStatus (clears it: the device lowers INTx), count, EOI.
-  a.label('isr').pushEax();
-  a.es().load32(0x04).store32('intrstatus');
-  a.incByte('irqs');
-  a.outb(0x20, 0x20);
-  a.popEax().iret();
-
-  a.dd('devaddr').dd('ids').dd('bar0size').dd('bar2size').dd('intline').dd('ivposition');
-  a.dd('doorbell').dd('intrstatus').dd('irqs');
-  return a;
-}
+// The guest (probe, BARs, IVPosition, BAR2 store, doorbell, then INTx) is test/support/kvm-guest.ts.
+const guest = () => buildGuest();
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 async function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
@@ -199,6 +122,7 @@ describe.skipIf(kvm === undefined)('KvmMonitor: a real-mode guest finds, program
     expect(phase2.done).toBe(2);
     expect(word('irqs')).toBe(1);
     expect(word('intrstatus')).toBe(1);
+    expect(word('received').toString(16), 'BAR2 read back after the wake-up').toBe(MAGIC.toString(16));
     expect(device.mmioRead(0, 0x04, 4), 'IntrStatus read cleared it').toBe(0);
     expect(monitor.stats.irqLevelChanges, 'raised, then lowered by the ISR').toBe(2);
   });

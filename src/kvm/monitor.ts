@@ -8,7 +8,11 @@
 //   - BAR2 mapped as guest RAM straight from device.sharedMemory.buffer (zero copy), when that
 //     buffer is an mmap'ed ArrayBuffer; otherwise BAR2 accesses exit and are dispatched too;
 //   - INTx through the in-kernel irqchip: setIrqLevel drives the IRQ line `irq` (a PIC pin);
-//   - MSI-X through KVM_SIGNAL_MSI is not wired (the guest's LAPIC is off in real mode): counted.
+//   - MSI-X through KVM_SIGNAL_MSI is not wired (the guest's LAPIC is off in real mode): counted;
+//   - optionally (`ioeventfd: true`) QEMU's doorbell fast path: one KVM ioeventfd per (peer, vector)
+//     route of a server-joined device on BAR0+0x0C, length 4, datamatch (peer << 16) | vector, so a
+//     matching doorbell write signals the peer's eventfd in the kernel with no exit; every other
+//     value (garbage in bits 15..8, unknown peers or vectors) still exits to the WASM core.
 // One real-mode vCPU runs on the calling thread: run() returns when the guest writes the "done"
 // port (or an exit it cannot handle arrives). KVM_RUN blocks this thread, so interrupts that must
 // wake a halted guest have to be raised before run() (a worker-thread vCPU is a later step).
@@ -16,7 +20,9 @@
 import { IvshmemDevice } from '../device.js';
 import type { IvshmemDeviceOptions } from '../options.js';
 import type { BarAddress, VmmTransport } from '../transport.js';
-import { Kvm, KVM_EXIT, KvmVcpu, KvmVm } from './kvm.js';
+import type { EventFd } from '../native/eventfd.js';
+import type { ServerConnection } from '../protocol/connection.js';
+import { Kvm, KVM_CAP, KVM_EXIT, KvmVcpu, KvmVm } from './kvm.js';
 import type { KvmExit, KvmIoExit, KvmMmioExit } from './kvm.js';
 
 export const PCI_CONFIG_ADDRESS = 0xcf8;
@@ -26,6 +32,10 @@ export const MONITOR_DONE_PORT = 0xf4;
 
 const RAM_SLOT = 0;
 const BAR2_SLOT = 1;
+/** The Doorbell register's offset in BAR0. */
+const DOORBELL_OFFSET = 0x0c;
+/** The Doorbell register carries the vector in bits 7..0: higher vectors cannot be rung. */
+const DOORBELL_VECTORS = 256;
 
 export interface KvmMonitorOptions {
   /** Guest RAM at GPA 0, a page multiple; default 512 KiB (the rest below 1 MiB is left for BARs). */
@@ -36,6 +46,24 @@ export interface KvmMonitorOptions {
   irq?: number;
   /** The done port; default MONITOR_DONE_PORT. */
   donePort?: number;
+  /**
+   * Doorbell fast path (QEMU's `ioeventfd=on`): register a KVM ioeventfd per (peer, vector) of a
+   * server-joined device while BAR0 decodes. Default false (every doorbell exits to the WASM core).
+   * Falls back to the WASM path when KVM lacks KVM_CAP_IOEVENTFD (see KvmMonitor.ioeventfd).
+   */
+  ioeventfd?: boolean;
+}
+
+/** One doorbell route registered as a KVM ioeventfd. */
+export interface IoeventfdRoute {
+  peer: number;
+  vector: number;
+  /** The eventfd a matching write signals. */
+  fd: number;
+  /** Guest-physical address: BAR0 + 0x0C. */
+  address: number;
+  /** (peer << 16) | vector. */
+  datamatch: number;
 }
 
 export interface MonitorRunResult {
@@ -58,6 +86,12 @@ export interface MonitorStats {
   irqLevelChanges: number;
   /** MSI-X messages the device asked for (not delivered by this monitor). */
   msiDropped: number;
+  /** Doorbell writes that exited to the WASM core (the fast path's misses, or every doorbell without it). */
+  doorbellExits: number;
+  /** KVM_IOEVENTFD assign / deassign calls that succeeded, and those KVM refused (route left to the WASM path). */
+  ioeventfdsAssigned: number;
+  ioeventfdsDeassigned: number;
+  ioeventfdErrors: number;
 }
 
 export class KvmMonitorError extends Error {
@@ -77,7 +111,10 @@ export class KvmMonitor implements VmmTransport {
   readonly donePort: number;
   readonly stats: MonitorStats = {
     exits: 0, configReads: 0, configWrites: 0, mmio: [0, 0, 0], unassignedMmio: 0, unassignedIo: 0, irqLevelChanges: 0, msiDropped: 0,
+    doorbellExits: 0, ioeventfdsAssigned: 0, ioeventfdsDeassigned: 0, ioeventfdErrors: 0,
   };
+  /** Whether the doorbell fast path is on: asked for, and KVM supports ioeventfd. Otherwise doorbells take the WASM path. */
+  readonly ioeventfd: boolean;
 
   #device: IvshmemDevice | undefined;
   #configAddress = 0;
@@ -86,12 +123,18 @@ export class KvmMonitor implements VmmTransport {
   /** Whether BAR2 is currently a KVM memory slot (else its accesses exit). */
   #bar2Slot = false;
   #closed = false;
+  /** Known doorbell routes ("peer:vector" -> eventfd), followed while the fast path is on. */
+  readonly #routes = new Map<string, { peer: number; vector: number; fd: number }>();
+  /** The routes currently registered with KVM, at #ioeventfdBase. */
+  readonly #registered = new Map<string, IoeventfdRoute>();
+  #unfollow: (() => void) | undefined;
 
   constructor(kvm: Kvm, options: KvmMonitorOptions = {}) {
     const ramSize = options.ramSize ?? 0x80000;
     this.slot = options.slot ?? 3;
     this.irq = options.irq ?? 5;
     this.donePort = options.donePort ?? MONITOR_DONE_PORT;
+    this.ioeventfd = options.ioeventfd === true && kvm.checkExtension(KVM_CAP.IOEVENTFD) > 0;
     this.vm = kvm.createVm();
     try {
       this.vm.createIrqchip(); // before any vCPU
@@ -117,6 +160,92 @@ export class KvmMonitor implements VmmTransport {
     if (this.#device !== undefined) throw new KvmMonitorError('a device is already attached');
     this.#device = device;
     device.configWrite(0x3c, 1, this.irq); // Interrupt Line, as a PC BIOS fills it in
+    const connection = device.connection;
+    if (this.ioeventfd && connection !== undefined) this.#follow(device, connection);
+  }
+
+  /** The doorbell routes registered as KVM ioeventfds right now (empty without the fast path or while BAR0 does not decode). */
+  get ioeventfds(): IoeventfdRoute[] {
+    return [...this.#registered.values()].map((r) => ({ ...r }));
+  }
+
+  // ---- doorbell fast path ----
+
+  // Takes the routes the connection already has, and follows joins and leaves. Listeners run
+  // before the connection closes a leaving peer's eventfds, so deassigning by fd still works.
+  #follow(device: IvshmemDevice, connection: ServerConnection): void {
+    const id = connection.id;
+    for (const [peer, eventfds] of connection.peers) eventfds.forEach((e, vector) => this.#addRoute(peer, vector, e.fd));
+    device.ownVectorFds.forEach((fd, vector) => this.#addRoute(id, vector, fd)); // a doorbell to ourselves, as in QEMU
+    const onPeerVector = (peer: number, vector: number, e: EventFd) => this.#addRoute(peer, vector, e.fd);
+    const onOwnVector = (vector: number, e: EventFd) => this.#addRoute(id, vector, e.fd);
+    const onPeerLeft = (peer: number) => this.#removePeer(peer);
+    // 'close' also reports a server hang-up, after which the fds stay usable: only drop the
+    // routes once the connection has closed its fds (then they can no longer be deassigned by fd).
+    const onClose = () => {
+      if (connection.peers.size === 0 && connection.ownVectors.length === 0) this.#dropRoutes();
+    };
+    connection.on('peer-vector', onPeerVector);
+    connection.on('own-vector', onOwnVector);
+    connection.on('peer-left', onPeerLeft);
+    connection.on('close', onClose);
+    this.#unfollow = () => {
+      connection.off('peer-vector', onPeerVector);
+      connection.off('own-vector', onOwnVector);
+      connection.off('peer-left', onPeerLeft);
+      connection.off('close', onClose);
+    };
+  }
+
+  #addRoute(peer: number, vector: number, fd: number): void {
+    if (vector >= DOORBELL_VECTORS) return; // the register cannot name it; QEMU's registration would never match a valid ring
+    const key = `${peer}:${vector}`;
+    this.#unregister(key);
+    this.#routes.set(key, { peer, vector, fd });
+    this.#register(key);
+  }
+
+  #removePeer(peer: number): void {
+    for (const [key, route] of [...this.#routes]) {
+      if (route.peer !== peer) continue;
+      this.#unregister(key);
+      this.#routes.delete(key);
+    }
+  }
+
+  #dropRoutes(): void {
+    for (const key of [...this.#registered.keys()]) this.#unregister(key);
+    this.#routes.clear();
+  }
+
+  /** Registers route `key` at the current BAR0, if BAR0 decodes. */
+  #register(key: string): void {
+    const route = this.#routes.get(key);
+    const base = this.#bars[0];
+    if (route === undefined || base === null || this.#closed) return;
+    const address = Number(base) + DOORBELL_OFFSET;
+    const datamatch = route.peer * 0x10000 + route.vector;
+    try {
+      this.vm.ioeventfd(address, 4, datamatch, route.fd);
+    } catch {
+      this.stats.ioeventfdErrors++; // e.g. KVM's io-bus limit: this route keeps exiting to the WASM core
+      return;
+    }
+    this.stats.ioeventfdsAssigned++;
+    this.#registered.set(key, { peer: route.peer, vector: route.vector, fd: route.fd, address, datamatch });
+  }
+
+  #unregister(key: string): void {
+    const r = this.#registered.get(key);
+    if (r === undefined) return;
+    this.#registered.delete(key);
+    if (this.#closed) return;
+    try {
+      this.vm.removeIoeventfd(r.address, 4, r.datamatch, r.fd);
+      this.stats.ioeventfdsDeassigned++;
+    } catch {
+      this.stats.ioeventfdErrors++; // the fd is already gone: KVM drops the entry with the VM
+    }
   }
 
   get device(): IvshmemDevice | undefined {
@@ -145,6 +274,13 @@ export class KvmMonitor implements VmmTransport {
   }
 
   barMapped(bar: number, address: BarAddress): void {
+    if (bar === 0 && this.#routes.size > 0) {
+      // BAR0 moves or stops decoding: the ioeventfds follow it.
+      for (const key of [...this.#registered.keys()]) this.#unregister(key);
+      this.#bars[0] = address;
+      for (const key of this.#routes.keys()) this.#register(key);
+      return;
+    }
     this.#bars[bar] = address;
     if (bar !== 2 || this.#closed) return;
     if (this.#bar2Slot) {
@@ -232,6 +368,7 @@ export class KvmMonitor implements VmmTransport {
         const offset = m.address - Number(base);
         if (offset < 0 || offset + m.size > bar.size) continue;
         this.stats.mmio[bar.index as 0 | 1 | 2]++;
+        if (bar.index === 0 && m.isWrite && offset === DOORBELL_OFFSET) this.stats.doorbellExits++;
         if (m.isWrite) device.mmioWrite(bar.index, offset, m.size, m.data);
         else this.vcpu.completeMmioRead(device.mmioRead(bar.index, offset, m.size));
         return;
@@ -244,6 +381,9 @@ export class KvmMonitor implements VmmTransport {
   /** Closes the VM (vCPU, RAM, slots). The device stays the caller's. */
   close(): void {
     if (this.#closed) return;
+    this.#unfollow?.();
+    this.#unfollow = undefined;
+    this.#dropRoutes();
     this.#closed = true;
     this.vm.close();
   }

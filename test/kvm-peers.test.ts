@@ -1,0 +1,234 @@
+// KVM guests (src/kvm/monitor.ts, with the real-mode guest of test/support/kvm-guest.ts) and other
+// peers on one in-process IvshmemServer:
+// (a) a KVM guest and a real QEMU ivshmem-doorbell ring each other. QEMU runs paused under qtest
+//     with MSI-X on and its vector masked, so the guest's ring shows up as QEMU's PBA bit 0 (as in
+//     qemu-doorbell.test.ts); QEMU rings back with a qtest write to its BAR0 Doorbell, which wakes
+//     the halted KVM guest through INTx. The guest's BAR2 store is read back through QEMU's BAR2.
+// (b) two KVM guests in two processes: guest A (test/support/kvm-peer-child.mjs, running the
+//     bundle of test/support/kvm-bundle.ts) stores a value into BAR2 and rings guest B (this
+//     process), which wakes from INTx and reads the value back from its own BAR2 mapping.
+// A vCPU runs on the calling thread until the guest writes its done port: host-side steps (rings,
+// QEMU commands) happen between monitor.run() calls. Skipped, with a warning, per case, when
+// /dev/kvm cannot be opened or QEMU is missing.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Kvm } from '../src/kvm/kvm.js';
+import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
+import { IvshmemServer } from '../src/server/ivshmem-server.js';
+import { kvmBundle } from './support/kvm-bundle.js';
+import { DONE_PORT, IRQ, MAGIC_OFFSET, SHM_SIZE, buildGuest, loadGuest } from './support/kvm-guest.js';
+import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from './support/qtest.js';
+
+const CHILD = fileURLToPath(new URL('./support/kvm-peer-child.mjs', import.meta.url));
+const QEMU = process.env.QEMU_SYSTEM_X86_64 ?? DEFAULT_QEMU;
+
+let kvm: Kvm | undefined;
+let kvmMissing: string | null = null;
+try {
+  kvm = Kvm.open();
+} catch (err) {
+  kvmMissing = `/dev/kvm cannot be opened (${(err as { code?: string }).code ?? err})`;
+  console.warn(`kvm-peers.test.ts: skipping the KVM peer tests: ${kvmMissing}`);
+}
+const qemuMissing = kvmMissing === null ? qemuUnavailableReason(QEMU) : null;
+if (qemuMissing !== null) console.warn(`kvm-peers.test.ts: skipping the KVM ↔ QEMU test: ${qemuMissing}`);
+
+const SHM_PREFIX = `ivshmem-test-kvm-peers-${process.pid}-`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(check: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await sleep(5);
+  }
+}
+
+// ---- (a): the QEMU side, set up over qtest as firmware and driver would ----
+
+const QEMU_BAR0 = 0xfebf0000;
+const QEMU_BAR1 = 0xfebf1000;
+const QEMU_BAR2 = 0xfd000000;
+
+/** Places the BARs, enables memory and MSI-X (every vector stays masked); returns IVPosition and the PBA's address. */
+async function setUpQemuDevice(q: QTest): Promise<{ ivPosition: number; pba: number }> {
+  await q.findDevice(0x11101af4);
+  await q.cfgWrite(0x10, 4, QEMU_BAR0);
+  await q.cfgWrite(0x14, 4, QEMU_BAR1);
+  await q.cfgWrite(0x18, 4, QEMU_BAR2);
+  await q.cfgWrite(0x1c, 4, 0);
+  await q.cfgWrite(0x04, 2, 0x6);
+  let cap = (await q.cfgRead(0x34, 1)) & 0xfc;
+  while (cap !== 0 && (await q.cfgRead(cap, 1)) !== 0x11) cap = (await q.cfgRead(cap + 1, 1)) & 0xfc;
+  expect(cap, 'MSI-X capability').not.toBe(0);
+  const pba = await q.cfgRead(cap + 8, 4);
+  expect(pba & 7, 'PBA in BAR1').toBe(1);
+  await q.cfgWrite(cap + 2, 2, ((await q.cfgRead(cap + 2, 2)) & 0x3fff) | 0x8000);
+  return { ivPosition: Number(await q.read(QEMU_BAR0 + 8, 4)), pba: QEMU_BAR1 + ((pba & ~7) >>> 0) };
+}
+
+// ---- (b): guest A in a child process ----
+
+interface ChildMessage { type: string; id?: number; error?: string; done?: number; bar2Mapped?: boolean; doorbellsSent?: number; bar2Exits?: number }
+
+function spawnPeer(bundle: string, socketPath: string) {
+  const child: ChildProcess = spawn(process.execPath, [CHILD, bundle, socketPath], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const inbox: ChildMessage[] = [];
+  child.on('message', (m: ChildMessage) => inbox.push(m));
+  /** The next message of `type` (a 'fatal' one, or the child's exit, fails it). */
+  const next = async (type: string, ms = 15_000): Promise<ChildMessage> => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const i = inbox.findIndex((m) => m.type === type || m.type === 'fatal');
+      if (i >= 0) {
+        const [m] = inbox.splice(i, 1);
+        if (m.type === 'fatal') throw new Error(`guest A: ${m.error}`);
+        return m;
+      }
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`guest A exited (${child.exitCode ?? child.signalCode}): ${stderr}`);
+      if (Date.now() > end) throw new Error(`guest A: no ${type} within ${ms} ms: ${stderr}`);
+      await sleep(5);
+    }
+  };
+  let stopping: Promise<number | null> | undefined;
+  const stop = () => (stopping ??= (async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      if (child.connected) child.send({ op: 'stop' });
+      const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+      if (!gone) child.kill('SIGKILL');
+    }
+    return exited;
+  })());
+  return { send: (m: object) => child.send(m), next, stop, stderr: () => stderr };
+}
+
+describe.skipIf(kvmMissing !== null)('KVM guests and other peers on our server', () => {
+  let tmp = '';
+  let n = 0;
+  const cleanups: Array<() => unknown> = [];
+  const failures: string[] = [];
+
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'ivshmem-kvm-peers-'));
+  });
+
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (error) {
+        failures.push(String(error));
+      }
+    }
+  }, 20_000);
+
+  afterAll(() => {
+    kvm?.close();
+    if (tmp !== '') {
+      expect(readdirSync(tmp), 'sockets left in the temp dir').toEqual([]);
+      rmSync(tmp, { recursive: true, force: true });
+    }
+    expect(readdirSync('/dev/shm').filter((f) => f.startsWith(SHM_PREFIX)), 'shm objects left').toEqual([]);
+    expect(failures, 'cleanup errors').toEqual([]);
+  });
+
+  function startServer(): IvshmemServer {
+    const server = IvshmemServer.start({
+      socketPath: join(tmp, `server-${n}.sock`), memory: { shm: `${SHM_PREFIX}${n++}` }, size: SHM_SIZE, vectors: 1,
+    });
+    cleanups.push(() => server.close());
+    return server;
+  }
+
+  /** A KVM guest with an intx device on `server`, its program loaded (doorbell dword = ring). */
+  async function kvmGuest(server: IvshmemServer, options: Parameters<typeof buildGuest>[0] = {}) {
+    const monitor = new KvmMonitor(kvm!, { irq: IRQ });
+    cleanups.push(() => monitor.close());
+    const device = await monitor.createDevice({ mode: 'intx', vectors: 1, server: server.socketPath });
+    cleanups.push(() => device.close());
+    const program = buildGuest(options);
+    return { monitor, device, load: (doorbell: number) => loadGuest(monitor, program, doorbell) };
+  }
+
+  it('the shared guest stops on the monitor\'s done port', () => {
+    expect(DONE_PORT).toBe(MONITOR_DONE_PORT);
+  });
+
+  it.skipIf(qemuMissing !== null)('(a) a KVM guest and a QEMU ivshmem-doorbell ring each other (PBA bit one way, INTx the other)', async () => {
+    const server = startServer();
+    const value = (Math.random() * 0xffff_ffff) >>> 0;
+    const { monitor, device, load } = await kvmGuest(server, { value });
+    // QEMU joins after our device: its realize hears of us in the server's initial peer list.
+    const q = await QTest.start(
+      ['-chardev', `socket,id=chr0,path=${server.socketPath}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=1'],
+      { qemu: QEMU, lifetimeS: 60 },
+    );
+    cleanups.push(() => q.close());
+    const { ivPosition: qemuId, pba } = await setUpQemuDevice(q);
+    expect(server.peerIds.sort()).toEqual([device.id, qemuId].sort());
+    await until(() => device.peerVectors(qemuId) === 1, `our device hears of QEMU (${qemuId})`);
+    const pending = async () => (Number(await q.read(pba, 4)) & 1) === 1;
+    expect(await pending(), 'PBA bit 0 before the ring').toBe(false);
+
+    // Phase 1: the guest stores `value` into BAR2 and rings QEMU's vector 0.
+    const word = load((qemuId << 16) | 0);
+    expect(monitor.run().done).toBe(1);
+    expect(word('ivposition')).toBe(device.id);
+    expect(monitor.bar2Mapped).toBe(true);
+    await until(pending, `QEMU's PBA bit 0 after the KVM guest rang peer ${qemuId}`);
+    expect(device.counters().doorbellsSent).toBe(1);
+    expect(device.counters().doorbellsDropped).toEqual({ noPeer: 0, noVector: 0 });
+    expect(Number(await q.read(QEMU_BAR2 + MAGIC_OFFSET, 4)).toString(16), "the KVM guest's BAR2 store, through QEMU's BAR2")
+      .toBe(value.toString(16));
+
+    // QEMU rings the KVM guest; the device raises INTx while the vCPU is stopped; phase 2 wakes.
+    expect(monitor.stats.irqLevelChanges).toBe(0);
+    await q.write(QEMU_BAR0 + 0x0c, 4, (device.id << 16) | 0);
+    await until(() => monitor.stats.irqLevelChanges > 0, 'the device raises INTx after QEMU rang it');
+    expect(monitor.run().done).toBe(2);
+    expect(word('irqs')).toBe(1);
+    expect(word('intrstatus')).toBe(1);
+    expect(word('received').toString(16)).toBe(value.toString(16));
+    expect(monitor.stats.irqLevelChanges, 'raised, then lowered by the ISR').toBe(2);
+  }, 60_000);
+
+  it('(b) two KVM guests in two processes: A stores a value into BAR2 and rings B, which wakes and reads it', async () => {
+    const bundle = kvmBundle();
+    const server = startServer();
+    // B, in this process: phase 1 (no store, no ring) leaves it ready for INTx.
+    const b = await kvmGuest(server, { writeAt: null, ring: false, readAt: 0x200 });
+    const wordB = b.load(0);
+    expect(b.monitor.run().done).toBe(1);
+    expect(b.monitor.bar2Mapped).toBe(true);
+
+    const a = spawnPeer(bundle, server.socketPath);
+    cleanups.push(() => a.stop());
+    const idA = (await a.next('ready')).id!;
+    expect(idA).not.toBe(b.device.id);
+    expect(server.peerIds.sort()).toEqual([idA, b.device.id].sort());
+
+    const value = (((Math.random() * 0xffff_ffff) | 1) >>> 0);
+    expect(wordB('received')).toBe(0);
+    a.send({ op: 'ring', peer: b.device.id, value, offset: 0x200 });
+    const rang = await a.next('rang');
+    expect(rang, "guest A's phase 1").toMatchObject({ done: 1, bar2Mapped: true, doorbellsSent: 1, bar2Exits: 0 });
+    expect(new DataView(server.memory.map()).getUint32(0x200, true).toString(16), "the server's view").toBe(value.toString(16));
+
+    await until(() => b.monitor.stats.irqLevelChanges > 0, "B's device raises INTx after A rang it");
+    expect(b.monitor.run().done).toBe(2);
+    expect(wordB('irqs')).toBe(1);
+    expect(wordB('intrstatus')).toBe(1);
+    expect(wordB('received').toString(16), 'B read the value back from its BAR2').toBe(value.toString(16));
+    expect(b.monitor.stats.mmio[2], 'no BAR2 exits: B reads guest memory').toBe(0);
+
+    expect(await a.stop(), "guest A's exit code").toBe(0);
+  }, 60_000);
+});

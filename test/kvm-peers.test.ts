@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { QEMU_BAR0, QEMU_BAR2, setUpQemuDoorbell, until } from './support/qemu-peer.js';
 import { Kvm } from '../src/kvm/kvm.js';
 import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
@@ -41,36 +42,10 @@ if (qemuMissing !== null) console.warn(`kvm-peers.test.ts: skipping the KVM ↔ 
 const SHM_PREFIX = `ivshmem-test-kvm-peers-${process.pid}-`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await sleep(5);
-  }
-}
 
 // ---- (a): the QEMU side, set up over qtest as firmware and driver would ----
 
-const QEMU_BAR0 = 0xfebf0000;
-const QEMU_BAR1 = 0xfebf1000;
-const QEMU_BAR2 = 0xfd000000;
 
-/** Places the BARs, enables memory and MSI-X (every vector stays masked); returns IVPosition and the PBA's address. */
-async function setUpQemuDevice(q: QTest): Promise<{ ivPosition: number; pba: number }> {
-  await q.findDevice(0x11101af4);
-  await q.cfgWrite(0x10, 4, QEMU_BAR0);
-  await q.cfgWrite(0x14, 4, QEMU_BAR1);
-  await q.cfgWrite(0x18, 4, QEMU_BAR2);
-  await q.cfgWrite(0x1c, 4, 0);
-  await q.cfgWrite(0x04, 2, 0x6);
-  let cap = (await q.cfgRead(0x34, 1)) & 0xfc;
-  while (cap !== 0 && (await q.cfgRead(cap, 1)) !== 0x11) cap = (await q.cfgRead(cap + 1, 1)) & 0xfc;
-  expect(cap, 'MSI-X capability').not.toBe(0);
-  const pba = await q.cfgRead(cap + 8, 4);
-  expect(pba & 7, 'PBA in BAR1').toBe(1);
-  await q.cfgWrite(cap + 2, 2, ((await q.cfgRead(cap + 2, 2)) & 0x3fff) | 0x8000);
-  return { ivPosition: Number(await q.read(QEMU_BAR0 + 8, 4)), pba: QEMU_BAR1 + ((pba & ~7) >>> 0) };
-}
 
 // ---- (b): guest A in a child process ----
 
@@ -172,7 +147,7 @@ describe.skipIf(kvmMissing !== null)('KVM guests and other peers on our server',
       { qemu: QEMU, lifetimeS: 60 },
     );
     cleanups.push(() => q.close());
-    const { ivPosition: qemuId, pba } = await setUpQemuDevice(q);
+    const { ivPosition: qemuId, pba } = await setUpQemuDoorbell(q);
     expect(server.peerIds.sort()).toEqual([device.id, qemuId].sort());
     await until(() => device.peerVectors(qemuId) === 1, `our device hears of QEMU (${qemuId})`);
     const pending = async () => (Number(await q.read(pba, 4)) & 1) === 1;

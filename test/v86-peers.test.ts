@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { setUpQemuDoorbell, until } from './support/qemu-peer.js';
 import { IvshmemDevice } from '../src/device.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { V86Transport } from '../src/v86/v86-transport.js';
@@ -33,37 +34,10 @@ if (qemuMissing !== null) console.warn(`v86-peers.test.ts: skipping the v86 → 
 const SHM_PREFIX = `ivshmem-test-v86-peers-${process.pid}-`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await sleep(10);
-  }
-}
 
 // ---- (a): the QEMU side, set up over qtest as firmware and driver would ----
 
-const BAR0 = 0xfebf0000;
-const BAR1 = 0xfebf1000;
-const BAR2 = 0xfd000000;
 
-/** Places the BARs, enables memory and MSI-X (every vector stays masked); returns IVPosition and
- *  the PBA's guest-physical address. */
-async function setUpQemuDevice(q: QTest): Promise<{ ivPosition: number; pba: number }> {
-  await q.findDevice(0x11101af4);
-  await q.cfgWrite(0x10, 4, BAR0);
-  await q.cfgWrite(0x14, 4, BAR1);
-  await q.cfgWrite(0x18, 4, BAR2);
-  await q.cfgWrite(0x1c, 4, 0);
-  await q.cfgWrite(0x04, 2, 0x6);
-  let cap = (await q.cfgRead(0x34, 1)) & 0xfc;
-  while (cap !== 0 && (await q.cfgRead(cap, 1)) !== 0x11) cap = (await q.cfgRead(cap + 1, 1)) & 0xfc;
-  expect(cap, 'MSI-X capability').not.toBe(0);
-  const pba = await q.cfgRead(cap + 8, 4);
-  expect(pba & 7, 'PBA in BAR1').toBe(1);
-  await q.cfgWrite(cap + 2, 2, ((await q.cfgRead(cap + 2, 2)) & 0x3fff) | 0x8000);
-  return { ivPosition: Number(await q.read(BAR0 + 8, 4)), pba: BAR1 + ((pba & ~7) >>> 0) };
-}
 
 // ---- (b): guests in child processes ----
 
@@ -187,7 +161,7 @@ describe.skipIf(v86Missing !== null)('v86 guests and other peers on our server',
       { qemu: QEMU, lifetimeS: 90 },
     );
     cleanups.push(() => q.close());
-    const { ivPosition: qemuId, pba } = await setUpQemuDevice(q);
+    const { ivPosition: qemuId, pba } = await setUpQemuDoorbell(q);
     expect(server.peerIds).toEqual([qemuId]);
     const pending = async () => (Number(await q.read(pba, 4)) & 1) === 1;
 

@@ -16,7 +16,7 @@
 // Run: npm run bench [-- --quick]   (N = 20,000 rings per loop, 2,000 with --quick; CC=<compiler>)
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IvshmemDevice } from '../src/device.js';
 import { Kvm } from '../src/kvm/kvm.js';
@@ -24,6 +24,7 @@ import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
 import { ServerConnection } from '../src/protocol/connection.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { Asm16 } from '../test/support/asm16.js';
+import { machine, resultsFile } from './support/results.js';
 
 const QUICK = process.argv.includes('--quick');
 const N = QUICK ? 2_000 : 20_000;
@@ -285,16 +286,10 @@ if (ratios.wasmOverC !== null) {
   console.log(`ratio: WASM path ÷ C monitor   ${ratios.wasmOverC.toFixed(3)}×   target ≤ ${TARGET_RATIO_C}×: ${target.wasmMonitorWithin1_1xC.met ? 'met' : 'NOT met'} (reported, not asserted)`);
 }
 
-const resultsDir = join(ROOT, 'bench', 'results');
-mkdirSync(resultsDir, { recursive: true });
-const file = join(resultsDir, 'kvm.json');
+const file = resultsFile('kvm.json', ROOT);
 writeFileSync(file, JSON.stringify({
   benchmark: 'kvm doorbell: guest ring → peer eventfd',
-  date: new Date().toISOString(),
-  node: process.version,
-  cpu: cpus()[0]?.model ?? 'unknown',
-  cpuCount: cpus().length,
-  platform: `${process.platform}/${process.arch}`,
+  ...machine(),
   quick: QUICK,
   ringsPerLoop: N,
   rounds: ROUNDS,

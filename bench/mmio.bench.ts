@@ -12,8 +12,7 @@
 // literal share V8 feedback, which would make the call sites polymorphic across the two cores.
 // Two WasmCores exist here (core-level tasks, and the one inside the WASM device), as in a monitor
 // running several devices; so code shared by instances (WasmCore's own methods) sees two.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 import type { PerformanceEntry } from 'node:perf_hooks';
@@ -25,6 +24,7 @@ import { createCore } from '../src/core/create-core.js';
 import { compileCore } from '../src/core/wasm-core.js';
 import { IvshmemDevice } from '../src/device.js';
 import type { DoorbellSink } from '../src/transport.js';
+import { machine, resultsFile } from './support/results.js';
 
 const BATCH = 1024;
 const QUICK = process.argv.includes('--quick');
@@ -435,17 +435,10 @@ console.log(`target: WASM dispatch <= 2x no-op call   ${verdict(targets.wasmDisp
 console.log(`target: p99.9 <= 3x p50                  ${verdict(targets.p999Within3xP50.met)}  ${targets.p999Within3xP50.detail}`);
 console.log(`target: no GC during the run             ${verdict(targets.noGcDuringRun.met)}  ${targets.noGcDuringRun.detail}`);
 
-const resultsDir = join(process.cwd(), 'bench', 'results');
-mkdirSync(resultsDir, { recursive: true });
-const file = join(resultsDir, 'mmio.json');
+const file = resultsFile('mmio.json');
 writeFileSync(file, JSON.stringify({
   benchmark: 'mmio dispatch',
-  date: new Date().toISOString(),
-  node: process.version,
-  v8: process.versions.v8,
-  cpu: cpus()[0]?.model ?? 'unknown',
-  cpuCount: cpus().length,
-  platform: `${process.platform}/${process.arch}`,
+  ...machine(),
   quick: QUICK,
   batch: BATCH,
   taskTimeMs: TASK_MS,

@@ -17,7 +17,6 @@
 // Run: npm run bench [-- --quick]   (CC=<compiler> picks another C compiler)
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
 import type { Statistics, Task } from 'tinybench';
@@ -25,6 +24,7 @@ import { IvshmemDevice } from '../src/device.js';
 import { native } from '../src/native/binding.js';
 import { EventFd, eventfdDoorbell } from '../src/native/eventfd.js';
 import { SharedMemory } from '../src/native/shared-memory.js';
+import { machine, resultsFile } from './support/results.js';
 
 const QUICK = process.argv.includes('--quick');
 /** Timed time per task (and for the C program), split over ROUNDS rounds. */
@@ -381,17 +381,10 @@ console.log(`report: where the time goes                 addon call without a sy
 console.log(`report: memfd mapping vs ArrayBuffer         slowest op ${slowest.task.split(': ')[1]} at ${slowest.ratioToArrayBuffer.toFixed(2)}x; ` +
   mappedRows.map((r) => `${r.task.split(': ')[1]} ${r.ratioToArrayBuffer.toFixed(2)}x`).join(', '));
 
-const resultsDir = join(ROOT, 'bench', 'results');
-mkdirSync(resultsDir, { recursive: true });
-const file = join(resultsDir, 'native.json');
+const file = resultsFile('native.json', ROOT);
 writeFileSync(file, JSON.stringify({
   benchmark: 'native addon: eventfd wire and mapped memory',
-  date: new Date().toISOString(),
-  node: process.version,
-  v8: process.versions.v8,
-  cpu: cpus()[0]?.model ?? 'unknown',
-  cpuCount: cpus().length,
-  platform: `${process.platform}/${process.arch}`,
+  ...machine(),
   quick: QUICK,
   batch: BATCH,
   compiler,

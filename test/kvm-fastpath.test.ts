@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { until } from './support/until.js';
 import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import type { IvshmemDevice } from '../src/device.js';
 import { Kvm } from '../src/kvm/kvm.js';
@@ -50,13 +51,6 @@ function guest(slot: number): Asm16 {
 }
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
-async function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`${what}: not reached in time`);
-    await tick();
-  }
-}
 
 describe.skipIf(kvm === undefined)('KvmMonitor doorbell fast path (KVM ioeventfd)', () => {
   expectNoFdLeak();

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { until } from './support/until.js';
 import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import type { IvshmemDevice } from '../src/device.js';
 import { Kvm } from '../src/kvm/kvm.js';
@@ -29,14 +30,6 @@ try {
 // The guest (probe, BARs, IVPosition, BAR2 store, doorbell, then INTx) is test/support/kvm-guest.ts.
 const guest = () => buildGuest();
 
-const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
-async function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`${what}: not reached in time`);
-    await tick();
-  }
-}
 
 describe.skipIf(kvm === undefined)('KvmMonitor: a real-mode guest finds, programs and uses an ivshmem device on our server', () => {
   expectNoFdLeak();

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runNewestFirst } from './support/cleanups.js';
 import { QEMU_BAR0, QEMU_BAR2, setUpQemuDoorbell, until } from './support/qemu-peer.js';
 import { Kvm } from '../src/kvm/kvm.js';
 import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
@@ -96,13 +97,7 @@ describe.skipIf(kvmMissing !== null)('KVM guests and other peers on our server',
   });
 
   afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) {
-      try {
-        await c();
-      } catch (error) {
-        failures.push(String(error));
-      }
-    }
+    await runNewestFirst(cleanups, failures);
   }, 20_000);
 
   afterAll(() => {

@@ -15,6 +15,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runNewestFirst } from './support/cleanups.js';
 import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import { IvshmemDevice } from '../src/device.js';
 import { native } from '../src/native/binding.js';
@@ -178,13 +179,7 @@ describe.skipIf(qemuMissing !== null)("QEMU's ivshmem-doorbell on our server", (
 
   // Everything a test started goes, newest first, even when the test failed midway.
   afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) {
-      try {
-        await c();
-      } catch (error) {
-        failures.push(String(error));
-      }
-    }
+    await runNewestFirst(cleanups, failures);
   }, 20_000);
 
   afterAll(async () => {

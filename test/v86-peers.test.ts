@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runNewestFirst } from './support/cleanups.js';
 import { setUpQemuDoorbell, until } from './support/qemu-peer.js';
 import { IvshmemDevice } from '../src/device.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
@@ -128,13 +129,7 @@ describe.skipIf(v86Missing !== null)('v86 guests and other peers on our server',
   });
 
   afterEach(async () => {
-    for (const c of cleanups.splice(0).reverse()) {
-      try {
-        await c();
-      } catch (error) {
-        failures.push(String(error));
-      }
-    }
+    await runNewestFirst(cleanups, failures);
   }, 30_000);
 
   afterAll(() => {

@@ -25,11 +25,4 @@ export async function setUpQemuDoorbell(q: QTest): Promise<{ ivPosition: number;
   return { ivPosition: Number(await q.read(QEMU_BAR0 + 8, 4)), pba: QEMU_BAR1 + ((pba & ~7) >>> 0) };
 }
 
-/** Polls `check` until it holds, failing with `what` after `ms`. */
-export async function until(check: () => boolean | Promise<boolean>, what: string, ms = 5000, stepMs = 5): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}
+export { until } from './until.js';

@@ -1,7 +1,9 @@
 // FdWatcher: waits for an fd on the event loop of the thread that created it (a libuv poll
 // handle, so it works in worker threads too). For an eventfd it drains the counter in native code
-// before calling back, so one signal never produces two callbacks; for a socket it only reports
-// readability. The handle is freed in uv_close's callback, never before.
+// before calling back, so one signal never produces two callbacks; for a socket it reports
+// readability and, when start() asks for it, writability (the events, as UV_READABLE=1 and
+// UV_WRITABLE=2, are the callback's second argument). The handle is freed in uv_close's
+// callback, never before.
 #include <uv.h>
 #include <unistd.h>
 
@@ -78,7 +80,16 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
  private:
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (handle_ == nullptr) ThrowErrno(info.Env(), EBADF, "uv_poll_start");
-    int r = uv_poll_start(handle_, UV_READABLE, OnPoll);
+    // start(events?): UV_READABLE by default; a draining (eventfd) watcher only ever reads.
+    int events = UV_READABLE;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      events = ArgInt32(info, 0, "events");
+      if (events == 0 || (events & ~(UV_READABLE | UV_WRITABLE)) != 0 || (drain_ && events != UV_READABLE)) {
+        ThrowType(info.Env(), "argument events must be 1 (readable), 2 (writable) or 3, and 1 for an eventfd");
+      }
+    }
+    // uv_poll_start on an active handle replaces its events: one handle per fd, as libuv requires.
+    int r = uv_poll_start(handle_, events, OnPoll);
     if (r != 0) ThrowErrno(info.Env(), -r, "uv_poll_start");
     if (!held_) {
       Ref();  // an active watcher must not be collected while it may still call back
@@ -129,11 +140,13 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
         self->callback_.MakeCallback(env.Global(), {ErrnoError(env, -status, "uv_poll").Value()});
         return;
       }
-      if ((events & UV_READABLE) == 0) return;
       if (!self->drain_) {
-        self->callback_.MakeCallback(env.Global(), {env.Null()});
+        int reported = events & (UV_READABLE | UV_WRITABLE);
+        if (reported == 0) return;
+        self->callback_.MakeCallback(env.Global(), {env.Null(), Napi::Number::New(env, reported)});
         return;
       }
+      if ((events & UV_READABLE) == 0) return;
       uint64_t count = 0;
       ssize_t n;
       do {

@@ -1,5 +1,7 @@
 // `ivshmem-server`: QEMU contrib's server, flag for flag (-S -M -m -l -n -F -p -v -h and long
 // forms). Without -F it detaches into the background, as QEMU's does, and writes the pid file.
+// Beyond QEMU's: its statistics as one JSON line on stdout on SIGUSR2 and, with --stats-interval,
+// every so many seconds.
 import { spawn } from 'node:child_process';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +22,8 @@ const USAGE = `Usage: ivshmem-server [OPTION]...
   -m, --memory-dir DIR     use an unlinked file in DIR instead, e.g. a hugetlbfs mount
   -l, --size SIZE          shared memory size, K/M/G suffixes allowed (default 4M; rounded up to a power of two)
   -n, --vectors N          vectors per peer (default 1; QEMU allows 64, this server ${MAX_SERVER_VECTORS})
+      --stats-interval SECS print statistics (one JSON line on stdout) every SECS seconds;
+                           they are also printed on SIGUSR2
 `;
 
 export async function serverCommand(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
@@ -39,6 +43,7 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
         'memory-dir': { type: 'string', short: 'm' },
         size: { type: 'string', short: 'l' },
         vectors: { type: 'string', short: 'n' },
+        'stats-interval': { type: 'string' },
       },
     });
   } catch (e) {
@@ -74,6 +79,11 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
     return 1;
   }
   const socketPath = v['socket-path'] ?? DEFAULT_SOCKET;
+  const statsInterval = v['stats-interval'] === undefined ? undefined : Number(v['stats-interval']);
+  if (statsInterval !== undefined && !(Number.isFinite(statsInterval) && statsInterval > 0 && statsInterval <= 2 ** 31 / 1000)) {
+    err.write(`ivshmem-server: --stats-interval takes a positive number of seconds\nTry 'ivshmem-server -h' for more information.\n`);
+    return 1;
+  }
 
   if (!v.foreground) {
     // Detach: run ourselves again in the foreground, in a new session, and leave.
@@ -102,8 +112,13 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
   }
   if (v.pidfile) writeFileSync(v.pidfile, `${process.pid}\n`);
   server.on('refused', (reason) => err.write(`ivshmem-server: refused a connection: ${reason}\n`));
+  const printStats = () => out.write(`${JSON.stringify({ stats: 'ivshmem-server', time: new Date().toISOString(), ...server.stats() })}\n`);
+  process.on('SIGUSR2', printStats);
+  const timer = statsInterval === undefined ? undefined : setInterval(printStats, statsInterval * 1000);
   return await new Promise<number>((resolve) => {
     const stop = () => {
+      process.off('SIGUSR2', printStats);
+      if (timer !== undefined) clearInterval(timer);
       server.close();
       if (v.pidfile) {
         try {

@@ -11,12 +11,24 @@ export interface RawRecv {
   fds: number[];
 }
 
+/** FdWatcher events: a non-draining watcher's callback gets these, or-ed, as its second argument. */
+export const POLL_READABLE = 1;
+export const POLL_WRITABLE = 2;
+
 export interface RawFdWatcher {
-  start(): void;
+  /** Starts (or changes) watching: readable by default; eventfd (draining) watchers only read. */
+  start(events?: number): void;
   stop(): void;
   ref(): void;
   unref(): void;
   close(): void;
+}
+
+export interface RawVcpuKicker {
+  setFds(fds: Int32Array): void;
+  arm(): void;
+  close(): void;
+  readonly kicks: number;
 }
 
 export interface RawBinding {
@@ -63,12 +75,23 @@ export interface RawBinding {
   kvmCreateIrqchip(vmFd: number): void;
   kvmIrqLine(vmFd: number, irq: number, level: number): void;
   kvmIrqfd(vmFd: number, gsi: number, eventfd: number, deassign?: boolean): void;
+  kvmSignalMsi(vmFd: number, address: number, data: number): number;
+  kvmSetGsiRouting(vmFd: number, records: Float64Array): void;
+  VcpuKicker: new (run: ArrayBuffer) => RawVcpuKicker;
 }
 
 const ADDON = join('build', 'Release', 'ivshmem_native.node');
 
 // From src/native/ (tests) or dist/ (the bundle), the package root is a few levels up.
+// IVSHMEM_NATIVE_ADDON, an absolute path, names another build of the same addon to load instead:
+// the AddressSanitizer build the native tests also run under (scripts/test-asan.mjs). Child
+// processes and worker threads inherit it, so they load that build too.
 function findAddon(): string {
+  const override = process.env.IVSHMEM_NATIVE_ADDON;
+  if (override) {
+    if (!override.startsWith('/')) throw new Error(`IVSHMEM_NATIVE_ADDON must be an absolute path, not ${override}`);
+    return override;
+  }
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
     if (existsSync(join(dir, ADDON))) return join(dir, ADDON);

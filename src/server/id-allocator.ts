@@ -3,7 +3,13 @@
 // client gets 0; a client that reconnects gets a new id).
 
 export class IdAllocator {
-  #next = 0;
+  #next: number;
+
+  /** `first`: where the counter starts (0, as QEMU's; other values let tests reach the wrap). */
+  constructor(first = 0) {
+    if (!Number.isInteger(first) || first < 0 || first > 0xffff) throw new RangeError(`first id ${first} is out of range 0..65535`);
+    this.#next = first;
+  }
 
   /** The next free id, or -1 when all 65,536 are in use. */
   allocate(inUse: (id: number) => boolean): number {

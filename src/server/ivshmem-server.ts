@@ -2,16 +2,22 @@
 // socket, the shared memory object and every peer's eventfds, and speaks protocol version 0 in
 // QEMU's exact message order. One client can never stop it: a client that sends anything, hangs
 // up, or stops reading is dropped and the others are told; EMFILE and id exhaustion refuse only
-// the connection that hit them.
+// the connection that hit them. What a full socket cannot take waits in that client's queue,
+// flushed when the socket becomes writable; a queue over its limit, or one that makes no progress
+// for the stall timeout, drops its client, so a non-reader costs bounded memory and never blocks.
 import { EventEmitter } from 'node:events';
 import { IvshmemError } from '../errors.js';
-import { native } from '../native/binding.js';
+import { POLL_READABLE, POLL_WRITABLE, native } from '../native/binding.js';
 import type { RawFdWatcher } from '../native/binding.js';
 import { EventFd } from '../native/eventfd.js';
 import { SharedMemory, shmName } from '../native/shared-memory.js';
 import { UnixListener, UnixSocket } from '../native/unix-socket.js';
 import { PROTOCOL_VERSION, SHM_MESSAGE } from '../protocol/messages.js';
 import { IdAllocator } from './id-allocator.js';
+import { publishJoin, publishLeave, publishRefuse } from './server-events.js';
+import type { IvshmemServerStats } from './server-events.js';
+
+export type { IvshmemServerStats } from './server-events.js';
 
 export interface IvshmemServerOptions {
   /** Path of the listening UNIX socket (QEMU's -S). */
@@ -24,6 +30,10 @@ export interface IvshmemServerOptions {
   vectors?: number;
   /** A client whose socket stays full this long is dropped (default 5 s). */
   stallTimeoutMs?: number;
+  /** A client with more messages than this waiting for its full socket is dropped (default 65,536). */
+  maxQueuedMessages?: number;
+  /** Where the id counter starts (default 0, as QEMU's): for tests of the 16-bit wrap. */
+  firstId?: number;
   /** Speak the pre-2.5 protocol (no version message), for old clients. */
   legacy?: boolean;
   /** Log lines (QEMU's verbose output); default: none. */
@@ -38,7 +48,12 @@ interface Peer {
   vectors: EventFd[];
   watcher: RawFdWatcher;
   queue: { value: bigint; fd: number }[];
+  /** When the queue last made progress (or became non-empty). */
   stalledSince: number;
+  /** The watcher also waits for writability (the queue is not empty). */
+  wantsWrite: boolean;
+  /** The other peers were told of this one (so they must be told when it goes). */
+  announced: boolean;
   joined: boolean;
 }
 
@@ -56,11 +71,14 @@ export class IvshmemServer extends EventEmitter {
   readonly #listener: UnixListener;
   readonly #listenWatcher: RawFdWatcher;
   readonly #peers = new Map<number, Peer>(); // in connection order
-  readonly #ids = new IdAllocator();
+  readonly #ids: IdAllocator;
   readonly #log: (line: string) => void;
   readonly #stallMs: number;
+  readonly #maxQueue: number;
   readonly #legacy: boolean;
-  #flushTimer: NodeJS.Timeout | undefined;
+  #stallTimer: NodeJS.Timeout | undefined;
+  readonly #stats = { joins: 0, leaves: 0, setupFailures: 0, messagesSent: 0, slowReaderDrops: 0, messagesQueued: 0, peakQueue: 0 };
+  readonly #refusals = new Map<string, number>();
   #reserve: EventFd | undefined;
   #closed = false;
 
@@ -83,6 +101,15 @@ export class IvshmemServer extends EventEmitter {
     this.vectors = vectors;
     this.#log = o.log ?? (() => {});
     this.#stallMs = o.stallTimeoutMs ?? 5000;
+    this.#maxQueue = o.maxQueuedMessages ?? 65536;
+    if (!Number.isInteger(this.#maxQueue) || this.#maxQueue < 1) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `maxQueuedMessages ${o.maxQueuedMessages} is not a positive integer`);
+    }
+    const firstId = o.firstId ?? 0;
+    if (!Number.isInteger(firstId) || firstId < 0 || firstId > 0xffff) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `firstId ${o.firstId} is out of range 0..65535`);
+    }
+    this.#ids = new IdAllocator(firstId);
     this.#legacy = o.legacy === true;
     const memory = o.memory ?? { shm: 'ivshmem' };
     this.#posixName = 'shm' in memory ? memory.shm : undefined;
@@ -101,7 +128,30 @@ export class IvshmemServer extends EventEmitter {
 
   /** Ids of the peers connected now, in connection order. */
   get peerIds(): number[] {
-    return [...this.#peers.keys()];
+    return [...this.#peers.values()].filter((p) => p.joined).map((p) => p.id);
+  }
+
+  /** Counters since start, and the queues now. */
+  stats(): IvshmemServerStats {
+    const s = this.#stats;
+    return {
+      peers: this.peerIds.length,
+      joins: s.joins,
+      leaves: s.leaves,
+      setupFailures: s.setupFailures,
+      refusals: Object.fromEntries(this.#refusals),
+      messagesSent: s.messagesSent,
+      slowReaderDrops: s.slowReaderDrops,
+      messagesQueued: s.messagesQueued,
+      bytesQueued: s.messagesQueued * 8,
+      peakQueue: s.peakQueue,
+    };
+  }
+
+  #refused(reason: string): void {
+    this.#refusals.set(reason, (this.#refusals.get(reason) ?? 0) + 1);
+    publishRefuse({ socketPath: this.socketPath, reason });
+    this.emit('refused', reason);
   }
 
   #acceptAll(): void {
@@ -122,7 +172,7 @@ export class IvshmemServer extends EventEmitter {
   // listener readable for ever. A reserved fd is given up for a moment to accept it and refuse it.
   #refuseOnError(err: NodeJS.ErrnoException): void {
     this.#log(`cannot accept a connection: ${err.message}`);
-    this.emit('refused', err.code ?? 'accept failed');
+    this.#refused(err.code ?? 'accept failed');
     if (err.code !== 'EMFILE' && err.code !== 'ENFILE') return;
     this.#reserve?.close();
     this.#reserve = undefined;
@@ -151,7 +201,7 @@ export class IvshmemServer extends EventEmitter {
     const id = this.#ids.allocate((candidate) => this.#peers.has(candidate));
     if (id < 0) {
       this.#log('cannot allocate new client id: all 65536 are in use');
-      this.emit('refused', 'no free id');
+      this.#refused('no free id');
       socket.close();
       return;
     }
@@ -162,14 +212,24 @@ export class IvshmemServer extends EventEmitter {
       for (const v of vectors) v.close();
       socket.close();
       this.#log(`cannot create eventfds for a new client: ${(err as Error).message}`);
-      this.emit('refused', (err as NodeJS.ErrnoException).code ?? 'eventfd failed');
+      this.#refused((err as NodeJS.ErrnoException).code ?? 'eventfd failed');
       return;
     }
-    const peer: Peer = {
-      id, socket, vectors, queue: [], stalledSince: 0, joined: false,
-      // Anything a client sends, and its hang-up, end it.
-      watcher: new (native().FdWatcher)(socket.fd, false, () => this.#drop(peer, 'the client sent data or hung up')),
-    };
+    let watcher: RawFdWatcher;
+    try {
+      // Anything a client sends, and its hang-up, end it; writability flushes its queue.
+      watcher = new (native().FdWatcher)(socket.fd, false, (err, events = 0) => {
+        if (err !== null || (events & POLL_READABLE) !== 0) this.#drop(peer, 'the client sent data or hung up');
+        else if ((events & POLL_WRITABLE) !== 0) this.#flush(peer);
+      });
+    } catch (err) {
+      for (const v of vectors) v.close();
+      socket.close();
+      this.#refused((err as NodeJS.ErrnoException).code ?? 'poll failed');
+      return;
+    }
+    const peer: Peer = { id, socket, vectors, watcher, queue: [], stalledSince: 0, wantsWrite: false, announced: false, joined: false };
+    watcher.start(POLL_READABLE);
     // QEMU's order: version, id, shm; the new id to everyone; everyone to the newcomer; its own.
     // The newcomer is in the table from the start, so a failure midway is announced as a leave.
     const existing = [...this.#peers.values()];
@@ -177,6 +237,8 @@ export class IvshmemServer extends EventEmitter {
     if (!this.#legacy) this.#send(peer, PROTOCOL_VERSION);
     this.#send(peer, BigInt(id));
     this.#send(peer, SHM_MESSAGE, this.memory.fd);
+    // Sends to the others never drop the newcomer: from here on it is known to all of them.
+    if (!socket.closed) peer.announced = true;
     for (const other of existing) {
       for (const v of vectors) if (!socket.closed) this.#send(other, BigInt(id), v.fd);
     }
@@ -186,8 +248,9 @@ export class IvshmemServer extends EventEmitter {
     for (const v of vectors) if (!socket.closed) this.#send(peer, BigInt(id), v.fd);
     if (socket.closed) return; // dropped while sending
     peer.joined = true;
-    peer.watcher.start();
+    this.#stats.joins++;
     this.#log(`new peer id = ${id}`);
+    publishJoin({ socketPath: this.socketPath, id, peers: this.peerIds.length });
     this.emit('join', id);
   }
 
@@ -196,69 +259,112 @@ export class IvshmemServer extends EventEmitter {
     if (peer.socket.closed) return;
     if (peer.queue.length === 0) {
       try {
-        if (peer.socket.send(value, fd)) return;
+        if (peer.socket.send(value, fd)) {
+          this.#stats.messagesSent++;
+          return;
+        }
       } catch (err) {
         this.#drop(peer, `send failed: ${(err as Error).message}`);
         return;
       }
       peer.stalledSince = Date.now();
     }
+    if (peer.queue.length >= this.#maxQueue) {
+      this.#stats.slowReaderDrops++;
+      this.#drop(peer, `the client stopped reading: more than ${this.#maxQueue} messages queued`);
+      return;
+    }
     // A queued fd is the server's own (the shm object, or a live peer's eventfd): #drop removes
     // a leaving peer's fds from every queue before closing them.
     peer.queue.push({ value, fd });
-    this.#scheduleFlush();
-  }
-
-  #scheduleFlush(): void {
-    if (this.#flushTimer !== undefined || this.#closed) return;
-    this.#flushTimer = setTimeout(() => {
-      this.#flushTimer = undefined;
-      this.#flush();
-    }, 1);
-  }
-
-  #flush(): void {
-    let waiting = false;
-    for (const peer of [...this.#peers.values()]) {
-      while (peer.queue.length > 0 && !peer.socket.closed) {
-        const { value, fd } = peer.queue[0];
-        let sent: boolean;
-        try {
-          sent = peer.socket.send(value, fd);
-        } catch (err) {
-          this.#drop(peer, `send failed: ${(err as Error).message}`);
-          break;
-        }
-        if (!sent) break;
-        peer.queue.shift();
-        peer.stalledSince = Date.now();
-      }
-      if (peer.queue.length > 0 && !peer.socket.closed) {
-        if (Date.now() - peer.stalledSince > this.#stallMs) this.#drop(peer, 'the client stopped reading');
-        else waiting = true;
-      }
+    this.#stats.messagesQueued++;
+    if (peer.queue.length > this.#stats.peakQueue) this.#stats.peakQueue = peer.queue.length;
+    if (!peer.wantsWrite) {
+      peer.wantsWrite = true;
+      peer.watcher.start(POLL_READABLE | POLL_WRITABLE);
     }
-    if (waiting) this.#scheduleFlush();
+    this.#armStallCheck();
+  }
+
+  // The socket has room again: send what fits, and stop asking for writability once it is all out.
+  #flush(peer: Peer): void {
+    let sent = 0;
+    while (sent < peer.queue.length && !peer.socket.closed) {
+      const { value, fd } = peer.queue[sent];
+      let ok: boolean;
+      try {
+        ok = peer.socket.send(value, fd);
+      } catch (err) {
+        this.#drop(peer, `send failed: ${(err as Error).message}`);
+        return;
+      }
+      if (!ok) break;
+      sent++;
+    }
+    if (peer.socket.closed) return;
+    if (sent > 0) {
+      peer.queue.splice(0, sent);
+      this.#stats.messagesQueued -= sent;
+      this.#stats.messagesSent += sent;
+      peer.stalledSince = Date.now();
+    }
+    if (peer.queue.length === 0 && peer.wantsWrite) {
+      peer.wantsWrite = false;
+      peer.watcher.start(POLL_READABLE);
+    }
+  }
+
+  // One timer for all queues: a client whose queue made no progress for the stall timeout goes.
+  #armStallCheck(delay = this.#stallMs): void {
+    if (this.#stallTimer !== undefined || this.#closed) return;
+    this.#stallTimer = setTimeout(() => {
+      this.#stallTimer = undefined;
+      const now = Date.now();
+      let next = Infinity;
+      for (const peer of [...this.#peers.values()]) {
+        if (peer.queue.length === 0 || peer.socket.closed) continue;
+        // Our own event loop may have been too busy to hear of writability: look for ourselves.
+        this.#flush(peer);
+        if (peer.queue.length === 0 || peer.socket.closed) continue;
+        const left = peer.stalledSince + this.#stallMs - now;
+        if (left <= 0) {
+          this.#stats.slowReaderDrops++;
+          this.#drop(peer, 'the client stopped reading');
+        } else next = Math.min(next, left);
+      }
+      if (next !== Infinity) this.#armStallCheck(next);
+    }, Math.max(1, delay));
+    this.#stallTimer.unref();
   }
 
   #drop(peer: Peer, reason: string): void {
     if (peer.socket.closed) return;
     peer.watcher.close();
     peer.socket.close();
+    this.#stats.messagesQueued -= peer.queue.length;
     peer.queue = [];
     const known = this.#peers.delete(peer.id);
-    if (known) {
+    if (known && peer.announced) {
       const mine = new Set(peer.vectors.map((v) => v.fd));
       for (const other of this.#peers.values()) {
         // Announcements of this peer still queued for a slow client must not go out with fds we
         // are about to close; if none of them went out, that client never knew it and needs no notice.
         const before = other.queue.length;
-        other.queue = other.queue.filter((m) => !(m.value === BigInt(peer.id) && mine.has(m.fd)));
+        if (before > 0) {
+          other.queue = other.queue.filter((m) => !(m.value === BigInt(peer.id) && mine.has(m.fd)));
+          this.#stats.messagesQueued -= before - other.queue.length;
+        }
         if (before - other.queue.length === peer.vectors.length) continue;
         this.#send(other, BigInt(peer.id));
       }
+    }
+    if (known) {
       this.#log(`peer ${peer.id} left: ${reason}`);
-      if (peer.joined) this.emit('leave', peer.id, reason);
+      if (peer.joined) {
+        this.#stats.leaves++;
+        publishLeave({ socketPath: this.socketPath, id: peer.id, reason, peers: this.peerIds.length });
+        this.emit('leave', peer.id, reason);
+      } else this.#stats.setupFailures++;
     }
     // Peers that got these eventfds keep their own duplicates; ours go now.
     for (const v of peer.vectors) v.close();
@@ -269,7 +375,7 @@ export class IvshmemServer extends EventEmitter {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    if (this.#stallTimer !== undefined) clearTimeout(this.#stallTimer);
     this.#listenWatcher.close();
     for (const peer of [...this.#peers.values()]) this.#drop(peer, 'the server is shutting down');
     this.#listener.close();

@@ -11,7 +11,8 @@
         "native/socket.cc",
         "native/poller.cc",
         "native/wait.cc",
-        "native/kvm.cc"
+        "native/kvm.cc",
+        "native/kvm-kick.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitPoller(env, exports);
   InitWait(env, exports);
   InitKvm(env, exports);
+  InitKvmKick(env, exports);
   return exports;
 }
 

@@ -33,6 +33,7 @@ void InitSocket(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
 void InitWait(Napi::Env env, Napi::Object exports);
 void InitKvm(Napi::Env env, Napi::Object exports);
+void InitKvmKick(Napi::Env env, Napi::Object exports);
 
 // Hands a fresh mmap'ed range to JavaScript as an external ArrayBuffer that munmap() detaches and
 // unmaps, the GC finalizer unmaps if nobody did, and the env's cleanup hook unmaps at exit.

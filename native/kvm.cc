@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "common.h"
 
@@ -194,11 +195,16 @@ Napi::Value KvmRun(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[1].IsArrayBuffer()) ThrowType(env, "argument run must be an ArrayBuffer");
   Napi::ArrayBuffer run = info[1].As<Napi::ArrayBuffer>();
   if (run.Data() == nullptr || run.ByteLength() < sizeof(struct kvm_run)) ThrowErrno(env, EINVAL, "ioctl");
-  if (ioctl(vcpu, KVM_RUN, 0) < 0) {
-    if (errno == EINTR) return Napi::Number::New(env, kRunInterrupted);
-    ThrowErrno(env, errno, "ioctl");
+  struct kvm_run* kvm_run = static_cast<struct kvm_run*>(run.Data());
+  int r = ioctl(vcpu, KVM_RUN, 0);
+  int err = errno;
+  // A VcpuKicker's request is served by this return: the monitor looks at its fds next.
+  __atomic_store_n(&kvm_run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+  if (r < 0) {
+    if (err == EINTR) return Napi::Number::New(env, kRunInterrupted);
+    ThrowErrno(env, err, "ioctl");
   }
-  return Napi::Number::New(env, static_cast<struct kvm_run*>(run.Data())->exit_reason);
+  return Napi::Number::New(env, kvm_run->exit_reason);
 }
 
 // An eventfd the kernel signals on a guest write of `len` bytes at MMIO address `addr` (no exit
@@ -250,6 +256,56 @@ Napi::Value KvmIrqfd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// KVM_SIGNAL_MSI: one MSI message written by the device. Returns 1 when delivered, 0 when the
+// guest blocked it (e.g. its LAPIC is software-disabled).
+Napi::Value KvmSignalMsi(const Napi::CallbackInfo& info) {
+  int vm = ArgInt32(info, 0, "vmFd");
+  int64_t address = ArgInt64(info, 1, "address");
+  struct kvm_msi msi = {};
+  msi.address_lo = static_cast<uint32_t>(address);
+  msi.address_hi = static_cast<uint32_t>(static_cast<uint64_t>(address) >> 32);
+  msi.data = static_cast<uint32_t>(ArgInt64(info, 2, "data"));
+  long r = IoctlPtr(vm, KVM_SIGNAL_MSI, &msi);
+  if (r < 0) ThrowErrno(info.Env(), errno, "ioctl");
+  return Napi::Number::New(info.Env(), static_cast<double>(r));
+}
+
+// KVM_SET_GSI_ROUTING: replaces the VM's whole GSI table. Entries come as a Float64Array of
+// 5-number records: [gsi, 1 (irqchip), chip, pin, 0] or [gsi, 2 (msi), address, 0, data].
+Napi::Value KvmSetGsiRouting(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int vm = ArgInt32(info, 0, "vmFd");
+  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    ThrowType(env, "argument entries must be a Float64Array");
+  }
+  Napi::Float64Array records = info[1].As<Napi::Float64Array>();
+  size_t count = records.ElementLength() / 5;
+  if (records.ElementLength() % 5 != 0 || count > 4096 /* the kernel's KVM_MAX_IRQ_ROUTES */) ThrowErrno(env, EINVAL, "ioctl");
+  std::vector<uint8_t> storage(sizeof(struct kvm_irq_routing) + count * sizeof(struct kvm_irq_routing_entry));
+  auto* table = reinterpret_cast<struct kvm_irq_routing*>(storage.data());
+  table->nr = static_cast<uint32_t>(count);
+  for (size_t i = 0; i < count; i++) {
+    const double* r = records.Data() + i * 5;
+    struct kvm_irq_routing_entry& e = table->entries[i];
+    e.gsi = static_cast<uint32_t>(r[0]);
+    if (r[1] == 1) {
+      e.type = KVM_IRQ_ROUTING_IRQCHIP;
+      e.u.irqchip.irqchip = static_cast<uint32_t>(r[2]);
+      e.u.irqchip.pin = static_cast<uint32_t>(r[3]);
+    } else if (r[1] == 2) {
+      e.type = KVM_IRQ_ROUTING_MSI;
+      uint64_t address = static_cast<uint64_t>(r[2]);
+      e.u.msi.address_lo = static_cast<uint32_t>(address);
+      e.u.msi.address_hi = static_cast<uint32_t>(address >> 32);
+      e.u.msi.data = static_cast<uint32_t>(r[4]);
+    } else {
+      ThrowErrno(env, EINVAL, "ioctl");
+    }
+  }
+  if (IoctlPtr(vm, KVM_SET_GSI_ROUTING, table) < 0) ThrowErrno(env, errno, "ioctl");
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitKvm(Napi::Env env, Napi::Object exports) {
@@ -266,6 +322,8 @@ void InitKvm(Napi::Env env, Napi::Object exports) {
   exports.Set("kvmCreateIrqchip", Napi::Function::New(env, KvmCreateIrqchip));
   exports.Set("kvmIrqLine", Napi::Function::New(env, KvmIrqLine));
   exports.Set("kvmIrqfd", Napi::Function::New(env, KvmIrqfd));
+  exports.Set("kvmSignalMsi", Napi::Function::New(env, KvmSignalMsi));
+  exports.Set("kvmSetGsiRouting", Napi::Function::New(env, KvmSetGsiRouting));
 }
 
 }  // namespace ivshmem

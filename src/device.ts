@@ -54,6 +54,8 @@ export class IvshmemDevice {
   readonly migrationBlocker: string | null;
   readonly bars: readonly BarInfo[];
   readonly sharedMemory: SharedMemoryInfo;
+  /** Who waits on our own vectors' eventfds: the event loop, or the embedder ('manual'). */
+  readonly vectorWait: 'loop' | 'manual';
 
   readonly #core: DeviceCore;
   readonly #function: IvshmemFunction;
@@ -115,6 +117,7 @@ export class IvshmemDevice {
     this.vectors = o.vectors;
     this.id = o.id;
     this.master = o.master;
+    this.vectorWait = o.vectorWait;
     this.migrationBlocker = o.master
       ? null
       : "Migration is disabled when using feature 'peer mode' in device 'ivshmem' (set master: 'on')";

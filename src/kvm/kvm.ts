@@ -2,6 +2,7 @@
 // one real-mode vCPU whose exits are decoded from the mmap'ed kvm_run. Test-only plumbing for
 // running a few guest instructions against an IvshmemDevice; not exported from the package.
 import { native } from '../native/binding.js';
+import type { RawVcpuKicker } from '../native/binding.js';
 import { FdHandle } from '../native/handle.js';
 
 /** Byte offsets in struct kvm_run (checked by static_asserts in native/kvm.cc). */
@@ -38,7 +39,17 @@ export const KVM_EXIT = {
 export const KVM_RUN_INTERRUPTED = -1;
 
 /** KVM_CHECK_EXTENSION capability numbers used here. */
-export const KVM_CAP = { IRQCHIP: 0, USER_MEMORY: 3, SET_TSS_ADDR: 4, IOEVENTFD: 36, IRQFD: 32 } as const;
+export const KVM_CAP = {
+  IRQCHIP: 0, USER_MEMORY: 3, SET_TSS_ADDR: 4, IRQ_ROUTING: 25, IRQFD: 32, IOEVENTFD: 36, SIGNAL_MSI: 77, IMMEDIATE_EXIT: 136,
+} as const;
+
+/** The in-kernel irqchips a GSI can be routed to (KVM_IRQCHIP_*). */
+export const KVM_IRQCHIP = { PIC_MASTER: 0, PIC_SLAVE: 1, IOAPIC: 2 } as const;
+
+/** One KVM_SET_GSI_ROUTING entry. */
+export type GsiRoute =
+  | { gsi: number; kind: 'irqchip'; chip: number; pin: number }
+  | { gsi: number; kind: 'msi'; address: number; data: number };
 
 export interface KvmMmioExit {
   address: number;
@@ -132,6 +143,21 @@ export class KvmVm extends FdHandle {
 
   irqLine(irq: number, level: 0 | 1): void {
     native().kvmIrqLine(this.fd, irq, level);
+  }
+
+  /** KVM_SIGNAL_MSI: true when delivered, false when the guest blocked it (LAPIC disabled). */
+  signalMsi(address: number, data: number): boolean {
+    return native().kvmSignalMsi(this.fd, address, data) > 0;
+  }
+
+  /** KVM_SET_GSI_ROUTING: replaces the whole table (so it must repeat the irqchip pins in use). */
+  setGsiRouting(routes: readonly GsiRoute[]): void {
+    const records = new Float64Array(routes.length * 5);
+    routes.forEach((r, i) => {
+      if (r.kind === 'irqchip') records.set([r.gsi, 1, r.chip, r.pin, 0], i * 5);
+      else records.set([r.gsi, 2, r.address, 0, r.data], i * 5);
+    });
+    native().kvmSetGsiRouting(this.fd, records);
   }
 
   irqfd(gsi: number, eventfd: number): void {
@@ -234,7 +260,47 @@ export class KvmVcpu extends FdHandle {
     }
   }
 
+  /**
+   * A kicker for this vCPU, created on the thread that runs it: while armed, readiness of any of
+   * its fds makes the current (or next) run() return KVM_RUN_INTERRUPTED.
+   */
+  createKicker(): VcpuKicker {
+    return new VcpuKicker(this);
+  }
+
   protected override beforeClose(): void {
     if (this.runBuffer !== undefined) native().munmap(this.runBuffer);
+  }
+}
+
+/** See KvmVcpu.createKicker. One owner (the monitor); close() is idempotent. */
+export class VcpuKicker {
+  readonly #raw: RawVcpuKicker;
+  #closed = false;
+
+  constructor(vcpu: KvmVcpu) {
+    this.#raw = new (native().VcpuKicker)(vcpu.runBuffer);
+  }
+
+  /** Replaces the fds watched (eventfds, sockets, an epoll fd). */
+  setFds(fds: readonly number[]): void {
+    if (this.#closed) return;
+    this.#raw.setFds(Int32Array.from(fds));
+  }
+
+  /** Before each KVM_RUN: a kicker that fired watches again (no system call otherwise). */
+  arm(): void {
+    if (!this.#closed) this.#raw.arm();
+  }
+
+  /** Kicks so far. */
+  get kicks(): number {
+    return this.#closed ? 0 : this.#raw.kicks;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#raw.close();
   }
 }

@@ -8,21 +8,27 @@
 //   - BAR2 mapped as guest RAM straight from device.sharedMemory.buffer (zero copy), when that
 //     buffer is an mmap'ed ArrayBuffer; otherwise BAR2 accesses exit and are dispatched too;
 //   - INTx through the in-kernel irqchip: setIrqLevel drives the IRQ line `irq` (a PIC pin);
-//   - MSI-X through KVM_SIGNAL_MSI is not wired (the guest's LAPIC is off in real mode): counted;
+//   - MSI-X messages through KVM_SIGNAL_MSI (KVM drops them until the guest enables its LAPIC);
+//   - optionally (`irqfd: true`) QEMU's inbound fast path: each of our own vectors that MSI-X
+//     would deliver is a KVM irqfd routed to its message (src/kvm/irqfd-routes.ts);
 //   - optionally (`ioeventfd: true`) QEMU's doorbell fast path: one KVM ioeventfd per (peer, vector)
 //     route of a server-joined device on BAR0+0x0C, length 4, datamatch (peer << 16) | vector, so a
 //     matching doorbell write signals the peer's eventfd in the kernel with no exit; every other
 //     value (garbage in bits 15..8, unknown peers or vectors) still exits to the WASM core.
-// One real-mode vCPU runs on the calling thread: run() returns when the guest writes the "done"
-// port (or an exit it cannot handle arrives). KVM_RUN blocks this thread, so interrupts that must
-// wake a halted guest have to be raised before run() (a worker-thread vCPU is a later step).
-// Test/reference plumbing; not exported from the package.
+// One real-mode vCPU runs on the thread that created the monitor — give it a worker thread, as
+// KVM_RUN blocks: run() returns when the guest writes the "done" port, or when another thread
+// (or process) signals `kickFd`. While the guest runs, a VcpuKicker (native/kvm-kick.cc) watches
+// our own vectors' eventfds (the ones not handed to KVM as irqfds) and kicks the vCPU out of
+// KVM_RUN, so a peer's doorbell reaches the device core and the guest even while it sits in HLT.
 import { IvshmemDevice } from '../device.js';
 import type { IvshmemDeviceOptions } from '../options.js';
 import type { BarAddress, VmmTransport } from '../transport.js';
-import type { EventFd } from '../native/eventfd.js';
+import { EventFd } from '../native/eventfd.js';
 import type { ServerConnection } from '../protocol/connection.js';
-import { Kvm, KVM_CAP, KVM_EXIT, KvmVcpu, KvmVm } from './kvm.js';
+import { native } from '../native/binding.js';
+import { Kvm, KVM_CAP, KVM_EXIT, KvmVcpu, KvmVm, VcpuKicker } from './kvm.js';
+import { IrqfdRoutes } from './irqfd-routes.js';
+import type { IrqfdRoute } from './irqfd-routes.js';
 import type { KvmExit, KvmIoExit, KvmMmioExit } from './kvm.js';
 
 export const PCI_CONFIG_ADDRESS = 0xcf8;
@@ -52,6 +58,12 @@ export interface KvmMonitorOptions {
    * Falls back to the WASM path when KVM lacks KVM_CAP_IOEVENTFD (see KvmMonitor.ioeventfd).
    */
   ioeventfd?: boolean;
+  /**
+   * Inbound fast path (QEMU's irqfd use with MSI-X): each own vector MSI-X would deliver becomes
+   * a KVM irqfd. Default false. Needs a device created with vectorWait: 'manual' (createDevice
+   * does that) and KVM_CAP_IRQFD + KVM_CAP_IRQ_ROUTING; otherwise the WASM path (see KvmMonitor.irqfd).
+   */
+  irqfd?: boolean;
 }
 
 /** One doorbell route registered as a KVM ioeventfd. */
@@ -67,8 +79,8 @@ export interface IoeventfdRoute {
 }
 
 export interface MonitorRunResult {
-  /** The value the guest wrote to the done port. */
-  done: number;
+  /** The value the guest wrote to the done port; null when run() returned because kickFd was signalled. */
+  done: number | null;
   /** KVM_RUN returns during this run. */
   exits: number;
 }
@@ -84,8 +96,12 @@ export interface MonitorStats {
   /** Port I/O to ports nobody decodes. */
   unassignedIo: number;
   irqLevelChanges: number;
-  /** MSI-X messages the device asked for (not delivered by this monitor). */
-  msiDropped: number;
+  /** MSI-X messages the device sent through KVM_SIGNAL_MSI: accepted, and refused by the guest (LAPIC off). */
+  msiSignalled: number;
+  msiBlocked: number;
+  /** Times the kicker got the vCPU out of KVM_RUN, and own-vector signals then passed to the device core. */
+  kicks: number;
+  vectorWakeups: number;
   /** Doorbell writes that exited to the WASM core (the fast path's misses, or every doorbell without it). */
   doorbellExits: number;
   /** KVM_IOEVENTFD assign / deassign calls that succeeded, and those KVM refused (route left to the WASM path). */
@@ -110,11 +126,19 @@ export class KvmMonitor implements VmmTransport {
   readonly irq: number;
   readonly donePort: number;
   readonly stats: MonitorStats = {
-    exits: 0, configReads: 0, configWrites: 0, mmio: [0, 0, 0], unassignedMmio: 0, unassignedIo: 0, irqLevelChanges: 0, msiDropped: 0,
+    exits: 0, configReads: 0, configWrites: 0, mmio: [0, 0, 0], unassignedMmio: 0, unassignedIo: 0, irqLevelChanges: 0,
+    msiSignalled: 0, msiBlocked: 0, kicks: 0, vectorWakeups: 0,
     doorbellExits: 0, ioeventfdsAssigned: 0, ioeventfdsDeassigned: 0, ioeventfdErrors: 0,
   };
   /** Whether the doorbell fast path is on: asked for, and KVM supports ioeventfd. Otherwise doorbells take the WASM path. */
   readonly ioeventfd: boolean;
+  /** Whether the irqfd fast path is on: asked for, and KVM supports irqfd and GSI routing. */
+  readonly irqfd: boolean;
+  /**
+   * An eventfd: signal it (from any thread or process holding it) to make run() return
+   * { done: null }. Owned by the monitor.
+   */
+  readonly kickFd: number;
 
   #device: IvshmemDevice | undefined;
   #configAddress = 0;
@@ -128,6 +152,13 @@ export class KvmMonitor implements VmmTransport {
   /** The routes currently registered with KVM, at #ioeventfdBase. */
   readonly #registered = new Map<string, IoeventfdRoute>();
   #unfollow: (() => void) | undefined;
+  #unfollowOwn: (() => void) | undefined;
+  readonly #kick: EventFd;
+  /** Null when KVM lacks KVM_CAP_IMMEDIATE_EXIT: then nothing interrupts a running guest. */
+  readonly #kicker: VcpuKicker | null;
+  readonly #irqfds: IrqfdRoutes | null;
+  /** Own vectors whose eventfds this monitor waits on (vectorWait 'manual'), index = vector. */
+  #ownFds: number[] = [];
 
   constructor(kvm: Kvm, options: KvmMonitorOptions = {}) {
     const ramSize = options.ramSize ?? 0x80000;
@@ -135,22 +166,33 @@ export class KvmMonitor implements VmmTransport {
     this.irq = options.irq ?? 5;
     this.donePort = options.donePort ?? MONITOR_DONE_PORT;
     this.ioeventfd = options.ioeventfd === true && kvm.checkExtension(KVM_CAP.IOEVENTFD) > 0;
+    this.irqfd = options.irqfd === true && kvm.checkExtension(KVM_CAP.IRQFD) > 0 && kvm.checkExtension(KVM_CAP.IRQ_ROUTING) > 0;
+    const canKick = kvm.checkExtension(KVM_CAP.IMMEDIATE_EXIT) > 0;
     this.vm = kvm.createVm();
+    this.#kick = EventFd.create();
+    this.kickFd = this.#kick.fd;
+    let kicker: VcpuKicker | null = null;
     try {
       this.vm.createIrqchip(); // before any vCPU
       const memory = this.vm.allocMemory(ramSize);
       this.vm.setMemory(RAM_SLOT, 0, memory);
       this.ram = new Uint8Array(memory);
       this.vcpu = this.vm.createVcpu();
+      if (canKick) kicker = this.vcpu.createKicker();
     } catch (err) {
       this.vm.close();
+      this.#kick.close();
       throw err;
     }
+    this.#kicker = kicker;
+    this.#irqfds = this.irqfd ? new IrqfdRoutes(this.vm) : null;
+    this.#watchFds();
   }
 
   /** Creates the device with this monitor as its transport, and plugs it in (see attach). */
   async createDevice(options: Omit<IvshmemDeviceOptions, 'transport'>): Promise<IvshmemDevice> {
-    const device = await IvshmemDevice.create({ ...options, transport: this });
+    // This monitor waits on the device's vectors itself (the vCPU thread is busy in KVM_RUN).
+    const device = await IvshmemDevice.create({ vectorWait: 'manual', ...options, transport: this });
     this.attach(device);
     return device;
   }
@@ -158,10 +200,72 @@ export class KvmMonitor implements VmmTransport {
   /** Plugs a device (created with this monitor as its transport) into the slot, as firmware would route its INTx. */
   attach(device: IvshmemDevice): void {
     if (this.#device !== undefined) throw new KvmMonitorError('a device is already attached');
+    if (this.irqfd && device.connection !== undefined && device.vectorWait !== 'manual') {
+      throw new KvmMonitorError("irqfd: true needs a device created with vectorWait: 'manual' (KVM and the event loop would race for its eventfds)");
+    }
     this.#device = device;
     device.configWrite(0x3c, 1, this.irq); // Interrupt Line, as a PC BIOS fills it in
     const connection = device.connection;
-    if (this.ioeventfd && connection !== undefined) this.#follow(device, connection);
+    if (connection === undefined) return;
+    if (device.vectorWait === 'manual') {
+      this.#ownFds = [...device.ownVectorFds];
+      const onOwn = (vector: number, e: EventFd) => {
+        this.#ownFds[vector] = e.fd;
+        this.#vectorsChanged();
+      };
+      const onClose = () => {
+        if (connection.ownVectors.length === 0) {
+          this.#ownFds = [];
+          this.#irqfds?.clear();
+          this.#watchFds();
+        }
+      };
+      connection.on('own-vector', onOwn);
+      connection.on('close', onClose);
+      this.#unfollowOwn = () => {
+        connection.off('own-vector', onOwn);
+        connection.off('close', onClose);
+      };
+      this.#vectorsChanged();
+    }
+    if (this.ioeventfd) this.#follow(device, connection);
+  }
+
+  /** The own vectors KVM delivers as irqfds right now (empty without the fast path, or while MSI-X would not deliver). */
+  get irqfds(): IrqfdRoute[] {
+    return this.#irqfds?.routes ?? [];
+  }
+
+  /** Whether a signal on kickFd or an own vector can interrupt a running guest (KVM_CAP_IMMEDIATE_EXIT). */
+  get kickable(): boolean {
+    return this.#kicker !== null;
+  }
+
+  // MSI-X state or our vectors changed: re-derive the irqfds, then what the kicker watches.
+  #vectorsChanged(): void {
+    const device = this.#device;
+    if (this.#closed || device === undefined) return;
+    if (this.#irqfds !== null) this.#irqfds.sync(device, this.#ownFds);
+    this.#watchFds();
+  }
+
+  #watchFds(): void {
+    const irqfds = this.#irqfds;
+    this.#kicker?.setFds([this.#kick.fd, ...this.#ownFds.filter((fd) => fd >= 0 && !(irqfds?.has(fd) ?? false))]);
+  }
+
+  // After a kick: pass each own vector's signals to the device core (the WASM path), except
+  // those KVM consumes as irqfds.
+  #serviceVectors(): void {
+    const device = this.#device;
+    if (device === undefined) return;
+    const irqfds = this.#irqfds;
+    this.#ownFds.forEach((fd, vector) => {
+      if (fd < 0 || (irqfds?.has(fd) ?? false)) return;
+      if (native().eventfdDrain(fd) === 0) return;
+      this.stats.vectorWakeups++;
+      device.fireVector(vector);
+    });
   }
 
   /** The doorbell routes registered as KVM ioeventfds right now (empty without the fast path or while BAR0 does not decode). */
@@ -269,8 +373,10 @@ export class KvmMonitor implements VmmTransport {
     if (!this.#closed) this.vm.irqLine(this.irq, level);
   }
 
-  sendMsi(): void {
-    this.stats.msiDropped++;
+  sendMsi(address: number, data: number): void {
+    if (this.#closed) return;
+    if (this.vm.signalMsi(address, data)) this.stats.msiSignalled++;
+    else this.stats.msiBlocked++;
   }
 
   barMapped(bar: number, address: BarAddress): void {
@@ -307,7 +413,9 @@ export class KvmMonitor implements VmmTransport {
   /** Runs the guest until it writes the done port; throws on an exit it cannot handle or after maxExits. */
   run(maxExits = 100_000): MonitorRunResult {
     let exits = 0;
+    const kicker = this.#kicker;
     for (;;) {
+      kicker?.arm();
       const exit = this.vcpu.run();
       exits++;
       this.stats.exits++;
@@ -318,7 +426,10 @@ export class KvmMonitor implements VmmTransport {
       } else if (exit.reason === KVM_EXIT.MMIO) {
         this.#mmio(exit.mmio!);
       } else if (exit.reason === KVM_EXIT.INTR || exit.reason === -1) {
-        // interrupted by a signal: just re-enter
+        // Kicked (or another signal): serve our vectors; a stop request ends the run.
+        this.stats.kicks++;
+        this.#serviceVectors();
+        if (this.#kick.drain() > 0) return { done: null, exits };
       } else {
         throw new KvmMonitorError(`unexpected KVM exit ${exit.reason}`, exit);
       }
@@ -338,7 +449,10 @@ export class KvmMonitor implements VmmTransport {
       const target = this.#configTarget();
       if (isOut) {
         this.stats.configWrites++;
-        if (target) this.#device!.configWrite(reg, size, io.data);
+        if (target) {
+          this.#device!.configWrite(reg, size, io.data);
+          if (this.#irqfds !== null) this.#vectorsChanged(); // MSI-X enable/mask, bus master
+        }
       } else {
         this.stats.configReads++;
         this.vcpu.completeIoIn(io, target ? this.#device!.configRead(reg, size) : ones(size));
@@ -369,8 +483,10 @@ export class KvmMonitor implements VmmTransport {
         if (offset < 0 || offset + m.size > bar.size) continue;
         this.stats.mmio[bar.index as 0 | 1 | 2]++;
         if (bar.index === 0 && m.isWrite && offset === DOORBELL_OFFSET) this.stats.doorbellExits++;
-        if (m.isWrite) device.mmioWrite(bar.index, offset, m.size, m.data);
-        else this.vcpu.completeMmioRead(device.mmioRead(bar.index, offset, m.size));
+        if (m.isWrite) {
+          device.mmioWrite(bar.index, offset, m.size, m.data);
+          if (bar.index === 1 && this.#irqfds !== null) this.#vectorsChanged(); // the MSI-X table
+        } else this.vcpu.completeMmioRead(device.mmioRead(bar.index, offset, m.size));
         return;
       }
     }
@@ -383,9 +499,14 @@ export class KvmMonitor implements VmmTransport {
     if (this.#closed) return;
     this.#unfollow?.();
     this.#unfollow = undefined;
+    this.#unfollowOwn?.();
+    this.#unfollowOwn = undefined;
     this.#dropRoutes();
+    this.#irqfds?.clear();
+    this.#kicker?.close();
     this.#closed = true;
     this.vm.close();
+    this.#kick.close();
   }
 }
 

@@ -1,0 +1,206 @@
+// VcpuKicker: gets a vCPU thread out of KVM_RUN when one of a set of fds becomes readable, so a
+// monitor whose guest sits in HLT can still deliver an interrupt that arrives on an eventfd, or
+// hand its thread back to the event loop. A helper thread polls the fds while the kicker is
+// armed; on readiness it disarms, sets kvm_run.immediate_exit (covers a KVM_RUN that has not
+// started yet) and sends kKickSignal to the vCPU thread (interrupts one that is running, EINTR).
+// The vCPU thread re-arms before each KVM_RUN; arming an armed kicker is one atomic load, so the
+// exit path pays no syscall unless a kick happened.
+#include <linux/kvm.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+
+namespace ivshmem {
+
+// A real-time signal nobody else in a Node process uses (Node: SIGUSR1 for the inspector, V8:
+// SIGPROF; glibc already keeps its own below SIGRTMIN).
+int KickSignal() { return SIGRTMIN + 5; }
+
+namespace {
+
+constexpr size_t kMaxKickFds = 1024;
+
+// The handler does nothing: the signal's only job is to make a running KVM_RUN return EINTR.
+// SA_RESTART keeps it from interrupting the thread's other (restartable) system calls.
+void InstallKickHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa = {};
+    sa.sa_handler = [](int) {};
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(KickSignal(), &sa, nullptr);
+  });
+}
+
+class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "VcpuKicker", {
+      InstanceMethod("setFds", &VcpuKicker::SetFds),
+      InstanceMethod("arm", &VcpuKicker::Arm),
+      InstanceMethod("close", &VcpuKicker::Close),
+      InstanceAccessor("kicks", &VcpuKicker::Kicks, nullptr),
+    });
+  }
+
+  // new VcpuKicker(runBuffer): on the vCPU's own thread (the one that will call kvmRun).
+  explicit VcpuKicker(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VcpuKicker>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsArrayBuffer()) ThrowType(env, "argument run must be an ArrayBuffer");
+    Napi::ArrayBuffer run = info[0].As<Napi::ArrayBuffer>();
+    if (run.Data() == nullptr || run.ByteLength() < sizeof(struct kvm_run)) ThrowErrno(env, EINVAL, "pthread_kill");
+    run_ = static_cast<struct kvm_run*>(run.Data());
+    run_ref_ = Napi::Persistent(run);  // kvm_run stays mapped while we may write immediate_exit
+    wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_ < 0) ThrowErrno(env, errno, "eventfd");
+    InstallKickHandler();
+    vcpu_thread_ = pthread_self();
+    thread_ = std::thread([this] { Loop(); });
+    env_ = env;
+    napi_add_env_cleanup_hook(env, CleanupHook, this);
+  }
+
+  ~VcpuKicker() override {
+    napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+    Stop();
+  }
+
+ private:
+  static void CleanupHook(void* self) { static_cast<VcpuKicker*>(self)->Stop(); }
+
+  // Joins the helper thread and closes the wake fd; safe to call twice.
+  void Stop() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+    Wake();
+    thread_.join();
+    close(wake_);
+    wake_ = -1;
+  }
+
+  void Wake() {
+    uint64_t one = 1;
+    ssize_t n;
+    do {
+      n = write(wake_, &one, sizeof one);
+    } while (n < 0 && errno == EINTR);
+  }
+
+  void Loop() {
+    std::vector<struct pollfd> pfds;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [this] { return closing_ || armed_.load(); });
+        if (closing_) return;
+        pfds.assign(1, {wake_, POLLIN, 0});
+        for (int fd : fds_) pfds.push_back({fd, POLLIN, 0});
+      }
+      int r = poll(pfds.data(), pfds.size(), -1);
+      if (r < 0) continue;  // EINTR; nothing else is expected with valid fds
+      if (pfds[0].revents != 0) {
+        uint64_t value;
+        while (read(wake_, &value, sizeof value) > 0) {
+        }
+        continue;  // the fd set changed, or we are closing: look again
+      }
+      bool ready = false;
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (size_t i = 1; i < pfds.size(); i++) {
+        if (pfds[i].revents == POLLNVAL) {
+          // Closed under us: stop watching it rather than spin on it.
+          for (auto it = fds_.begin(); it != fds_.end(); ++it) {
+            if (*it == pfds[i].fd) {
+              fds_.erase(it);
+              break;
+            }
+          }
+        } else if (pfds[i].revents != 0) {
+          ready = true;
+        }
+      }
+      if (!ready) continue;
+      if (closing_ || !armed_.exchange(false)) continue;
+      kicks_++;
+      __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
+      pthread_kill(vcpu_thread_, KickSignal());
+    }
+  }
+
+  // setFds(Int32Array): the fds whose readiness kicks the vCPU (eventfds, sockets, an epoll fd).
+  Napi::Value SetFds(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      ThrowType(env, "argument fds must be an Int32Array");
+    }
+    Napi::Int32Array fds = info[0].As<Napi::Int32Array>();
+    if (fds.ElementLength() > kMaxKickFds) ThrowErrno(env, EINVAL, "poll");
+    if (!thread_.joinable()) ThrowErrno(env, EBADF, "poll");
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      fds_.assign(fds.Data(), fds.Data() + fds.ElementLength());
+    }
+    Wake();
+    return env.Undefined();
+  }
+
+  // arm(): from the vCPU thread before KVM_RUN. Only a kicker that fired needs waking.
+  Napi::Value Arm(const Napi::CallbackInfo& info) {
+    if (!armed_.load(std::memory_order_relaxed)) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        armed_.store(true);
+      }
+      cv_.notify_one();
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Stop();
+    run_ref_.Reset();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Kicks(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(kicks_.load()));
+  }
+
+  napi_env env_ = nullptr;
+  struct kvm_run* run_ = nullptr;
+  Napi::Reference<Napi::ArrayBuffer> run_ref_;
+  pthread_t vcpu_thread_;
+  int wake_ = -1;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::atomic<bool> armed_{true};
+  bool closing_ = false;
+  std::vector<int> fds_;
+  std::atomic<uint64_t> kicks_{0};
+};
+
+}  // namespace
+
+void InitKvmKick(Napi::Env env, Napi::Object exports) {
+  exports.Set("VcpuKicker", VcpuKicker::Define(env));
+}
+
+}  // namespace ivshmem

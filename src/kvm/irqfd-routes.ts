@@ -1,0 +1,131 @@
+// The inbound fast path of QEMU's ivshmem on KVM (its irqfd use): while MSI-X would deliver one of
+// our own vectors — MSI-X enabled, function and entry unmasked, bus mastering on — that vector's
+// eventfd is a KVM irqfd on GSI `gsiBase + vector`, routed to the entry's message, so a peer's
+// doorbell interrupts the guest with no exit to userspace. Whenever a vector is not deliverable
+// the irqfd goes away and the eventfd is the monitor's again: the device core then sees the
+// signal and applies its own rules (pending bit while masked, drop counted while disabled).
+import type { IvshmemDevice } from '../device.js';
+import { KVM_IRQCHIP } from './kvm.js';
+import type { GsiRoute, KvmVm } from './kvm.js';
+
+/** Config space: Command register, and the MSI-X capability's Message Control (cap at 0x40). */
+const COMMAND = 0x04;
+const COMMAND_BUS_MASTER = 0x4;
+const MSIX_CONTROL = 0x42;
+const MSIX_ENABLE = 0x8000;
+const MSIX_FUNCTION_MASK = 0x4000;
+/** A 16-byte MSI-X table entry: address low, address high, data, vector control (bit 0: masked). */
+const ENTRY_SIZE = 16;
+
+/** KVM's default routing with an in-kernel irqchip: GSI n to PIC pin n (0..15) and IOAPIC pin n (0..23). */
+export function defaultIrqchipRoutes(): GsiRoute[] {
+  const routes: GsiRoute[] = [];
+  for (let gsi = 0; gsi < 24; gsi++) {
+    if (gsi < 16) {
+      routes.push({ gsi, kind: 'irqchip', chip: gsi < 8 ? KVM_IRQCHIP.PIC_MASTER : KVM_IRQCHIP.PIC_SLAVE, pin: gsi % 8 });
+    }
+    routes.push({ gsi, kind: 'irqchip', chip: KVM_IRQCHIP.IOAPIC, pin: gsi });
+  }
+  return routes;
+}
+
+/** One own vector currently delivered by KVM. */
+export interface IrqfdRoute {
+  vector: number;
+  gsi: number;
+  fd: number;
+  address: number;
+  data: number;
+}
+
+export class IrqfdRoutes {
+  readonly #vm: KvmVm;
+  readonly #gsiBase: number;
+  readonly #routes = new Map<number, IrqfdRoute>();
+  /** irqfd assign/deassign and routing-table calls KVM refused (those vectors stay on the WASM path). */
+  errors = 0;
+  assigned = 0;
+
+  constructor(vm: KvmVm, gsiBase = 24) {
+    this.#vm = vm;
+    this.#gsiBase = gsiBase;
+  }
+
+  /** The vectors KVM delivers right now. */
+  get routes(): IrqfdRoute[] {
+    return [...this.#routes.values()].map((r) => ({ ...r }));
+  }
+
+  /** The eventfds KVM consumes right now (the monitor must not wait on them). */
+  has(fd: number): boolean {
+    for (const r of this.#routes.values()) if (r.fd === fd) return true;
+    return false;
+  }
+
+  /**
+   * Brings the irqfds in line with the device's MSI-X state and `ownFds` (index = vector).
+   * Returns whether anything changed.
+   */
+  sync(device: IvshmemDevice, ownFds: readonly number[]): boolean {
+    const wanted = new Map<number, IrqfdRoute>();
+    const control = device.configRead(MSIX_CONTROL, 2);
+    const master = (device.configRead(COMMAND, 2) & COMMAND_BUS_MASTER) !== 0;
+    if (device.mode === 'doorbell' && master && (control & MSIX_ENABLE) !== 0 && (control & MSIX_FUNCTION_MASK) === 0) {
+      ownFds.forEach((fd, vector) => {
+        if (vector >= device.vectors || fd < 0) return;
+        const at = vector * ENTRY_SIZE;
+        if ((Number(device.mmioRead(1, at + 12, 4)) & 1) !== 0) return; // entry masked
+        const address = Number(device.mmioRead(1, at + 4, 4)) * 2 ** 32 + Number(device.mmioRead(1, at, 4));
+        const data = Number(device.mmioRead(1, at + 8, 4));
+        wanted.set(vector, { vector, gsi: this.#gsiBase + vector, fd, address, data });
+      });
+    }
+    const same = (a: IrqfdRoute | undefined, b: IrqfdRoute) => a !== undefined && a.fd === b.fd && a.address === b.address && a.data === b.data;
+    if (wanted.size === this.#routes.size && [...wanted.values()].every((w) => same(this.#routes.get(w.vector), w))) return false;
+
+    for (const [vector, r] of [...this.#routes]) {
+      if (wanted.get(vector)?.fd === r.fd) continue;
+      this.#deassign(r);
+      this.#routes.delete(vector);
+    }
+    try {
+      this.#vm.setGsiRouting([
+        ...defaultIrqchipRoutes(),
+        ...[...wanted.values()].map((w): GsiRoute => ({ gsi: w.gsi, kind: 'msi', address: w.address, data: w.data })),
+      ]);
+    } catch {
+      this.errors++;
+      for (const r of [...this.#routes.values()]) this.#deassign(r);
+      this.#routes.clear();
+      return true;
+    }
+    for (const w of wanted.values()) {
+      if (this.#routes.has(w.vector)) {
+        this.#routes.set(w.vector, w); // same fd: the new message took effect with the table
+        continue;
+      }
+      try {
+        this.#vm.irqfd(w.gsi, w.fd); // KVM injects at once if the eventfd is already signalled
+        this.assigned++;
+        this.#routes.set(w.vector, w);
+      } catch {
+        this.errors++;
+      }
+    }
+    return true;
+  }
+
+  #deassign(r: IrqfdRoute): void {
+    try {
+      this.#vm.removeIrqfd(r.gsi, r.fd);
+    } catch {
+      this.errors++; // the eventfd is already closed: KVM dropped the irqfd with it
+    }
+  }
+
+  /** Deassigns every irqfd (the VM's table keeps stale MSI routes, which nothing raises). */
+  clear(): void {
+    for (const r of this.#routes.values()) this.#deassign(r);
+    this.#routes.clear();
+  }
+}

@@ -30,7 +30,8 @@ export interface IvshmemServerOptions {
   vectors?: number;
   /** A client whose socket stays full this long is dropped (default 5 s). */
   stallTimeoutMs?: number;
-  /** A client with more messages than this waiting for its full socket is dropped (default 65,536). */
+  /** A client with more messages than this waiting for its full socket (beyond what of its own
+   *  setup is still waiting) is dropped (default 65,536). */
   maxQueuedMessages?: number;
   /** Where the id counter starts (default 0, as QEMU's): for tests of the 16-bit wrap. */
   firstId?: number;
@@ -52,6 +53,9 @@ interface Peer {
   stalledSince: number;
   /** The watcher also waits for writability (the queue is not empty). */
   wantsWrite: boolean;
+  /** Queue length that drops this client: unbounded during its setup (bounded by the peer table
+   *  anyway), then maxQueuedMessages beyond what of its setup is still queued, until that is out. */
+  queueLimit: number;
   /** The other peers were told of this one (so they must be told when it goes). */
   announced: boolean;
   joined: boolean;
@@ -228,7 +232,7 @@ export class IvshmemServer extends EventEmitter {
       this.#refused((err as NodeJS.ErrnoException).code ?? 'poll failed');
       return;
     }
-    const peer: Peer = { id, socket, vectors, watcher, queue: [], stalledSince: 0, wantsWrite: false, announced: false, joined: false };
+    const peer: Peer = { id, socket, vectors, watcher, queue: [], queueLimit: Infinity, stalledSince: 0, wantsWrite: false, announced: false, joined: false };
     watcher.start(POLL_READABLE);
     // QEMU's order: version, id, shm; the new id to everyone; everyone to the newcomer; its own.
     // The newcomer is in the table from the start, so a failure midway is announced as a leave.
@@ -247,6 +251,7 @@ export class IvshmemServer extends EventEmitter {
     }
     for (const v of vectors) if (!socket.closed) this.#send(peer, BigInt(id), v.fd);
     if (socket.closed) return; // dropped while sending
+    peer.queueLimit = this.#maxQueue + peer.queue.length;
     peer.joined = true;
     this.#stats.joins++;
     this.#log(`new peer id = ${id}`);
@@ -269,7 +274,7 @@ export class IvshmemServer extends EventEmitter {
       }
       peer.stalledSince = Date.now();
     }
-    if (peer.queue.length >= this.#maxQueue) {
+    if (peer.queue.length >= peer.queueLimit) {
       this.#stats.slowReaderDrops++;
       this.#drop(peer, `the client stopped reading: more than ${this.#maxQueue} messages queued`);
       return;
@@ -308,6 +313,7 @@ export class IvshmemServer extends EventEmitter {
       this.#stats.messagesSent += sent;
       peer.stalledSince = Date.now();
     }
+    if (peer.queue.length < this.#maxQueue && peer.joined) peer.queueLimit = this.#maxQueue;
     if (peer.queue.length === 0 && peer.wantsWrite) {
       peer.wantsWrite = false;
       peer.watcher.start(POLL_READABLE);

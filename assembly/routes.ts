@@ -35,6 +35,7 @@ function growDirectory(peer: u32): void {
 export function addRoute(peer: u32, handle: i32): i32 {
   if (peer >= MAX_PEERS) return ROUTE_BAD_PEER;
   if (handle < 0) return ROUTE_BAD_HANDLE;
+  if (perPeer == 0) return ROUTE_FULL; // refuse before a block exists: a refused peer stays absent
   if (peer >= dirSlots) growDirectory(peer);
   const slot = dir + (<usize>peer << 2);
   let block = <usize>load<u32>(slot);

@@ -221,8 +221,9 @@ export class IvshmemDevice {
   mmioRead(bar: number, offset: number, size: number): number | bigint;
   mmioRead(bar: number, offset: number, size: number): number | bigint {
     this.#live();
-    if (bar === 0 && size === 4) return this.#core.read32(offset);
+    if (bar === 0 && size === 4 && (offset >>> 0) === offset) return this.#core.read32(offset);
     if (bar === 2) return this.#bar2Read(offset, size);
+    if (!this.#coreArgsValid(bar, offset, size)) return size === 8 ? 0n : 0;
     const lo = this.#core.mmioRead(bar, offset, size);
     return size === 8 ? (BigInt(this.#core.readHigh()) << 32n) | BigInt(lo) : lo;
   }
@@ -234,6 +235,7 @@ export class IvshmemDevice {
       this.#bar2Write(offset, size, value);
       return;
     }
+    if (!this.#coreArgsValid(bar, offset, size)) return;
     let n: number;
     if (bar === 0 && size === 4 && typeof value === 'number') {
       n = this.#core.write32(offset, value); // the doorbell's path: two arguments across the boundary
@@ -243,6 +245,14 @@ export class IvshmemDevice {
       n = this.#core.mmioWrite(bar, offset, size, Number(BigInt.asUintN(32, value)), Number(BigInt.asUintN(32, value >> 32n)));
     }
     if (n !== 0) this.#ring(n);
+  }
+
+  // The core takes u32 arguments: a fraction or a number past 2^32 would be truncated onto a
+  // register (offset 2^32 + 0x0c would ring the doorbell), so such an access hits nothing.
+  #coreArgsValid(bar: number, offset: number, size: number): boolean {
+    const ok = (bar >>> 0) === bar && (offset >>> 0) === offset && (size >>> 0) === size;
+    if (!ok) this.#glueInvalid++;
+    return ok;
   }
 
   #ring(n: number): void {
@@ -374,6 +384,17 @@ export class IvshmemDevice {
     if (s.bar2Size !== this.#size) throw mismatch('BAR2 size', s.bar2Size, this.#size);
     if (s.use64 !== this.#options.use64) throw mismatch('use64', s.use64, this.#options.use64);
     if (s.words.length !== this.#core.stateWords()) throw mismatch('core words', s.words.length, this.#core.stateWords());
+    // The PBA is padded to 64-bit words; a pending bit past the last vector belongs to no vector
+    // and nothing would ever clear it.
+    if (this.mode === 'doorbell') {
+      const pba = s.words.subarray(3 + 4 * this.vectors);
+      for (let i = 0; i < pba.length; i++) {
+        const used = this.vectors - 32 * i;
+        if (used < 32 && (used <= 0 ? pba[i] : pba[i] >>> used) !== 0) {
+          throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', `state has pending bits past vector ${this.vectors - 1}`);
+        }
+      }
+    }
     const at = this.#function.readOnlyMismatch(s.config);
     if (at >= 0) {
       throw new IvshmemError('ERR_IVSHMEM_STATE_MISMATCH', `config byte 0x${at.toString(16)} is read-only and differs (0x${s.config[at].toString(16)} in the state)`);

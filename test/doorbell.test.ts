@@ -77,6 +77,17 @@ describe.each(CORE_VARIANTS)('doorbell routing (%s core)', (variant) => {
     d.mmioWrite(0, 0x0c, 4, 0);
     expect(d.counters().doorbellsDropped.noPeer).toBe(1);
   });
+
+  it('leaves no trace of a refused route', async () => {
+    // Found by test/fuzz-guest.test.ts: a device without vectors refused the route but kept the
+    // peer, which then disconnected with 0 vectors and turned its doorbells into 'no vector'.
+    const { device: d } = await makeDevice(variant, { mode: 'plain' });
+    expect(() => d.connectPeerVector(5, 1)).toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_TOO_MANY_VECTORS' }));
+    expect(d.peerVectors(5)).toBe(0);
+    expect(() => d.disconnectPeer(5)).toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_INVALID_PEER' }));
+    d.mmioWrite(0, 0x0c, 4, 5 << 16);
+    expect(d.counters().doorbellsDropped).toEqual({ noPeer: 1, noVector: 0 });
+  });
 });
 
 describe('WebAssembly route table memory', () => {

@@ -115,6 +115,21 @@ describe.each(CORE_VARIANTS)('lifecycle (%s core)', (variant) => {
     expect(b.device.configRead(0x04, 2)).toBe(0x6);
   });
 
+  it('refuses a state with pending bits past the last vector', async () => {
+    // Found by test/fuzz-guest.test.ts: the PBA is padded to 64 bits, and a damaged state could
+    // leave a pending bit for a vector that does not exist, which nothing would ever clear.
+    const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors: 2, master: 'on' });
+    const good = d.saveState();
+    const pba = 284 + 4 * (3 + 2 * 4);
+    const withBit = (at: number, bit: number) => { const s = good.slice(); s[at] |= bit; return s; };
+    for (const bad of [withBit(pba, 0x04), withBit(pba + 3, 0x80), withBit(pba + 4, 0x01)]) {
+      expect(() => d.loadState(bad)).toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_STATE_CORRUPT' }));
+      expect(d.mmioRead(1, 0x800, 8)).toBe(0n);
+    }
+    d.loadState(withBit(pba, 0x02)); // vector 1 exists: pending while MSI-X is off
+    expect(d.mmioRead(1, 0x800, 8)).toBe(2n);
+  });
+
   it('blocks migration of non-master devices, as QEMU does', async () => {
     const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors: 1, id: 3 });
     expect(d.master).toBe(false);

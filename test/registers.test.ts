@@ -104,6 +104,24 @@ describe.each(CORE_VARIANTS)('BAR0 registers (%s core)', (variant) => {
     expect(d.counters().invalidGuestAccesses - before).toBe(2 * (cases.length + 5));
   });
 
+  it('refuses BARs, offsets and sizes that are not 32-bit integers rather than truncate them onto a register', async () => {
+    // Found by test/fuzz-guest.test.ts: offset 2^32 + 0x0c rang the doorbell, 2^32 wrote IntrMask.
+    const { device: d, log } = await makeDevice(variant, { mode: 'doorbell', vectors: 1 });
+    d.connectPeerVector(0, 7);
+    d.mmioWrite(0, 0, 4, 0x12345678);
+    const before = d.counters().invalidGuestAccesses;
+    const cases: [number, number, number][] = [
+      [0, 2 ** 32 + 0x0c, 4], [0, 12.5, 4], [0, 2 ** 32, 4], [0, 2 ** 32, 8], [0, 0x0c, 2 ** 32 + 4], [2 ** 32, 0x0c, 4], [0.5, 0, 4], [2 ** 32 + 1, 0, 4],
+    ];
+    for (const [bar, offset, size] of cases) {
+      d.mmioWrite(bar, offset, size, 0); // peer 0, vector 0; or IntrMask = 0
+      expect(d.mmioRead(bar, offset, size)).toBe(size === 8 ? 0n : 0);
+    }
+    expect(log.rings).toEqual([]);
+    expect(d.mmioRead(0, 0, 4)).toBe(0x12345678);
+    expect(d.counters().invalidGuestAccesses - before).toBe(2 * cases.length);
+  });
+
   it('reads and writes BAR2 as little-endian RAM of any size and alignment', async () => {
     const memory = new ArrayBuffer(4096);
     const { device: d } = await makeDevice(variant, { mode: 'plain', memory });

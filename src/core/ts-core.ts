@@ -108,6 +108,7 @@ export class TsCore implements DeviceCore {
     handle |= 0;
     if (peer >= MAX_PEERS) return ROUTE_BAD_PEER;
     if (handle < 0) return ROUTE_BAD_HANDLE;
+    if (this.#vectors === 0) return ROUTE_FULL; // a refused peer stays absent
     const list = (this.#routes[peer] ??= []);
     if (list.length >= this.#vectors) return ROUTE_FULL;
     list.push(handle);

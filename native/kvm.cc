@@ -35,6 +35,12 @@ static_assert(offsetof(struct kvm_run, io.data_offset) == 40, "kvm_run.io.data_o
 
 // Where KVM_SET_TSS_ADDR puts the three TSS pages: QEMU's choice, just below the BIOS.
 constexpr unsigned long kTssAddr = 0xfffbd000;
+// struct kvm_irq_routing is an 8-byte header (nr, flags) followed by the entries. C++ sees the
+// header's flexible array through an empty struct that moves it to offset 16, so this file lays
+// the table out by hand and spells the request (which encodes the header size) out too.
+constexpr size_t kRoutingHeader = 2 * sizeof(__u32);
+constexpr unsigned long kSetGsiRouting = _IOC(_IOC_WRITE, KVMIO, 0x6a, kRoutingHeader);
+
 // What kvmRun returns when a signal interrupted KVM_RUN (EINTR); exit reasons are all >= 0.
 constexpr int kRunInterrupted = -1;
 
@@ -281,12 +287,14 @@ Napi::Value KvmSetGsiRouting(const Napi::CallbackInfo& info) {
   Napi::Float64Array records = info[1].As<Napi::Float64Array>();
   size_t count = records.ElementLength() / 5;
   if (records.ElementLength() % 5 != 0 || count > 4096 /* the kernel's KVM_MAX_IRQ_ROUTES */) ThrowErrno(env, EINVAL, "ioctl");
-  std::vector<uint8_t> storage(sizeof(struct kvm_irq_routing) + count * sizeof(struct kvm_irq_routing_entry));
-  auto* table = reinterpret_cast<struct kvm_irq_routing*>(storage.data());
-  table->nr = static_cast<uint32_t>(count);
+  // uint64_t storage keeps the entries (which hold u64 fields) 8-byte aligned.
+  std::vector<uint64_t> storage((kRoutingHeader + count * sizeof(struct kvm_irq_routing_entry)) / sizeof(uint64_t), 0);
+  auto* header = reinterpret_cast<__u32*>(storage.data());
+  header[0] = static_cast<__u32>(count);  // nr; header[1], flags, stays 0
+  auto* entries = reinterpret_cast<struct kvm_irq_routing_entry*>(reinterpret_cast<uint8_t*>(storage.data()) + kRoutingHeader);
   for (size_t i = 0; i < count; i++) {
     const double* r = records.Data() + i * 5;
-    struct kvm_irq_routing_entry& e = table->entries[i];
+    struct kvm_irq_routing_entry& e = entries[i];
     e.gsi = static_cast<uint32_t>(r[0]);
     if (r[1] == 1) {
       e.type = KVM_IRQ_ROUTING_IRQCHIP;
@@ -302,7 +310,7 @@ Napi::Value KvmSetGsiRouting(const Napi::CallbackInfo& info) {
       ThrowErrno(env, EINVAL, "ioctl");
     }
   }
-  if (IoctlPtr(vm, KVM_SET_GSI_ROUTING, table) < 0) ThrowErrno(env, errno, "ioctl");
+  if (IoctlPtr(vm, kSetGsiRouting, storage.data()) < 0) ThrowErrno(env, errno, "ioctl");
   return env.Undefined();
 }
 

@@ -72,6 +72,9 @@ export class Asm16 {
   fs(): this {
     return this.seg('fs');
   }
+  gs(): this {
+    return this.seg('gs');
+  }
 
   // ---- moves (32-bit forms carry the 0x66 operand-size prefix) ----
   movAx(v: number): this {
@@ -124,7 +127,62 @@ export class Asm16 {
     return this.emit(0xc7, 0x06).addr16(a).addr16(v);
   }
 
+  movBx(v: number): this {
+    return this.emit(0xbb).imm16(v);
+  }
+  /** mov <seg>, bx */
+  movSegBx(s: Seg): this {
+    return this.emit(0x8e, 0xc3 | (SEG_REG[s] << 3));
+  }
+  movEdi(v: number): this {
+    return this.emit(0x66, 0xbf).imm32(v);
+  }
+  xorEaxEax(): this {
+    return this.emit(0x66, 0x31, 0xc0);
+  }
+  /** mov [edi], eax: 32-bit addressing (0x67), so with a flat segment (see lgdt) it reaches 4 GiB. */
+  storeEdi32(): this {
+    return this.emit(0x66, 0x67, 0x89, 0x07);
+  }
+  /** mov eax, [edi] */
+  loadEdi32(): this {
+    return this.emit(0x66, 0x67, 0x8b, 0x07);
+  }
+  pushEdi(): this {
+    return this.emit(0x66, 0x57);
+  }
+  popEdi(): this {
+    return this.emit(0x66, 0x5f);
+  }
+
+  // ---- system ----
+  /** lgdt [addr] (a 6-byte pseudo-descriptor: limit16, base32) */
+  lgdt(a: Addr): this {
+    return this.emit(0x0f, 0x01, 0x16).addr16(a);
+  }
+  movEaxCr0(): this {
+    return this.emit(0x0f, 0x20, 0xc0);
+  }
+  movCr0Eax(): this {
+    return this.emit(0x0f, 0x22, 0xc0);
+  }
+
   // ---- arithmetic ----
+  andAl(v: number): this {
+    return this.emit(0x24).imm8(v);
+  }
+  /** cmp eax, [addr] */
+  cmpEaxMem(a: Addr): this {
+    return this.emit(0x66, 0x3b, 0x06).addr16(a);
+  }
+  /** inc dword [addr] */
+  incDword(a: Addr): this {
+    return this.emit(0x66, 0xff, 0x06).addr16(a);
+  }
+  /** dec dword [addr] */
+  decDword(a: Addr): this {
+    return this.emit(0x66, 0xff, 0x0e).addr16(a);
+  }
   orAl(v: number): this {
     return this.emit(0x0c).imm8(v);
   }

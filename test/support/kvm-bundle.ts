@@ -11,7 +11,7 @@ import { buildSync } from 'esbuild';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 let built: string | undefined;
 
-/** Absolute path of the bundle, which exports Kvm, KvmMonitor, MONITOR_DONE_PORT and everything of kvm-guest.ts. */
+/** Absolute path of the bundle, which exports Kvm, KvmMonitor, MONITOR_DONE_PORT, everything of kvm-guest.ts, the MSI-X guest and runPingPongPeer. */
 export function kvmBundle(): string {
   if (built !== undefined) return built;
   const dir = `${ROOT}out/test-kvm`;
@@ -22,6 +22,8 @@ export function kvmBundle(): string {
     "export { Kvm } from './src/kvm/kvm.ts';",
     "export { KvmMonitor, MONITOR_DONE_PORT } from './src/kvm/monitor.ts';",
     "export * from './test/support/kvm-guest.ts';",
+    "export { buildMsiGuest, loadMsiGuest, MSI_VECTOR } from './test/support/kvm-msi-guest.ts';",
+    "export { runPingPongPeer } from './test/support/kvm-pingpong.ts';",
   ].join('\n');
   buildSync({
     stdin: { contents: entry, resolveDir: ROOT, loader: 'ts' },

@@ -7,7 +7,7 @@
 //   driver: points MSI-X table entry 0 at the LAPIC (fixed delivery, vector MSI_VECTOR),
 //     unmasks it, enables MSI-X, installs the ISR (counts, then EOI to the LAPIC), reads
 //     IVPosition; OUT done, 1.
-//   phase 2 (OUT done, 2 at the end): `rounds` times — the initiator rings `doorbell` and waits
+//   phase 2 (OUT done, 2 at the end; running it again starts another phase 2): `rounds` times — the initiator rings `doorbell` and waits
 //     for an interrupt; the responder waits for an interrupt and rings `doorbell`. Waiting is
 //     `cli; compare; sti; hlt`, so no wake-up is lost.
 import { Asm16 } from './asm16.js';
@@ -77,6 +77,7 @@ export function buildMsiGuest(role: PingPongRole): Asm16 {
   if (role === 'responder') a.load32('doorbell').es().store32(0x0c);
   a.decDword('rounds').jcc('jne', 'round');
   a.outb(DONE_PORT, 2);
+  a.jmp('round'); // run again: the host has set `rounds` anew
 
   a.label('isr').pushEax().pushEdi();
   a.incDword('irqs');

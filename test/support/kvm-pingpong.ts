@@ -3,7 +3,7 @@
 // kvm-msi-guest.ts. Shared by test/kvm-msi.test.ts (through the kvm bundle and
 // kvm-pingpong-worker.mjs) and bench/kvm-pingpong.bench.ts. Messages on `port`:
 //   → { type: 'ready', id, kickFd, msixctl, irqfds }   after the guest's firmware/driver phase
-//   ← { op: 'go', peer, rounds }                        phase 2 against `peer`
+//   ← { op: 'go', peer, rounds }                        phase 2 against `peer` (again and again)
 //   → { type: 'done', done, seen, irqs, ns, stats, counters, irqfds, kicks }
 //   ← { op: 'close' }  → { type: 'closed' }
 //   → { type: 'fatal', error }

@@ -154,3 +154,95 @@ describe('ivshmem-server and ivshmem-client processes', () => {
     expect(size.out()).toContain("Try 'ivshmem-server -h'");
   });
 });
+
+describe('ivshmem-server statistics', () => {
+  const statsLines = (text: string) => text.split('\n').filter((l) => l.startsWith('{"stats":"ivshmem-server"')).map((l) => JSON.parse(l));
+
+  it('prints its statistics as one JSON line on SIGUSR2, and every --stats-interval seconds', async () => {
+    const sock = join(dir, `s${n++}.sock`);
+    const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
+    const server = start('ivshmem-server.js', ['-F', '-S', sock, '-M', shm, '-n', '2']);
+    await server.waitFor('*** Example code');
+    const c0 = start('ivshmem-client.js', ['-S', sock]);
+    await c0.waitFor('our_id = 0');
+    const c1 = start('ivshmem-client.js', ['-S', sock]);
+    await Promise.all([c1.waitFor('our_id = 1'), c0.waitFor('peer 1 joined')]);
+    c1.child.kill('SIGKILL');
+    await c0.waitFor('peer 1 left');
+    expect(statsLines(server.out())).toEqual([]); // nothing until asked
+    server.child.kill('SIGUSR2');
+    await server.waitFor('{"stats":"ivshmem-server"');
+    const last = statsLines(server.out()).at(-1);
+    expect(last).toMatchObject({ peers: 1, joins: 2, leaves: 1, setupFailures: 0, refusals: {}, slowReaderDrops: 0, messagesQueued: 0, bytesQueued: 0 });
+    // c0's setup (3 + 2 own vectors) + c1's 2 announced; c1's setup (3 + 2 + 2); c1's leave to c0.
+    expect(last.messagesSent).toBe(5 + 2 + 7 + 1);
+    expect(Number.isNaN(Date.parse(last.time))).toBe(false);
+    server.child.kill('SIGTERM');
+    await exited(server.child);
+    expect(server.child.exitCode).toBe(0);
+    expect(statsLines(server.out()).length).toBe(1);
+    // With --stats-interval, the lines come by themselves.
+    const ticking = start('ivshmem-server.js', ['-F', '-S', sock, '-M', shm, '--stats-interval', '0.1']);
+    await ticking.waitFor(/"stats":"ivshmem-server"[^]*"stats":"ivshmem-server"/);
+    expect(statsLines(ticking.out())[0]).toMatchObject({ peers: 0, joins: 0, leaves: 0 });
+    ticking.child.kill('SIGTERM');
+    await exited(ticking.child);
+    expect(ticking.child.exitCode).toBe(0);
+  });
+
+  it('counts refusals for want of fds, publishes them on its channel and in NODE_DEBUG=ivshmem lines', async () => {
+    const sock = join(dir, `s${n++}.sock`);
+    const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
+    const preload = fileURLToPath(new URL('./support/server-channel-log.mjs', import.meta.url));
+    const server = start('ivshmem-server.js', ['-F', '-S', sock, '-M', shm, '-n', '4'],
+      `ulimit -n 64; NODE_DEBUG=ivshmem NODE_OPTIONS='--import=${preload}'`);
+    await server.waitFor('*** Example code');
+    // Raw connections from this process (no client fds needed) until the server runs short.
+    const { UnixSocket } = await import('../src/native/unix-socket.js');
+    const conns: { close(): void }[] = [];
+    try {
+      const end = Date.now() + 8000;
+      while (!/refused a connection: E[MN]FILE/.test(server.out()) && Date.now() < end) {
+        try {
+          conns.push(UnixSocket.connect(sock));
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await server.waitFor(/channel ivshmem:server:refuse \{"socketPath":"[^"]+","reason":"E[MN]FILE"\}/);
+      await server.waitFor(/IVSHMEM \d+: server .* refused a connection: E[MN]FILE/);
+      await server.waitFor(/channel ivshmem:server:join \{"socketPath":"[^"]+","id":0,"peers":1\}/);
+      const before = statsLines(server.out()).length;
+      server.child.kill('SIGUSR2');
+      const end2 = Date.now() + 5000;
+      while (statsLines(server.out()).length === before && Date.now() < end2) await new Promise((r) => setTimeout(r, 10));
+      const stats = statsLines(server.out()).at(-1);
+      const refusedLines = server.out().match(/ivshmem-server: refused a connection: \S+/g) ?? [];
+      const counted = Object.values(stats.refusals as Record<string, number>).reduce((x, y) => x + y, 0);
+      // Connections still waiting may be refused after the line was printed, never before.
+      expect(counted).toBeGreaterThan(0);
+      expect(counted).toBeLessThanOrEqual(refusedLines.length);
+      expect((stats.refusals.EMFILE ?? 0) + (stats.refusals.ENFILE ?? 0)).toBeGreaterThan(0);
+      expect(stats.joins).toBeGreaterThan(0);
+    } finally {
+      for (const c of conns) c.close();
+    }
+    expect(server.child.exitCode).toBeNull(); // still serving
+    server.child.kill('SIGTERM');
+    await exited(server.child);
+    expect(server.child.exitCode).toBe(0);
+  });
+
+  it('refuses a --stats-interval that is not a positive number of seconds, and documents it', async () => {
+    for (const bad of ['0', '-1', 'soon']) {
+      const p = start('ivshmem-server.js', ['-F', `--stats-interval=${bad}`]);
+      await exited(p.child);
+      expect(p.child.exitCode).toBe(1);
+      expect(p.out()).toContain('--stats-interval takes a positive number of seconds');
+    }
+    const help = start('ivshmem-server.js', ['-h']);
+    await exited(help.child);
+    expect(help.out()).toMatch(/--stats-interval SECS .*\n.*SIGUSR2/);
+  });
+});

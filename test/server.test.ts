@@ -280,3 +280,41 @@ describe('device against a broken server', () => {
     expect(fdCount()).toBe(before);
   });
 });
+
+describe('server observability', () => {
+  it('publishes joins and leaves on diagnostics channels and counts them in stats()', async () => {
+    const { subscribe, unsubscribe } = await import('node:diagnostics_channel');
+    const { JOIN_CHANNEL, LEAVE_CHANNEL, REFUSE_CHANNEL } = await import('../src/server/server-events.js');
+    const seen: [string, unknown][] = [];
+    const on = (name: string) => (message: unknown) => seen.push([name, message]);
+    const handlers = [JOIN_CHANNEL, LEAVE_CHANNEL, REFUSE_CHANNEL].map((name) => [name, on(name)] as const);
+    for (const [name, h] of handlers) subscribe(name, h);
+    cleanups.push(() => {
+      for (const [name, h] of handlers) unsubscribe(name, h);
+    });
+    const server = startServer(1);
+    const other = startServer(1); // another server's events carry its own socket path
+    const a = UnixSocket.connect(server.socketPath);
+    const b = UnixSocket.connect(server.socketPath);
+    const c = UnixSocket.connect(other.socketPath);
+    cleanups.push(() => a.close(), () => b.close(), () => c.close());
+    await until(() => server.peerIds.length === 2 && other.peerIds.length === 1);
+    a.sendRaw(new Uint8Array([1])); // a talks: dropped
+    await until(() => server.peerIds.length === 1);
+    const mine = seen.filter(([, m]) => (m as { socketPath: string }).socketPath === server.socketPath);
+    expect(mine).toEqual([
+      ['ivshmem:server:join', { socketPath: server.socketPath, id: 0, peers: 1 }],
+      ['ivshmem:server:join', { socketPath: server.socketPath, id: 1, peers: 2 }],
+      ['ivshmem:server:leave', { socketPath: server.socketPath, id: 0, reason: 'the client sent data or hung up', peers: 1 }],
+    ]);
+    expect(seen.filter(([, m]) => (m as { socketPath: string }).socketPath === other.socketPath).length).toBe(1);
+    // b read its setup (version, id, shm, a's vector, its own) and a's leave.
+    await drainRaw(b, 6);
+    const stats = server.stats();
+    expect(stats).toEqual({
+      peers: 1, joins: 2, leaves: 1, setupFailures: 0, refusals: {},
+      messagesSent: 4 + 1 + 5 + 1, // a's setup (4) and b's join; b's setup (5) and a's leave
+      slowReaderDrops: 0, messagesQueued: 0, bytesQueued: 0, peakQueue: 0,
+    });
+  });
+});

@@ -11,7 +11,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IvshmemClient } from '../src/client/ivshmem-client.js';
-import { native } from '../src/native/binding.js';
+import { POLL_READABLE, POLL_WRITABLE, native } from '../src/native/binding.js';
 import { UnixSocket } from '../src/native/unix-socket.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import type { IvshmemServerOptions } from '../src/server/ivshmem-server.js';
@@ -314,6 +314,35 @@ describe('ivshmem server against hostile clients', () => {
     const backlog = await readToEnd(silent);
     expect(backlog.slice(0, 3)).toEqual([0n, BigInt(silentId), -1n]);
     console.log(`a silent client took ${backlog.length} messages into its socket, ${LIMIT} more into its queue, then was dropped (${held.length} peers of ${VECTORS} vectors joined meanwhile)`);
+  });
+
+  it('hears of writability from the native poller only when asked, and only once there is room', async () => {
+    const [full, reader] = UnixSocket.pair();
+    cleanups.push(() => full.close(), () => reader.close());
+    let sent = 0;
+    while (full.send(BigInt(sent))) sent++;
+    const events: number[] = [];
+    const w = new (native().FdWatcher)(full.fd, false, (err, ev) => events.push(err ? -1 : ev!));
+    cleanups.push(() => w.close());
+    w.start(POLL_READABLE | POLL_WRITABLE);
+    await tick(50);
+    expect(events).toEqual([]); // full: neither readable nor writable
+    const got = await read(reader, sent);
+    expect(got.length).toBe(sent);
+    await until(() => events.includes(POLL_WRITABLE), 'writability once the reader made room');
+    w.start(POLL_READABLE); // back to readable only: quiet again
+    const seen = events.length;
+    await tick(50);
+    expect(events.length).toBe(seen);
+    reader.send(1n);
+    await until(() => events.at(-1) === POLL_READABLE, 'readability');
+    // An eventfd watcher drains on read and cannot wait for writability.
+    const efd = native().eventfdCreate();
+    cleanups.push(() => native().close(efd));
+    const ew = new (native().FdWatcher)(efd, true, () => {});
+    cleanups.push(() => ew.close());
+    expect(() => ew.start(POLL_WRITABLE)).toThrow(TypeError);
+    expect(() => w.start(4)).toThrow(TypeError);
   });
 
   it('wraps ids at 65,536, skipping ids in use and going on round-robin (end to end)', async () => {

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -56,16 +57,21 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
     });
   }
 
-  // new VcpuKicker(runBuffer): on the vCPU's own thread (the one that will call kvmRun).
+  // new VcpuKicker(vcpuFd): on the vCPU's own thread (the one that will call kvmRun).
   explicit VcpuKicker(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VcpuKicker>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsArrayBuffer()) ThrowType(env, "argument run must be an ArrayBuffer");
-    Napi::ArrayBuffer run = info[0].As<Napi::ArrayBuffer>();
-    if (run.Data() == nullptr || run.ByteLength() < sizeof(struct kvm_run)) ThrowErrno(env, EINVAL, "pthread_kill");
-    run_ = static_cast<struct kvm_run*>(run.Data());
-    run_ref_ = Napi::Persistent(run);  // kvm_run stays mapped while we may write immediate_exit
+    int vcpu = ArgInt32(info, 0, "vcpuFd");
+    // Our own mapping of kvm_run's first page (immediate_exit lives there): it stays valid until
+    // Stop(), whatever happens to the vCPU's fd or JavaScript's mapping of it.
+    void* page = mmap(nullptr, static_cast<size_t>(getpagesize()), PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+    if (page == MAP_FAILED) ThrowErrno(env, errno, "mmap");
+    run_ = static_cast<struct kvm_run*>(page);
     wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_ < 0) ThrowErrno(env, errno, "eventfd");
+    if (wake_ < 0) {
+      int err = errno;
+      munmap(page, static_cast<size_t>(getpagesize()));
+      ThrowErrno(env, err, "eventfd");
+    }
     InstallKickHandler();
     vcpu_thread_ = pthread_self();
     thread_ = std::thread([this] { Loop(); });
@@ -93,6 +99,8 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
     thread_.join();
     close(wake_);
     wake_ = -1;
+    munmap(run_, static_cast<size_t>(getpagesize()));
+    run_ = nullptr;
   }
 
   void Wake() {
@@ -175,7 +183,6 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Stop();
-    run_ref_.Reset();
     return info.Env().Undefined();
   }
 
@@ -185,7 +192,6 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
 
   napi_env env_ = nullptr;
   struct kvm_run* run_ = nullptr;
-  Napi::Reference<Napi::ArrayBuffer> run_ref_;
   pthread_t vcpu_thread_;
   int wake_ = -1;
   std::thread thread_;

@@ -19,6 +19,8 @@ const FILES = [
   ...readdirSync(join(ROOT, 'test')).filter((f) => /^native-.*\.test\.ts$/.test(f)),
   'server.test.ts',
   'kvm.test.ts',
+  'kvm-monitor.test.ts',
+  'kvm-msi.test.ts',
 ].map((f) => `test/${f}`);
 
 const t0 = performance.now();

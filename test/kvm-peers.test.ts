@@ -7,6 +7,9 @@
 // (b) two KVM guests in two processes: guest A (test/support/kvm-peer-child.mjs, running the
 //     bundle of test/support/kvm-bundle.ts) stores a value into BAR2 and rings guest B (this
 //     process), which wakes from INTx and reads the value back from its own BAR2 mapping.
+// (c) what a guest sees of the device, through KVM exits on our monitor and through QEMU: the
+//     same BAR placement and MSI-X enable on both, then all of config space, BAR0's registers,
+//     MSI-X entry 0 and the PBA compared word for word.
 // A vCPU runs on the calling thread until the guest writes its done port: host-side steps (rings,
 // QEMU commands) happen between monitor.run() calls. Skipped, with a warning, per case, when
 // /dev/kvm cannot be opened or QEMU is missing.
@@ -18,12 +21,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runNewestFirst } from './support/cleanups.js';
-import { QEMU_BAR0, QEMU_BAR2, setUpQemuDoorbell, until } from './support/qemu-peer.js';
+import { QEMU_BAR0, QEMU_BAR1, QEMU_BAR2, setUpQemuDoorbell, until } from './support/qemu-peer.js';
+import { Asm16 } from './support/asm16.js';
+import { assembleMsiGuest } from './support/kvm-msi-guest.js';
 import { Kvm } from '../src/kvm/kvm.js';
 import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { kvmBundle } from './support/kvm-bundle.js';
-import { DONE_PORT, IRQ, MAGIC_OFFSET, SHM_SIZE, buildGuest, loadGuest } from './support/kvm-guest.js';
+import { CODE_GPA, DONE_PORT, IRQ, IVSHMEM_ID, MAGIC_OFFSET, SHM_SIZE, STACK_TOP, buildGuest, loadGuest } from './support/kvm-guest.js';
 import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from './support/qtest.js';
 
 const CHILD = fileURLToPath(new URL('./support/kvm-peer-child.mjs', import.meta.url));
@@ -47,6 +52,39 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // ---- (a): the QEMU side, set up over qtest as firmware and driver would ----
 
 
+
+// ---- (c): a guest that places the BARs where setUpQemuDoorbell puts QEMU's, enables MSI-X the
+// same way, and dumps what it can read: config dwords 0x00..0xfc, BAR0 0x00..0x0c, MSI-X entry 0
+// and the first PBA dword (BAR1 + 0x800). BARs above 1 MiB are reached through a flat GS.
+
+const DUMP_BAR_WORDS: [string, number][] = [
+  ['intrmask', QEMU_BAR0], ['intrstatus', QEMU_BAR0 + 4], ['ivposition', QEMU_BAR0 + 8], ['doorbell', QEMU_BAR0 + 12],
+  ['msix0', QEMU_BAR1], ['msix4', QEMU_BAR1 + 4], ['msix8', QEMU_BAR1 + 8], ['msix12', QEMU_BAR1 + 12], ['pba', QEMU_BAR1 + 0x800],
+];
+
+function buildDumpGuest(): Asm16 {
+  const a = new Asm16(CODE_GPA);
+  const cfg = (reg: number) => a.movEaxEbx().orAl(reg).movDx(0xcf8).outDxEax().movDx(0xcfc);
+  a.label('start').cli().xorAxAx().movSegAx('ds').movSegAx('ss').movSp(STACK_TOP);
+  a.lgdt('gdtr').movEaxCr0().orAl(1).movCr0Eax().movBx(0x08).movSegBx('gs').andAl(0xfe).movCr0Eax();
+  a.movEbx(0x8000_0000);
+  a.label('probe');
+  cfg(0x00).inEaxDx();
+  a.cmpEax(IVSHMEM_ID).jcc('je', 'found');
+  a.addEbx(0x800).cmpEbx(0x8001_0000).jcc('jb', 'probe');
+  a.outb(DONE_PORT, 0xee);
+  a.label('found');
+  for (const [reg, v] of [[0x10, QEMU_BAR0], [0x14, QEMU_BAR1], [0x18, QEMU_BAR2], [0x1c, 0], [0x04, 0x6]]) cfg(reg).movEax(v).outDxEax();
+  cfg(0x40).inEaxDx().andEax(0x3fff_ffff).orEax(0x8000_0000).outDxEax(); // MSI-X enable, function mask off
+  for (let reg = 0; reg < 0x100; reg += 4) cfg(reg).inEaxDx().store32(`cfg${reg}`);
+  for (const [name, address] of DUMP_BAR_WORDS) a.movEdi(address).gs().loadEdi32().store32(name);
+  a.outb(DONE_PORT, 1);
+  a.label('gdt').imm32(0).imm32(0).imm32(0x0000_ffff).imm32(0x00cf_9200);
+  a.label('gdtr').imm16(15).emit(0, 0, 0, 0);
+  for (let reg = 0; reg < 0x100; reg += 4) a.dd(`cfg${reg}`);
+  for (const [name] of DUMP_BAR_WORDS) a.dd(name);
+  return a;
+}
 
 // ---- (b): guest A in a child process ----
 
@@ -168,6 +206,49 @@ describe.skipIf(kvmMissing !== null)('KVM guests and other peers on our server',
     expect(word('intrstatus')).toBe(1);
     expect(word('received').toString(16)).toBe(value.toString(16));
     expect(monitor.stats.irqLevelChanges, 'raised, then lowered by the ISR').toBe(2);
+  }, 60_000);
+
+  it.skipIf(qemuMissing !== null)('(c) guest-visible registers through our KVM monitor equal QEMU\'s: config space, BAR0, MSI-X entry and PBA', async () => {
+    const server = startServer();
+    const monitor = new KvmMonitor(kvm!, { irq: IRQ });
+    cleanups.push(() => monitor.close());
+    const device = await monitor.createDevice({ mode: 'doorbell', vectors: 1, server: server.socketPath });
+    cleanups.push(() => device.close());
+    const q = await QTest.start(
+      ['-chardev', `socket,id=chr0,path=${server.socketPath}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=1'],
+      { qemu: QEMU, lifetimeS: 60 },
+    );
+    cleanups.push(() => q.close());
+    const { ivPosition: qemuId } = await setUpQemuDoorbell(q);
+
+    const program = buildDumpGuest();
+    monitor.load(assembleMsiGuest(program), CODE_GPA);
+    monitor.start(CODE_GPA);
+    expect(monitor.run().done).toBe(1);
+    const ram = new DataView(monitor.ram.buffer);
+    const guest = (label: string) => ram.getUint32(program.address(label), true);
+
+    for (let reg = 0; reg < 0x100; reg += 4) {
+      let ours = guest(`cfg${reg}`);
+      let theirs = (await q.cfgRead(reg, 4)) >>> 0;
+      if (reg === 0x3c) {
+        // Interrupt Line is firmware's to fill in: our monitor writes its IRQ, QEMU under qtest has no BIOS.
+        expect(ours & 0xff).toBe(IRQ);
+        ours &= ~0xff;
+        theirs &= ~0xff;
+      }
+      expect(ours.toString(16), `config 0x${reg.toString(16)}`).toBe(theirs.toString(16));
+    }
+    for (const [name, address] of DUMP_BAR_WORDS) {
+      const theirs = Number(await q.read(address, 4)) >>> 0;
+      if (name === 'ivposition') {
+        expect(guest(name), 'IVPosition: each its own id').toBe(device.id);
+        expect(theirs).toBe(qemuId);
+        continue;
+      }
+      expect(guest(name).toString(16), name).toBe(theirs.toString(16));
+    }
+    expect(monitor.stats.unassignedMmio, 'every BAR access reached the device').toBe(0);
   }, 60_000);
 
   it('(b) two KVM guests in two processes: A stores a value into BAR2 and rings B, which wakes and reads it', async () => {

@@ -179,6 +179,54 @@ describe.skipIf(kvm === undefined)('KVM: a real-mode guest drives the device\'s 
   });
 });
 
+describe.skipIf(kvm === undefined)('KVM: the vCPU kicker', () => {
+  expectNoFdLeak();
+
+  it('a watched eventfd kicks a running KVM_RUN out (EINTR), once per arm', () => {
+    const vm = kvm!.createVm();
+    const e = EventFd.create();
+    try {
+      const vcpu = vm.createVcpu();
+      const code = new Asm(CODE_GPA).label('spin').jmp('spin').assemble(); // never exits by itself
+      const ram = vm.allocMemory(RAM_SIZE);
+      new Uint8Array(ram).set(code, CODE_GPA);
+      vm.setMemory(0, 0, ram);
+      vcpu.setRealMode(CODE_GPA);
+      const kicker = vcpu.createKicker();
+      kicker.setFds([e.fd]);
+      e.signal(); // already readable when KVM_RUN starts: immediate_exit makes it return at once
+      expect(vcpu.run().reason).toBe(-1);
+      expect(kicker.kicks).toBe(1);
+      expect(e.drain()).toBe(1);
+      kicker.close();
+      kicker.close();
+      expect(kicker.kicks, 'kept after close').toBe(1);
+    } finally {
+      vm.close();
+      e.close();
+    }
+  });
+
+  it('survives the vCPU closing first: a later signal touches only its own mapping of kvm_run', async () => {
+    const vm = kvm!.createVm();
+    const e = EventFd.create();
+    try {
+      const vcpu = vm.createVcpu();
+      const kicker = vcpu.createKicker();
+      kicker.setFds([e.fd]);
+      kicker.arm();
+      vcpu.close(); // unmaps JavaScript's kvm_run and closes the vCPU fd
+      e.signal(); // the helper thread kicks: writes immediate_exit, signals this thread
+      await new Promise((r) => setTimeout(r, 50));
+      expect(kicker.kicks).toBe(1);
+      kicker.close();
+    } finally {
+      vm.close();
+      e.close();
+    }
+  });
+});
+
 describe.skipIf(kvm === undefined)('KVM: closing', () => {
   it('closes /dev/kvm last', () => {
     kvm!.close();

@@ -1,6 +1,7 @@
-// A minimal KVM harness over the native addon: /dev/kvm, a VM with guest RAM from an ArrayBuffer,
-// one real-mode vCPU whose exits are decoded from the mmap'ed kvm_run. Test-only plumbing for
-// running a few guest instructions against an IvshmemDevice; not exported from the package.
+// Minimal KVM bindings over the native addon: /dev/kvm, a VM with guest RAM from an ArrayBuffer,
+// a vCPU whose exits are decoded from the mmap'ed kvm_run, a kicker to get it out of KVM_RUN,
+// the in-kernel irqchip, GSI routing, MSI, ioeventfd and irqfd. Enough for the reference monitor
+// (monitor.ts); exported as `ivshmem-ts/kvm` (src/kvm.ts).
 import { native } from '../native/binding.js';
 import type { RawVcpuKicker } from '../native/binding.js';
 import { FdHandle } from '../native/handle.js';
@@ -279,7 +280,7 @@ export class VcpuKicker {
   #closed = false;
 
   constructor(vcpu: KvmVcpu) {
-    this.#raw = new (native().VcpuKicker)(vcpu.runBuffer);
+    this.#raw = new (native().VcpuKicker)(vcpu.fd);
   }
 
   /** Replaces the fds watched (eventfds, sockets, an epoll fd). */
@@ -293,13 +294,16 @@ export class VcpuKicker {
     if (!this.#closed) this.#raw.arm();
   }
 
+  #kicksAtClose = 0;
+
   /** Kicks so far. */
   get kicks(): number {
-    return this.#closed ? 0 : this.#raw.kicks;
+    return this.#closed ? this.#kicksAtClose : this.#raw.kicks;
   }
 
   close(): void {
     if (this.#closed) return;
+    this.#kicksAtClose = this.#raw.kicks;
     this.#closed = true;
     this.#raw.close();
   }

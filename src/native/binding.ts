@@ -77,7 +77,7 @@ export interface RawBinding {
   kvmIrqfd(vmFd: number, gsi: number, eventfd: number, deassign?: boolean): void;
   kvmSignalMsi(vmFd: number, address: number, data: number): number;
   kvmSetGsiRouting(vmFd: number, records: Float64Array): void;
-  VcpuKicker: new (run: ArrayBuffer) => RawVcpuKicker;
+  VcpuKicker: new (vcpuFd: number) => RawVcpuKicker;
 }
 
 const ADDON = join('build', 'Release', 'ivshmem_native.node');

@@ -139,7 +139,7 @@ export class IvshmemServer extends EventEmitter {
   stats(): IvshmemServerStats {
     const s = this.#stats;
     return {
-      peers: this.peerIds.length,
+      peers: s.joins - s.leaves,
       joins: s.joins,
       leaves: s.leaves,
       setupFailures: s.setupFailures,
@@ -226,6 +226,12 @@ export class IvshmemServer extends EventEmitter {
         if (err !== null || (events & POLL_READABLE) !== 0) this.#drop(peer, 'the client sent data or hung up');
         else if ((events & POLL_WRITABLE) !== 0) this.#flush(peer);
       });
+      try {
+        watcher.start(POLL_READABLE);
+      } catch (err) {
+        watcher.close();
+        throw err;
+      }
     } catch (err) {
       for (const v of vectors) v.close();
       socket.close();
@@ -233,9 +239,9 @@ export class IvshmemServer extends EventEmitter {
       return;
     }
     const peer: Peer = { id, socket, vectors, watcher, queue: [], queueLimit: Infinity, stalledSince: 0, wantsWrite: false, announced: false, joined: false };
-    watcher.start(POLL_READABLE);
     // QEMU's order: version, id, shm; the new id to everyone; everyone to the newcomer; its own.
-    // The newcomer is in the table from the start, so a failure midway is announced as a leave.
+    // The newcomer is in the table from the start, so a failure once it was announced is
+    // announced as a leave; one before that (it hung up at once) is told to nobody.
     const existing = [...this.#peers.values()];
     this.#peers.set(id, peer);
     if (!this.#legacy) this.#send(peer, PROTOCOL_VERSION);
@@ -255,7 +261,7 @@ export class IvshmemServer extends EventEmitter {
     peer.joined = true;
     this.#stats.joins++;
     this.#log(`new peer id = ${id}`);
-    publishJoin({ socketPath: this.socketPath, id, peers: this.peerIds.length });
+    publishJoin({ socketPath: this.socketPath, id, peers: this.#stats.joins - this.#stats.leaves });
     this.emit('join', id);
   }
 
@@ -368,7 +374,7 @@ export class IvshmemServer extends EventEmitter {
       this.#log(`peer ${peer.id} left: ${reason}`);
       if (peer.joined) {
         this.#stats.leaves++;
-        publishLeave({ socketPath: this.socketPath, id: peer.id, reason, peers: this.peerIds.length });
+        publishLeave({ socketPath: this.socketPath, id: peer.id, reason, peers: this.#stats.joins - this.#stats.leaves });
         this.emit('leave', peer.id, reason);
       } else this.#stats.setupFailures++;
     }

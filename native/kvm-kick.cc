@@ -5,8 +5,13 @@
 // started yet) and sends kKickSignal to the vCPU thread (interrupts one that is running, EINTR).
 // The vCPU thread re-arms before each KVM_RUN; arming an armed kicker is one atomic load, so the
 // exit path pays no syscall unless a kick happened.
+// With the event loop joined (setLoop(true)), the kicker also watches the thread's libuv backend
+// fd and its next timer, so a vCPU that runs while the loop is idle hands the thread back as soon
+// as the loop has I/O or a timer due (KvmMonitor.runAsync).
 #include <linux/kvm.h>
 #include <poll.h>
+#include <time.h>
+#include <uv.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -31,6 +36,13 @@ int KickSignal() { return SIGRTMIN + 5; }
 
 namespace {
 
+// libuv's uv_now() is CLOCK_MONOTONIC in milliseconds; the helper compares against the same clock.
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 constexpr size_t kMaxKickFds = 1024;
 
 // The handler does nothing: the signal's only job is to make a running KVM_RUN return EINTR.
@@ -52,6 +64,7 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
     return DefineClass(env, "VcpuKicker", {
       InstanceMethod("setFds", &VcpuKicker::SetFds),
       InstanceMethod("arm", &VcpuKicker::Arm),
+      InstanceMethod("setLoop", &VcpuKicker::SetLoop),
       InstanceMethod("close", &VcpuKicker::Close),
       InstanceAccessor("kicks", &VcpuKicker::Kicks, nullptr),
     });
@@ -73,6 +86,11 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
       ThrowErrno(env, err, "eventfd");
     }
     InstallKickHandler();
+    if (napi_get_uv_event_loop(env, &loop_) != napi_ok) {
+      close(wake_);
+      munmap(page, static_cast<size_t>(getpagesize()));
+      ThrowType(env, "no event loop");
+    }
     vcpu_thread_ = pthread_self();
     thread_ = std::thread([this] { Loop(); });
     env_ = env;
@@ -120,16 +138,25 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
         if (closing_) return;
         pfds.assign(1, {wake_, POLLIN, 0});
         for (int fd : fds_) pfds.push_back({fd, POLLIN, 0});
+        if (loop_fd_ >= 0) pfds.push_back({loop_fd_, POLLIN, 0});
       }
-      int r = poll(pfds.data(), pfds.size(), -1);
+      int64_t deadline = loop_deadline_.load();
+      int timeout = -1;
+      if (loop_fd_ >= 0 && deadline >= 0) {
+        int64_t left = deadline - NowMs();
+        timeout = left <= 0 ? 0 : static_cast<int>(left > 60000 ? 60000 : left);
+      }
+      int r = poll(pfds.data(), pfds.size(), timeout);
       if (r < 0) continue;  // EINTR; nothing else is expected with valid fds
+      bool timer_due = r == 0 && timeout >= 0 && deadline >= 0 && NowMs() >= deadline;
+      if (r == 0 && !timer_due) continue;
       if (pfds[0].revents != 0) {
         uint64_t value;
         while (read(wake_, &value, sizeof value) > 0) {
         }
         continue;  // the fd set changed, or we are closing: look again
       }
-      bool ready = false;
+      bool ready = timer_due;
       std::lock_guard<std::mutex> lock(mutex_);
       for (size_t i = 1; i < pfds.size(); i++) {
         if (pfds[i].revents == POLLNVAL) {
@@ -171,6 +198,12 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
 
   // arm(): from the vCPU thread before KVM_RUN. Only a kicker that fired needs waking.
   Napi::Value Arm(const Napi::CallbackInfo& info) {
+    if (loop_fd_ >= 0) {
+      // The loop's next timer, as an absolute time; only a change needs the helper thread's attention.
+      int t = uv_backend_timeout(loop_);
+      int64_t deadline = t < 0 ? -1 : static_cast<int64_t>(uv_now(loop_)) + t;
+      if (loop_deadline_.exchange(deadline) != deadline) Wake();
+    }
     if (!armed_.load(std::memory_order_relaxed)) {
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -179,6 +212,20 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
       cv_.notify_one();
     }
     return info.Env().Undefined();
+  }
+
+  // setLoop(on): also kick when this thread's event loop has I/O ready or a timer due.
+  Napi::Value SetLoop(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bool on = ArgBool(info, 0, "on");
+    if (!thread_.joinable()) ThrowErrno(env, EBADF, "poll");
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      loop_fd_ = on ? uv_backend_fd(loop_) : -1;
+      loop_deadline_.store(-1);
+    }
+    Wake();
+    return env.Undefined();
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -191,6 +238,11 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
   }
 
   napi_env env_ = nullptr;
+  uv_loop_t* loop_ = nullptr;
+  // The loop's backend (epoll) fd while joined, else -1; read by the helper under mutex_.
+  int loop_fd_ = -1;
+  // When the loop's next timer is due (CLOCK_MONOTONIC ms, uv_now's clock), or -1 for none.
+  std::atomic<int64_t> loop_deadline_{-1};
   struct kvm_run* run_ = nullptr;
   pthread_t vcpu_thread_;
   int wake_ = -1;

@@ -124,6 +124,35 @@ describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAP
     expect(monitor.stats.kicks).toBeGreaterThanOrEqual(1);
   });
 
+  it('runAsync: while the guest sleeps in HLT the event loop still runs — a timer fires, a new peer joins, rings, and the guest answers it', async () => {
+    const server = startServer();
+    const monitor = new KvmMonitor(kvm!);
+    cleanups.push(() => monitor.close());
+    const device = await monitor.createDevice({ mode: 'doorbell', vectors: 1, server: server.socketPath });
+    cleanups.push(() => device.close());
+    const program = buildMsiGuest('responder');
+    const word = loadMsiGuest(monitor, program, 0, 1);
+    expect(monitor.run().done).toBe(1);
+    const ram = new DataView(monitor.ram.buffer);
+
+    // Everything below happens on this thread, in the gaps runAsync leaves the loop.
+    const host = (async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      const client = await IvshmemClient.connect(server.socketPath, { vectors: 1 });
+      cleanups.push(() => client.close());
+      await until(() => device.peerVectors(client.id) === 1 && client.peers.has(device.id), 'the join, served by the loop');
+      ram.setUint32(program.address('doorbell'), client.id << 16, true);
+      const answered = new Promise((resolve) => client.once('interrupt', resolve));
+      client.ring(device.id, 0);
+      return answered;
+    })();
+    const r = await monitor.runAsync();
+    expect(r.done).toBe(2);
+    expect(word('irqs')).toBe(1);
+    expect(await host, "the guest's answer, on vector 0").toBe(0);
+    expect(monitor.stats.vectorWakeups).toBe(1);
+  });
+
   for (const fast of [false, true]) {
     it(`two KVM guests on two worker threads ping-pong 200 times through our server (${fast ? 'ioeventfd + irqfd' : 'WASM'} path)`, async () => {
       const server = startServer();

@@ -289,6 +289,11 @@ export class VcpuKicker {
     this.#raw.setFds(Int32Array.from(fds));
   }
 
+  /** Also kick when this thread's event loop has I/O ready or a timer due (see KvmMonitor.runAsync). */
+  setLoop(on: boolean): void {
+    if (!this.#closed) this.#raw.setLoop(on);
+  }
+
   /** Before each KVM_RUN: a kicker that fired watches again (no system call otherwise). */
   arm(): void {
     if (!this.#closed) this.#raw.arm();

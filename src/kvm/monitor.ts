@@ -410,6 +410,36 @@ export class KvmMonitor implements VmmTransport {
 
   // ---- the vCPU loop ----
 
+  /**
+   * Runs the guest like run(), but gives the thread back to the event loop whenever the loop has
+   * I/O ready or a timer due (a server's join message, a timer, a worker message), and re-enters
+   * the guest right after. Resolves with what run() would return; needs KVM_CAP_IMMEDIATE_EXIT.
+   */
+  async runAsync(maxExits = Number.MAX_SAFE_INTEGER): Promise<MonitorRunResult> {
+    const kicker = this.#kicker;
+    if (kicker === null) throw new KvmMonitorError('runAsync needs KVM_CAP_IMMEDIATE_EXIT (nothing could interrupt the guest)');
+    let exits = 0;
+    for (;;) {
+      this.#yieldToLoop = true;
+      kicker.setLoop(true);
+      let r: MonitorRunResult;
+      try {
+        r = this.run(maxExits - exits);
+      } finally {
+        this.#yieldToLoop = false;
+        if (!this.#closed) kicker.setLoop(false);
+      }
+      exits += r.exits;
+      if (!this.#yielded) return { ...r, exits };
+      this.#yielded = false;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.#closed) throw new KvmMonitorError('the monitor was closed while its guest ran');
+    }
+  }
+
+  #yieldToLoop = false;
+  #yielded = false;
+
   /** Runs the guest until it writes the done port; throws on an exit it cannot handle or after maxExits. */
   run(maxExits = 100_000): MonitorRunResult {
     let exits = 0;
@@ -430,6 +460,10 @@ export class KvmMonitor implements VmmTransport {
         this.stats.kicks++;
         this.#serviceVectors();
         if (this.#kick.drain() > 0) return { done: null, exits };
+        if (this.#yieldToLoop) {
+          this.#yielded = true; // runAsync: let the loop run, then come back
+          return { done: null, exits };
+        }
       } else {
         throw new KvmMonitorError(`unexpected KVM exit ${exit.reason}`, exit);
       }

@@ -26,6 +26,7 @@ export interface RawFdWatcher {
 
 export interface RawVcpuKicker {
   setFds(fds: Int32Array): void;
+  setLoop(on: boolean): void;
   arm(): void;
   close(): void;
   readonly kicks: number;

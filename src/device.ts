@@ -97,8 +97,15 @@ export class IvshmemDevice {
         throw new IvshmemError('ERR_IVSHMEM_MASTER', `master must connect to the server before any peers (the server gave id ${conn.id})`);
       }
       const master = masterOption === 'on' || (masterOption === 'auto' && conn.id === 0);
+      let mapped: ArrayBuffer;
+      try {
+        mapped = memory.map();
+      } catch (err) {
+        // e.g. a file the server opened read-only, or a memfd it sealed against writes
+        throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_SHM', `cannot map the server's shared memory: ${(err as Error).message}`);
+      }
       const device = new IvshmemDevice(
-        { ...o, id: conn.id, master, size: memory.size, memory: memory.map(), doorbell: eventfdDoorbell },
+        { ...o, id: conn.id, master, size: memory.size, memory: mapped, doorbell: eventfdDoorbell },
         undefined,
       );
       device.#link = new DoorbellLink(conn, device, o.vectorWait === 'loop');
@@ -357,7 +364,12 @@ export class IvshmemDevice {
     this.#updateMappings();
   }
 
-  saveState(): Uint8Array {
+  /**
+   * The device's state (registers, config space, MSI-X table and PBA) as bytes. With
+   * `{ memory: true }` it also carries BAR2's contents, as a master's migration carries its RAM.
+   * Refused (ERR_IVSHMEM_MIGRATION_BLOCKED) for a non-master, as QEMU's migration blocker.
+   */
+  saveState(options: { memory?: boolean } = {}): Uint8Array {
     this.#live();
     this.#migratable();
     const words = new Uint32Array(this.#core.stateWords());
@@ -369,10 +381,15 @@ export class IvshmemDevice {
       bar2Size: this.#size,
       config: this.#function.snapshot(),
       words,
+      memory: options.memory === true ? new Uint8Array(this.sharedMemory.buffer, 0, this.#size) : undefined,
     });
   }
 
-  /** Loads a saved state; refuses foreign, newer or mismatched input without changing anything. */
+  /**
+   * Loads a saved state; refuses foreign, newer or mismatched input without changing anything.
+   * A state with memory overwrites BAR2. IVPosition stays this device's own id (the server gave
+   * it; QEMU does not migrate it either).
+   */
   loadState(bytes: Uint8Array): void {
     this.#live();
     this.#migratable();
@@ -408,6 +425,7 @@ export class IvshmemDevice {
       throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', 'state control word disagrees with its config space');
     }
     s.words.forEach((w, i) => this.#core.stateWrite(i, w));
+    if (s.memory !== undefined) new Uint8Array(this.sharedMemory.buffer, 0, this.#size).set(s.memory);
     this.#control = flags;
     this.#core.stateCommit();
     this.#updateMappings();

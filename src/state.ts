@@ -3,17 +3,22 @@
 //   0   "IVSH"          magic
 //   4   u16 version     STATE_VERSION; newer versions are refused, not guessed at
 //   6   u8  mode        0 plain, 1 doorbell, 2 intx
-//   7   u8  flags       bit 0: 64-bit BAR2
+//   7   u8  flags       bit 0: 64-bit BAR2; bit 1: BAR2's memory follows the core words (v2)
 //   8   u32 vectors
 //   12  u32 reserved    0
 //   16  u64 BAR2 size
 //   24  256 bytes       PCI configuration space
 //   280 u32 n           core words that follow
 //   284 n × u32         IntrMask, IntrStatus, control, MSI-X table, PBA
+//   then, with flag bit 1: BAR2 size bytes of shared memory (a master's migration stream carries
+//   its RAM, as QEMU migrates a master's memory region).
+// Version 1 (no memory flag) is still read.
 import { IvshmemError } from './errors.js';
 
 export const STATE_MAGIC = 0x48535649; // "IVSH" read as little-endian u32
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
+const FLAG_USE64 = 1;
+const FLAG_MEMORY = 2;
 const HEADER_BYTES = 24;
 const CONFIG_BYTES = 256;
 const WORDS_AT = HEADER_BYTES + CONFIG_BYTES;
@@ -25,20 +30,24 @@ export interface DeviceState {
   bar2Size: number;
   config: Uint8Array;
   words: Uint32Array;
+  /** BAR2's bytes, when the state carries them. */
+  memory?: Uint8Array;
 }
 
 export function encodeState(state: DeviceState): Uint8Array {
-  const bytes = new Uint8Array(WORDS_AT + 4 + 4 * state.words.length);
+  const wordsEnd = WORDS_AT + 4 + 4 * state.words.length;
+  const bytes = new Uint8Array(wordsEnd + (state.memory?.byteLength ?? 0));
   const view = new DataView(bytes.buffer);
   view.setUint32(0, STATE_MAGIC, true);
   view.setUint16(4, STATE_VERSION, true);
   view.setUint8(6, state.mode);
-  view.setUint8(7, state.use64 ? 1 : 0);
+  view.setUint8(7, (state.use64 ? FLAG_USE64 : 0) | (state.memory !== undefined ? FLAG_MEMORY : 0));
   view.setUint32(8, state.vectors, true);
   view.setBigUint64(16, BigInt(state.bar2Size), true);
   bytes.set(state.config, HEADER_BYTES);
   view.setUint32(WORDS_AT, state.words.length, true);
   state.words.forEach((w, i) => view.setUint32(WORDS_AT + 4 + 4 * i, w, true));
+  if (state.memory !== undefined) bytes.set(state.memory, wordsEnd);
   return bytes;
 }
 
@@ -58,18 +67,30 @@ export function decodeState(input: Uint8Array): DeviceState {
   if (input.byteLength < WORDS_AT + 4) {
     throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', `state is truncated (${input.byteLength} bytes)`);
   }
+  const flags = view.getUint8(7);
+  const hasMemory = (flags & FLAG_MEMORY) !== 0;
+  if ((flags & ~(FLAG_USE64 | FLAG_MEMORY)) !== 0 || (hasMemory && version < 2)) {
+    throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', `state has unknown flags 0x${flags.toString(16)}`);
+  }
   const count = view.getUint32(WORDS_AT, true);
-  if (input.byteLength !== WORDS_AT + 4 + 4 * count) {
-    throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', `state length ${input.byteLength} does not match its ${count} core words`);
+  const bar2Size = Number(view.getBigUint64(16, true));
+  const wordsEnd = WORDS_AT + 4 + 4 * count;
+  const expected = wordsEnd + (hasMemory ? bar2Size : 0);
+  if (input.byteLength !== expected) {
+    throw new IvshmemError(
+      'ERR_IVSHMEM_STATE_CORRUPT',
+      `state length ${input.byteLength} does not match its ${count} core words${hasMemory ? ` and ${bar2Size} bytes of memory` : ''}`,
+    );
   }
   const words = new Uint32Array(count);
   for (let i = 0; i < count; i++) words[i] = view.getUint32(WORDS_AT + 4 + 4 * i, true);
   return {
     mode: view.getUint8(6),
-    use64: (view.getUint8(7) & 1) !== 0,
+    use64: (flags & FLAG_USE64) !== 0,
     vectors: view.getUint32(8, true),
-    bar2Size: Number(view.getBigUint64(16, true)),
+    bar2Size,
     config: input.slice(HEADER_BYTES, WORDS_AT),
     words,
+    memory: hasMemory ? input.subarray(wordsEnd) : undefined,
   };
 }

@@ -130,6 +130,38 @@ describe.each(CORE_VARIANTS)('lifecycle (%s core)', (variant) => {
     expect(d.mmioRead(1, 0x800, 8)).toBe(2n);
   });
 
+  it("carries a master's BAR2 memory when asked, and still reads version-1 states", async () => {
+    const a = await makeDevice(variant, { mode: 'doorbell', vectors: 1, master: 'on' });
+    const size = a.device.sharedMemory.size;
+    const pattern = (i: number) => (i * 2654435761) >>> 24;
+    for (let i = 0; i < size; i += 4) a.device.mmioWrite(2, i, 4, pattern(i) * 0x01010101 >>> 0);
+    a.device.mmioWrite(0, 0, 4, 0x77);
+    const withMemory = a.device.saveState({ memory: true });
+    const without = a.device.saveState();
+    expect(withMemory.byteLength - without.byteLength).toBe(size);
+
+    const b = await makeDevice(variant, { mode: 'doorbell', vectors: 1, master: 'on' });
+    b.device.loadState(without);
+    expect(b.device.mmioRead(2, 0, 4), 'a state without memory leaves BAR2 alone').toBe(0);
+    b.device.loadState(withMemory);
+    expect(new Uint8Array(b.device.sharedMemory.buffer, 0, size)).toEqual(new Uint8Array(a.device.sharedMemory.buffer, 0, size));
+    expect(b.device.mmioRead(0, 0, 4)).toBe(0x77);
+
+    // Damaged memory sections are refused before anything changes.
+    const c = await makeDevice(variant, { mode: 'doorbell', vectors: 1, master: 'on' });
+    const v1WithMemoryFlag = withMemory.slice();
+    v1WithMemoryFlag[4] = 1;
+    for (const bad of [withMemory.slice(0, withMemory.length - 1), v1WithMemoryFlag]) {
+      expect(() => c.device.loadState(bad)).toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_STATE_CORRUPT' }));
+      expect(c.device.mmioRead(2, 4, 4)).toBe(0);
+    }
+    // A version-1 state (what the first release wrote) still loads.
+    const v1 = without.slice();
+    v1[4] = 1;
+    c.device.loadState(v1);
+    expect(c.device.mmioRead(0, 0, 4)).toBe(0x77);
+  });
+
   it('blocks migration of non-master devices, as QEMU does', async () => {
     const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors: 1, id: 3 });
     expect(d.master).toBe(false);

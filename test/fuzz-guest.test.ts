@@ -85,7 +85,7 @@ describe('hostile guest: WebAssembly core vs TypeScript twin through IvshmemDevi
       console.log(`fuzz ${mode}: ${guest} guest accesses, ${ops} operations in ${((performance.now() - started) / 1000).toFixed(1)} s (IVSHMEM_FUZZ_SEED=${BASE_SEED}); reached ${JSON.stringify(coverage)}`);
       const share = SETUPS.filter((s) => s.mode === mode).reduce((n, s) => n + Math.ceil(TOTAL * s.weight), 0);
       expect(guest).toBeGreaterThanOrEqual(share);
-      if (TOTAL >= 500_000) {
+      if (TOTAL >= 1_000_000) {
         const missed = MUST_REACH[mode].filter((k) => coverage[k] === 0);
         expect(missed, `never reached (IVSHMEM_FUZZ_SEED=${BASE_SEED})`).toEqual([]);
       }

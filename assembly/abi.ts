@@ -24,6 +24,15 @@ export const C_IRQ_DROPPED_BAD_VECTOR: i32 = 7;
 export const C_GUEST_INVALID: i32 = 8;
 export const COUNTER_COUNT: i32 = 9;
 
+// Per-vector counters (vectorCounter's `kind`): the vector fired, was delivered, was left pending,
+// was dropped because MSI-X was disabled, or because bus mastering was off.
+export const V_FIRED: u32 = 0;
+export const V_DELIVERED: u32 = 1;
+export const V_PENDED: u32 = 2;
+export const V_DROPPED_DISABLED: u32 = 3;
+export const V_DROPPED_NO_MASTER: u32 = 4;
+export const VECTOR_COUNTER_KINDS: u32 = 5;
+
 /** Results of addRoute besides a vector index. */
 export const ROUTE_FULL: i32 = -1;
 export const ROUTE_BAD_PEER: i32 = -2;

@@ -8,9 +8,9 @@ import { routesInit } from "./routes";
 import { setPosition, signals } from "./registers";
 
 export { mmioRead, mmioWrite, read32, readHigh, write32 } from "./access";
-export { addRoute, removePeer, peerVectors } from "./routes";
+export { addRoute, removePeer, peerVectors, routeDoorbells } from "./routes";
 export {
-  vectorFired, setControl, getControl, intxAsserted, stateWords, stateRead, stateWrite, stateCommit,
+  vectorFired, vectorCounter, setControl, getControl, intxAsserted, stateWords, stateRead, stateWrite, stateCommit,
 } from "./interrupts";
 export { counterValue } from "./counters";
 export { setPosition } from "./registers";

@@ -7,7 +7,8 @@ import { count } from "./counters";
 import {
   C_IRQ_DELIVERED, C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER,
   C_IRQ_PENDED, CTRL_BUS_MASTER, CTRL_INTX_DISABLE, CTRL_MSIX_ENABLE, CTRL_MSIX_MASKALL,
-  MODE_DOORBELL, MODE_INTX,
+  MODE_DOORBELL, MODE_INTX, V_DELIVERED, V_DROPPED_DISABLED, V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
+  VECTOR_COUNTER_KINDS,
 } from "./abi";
 
 // The embedding monitor's side, reached through the glue.
@@ -25,6 +26,20 @@ let vectors: u32 = 0;
 let table: usize = 0;
 let pba: usize = 0;
 let control: u32 = 0;
+let vectorCounts: usize = 0; // VECTOR_COUNTER_KINDS f64 cells per vector
+
+// @ts-ignore: decorator
+@inline
+function countVector(v: u32, kind: u32): void {
+  const at = vectorCounts + ((<usize>v * VECTOR_COUNTER_KINDS + kind) << 3);
+  store<f64>(at, load<f64>(at) + 1.0);
+}
+
+/** One of a vector's counters (V_*); 0 for a vector or kind that does not exist. */
+export function vectorCounter(v: u32, kind: u32): f64 {
+  if (v >= vectors || kind >= VECTOR_COUNTER_KINDS) return 0;
+  return load<f64>(vectorCounts + ((<usize>v * VECTOR_COUNTER_KINDS + kind) << 3));
+}
 
 // BAR0 interrupt registers; inert outside INTx mode, as in QEMU since 5.0.
 let intrMask: u32 = 0;
@@ -35,6 +50,11 @@ let lineReported: bool = false; // what the monitor was last told
 export function interruptsInit(deviceMode: i32, vectorCount: u32): void {
   mode = deviceMode;
   vectors = vectorCount;
+  const countBytes = (vectors * VECTOR_COUNTER_KINDS) << 3;
+  if (countBytes > 0) {
+    vectorCounts = alloc(countBytes);
+    memory.fill(vectorCounts, 0, countBytes);
+  }
   if (mode == MODE_DOORBELL) {
     table = alloc(vectors * ENTRY_SIZE);
     pba = alloc(pbaBytes());
@@ -146,16 +166,19 @@ function deliver(v: u32): void {
   // Without bus mastering the message write goes nowhere, as on a real bus.
   if ((control & CTRL_BUS_MASTER) == 0) {
     count(C_IRQ_DROPPED_NO_MASTER);
+    countVector(v, V_DROPPED_NO_MASTER);
     return;
   }
   const entry = table + v * ENTRY_SIZE;
   count(C_IRQ_DELIVERED);
+  countVector(v, V_DELIVERED);
   hostSendMsi(load<u32>(entry), load<u32>(entry, 4), load<u32>(entry, 8), v);
 }
 
 function notify(v: u32): void {
   if (vectorMasked(v, functionMasked())) {
     count(C_IRQ_PENDED);
+    countVector(v, V_PENDED);
     setPending(v, true);
   } else {
     deliver(v);
@@ -177,15 +200,18 @@ export function vectorFired(v: u32): void {
     count(C_IRQ_DROPPED_BAD_VECTOR);
     return;
   }
+  countVector(v, V_FIRED);
   if (mode == MODE_INTX) {
     intrStatus |= 1;
     count(C_IRQ_DELIVERED);
+    countVector(v, V_DELIVERED);
     updateLine();
     return;
   }
   // QEMU consumes the event and loses it while MSI-X is off.
   if ((control & CTRL_MSIX_ENABLE) == 0) {
     count(C_IRQ_DROPPED_DISABLED);
+    countVector(v, V_DROPPED_DISABLED);
     return;
   }
   notify(v);

@@ -1,7 +1,8 @@
 // Doorbell route table: for each peer id that is present, the handles (eventfds, for the glue)
 // of its vectors, in the order the server announced them. A directory of block addresses indexed
 // by peer id starts at 16 slots and doubles up to 65,536 as higher ids appear; each present peer
-// owns one block of `vectors` handles.
+// owns one block: a header, then one f64 doorbell count per vector, then one handle per vector
+// (counts first keeps them 8-byte aligned).
 import { alloc, free } from "./arena";
 import { MAX_PEERS, ROUTE_BAD_HANDLE, ROUTE_BAD_PEER, ROUTE_FULL } from "./abi";
 
@@ -12,7 +13,13 @@ let dirSlots: u32 = 0;
 let perPeer: u32 = 0;
 
 function blockBytes(): u32 {
-  return BLOCK_HEADER + (perPeer << 2);
+  return BLOCK_HEADER + perPeer * 12;
+}
+
+// @ts-ignore: decorator
+@inline
+function handleAt(block: usize, vector: u32): usize {
+  return block + BLOCK_HEADER + (<usize>perPeer << 3) + (<usize>vector << 2);
 }
 
 export function routesInit(vectorsPerPeer: u32): void {
@@ -41,11 +48,12 @@ export function addRoute(peer: u32, handle: i32): i32 {
   let block = <usize>load<u32>(slot);
   if (block == 0) {
     block = alloc(blockBytes());
+    memory.fill(block, 0, blockBytes()); // a reused block must not inherit counts
     store<u32>(slot, <u32>block);
   }
   const n = load<u32>(block);
   if (n >= perPeer) return ROUTE_FULL;
-  store<i32>(block + BLOCK_HEADER + (<usize>n << 2), handle);
+  store<i32>(handleAt(block, n), handle);
   store<u32>(block, n + 1);
   return <i32>n;
 }
@@ -72,7 +80,7 @@ export function peerVectors(peer: u32): i32 {
 export const NO_PEER: i32 = -1;
 export const NO_VECTOR: i32 = -2;
 
-/** The handle for (peer, vector), or NO_PEER / NO_VECTOR. The doorbell's hot path. */
+/** The handle for (peer, vector), counting the ring on that route, or NO_PEER / NO_VECTOR. The doorbell's hot path. */
 // @ts-ignore: decorator
 @inline
 export function lookup(peer: u32, vector: u32): i32 {
@@ -80,5 +88,15 @@ export function lookup(peer: u32, vector: u32): i32 {
   const block = <usize>load<u32>(dir + (<usize>peer << 2));
   if (block == 0) return NO_PEER;
   if (vector >= load<u32>(block)) return NO_VECTOR;
-  return load<i32>(block + BLOCK_HEADER + (<usize>vector << 2));
+  const count = block + BLOCK_HEADER + (<usize>vector << 3);
+  store<f64>(count, load<f64>(count) + 1.0);
+  return load<i32>(handleAt(block, vector));
+}
+
+/** Doorbells rung through (peer, vector) since the peer joined; 0 for an absent route. */
+export function routeDoorbells(peer: u32, vector: u32): f64 {
+  if (peer >= dirSlots) return 0;
+  const block = <usize>load<u32>(dir + (<usize>peer << 2));
+  if (block == 0 || vector >= load<u32>(block)) return 0;
+  return load<f64>(block + BLOCK_HEADER + (<usize>vector << 3));
 }

@@ -4,7 +4,8 @@
 import {
   C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, C_GUEST_INVALID, C_IRQ_DELIVERED,
   C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER, C_IRQ_PENDED, MODE_DOORBELL,
-  MODE_INTX, MODE_PLAIN, ROUTE_BAD_HANDLE, ROUTE_BAD_PEER, ROUTE_FULL,
+  MODE_INTX, MODE_PLAIN, ROUTE_BAD_HANDLE, ROUTE_BAD_PEER, ROUTE_FULL, V_DELIVERED, V_DROPPED_DISABLED,
+  V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
 } from './core/abi.js';
 import type { CoreHost, DeviceCore } from './core/abi.js';
 import { TsCore } from './core/ts-core.js';
@@ -33,6 +34,15 @@ export interface DeviceCounters {
   interruptsDropped: { msixDisabled: number; noBusMaster: number; badVector: number };
   /** Guest accesses that hit no register: read as 0 or ignored. */
   invalidGuestAccesses: number;
+}
+
+/** One of our own vectors: signals that arrived, and what became of them. */
+export interface VectorCounters {
+  fired: number;
+  delivered: number;
+  /** Left pending while masked (delivered later, when unmasked, counts again as delivered). */
+  pended: number;
+  dropped: { msixDisabled: number; noBusMaster: number };
 }
 
 export interface SharedMemoryInfo {
@@ -335,6 +345,27 @@ export class IvshmemDevice {
   fireVector(vector: number): void {
     this.#live();
     this.#core.vectorFired(vector);
+  }
+
+  /** Doorbells this device rang through each of `peer`'s vectors since the peer joined (index = vector). */
+  peerDoorbells(peer: number): number[] {
+    this.#live();
+    const out: number[] = [];
+    if (!Number.isInteger(peer)) return out;
+    for (let v = 0, n = this.#core.peerVectors(peer); v < n; v++) out.push(this.#core.routeDoorbells(peer, v));
+    return out;
+  }
+
+  /** Per own vector (index = vector): signals in, and what became of them. */
+  vectorCounters(): VectorCounters[] {
+    this.#live();
+    const c = (v: number, kind: number) => this.#core.vectorCounter(v, kind);
+    return Array.from({ length: this.vectors }, (_, v) => ({
+      fired: c(v, V_FIRED),
+      delivered: c(v, V_DELIVERED),
+      pended: c(v, V_PENDED),
+      dropped: { msixDisabled: c(v, V_DROPPED_DISABLED), noBusMaster: c(v, V_DROPPED_NO_MASTER) },
+    }));
   }
 
   counters(): DeviceCounters {

@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createCore } from '../src/core/create-core.js';
-import { COUNTER_COUNT, MODE_DOORBELL, MODE_INTX, MODE_PLAIN } from '../src/core/abi.js';
+import { COUNTER_COUNT, VECTOR_COUNTER_KINDS, MODE_DOORBELL, MODE_INTX, MODE_PLAIN } from '../src/core/abi.js';
 import type { DeviceCore } from '../src/core/abi.js';
 import { debugWasm } from './support/device-harness.js';
 
@@ -107,6 +107,11 @@ function apply(s: Subject, o: Op): unknown {
 }
 
 const counters = (c: DeviceCore) => Array.from({ length: COUNTER_COUNT }, (_, i) => c.counterValue(i));
+// Per-vector counters (for vectors and kinds past the end too: both must say 0) and per-route doorbells.
+const vectorCounters = (c: DeviceCore, vectors: number) =>
+  Array.from({ length: (vectors + 2) * (VECTOR_COUNTER_KINDS + 1) }, (_, i) => c.vectorCounter(Math.floor(i / (VECTOR_COUNTER_KINDS + 1)), i % (VECTOR_COUNTER_KINDS + 1)));
+const routeDoorbells = (c: DeviceCore) =>
+  Array.from({ length: 16 }, (_, p) => Array.from({ length: c.peerVectors(p) + 1 }, (_, v) => c.routeDoorbells(p, v)));
 
 describe('differential: WebAssembly core vs TypeScript twin', () => {
   it('agree on ≥100,000 random operations', () => {
@@ -130,6 +135,10 @@ describe('differential: WebAssembly core vs TypeScript twin', () => {
       expect(counters(a.core)).toEqual(counters(t.core));
       expect(counters(b.core)).toEqual(counters(t.core));
       for (let p = 0; p < 16; p++) expect(a.core.peerVectors(p)).toBe(t.core.peerVectors(p));
+      expect(vectorCounters(a.core, vectors)).toEqual(vectorCounters(t.core, vectors));
+      expect(vectorCounters(b.core, vectors)).toEqual(vectorCounters(t.core, vectors));
+      expect(routeDoorbells(a.core)).toEqual(routeDoorbells(t.core));
+      expect(routeDoorbells(b.core)).toEqual(routeDoorbells(t.core));
     });
     const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
     const out = fc.check(property, { numRuns: 200, seed, endOnFailure: true });

@@ -17,6 +17,22 @@ describe.each(CORE_VARIANTS)('doorbell routing (%s core)', (variant) => {
     expect(d.counters().doorbellsSent).toBe(3);
   });
 
+  it('counts doorbells per (peer, vector) route, from zero again when a peer id comes back', async () => {
+    const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors: 3 });
+    for (let v = 0; v < 3; v++) d.connectPeerVector(7, 70 + v);
+    d.connectPeerVector(8, 80);
+    for (const [peer, vector, times] of [[7, 0, 2], [7, 2, 5], [8, 0, 1], [8, 1, 4], [9, 0, 3]]) {
+      for (let i = 0; i < times; i++) d.mmioWrite(0, 0x0c, 4, (peer << 16) | vector);
+    }
+    expect(d.peerDoorbells(7)).toEqual([2, 0, 5]);
+    expect(d.peerDoorbells(8), 'vector 1 was never announced: dropped, not counted on a route').toEqual([1]);
+    expect(d.peerDoorbells(9)).toEqual([]);
+    expect(d.counters().doorbellsDropped).toEqual({ noPeer: 3, noVector: 4 });
+    d.disconnectPeer(7);
+    d.connectPeerVector(7, 71);
+    expect(d.peerDoorbells(7)).toEqual([0]);
+  });
+
   it('uses only bits 7..0 for the vector, as QEMU does', async () => {
     const { device: d, log } = await makeDevice(variant, { mode: 'doorbell', vectors: 2 });
     d.connectPeerVector(2, 10);
@@ -101,8 +117,9 @@ describe('WebAssembly route table memory', () => {
     const oneHighPeer = core.memoryBytes() - start;
     expect(oneHighPeer).toBeLessThan(512 * 1024); // 65,536 × 256 slots would be 64 MiB
     for (let p = 0; p < 1024; p++) for (let v = 0; v < 4; v++) core.addRoute(p, p * 4 + v);
-    // each peer owns one 2 KiB block (8-byte header + 256 handles, rounded to its size class)
-    expect(core.memoryBytes() - start).toBeLessThanOrEqual(oneHighPeer + 1024 * 2048 + 65536);
+    // each peer owns one 4 KiB block (8-byte header + 256 f64 doorbell counts + 256 handles,
+    // rounded to its size class)
+    expect(core.memoryBytes() - start).toBeLessThanOrEqual(oneHighPeer + 1024 * 4096 + 65536);
   });
 
   it('reuses the blocks of peers that left', () => {

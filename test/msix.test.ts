@@ -90,6 +90,29 @@ describe.each(CORE_VARIANTS)('MSI-X (%s core)', (variant) => {
     expect(d.counters().interruptsDropped.noBusMaster).toBe(1);
   });
 
+  it('counts each vector: fired, delivered, pended, dropped by reason', async () => {
+    const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors: 3 });
+    d.fireVector(2); // MSI-X still disabled: lost
+    enableMsix(d);
+    programVector(d, 0, 0xfee00000, 1, false);
+    programVector(d, 1, 0xfee00000, 2, true);
+    d.fireVector(0);
+    d.fireVector(0);
+    d.fireVector(1); // masked: pending
+    d.fireVector(1); // still one pending bit, counted twice
+    d.mmioWrite(1, 16 + 12, 4, 0); // unmask vector 1: the pending message goes out
+    d.configWrite(0x04, 2, 0x2); // bus master off
+    d.fireVector(0);
+    d.fireVector(7); // no such vector: only the device-wide counter
+    const zero = { fired: 0, delivered: 0, pended: 0, dropped: { msixDisabled: 0, noBusMaster: 0 } };
+    expect(d.vectorCounters()).toEqual([
+      { ...zero, fired: 3, delivered: 2, dropped: { msixDisabled: 0, noBusMaster: 1 } },
+      { ...zero, fired: 2, delivered: 1, pended: 2 },
+      { ...zero, fired: 1, dropped: { msixDisabled: 1, noBusMaster: 0 } },
+    ]);
+    expect(d.counters().interruptsDropped.badVector).toBe(1);
+  });
+
   it('refuses sub-dword table accesses and PBA writes, keeps every bit of vector control', async () => {
     const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors: 2 });
     const before = d.counters().invalidGuestAccesses;

@@ -21,6 +21,14 @@ export const C_IRQ_DROPPED_BAD_VECTOR = 7;
 export const C_GUEST_INVALID = 8;
 export const COUNTER_COUNT = 9;
 
+// Per-vector counter kinds (DeviceCore.vectorCounter), as in assembly/abi.ts.
+export const V_FIRED = 0;
+export const V_DELIVERED = 1;
+export const V_PENDED = 2;
+export const V_DROPPED_DISABLED = 3;
+export const V_DROPPED_NO_MASTER = 4;
+export const VECTOR_COUNTER_KINDS = 5;
+
 export const ROUTE_FULL = -1;
 export const ROUTE_BAD_PEER = -2;
 export const ROUTE_BAD_HANDLE = -3;
@@ -64,6 +72,10 @@ export interface DeviceCore {
   getControl(): number;
   intxAsserted(): number;
   counterValue(id: number): number;
+  /** Doorbells rung through the route (peer, vector) since the peer joined; 0 if absent. */
+  routeDoorbells(peer: number, vector: number): number;
+  /** A per-vector counter (V_*); 0 for a vector or kind that does not exist. */
+  vectorCounter(vector: number, kind: number): number;
   stateWords(): number;
   stateRead(index: number): number;
   stateWrite(index: number, value: number): void;

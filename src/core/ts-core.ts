@@ -4,7 +4,8 @@
 import {
   BAR0_SIZE, C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, C_GUEST_INVALID,
   C_IRQ_DELIVERED, C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER,
-  C_IRQ_PENDED, COUNTER_COUNT, CTRL_BUS_MASTER, CTRL_INTX_DISABLE, CTRL_MSIX_ENABLE,
+  C_IRQ_PENDED, COUNTER_COUNT, V_DELIVERED, V_DROPPED_DISABLED, V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
+  VECTOR_COUNTER_KINDS, CTRL_BUS_MASTER, CTRL_INTX_DISABLE, CTRL_MSIX_ENABLE,
   CTRL_MSIX_MASKALL, MAX_PEERS, MAX_VECTORS, MODE_DOORBELL, MODE_INTX, MODE_PLAIN, ROUTE_BAD_HANDLE,
   ROUTE_BAD_PEER, ROUTE_FULL, SIGNAL_SLOTS,
 } from './abi.js';
@@ -25,8 +26,10 @@ export class TsCore implements DeviceCore {
   #mode = MODE_PLAIN;
   #vectors = 0;
   #position = 0;
-  // routes: per peer id, the handles announced so far (undefined = absent)
+  // routes: per peer id, the handles announced so far (undefined = absent), and doorbells per route
   #routes: (number[] | undefined)[] = [];
+  #routeCounts: (number[] | undefined)[] = [];
+  #vectorCounts = new Float64Array(0);
   // interrupts
   #table = new Uint32Array(0);
   #pba = new Uint32Array(0);
@@ -56,6 +59,7 @@ export class TsCore implements DeviceCore {
     if (vectors > MAX_VECTORS || (mode === MODE_DOORBELL && vectors === 0)) return -1;
     this.#mode = mode;
     this.#vectors = vectors;
+    this.#vectorCounts = new Float64Array(vectors * VECTOR_COUNTER_KINDS);
     this.#position = position >>> 0;
     if (mode === MODE_DOORBELL) {
       this.#table = new Uint32Array(vectors * 4);
@@ -101,6 +105,20 @@ export class TsCore implements DeviceCore {
     return id >= 0 && id < COUNTER_COUNT ? this.#counters[id] : 0;
   }
 
+  routeDoorbells(peer: number, vector: number): number {
+    return this.#routeCounts[peer >>> 0]?.[vector >>> 0] ?? 0;
+  }
+
+  vectorCounter(vector: number, kind: number): number {
+    const v = vector >>> 0;
+    const k = kind >>> 0;
+    return v < this.#vectors && k < VECTOR_COUNTER_KINDS ? this.#vectorCounts[v * VECTOR_COUNTER_KINDS + k] : 0;
+  }
+
+  #countVector(v: number, kind: number): void {
+    this.#vectorCounts[v * VECTOR_COUNTER_KINDS + kind]++;
+  }
+
   // ---- routes ----
 
   addRoute(peer: number, handle: number): number {
@@ -112,6 +130,7 @@ export class TsCore implements DeviceCore {
     const list = (this.#routes[peer] ??= []);
     if (list.length >= this.#vectors) return ROUTE_FULL;
     list.push(handle);
+    (this.#routeCounts[peer] ??= []).push(0);
     return list.length - 1;
   }
 
@@ -120,6 +139,7 @@ export class TsCore implements DeviceCore {
     const list = this.#routes[peer];
     if (list === undefined) return -1;
     this.#routes[peer] = undefined;
+    this.#routeCounts[peer] = undefined;
     return list.length;
   }
 
@@ -170,15 +190,18 @@ export class TsCore implements DeviceCore {
   #deliver(v: number): void {
     if ((this.#control & CTRL_BUS_MASTER) === 0) {
       this.#counters[C_IRQ_DROPPED_NO_MASTER]++;
+      this.#countVector(v, V_DROPPED_NO_MASTER);
       return;
     }
     this.#counters[C_IRQ_DELIVERED]++;
+    this.#countVector(v, V_DELIVERED);
     this.#host.sendMsi(this.#table[v * 4], this.#table[v * 4 + 1], this.#table[v * 4 + 2], v);
   }
 
   #notify(v: number): void {
     if (this.#vectorMasked(v, this.#functionMasked())) {
       this.#counters[C_IRQ_PENDED]++;
+      this.#countVector(v, V_PENDED);
       this.#setPending(v, true);
     } else {
       this.#deliver(v);
@@ -200,14 +223,17 @@ export class TsCore implements DeviceCore {
       this.#counters[C_IRQ_DROPPED_BAD_VECTOR]++;
       return;
     }
+    this.#countVector(v, V_FIRED);
     if (this.#mode === MODE_INTX) {
       this.#intrStatus = (this.#intrStatus | 1) >>> 0;
       this.#counters[C_IRQ_DELIVERED]++;
+      this.#countVector(v, V_DELIVERED);
       this.#updateLine();
       return;
     }
     if ((this.#control & CTRL_MSIX_ENABLE) === 0) {
       this.#counters[C_IRQ_DROPPED_DISABLED]++;
+      this.#countVector(v, V_DROPPED_DISABLED);
       return;
     }
     this.#notify(v);
@@ -263,6 +289,7 @@ export class TsCore implements DeviceCore {
       this.#counters[C_DOORBELL_NO_VECTOR]++;
     } else {
       this.#counters[C_DOORBELL_SENT]++;
+      this.#routeCounts[peer]![vector]++;
       if (this.#signalled < SIGNAL_SLOTS) this.signals[this.#signalled] = list[vector];
       this.#signalled++;
     }

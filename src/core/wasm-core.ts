@@ -42,6 +42,8 @@ export class WasmCore implements DeviceCore {
   readonly peerVectors: CoreExports['peerVectors'];
   readonly intxAsserted: CoreExports['intxAsserted'];
   readonly counterValue: CoreExports['counterValue'];
+  readonly routeDoorbells: CoreExports['routeDoorbells'];
+  readonly vectorCounter: CoreExports['vectorCounter'];
   readonly stateWords: CoreExports['stateWords'];
   readonly stateWrite: CoreExports['stateWrite'];
   readonly stateCommit: CoreExports['stateCommit'];
@@ -74,6 +76,8 @@ export class WasmCore implements DeviceCore {
     this.peerVectors = x.peerVectors;
     this.intxAsserted = x.intxAsserted;
     this.counterValue = x.counterValue;
+    this.routeDoorbells = x.routeDoorbells;
+    this.vectorCounter = x.vectorCounter;
     this.stateWords = x.stateWords;
     this.stateWrite = x.stateWrite;
     this.stateCommit = x.stateCommit;

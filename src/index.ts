@@ -1,6 +1,6 @@
 // Public entry point of ivshmem-ts.
 export { IvshmemDevice } from './device.js';
-export type { DeviceCounters, SharedMemoryInfo } from './device.js';
+export type { DeviceCounters, SharedMemoryInfo, VectorCounters } from './device.js';
 export type { IvshmemDeviceOptions, MasterOption } from './options.js';
 export type { VmmTransport, DoorbellSink, BarAddress } from './transport.js';
 export type { BarInfo, DeviceMode } from './pci/ivshmem-function.js';
@@ -17,6 +17,8 @@ export { UnixSocket, UnixListener } from './native/unix-socket.js';
 export { MESSAGE_BYTES, PROTOCOL_VERSION, encodeMessage, decodeMessage } from './protocol/messages.js';
 export { IvshmemServer } from './server/ivshmem-server.js';
 export type { IvshmemServerOptions } from './server/ivshmem-server.js';
+export { JOIN_CHANNEL, LEAVE_CHANNEL, REFUSE_CHANNEL } from './server/server-events.js';
+export type { IvshmemServerStats, ServerJoinEvent, ServerLeaveEvent, ServerRefuseEvent } from './server/server-events.js';
 export { IvshmemClient } from './client/ivshmem-client.js';
 export type { IvshmemClientOptions } from './client/ivshmem-client.js';
 export { ServerConnection } from './protocol/connection.js';

@@ -26,7 +26,20 @@ Napi::Value EventfdSignal(const Napi::CallbackInfo& info) {
   do {
     n = write(fd, &one, sizeof one);
   } while (n < 0 && errno == EINTR);
-  if (n < 0) ThrowErrno(info.Env(), errno, "write");
+  // EAGAIN: the counter is at its maximum, so the waiter has a wake-up pending already (only a
+  // hostile peer gets it there); the doorbell is not lost and must not block or throw.
+  if (n < 0 && errno != EAGAIN) ThrowErrno(info.Env(), errno, "write");
+  return info.Env().Undefined();
+}
+
+// Makes an fd received from someone else non-blocking (its open file description is shared with
+// the sender, who may have made it blocking), so a write to it can never stall the event loop.
+Napi::Value SetNonBlocking(const Napi::CallbackInfo& info) {
+  int fd = ArgInt32(info, 0, "fd");
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || ((flags & O_NONBLOCK) == 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
+    ThrowErrno(info.Env(), errno, "fcntl");
+  }
   return info.Env().Undefined();
 }
 
@@ -61,6 +74,7 @@ void InitEventfd(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfdSignal", Napi::Function::New(env, EventfdSignal));
   exports.Set("eventfdDrain", Napi::Function::New(env, EventfdDrain));
   exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("setNonBlocking", Napi::Function::New(env, SetNonBlocking));
   exports.Set("isOwnedFd", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), IsRegisteredFd(ArgInt32(info, 0, "fd")));
   }));

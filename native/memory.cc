@@ -121,6 +121,19 @@ Napi::Value SealShrink(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The seals on an object received from someone else, or -1 when it cannot carry seals at all
+// (a POSIX shm object or a file: EINVAL); a memfd created without MFD_ALLOW_SEALING reports
+// F_SEAL_SEAL.
+Napi::Value FileSeals(const Napi::CallbackInfo& info) {
+  int fd = ArgInt32(info, 0, "fd");
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0) {
+    if (errno == EINVAL) return Napi::Number::New(info.Env(), -1);
+    ThrowErrno(info.Env(), errno, "fcntl");
+  }
+  return Napi::Number::New(info.Env(), seals);
+}
+
 void FinalizeMapping(Napi::Env, void*, Mapping* mapping) {
   std::lock_guard<std::mutex> lock(mappings_mutex);
   if (!mapping->unmapped) munmap(mapping->addr, mapping->length);
@@ -187,6 +200,7 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("ftruncate", Napi::Function::New(env, Ftruncate));
   exports.Set("fstat", Napi::Function::New(env, Fstat));
   exports.Set("sealShrink", Napi::Function::New(env, SealShrink));
+  exports.Set("fileSeals", Napi::Function::New(env, FileSeals));
   exports.Set("mmap", Napi::Function::New(env, Mmap));
   exports.Set("munmap", Napi::Function::New(env, Munmap));
 }

@@ -2,6 +2,7 @@
 // device core (the route handle is the eventfd number, rung by one write), every one of our own
 // vectors is watched on the event loop and fires the core's interrupt logic, and a peer that
 // leaves loses its routes before its eventfds are closed.
+import { IvshmemError } from './errors.js';
 import { native } from './native/binding.js';
 import type { RawFdWatcher } from './native/binding.js';
 import type { ServerConnection } from './protocol/connection.js';
@@ -27,9 +28,20 @@ export class DoorbellLink {
     // What arrived with setup is already in the connection's tables; later changes come as events.
     for (const [peer, eventfds] of connection.peers) for (const e of eventfds) target.connectPeerVector(peer, e.fd);
     connection.ownVectors.forEach((e, vector) => this.#own(target, id, vector, e.fd));
-    connection.on('peer-vector', (peer, _vector, e) => target.connectPeerVector(peer, e.fd));
-    connection.on('own-vector', (vector, e) => this.#own(target, id, vector, e.fd));
-    connection.on('peer-left', (peer) => target.disconnectPeer(peer));
+    connection.on('peer-vector', (peer, _vector, e) => this.#report(() => target.connectPeerVector(peer, e.fd)));
+    connection.on('own-vector', (vector, e) => this.#report(() => this.#own(target, id, vector, e.fd)));
+    connection.on('peer-left', (peer) => this.#report(() => target.disconnectPeer(peer)));
+  }
+
+  // These run inside the socket's watcher callback, where a throw would be fatal to the process:
+  // a route the device refuses is the server's fault, reported like any other bad message.
+  #report(change: () => unknown): void {
+    try {
+      change();
+    } catch (err) {
+      if (!(err instanceof IvshmemError)) throw err;
+      this.connection.emit('protocol-error', err);
+    }
   }
 
   #own(target: LinkTarget, id: number, vector: number, fd: number): void {

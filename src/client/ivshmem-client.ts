@@ -14,6 +14,8 @@ export interface IvshmemClientOptions {
   vectors?: number;
   setupTimeoutMs?: number;
   legacy?: boolean;
+  /** Refuse shared memory the server could still shrink (see src/protocol/received-fds.ts). */
+  requireSealedMemory?: boolean;
 }
 
 export interface IvshmemClient {
@@ -47,6 +49,7 @@ export class IvshmemClient extends EventEmitter {
       vectors: options.vectors ?? CLIENT_MAX_VECTORS,
       setupTimeoutMs: options.setupTimeoutMs,
       legacy: options.legacy,
+      requireSealedMemory: options.requireSealedMemory,
     });
     return new IvshmemClient(connection);
   }

@@ -47,6 +47,9 @@ export interface RawBinding {
   ftruncate(fd: number, size: number | bigint): void;
   fstat(fd: number): { size: number; isFile: boolean };
   sealShrink(fd: number): void;
+  /** F_GET_SEALS, or -1 for an object that cannot carry seals. */
+  fileSeals(fd: number): number;
+  setNonBlocking(fd: number): void;
   mmap(fd: number, length: number | bigint): ArrayBuffer;
   munmap(buffer: ArrayBuffer): boolean;
 

@@ -28,6 +28,10 @@ export function isSharedMemorySource(value: unknown): value is SharedMemorySourc
     ['shm', 'path', 'memfd', 'hugetlbfs'].some((k) => typeof (value as Record<string, unknown>)[k] === 'string');
 }
 
+// <linux/fcntl.h>
+const F_SEAL_SEAL = 0x0001;
+const F_SEAL_SHRINK = 0x0002;
+
 /** x86-64 user space is 47 bits: nothing larger can ever be mapped. */
 export const MAX_MAPPING = 2 ** 47;
 
@@ -85,6 +89,22 @@ export class SharedMemory extends FdHandle {
   static adopt(fd: number, source: SharedMemorySource = { memfd: 'received' }): SharedMemory {
     const size = native().fstat(fd).size;
     return new SharedMemory(fd, source, size);
+  }
+
+  /**
+   * Seals an object received from someone else against shrinking, when it can still take seals
+   * (a memfd made with MFD_ALLOW_SEALING and not F_SEAL_SEAL'ed). Returns whether it is sealed
+   * now: if not (a POSIX shm object, a file), whoever holds it can truncate it and turn our
+   * accesses past the new end into SIGBUS.
+   */
+  static sealAgainstShrinking(fd: number): boolean {
+    const n = native();
+    const seals = n.fileSeals(fd);
+    if (seals < 0) return false;
+    if ((seals & F_SEAL_SHRINK) !== 0) return true;
+    if ((seals & F_SEAL_SEAL) !== 0) return false;
+    n.sealShrink(fd);
+    return true;
   }
 
   /** The MAP_SHARED mapping of the whole object, made on first use. */

@@ -1,5 +1,6 @@
 // The client side of the protocol as a pure state machine: feed it each message (value and fd)
-// and it returns what happened, accepting exactly what QEMU's ivshmem-doorbell accepts. It owns
+// and it returns what happened, accepting what QEMU's ivshmem-doorbell accepts, except fds of the
+// wrong kind when the injected checkFd refuses them (see received-fds.ts). It owns
 // every fd it is handed until it hands it on in an event; an fd it refuses is closed at once, and
 // abort() closes whatever it still holds. No I/O: closing goes through the injected closeFd.
 import { IvshmemError } from '../errors.js';
@@ -21,6 +22,8 @@ export interface ClientProtocolOptions {
   /** Speak the pre-2.5 protocol: no version message. */
   legacy?: boolean;
   closeFd: (fd: number) => void;
+  /** Throws a coded error for an fd unfit for its message (see received-fds.ts); default: any fd. */
+  checkFd?: (fd: number, kind: 'memory' | 'eventfd') => void;
 }
 
 type Phase = 'version' | 'id' | 'setup' | 'ready' | 'failed';
@@ -35,10 +38,12 @@ export class ClientProtocol {
   readonly #counts = new Map<number, number>();
   readonly #vectors: number;
   readonly #closeFd: (fd: number) => void;
+  readonly #checkFd: (fd: number, kind: 'memory' | 'eventfd') => void;
 
   constructor(options: ClientProtocolOptions) {
     this.#vectors = options.vectors;
     this.#closeFd = options.closeFd;
+    this.#checkFd = options.checkFd ?? (() => {});
     this.#phase = options.legacy ? 'id' : 'version';
   }
 
@@ -93,6 +98,7 @@ export class ClientProtocol {
       if (this.#phase === 'ready' || this.#shmFd >= 0) {
         throw protocolError('ERR_IVSHMEM_PROTOCOL_SHM', 'server sent unexpected shared memory message');
       }
+      this.#checkFd(fd, 'memory');
       this.#shmFd = fd;
       this.#phase = 'ready';
       const events: ClientEvent[] = [{ type: 'ready', id: this.#id, shmFd: fd }, ...this.#held];
@@ -111,6 +117,7 @@ export class ClientProtocol {
     if (vector >= this.#vectors) {
       throw protocolError('ERR_IVSHMEM_TOO_MANY_VECTORS', `Too many eventfd received, device has ${this.#vectors} vectors (peer ${peer})`);
     }
+    this.#checkFd(fd, 'eventfd');
     this.#counts.set(peer, vector + 1);
     return peer === this.#id ? { type: 'own-vector', vector, fd } : { type: 'peer-vector', peer, vector, fd };
   }

@@ -10,6 +10,14 @@ import { SharedMemory } from '../native/shared-memory.js';
 import { UnixSocket } from '../native/unix-socket.js';
 import { ClientProtocol } from './client-protocol.js';
 import type { ClientEvent } from './client-protocol.js';
+import { checkReceivedFd } from './received-fds.js';
+
+// One wake-up reads at most this many messages, so a server that writes as fast as we read
+// cannot starve the event loop (the poll handle reports the socket again on the next turn).
+const MESSAGES_PER_WAKEUP = 256;
+// After setup a bad message is reported and skipped, as QEMU logs it; this many mean the
+// server is broken or hostile, and the connection is dropped (fds received so far stay).
+export const MAX_BAD_MESSAGES = 64;
 
 export interface ConnectOptions {
   /** Vectors per peer to accept (QEMU: the device's `vectors`). */
@@ -18,6 +26,8 @@ export interface ConnectOptions {
   legacy?: boolean;
   /** Give up if setup has not finished by then (default 5 s). */
   setupTimeoutMs?: number;
+  /** Refuse shared memory that cannot be sealed against shrinking (see received-fds.ts). */
+  requireSealedMemory?: boolean;
 }
 
 export interface ServerConnection {
@@ -25,7 +35,10 @@ export interface ServerConnection {
   on(event: 'own-vector', listener: (vector: number, eventfd: EventFd) => void): this;
   /** The peer's eventfds are closed right after the listeners return. */
   on(event: 'peer-left', listener: (peer: number) => void): this;
-  /** A bad message after setup (QEMU only logs these; the connection stays up). */
+  /**
+   * A bad message after setup (QEMU only logs these; the connection stays up). After
+   * MAX_BAD_MESSAGES of them comes one with code ERR_IVSHMEM_PROTOCOL_FLOOD, then 'close'.
+   */
   on(event: 'protocol-error', listener: (err: IvshmemError) => void): this;
   /** The server hung up (received fds stay usable) or the connection was closed. */
   on(event: 'close', listener: (reason: string) => void): this;
@@ -41,12 +54,18 @@ export class ServerConnection extends EventEmitter {
   readonly #protocol: ClientProtocol;
   #watcher: RawFdWatcher | undefined;
   #closed = false;
+  #badMessages = 0;
 
   private constructor(path: string, socket: UnixSocket, options: ConnectOptions) {
     super();
     this.path = path;
     this.#socket = socket;
-    this.#protocol = new ClientProtocol({ vectors: options.vectors, legacy: options.legacy, closeFd: (fd) => native().close(fd) });
+    this.#protocol = new ClientProtocol({
+      vectors: options.vectors,
+      legacy: options.legacy,
+      closeFd: (fd) => native().close(fd),
+      checkFd: (fd, kind) => checkReceivedFd(fd, kind, { requireSealedMemory: options.requireSealedMemory }),
+    });
   }
 
   /** Connects and resolves once our id and the shared memory are known. */
@@ -60,7 +79,10 @@ export class ServerConnection extends EventEmitter {
         break;
       } catch (err) {
         // A full backlog: the server is busy accepting, try again shortly.
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > deadline) throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+        if (Date.now() > deadline) {
+          throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `the server at ${path} did not accept within ${timeoutMs} ms (its backlog stayed full)`);
+        }
         await new Promise((r) => setTimeout(r, 5));
       }
     }
@@ -91,7 +113,7 @@ export class ServerConnection extends EventEmitter {
 
   // Reads every complete message; `settle` is called once, when setup completes or fails.
   #readable(settle: (err: Error | null) => void): void {
-    for (;;) {
+    for (let i = 0; i < MESSAGES_PER_WAKEUP; i++) {
       if (this.#closed) return;
       let message;
       try {
@@ -124,6 +146,11 @@ export class ServerConnection extends EventEmitter {
           return;
         }
         this.emit('protocol-error', err);
+        if (++this.#badMessages >= MAX_BAD_MESSAGES) {
+          this.emit('protocol-error', new IvshmemError('ERR_IVSHMEM_PROTOCOL_FLOOD', `the server at ${this.path} sent ${this.#badMessages} bad messages: dropping the connection`));
+          this.#hangUp('the server sent too many bad messages');
+          return;
+        }
         continue;
       }
       for (const e of events) this.#apply(e, settle);

@@ -26,6 +26,7 @@ export type IvshmemErrorCode =
   | 'ERR_IVSHMEM_PROTOCOL_FLOOD'
   | 'ERR_IVSHMEM_INTERRUPTED'
   | 'ERR_IVSHMEM_V86'
+  | 'ERR_IVSHMEM_HANDOVER'
   | 'ERR_IVSHMEM_CLOSED';
 
 export class IvshmemError extends Error {

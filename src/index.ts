@@ -17,6 +17,8 @@ export { UnixSocket, UnixListener } from './native/unix-socket.js';
 export { MESSAGE_BYTES, PROTOCOL_VERSION, encodeMessage, decodeMessage } from './protocol/messages.js';
 export { IvshmemServer } from './server/ivshmem-server.js';
 export type { IvshmemServerOptions } from './server/ivshmem-server.js';
+export { HandoverOffer, takeOver } from './server/handover.js';
+export type { HandoverOptions, TakenOver } from './server/handover.js';
 export { JOIN_CHANNEL, LEAVE_CHANNEL, REFUSE_CHANNEL } from './server/server-events.js';
 export type { IvshmemServerStats, ServerJoinEvent, ServerLeaveEvent, ServerRefuseEvent } from './server/server-events.js';
 export { IvshmemClient } from './client/ivshmem-client.js';

@@ -1,12 +1,14 @@
 // `ivshmem-server`: QEMU contrib's server, flag for flag (-S -M -m -l -n -F -p -v -h and long
 // forms). Without -F it detaches into the background, as QEMU's does, and writes the pid file.
 // Beyond QEMU's: its statistics as one JSON line on stdout on SIGUSR2 and, with --stats-interval,
-// every so many seconds.
+// every so many seconds; a restart no client notices: --handover-socket on the running server,
+// --takeover on its successor (src/server/handover.ts).
 import { spawn } from 'node:child_process';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { HandoverOffer, takeOver } from '../server/handover.js';
 import { IvshmemServer, MAX_SERVER_VECTORS } from '../server/ivshmem-server.js';
 import { parseSize } from './size.js';
 
@@ -24,6 +26,16 @@ const USAGE = `Usage: ivshmem-server [OPTION]...
   -n, --vectors N          vectors per peer (default 1; QEMU allows 64, this server ${MAX_SERVER_VECTORS})
       --stats-interval SECS print statistics (one JSON line on stdout) every SECS seconds;
                            they are also printed on SIGUSR2
+      --handover-socket PATH
+                           accept a successor on the UNIX socket PATH: a server started later
+                           with --takeover PATH receives the listening socket, the memory, every
+                           client's connection and eventfds, and this one exits without removing
+                           the socket or the shm object; connected peers see no leave, join or
+                           new id (a restart or an upgrade without downtime)
+      --takeover PATH      take over from the server whose --handover-socket is PATH: socket,
+                           memory, size and vectors are that server's (-S -M -m -l -n are not
+                           used), and this one then offers the same PATH to its own successor.
+                           If the takeover fails, the old server serves on and this one exits 1
 `;
 
 export async function serverCommand(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
@@ -44,6 +56,8 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
         size: { type: 'string', short: 'l' },
         vectors: { type: 'string', short: 'n' },
         'stats-interval': { type: 'string' },
+        'handover-socket': { type: 'string' },
+        takeover: { type: 'string' },
       },
     });
   } catch (e) {
@@ -103,11 +117,25 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
   out.write('*** Example code, do not use in production ***\n');
   const log = v.verbose ? (line: string) => out.write(`${line}\n`) : undefined;
   let server: IvshmemServer;
+  let offer: HandoverOffer | undefined;
   try {
-    server = IvshmemServer.start({ socketPath, memory, size, vectors, log });
+    if (v.takeover !== undefined) {
+      ({ server, offer } = await takeOver(v.takeover, { log }));
+      out.write(`took over ${server.socketPath} with peers [${server.peerIds.join(', ')}]\n`);
+    } else {
+      server = IvshmemServer.start({ socketPath, memory, size, vectors, log });
+      if (v['handover-socket'] !== undefined) {
+        try {
+          offer = HandoverOffer.listen(server, v['handover-socket'], { log });
+        } catch (e) {
+          server.close();
+          throw e;
+        }
+      }
+    }
   } catch (e) {
     const x = e as NodeJS.ErrnoException;
-    err.write(`ivshmem-server: cannot start: ${x.message}${x.code ? ` (${x.code})` : ''}\n`);
+    err.write(`ivshmem-server: cannot ${v.takeover !== undefined ? 'take over' : 'start'}: ${x.message}${x.code ? ` (${x.code})` : ''}\n`);
     return 1;
   }
   if (v.pidfile) writeFileSync(v.pidfile, `${process.pid}\n`);
@@ -116,9 +144,19 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
   process.on('SIGUSR2', printStats);
   const timer = statsInterval === undefined ? undefined : setInterval(printStats, statsInterval * 1000);
   return await new Promise<number>((resolve) => {
+    let handedOver = false;
     const stop = () => {
       process.off('SIGUSR2', printStats);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
       if (timer !== undefined) clearInterval(timer);
+      if (handedOver) {
+        // Everything (the pid file too) is the successor's now.
+        out.write('handed over to a successor, exiting\n');
+        resolve(0);
+        return;
+      }
+      offer?.close();
       server.close();
       if (v.pidfile) {
         try {
@@ -131,5 +169,10 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    offer?.on('handover-failed', (reason) => err.write(`ivshmem-server: a takeover failed (${reason}); serving on\n`));
+    offer?.on('handed-over', () => {
+      handedOver = true;
+      stop();
+    });
   });
 }

@@ -1,6 +1,8 @@
 // IvshmemClient: QEMU's contrib ivshmem-client as an in-process, evented object — a peer without a
 // guest. It rings other peers' vectors, reports its own vectors' interrupts, and tracks who joins
-// and leaves.
+// and leaves. With `reconnect`, a client whose server dies connects again (as a new peer, with a
+// new id) until a server answers at the same path; a server handed over to a successor
+// (server/handover.ts) is never noticed at all.
 import { EventEmitter } from 'node:events';
 import { IvshmemError } from '../errors.js';
 import { native } from '../native/binding.js';
@@ -16,24 +18,45 @@ export interface IvshmemClientOptions {
   legacy?: boolean;
   /** Refuse shared memory the server could still shrink (see src/protocol/received-fds.ts). */
   requireSealedMemory?: boolean;
+  /** When the server goes away, connect again every intervalMs (default 1000) until one answers;
+   *  the old id's fds stay usable until then. Default: no. */
+  reconnect?: boolean | { intervalMs?: number };
 }
 
 export interface IvshmemClient {
   on(event: 'interrupt', listener: (vector: number, count: number) => void): this;
   on(event: 'join', listener: (peer: number) => void): this;
   on(event: 'leave', listener: (peer: number) => void): this;
+  /** Without reconnect: the server hung up, or close() was called. With it: close() was called. */
   on(event: 'close', listener: (reason: string) => void): this;
+  /** With reconnect: the server hung up; connecting again starts. */
+  on(event: 'disconnect', listener: (reason: string) => void): this;
+  /** With reconnect: connected again, as a new peer with this id. */
+  on(event: 'reconnect', listener: (id: number) => void): this;
   on(event: 'protocol-error', listener: (err: IvshmemError) => void): this;
 }
 
 export class IvshmemClient extends EventEmitter {
-  readonly connection: ServerConnection;
-  readonly #watchers: RawFdWatcher[] = [];
+  #connection: ServerConnection;
+  #watchers: RawFdWatcher[] = [];
   #closed = false;
+  readonly #options: IvshmemClientOptions;
+  #retry: NodeJS.Timeout | undefined;
+  #unref = false;
 
-  private constructor(connection: ServerConnection) {
+  private constructor(connection: ServerConnection, options: IvshmemClientOptions = {}) {
     super();
-    this.connection = connection;
+    this.#options = options;
+    this.#connection = connection;
+    this.#wire(connection);
+  }
+
+  /** The current server connection (a new one after each reconnect). */
+  get connection(): ServerConnection {
+    return this.#connection;
+  }
+
+  #wire(connection: ServerConnection): void {
     connection.ownVectors.forEach((e, vector) => this.#watch(vector, e.fd));
     connection.on('own-vector', (vector, e) => this.#watch(vector, e.fd));
     connection.on('peer-vector', (peer, vector) => {
@@ -41,7 +64,46 @@ export class IvshmemClient extends EventEmitter {
     });
     connection.on('peer-left', (peer) => this.emit('leave', peer));
     connection.on('protocol-error', (err) => this.emit('protocol-error', err));
-    connection.on('close', (reason) => this.emit('close', reason));
+    connection.on('close', (reason) => {
+      if (this.#closed || !this.#options.reconnect) this.emit('close', reason);
+      else if (connection === this.#connection) {
+        this.emit('disconnect', reason);
+        this.#scheduleReconnect();
+      }
+    });
+  }
+
+  #scheduleReconnect(): void {
+    const r = this.#options.reconnect;
+    const intervalMs = typeof r === 'object' ? (r.intervalMs ?? 1000) : 1000;
+    this.#retry = setTimeout(async () => {
+      this.#retry = undefined;
+      let next: IvshmemClient;
+      try {
+        next = await IvshmemClient.connect(this.#connection.path, { ...this.#options, reconnect: false });
+      } catch {
+        if (!this.#closed) this.#scheduleReconnect();
+        return;
+      }
+      if (this.#closed) {
+        next.close();
+        return;
+      }
+      // The old id is gone for good: its fds go, and the new connection's take their place.
+      // (`next` was only the way in: its connection becomes ours, its watchers and listeners go.)
+      const connection = next.#connection;
+      connection.removeAllListeners();
+      for (const w of next.#watchers) w.close();
+      for (const w of this.#watchers) w.close();
+      this.#watchers = [];
+      const old = this.#connection;
+      this.#connection = connection;
+      old.close();
+      this.#wire(connection);
+      if (this.#unref) this.unref();
+      this.emit('reconnect', connection.id);
+    }, intervalMs);
+    if (this.#unref) this.#retry.unref();
   }
 
   static async connect(path: string, options: IvshmemClientOptions = {}): Promise<IvshmemClient> {
@@ -51,7 +113,7 @@ export class IvshmemClient extends EventEmitter {
       legacy: options.legacy,
       requireSealedMemory: options.requireSealedMemory,
     });
-    return new IvshmemClient(connection);
+    return new IvshmemClient(connection, options);
   }
 
   get id(): number {
@@ -105,13 +167,18 @@ export class IvshmemClient extends EventEmitter {
 
   /** Keeps (ref) or stops keeping (unref) the process alive while connected. */
   unref(): void {
+    this.#unref = true;
     for (const w of this.#watchers) w.unref();
+    this.#retry?.unref();
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#retry !== undefined) clearTimeout(this.#retry);
     for (const w of this.#watchers) w.close();
-    this.connection.close();
+    const gone = this.#connection.serverGone;
+    this.#connection.close();
+    if (gone && this.#options.reconnect) this.emit('close', 'closed');
   }
 }

@@ -29,5 +29,13 @@ export abstract class FdHandle {
     native().close(fd);
   }
 
+  /** Gives up ownership without closing: the caller owns the returned fd from now on (a server
+   *  handing its fds to another process). Later calls throw, as after close(). */
+  release(): number {
+    const fd = this.fd;
+    this.#fd = -1;
+    return fd;
+  }
+
   protected beforeClose(): void {}
 }

@@ -120,6 +120,12 @@ export class UnixListener extends FdHandle {
     return new UnixListener(native().listen(path, backlog), path);
   }
 
+  /** Takes ownership of a listening socket's fd that is bound at `path` (received from a server
+   *  handing over); closing it removes `path` only while that is still this socket. */
+  static adopt(fd: number, path: string): UnixListener {
+    return new UnixListener(fd, path);
+  }
+
   /** The next waiting connection, or null. */
   accept(): UnixSocket | null {
     const fd = native().accept(this.fd);

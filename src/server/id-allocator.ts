@@ -11,6 +11,11 @@ export class IdAllocator {
     this.#next = first;
   }
 
+  /** Where the counter stands: the first id the next allocate() tries (handed to a new server). */
+  get next(): number {
+    return this.#next;
+  }
+
   /** The next free id, or -1 when all 65,536 are in use. */
   allocate(inUse: (id: number) => boolean): number {
     for (let probes = 0; probes < 65536; probes++) {

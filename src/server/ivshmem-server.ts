@@ -13,6 +13,7 @@ import { EventFd } from '../native/eventfd.js';
 import { SharedMemory, shmName } from '../native/shared-memory.js';
 import { UnixListener, UnixSocket } from '../native/unix-socket.js';
 import { PROTOCOL_VERSION, SHM_MESSAGE } from '../protocol/messages.js';
+import type { HandoverPeer, HandoverState } from './handover-state.js';
 import { IdAllocator } from './id-allocator.js';
 import { publishJoin, publishLeave, publishRefuse } from './server-events.js';
 import type { IvshmemServerStats } from './server-events.js';
@@ -85,13 +86,22 @@ export class IvshmemServer extends EventEmitter {
   readonly #refusals = new Map<string, number>();
   #reserve: EventFd | undefined;
   #closed = false;
+  /** A hand-over to another server is under way (or, adopted, not yet committed): hands off. */
+  #suspended = false;
 
   /** Opens (or creates) the memory and starts listening. */
   static start(options: IvshmemServerOptions): IvshmemServer {
     return new IvshmemServer(options);
   }
 
-  private constructor(o: IvshmemServerOptions) {
+  /** A server for what another one handed over (handover.ts), suspended until handoverResume().
+   *  The fds in `state` become its own only if this returns; on a throw they are still the caller's. */
+  static adopt(state: HandoverState, options: { log?: (line: string) => void } = {}): IvshmemServer {
+    const { socketPath, memorySource: memory, vectors, stallTimeoutMs, maxQueuedMessages, nextId: firstId, legacy, log } = { ...state, ...options };
+    return new IvshmemServer({ socketPath, memory, vectors, stallTimeoutMs, maxQueuedMessages, firstId, legacy, log }, state);
+  }
+
+  private constructor(o: IvshmemServerOptions, adopted?: HandoverState) {
     super();
     const vectors = o.vectors ?? 1;
     if (!Number.isInteger(vectors) || vectors < 1 || vectors > MAX_SERVER_VECTORS) {
@@ -117,15 +127,20 @@ export class IvshmemServer extends EventEmitter {
     this.#legacy = o.legacy === true;
     const memory = o.memory ?? { shm: 'ivshmem' };
     this.#posixName = 'shm' in memory ? memory.shm : undefined;
-    this.memory = openServerMemory(memory, requested);
+    this.memory = adopted ? SharedMemory.adopt(adopted.memory, memory) : openServerMemory(memory, requested);
     try {
-      this.#listener = UnixListener.listen(o.socketPath, 128);
+      this.#listener = adopted ? UnixListener.adopt(adopted.listener, o.socketPath) : UnixListener.listen(o.socketPath, 128);
     } catch (err) {
-      this.memory.close();
+      if (adopted) this.memory.release();
+      else this.memory.close();
       throw err;
     }
     this.#reserve = EventFd.create();
     this.#listenWatcher = new (native().FdWatcher)(this.#listener.fd, false, () => this.#acceptAll());
+    if (adopted) {
+      this.#adoptPeers(adopted);
+      return;
+    }
     this.#listenWatcher.start();
     this.#log(`listening on ${o.socketPath}, ${this.memory.size} bytes of shared memory, ${vectors} vectors per peer`);
   }
@@ -190,7 +205,7 @@ export class IvshmemServer extends EventEmitter {
     } catch {
       this.#listenWatcher.stop();
       setTimeout(() => {
-        if (this.#closed) return;
+        if (this.#closed || this.#suspended) return;
         try {
           this.#reserve ??= EventFd.create();
         } catch {
@@ -328,7 +343,7 @@ export class IvshmemServer extends EventEmitter {
 
   // One timer for all queues: a client whose queue made no progress for the stall timeout goes.
   #armStallCheck(delay = this.#stallMs): void {
-    if (this.#stallTimer !== undefined || this.#closed) return;
+    if (this.#stallTimer !== undefined || this.#closed || this.#suspended) return;
     this.#stallTimer = setTimeout(() => {
       this.#stallTimer = undefined;
       const now = Date.now();
@@ -380,6 +395,107 @@ export class IvshmemServer extends EventEmitter {
     }
     // Peers that got these eventfds keep their own duplicates; ours go now.
     for (const v of peer.vectors) v.close();
+  }
+
+  // ---- hand-over to another server process (the protocol is in handover.ts) ----
+
+  // The peers another server handed over, watched only once the hand-over commits. On a throw the
+  // fds go back to the caller (released, not closed) with nothing else of ours left open.
+  #adoptPeers(state: HandoverState): void {
+    const made: Peer[] = [];
+    try {
+      for (const p of state.peers) {
+        const socket = UnixSocket.adopt(p.socket);
+        const vectors = p.vectors.map((fd) => EventFd.adopt(fd));
+        const peer: Peer = { ...p, socket, vectors, watcher: undefined as unknown as RawFdWatcher, queue: p.queue.map((m) => ({ ...m })), stalledSince: Date.now(), wantsWrite: false };
+        made.push(peer);
+        peer.watcher = new (native().FdWatcher)(socket.fd, false, (err, events = 0) => {
+          if (err !== null || (events & POLL_READABLE) !== 0) this.#drop(peer, 'the client sent data or hung up');
+          else if ((events & POLL_WRITABLE) !== 0) this.#flush(peer);
+        });
+        this.#peers.set(peer.id, peer);
+      }
+    } catch (err) {
+      for (const peer of made) {
+        peer.watcher?.close();
+        peer.socket.release();
+        for (const v of peer.vectors) v.release();
+      }
+      this.#peers.clear();
+      this.#listenWatcher.close();
+      this.#reserve?.close();
+      this.#listener.release();
+      this.memory.release();
+      throw err;
+    }
+    const stats: Record<string, number> = this.#stats;
+    for (const [k, v] of Object.entries(state.counters)) if (k in stats && Number.isSafeInteger(v)) stats[k] = v;
+    this.#stats.messagesQueued = state.peers.reduce((n, p) => n + p.queue.length, 0);
+    for (const [k, v] of Object.entries(state.refusals)) this.#refusals.set(k, v);
+    this.#suspended = true;
+  }
+
+  /** True while a hand-over is under way: the server neither accepts, reads nor writes. */
+  get suspended(): boolean {
+    return this.#suspended;
+  }
+
+  /** For handover.ts: stops accepting, reading and timing out clients, writes what the sockets
+   *  take now, and describes everything by fd number. The fds stay this server's. */
+  handoverSuspend(): HandoverState {
+    if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the server is closed');
+    if (this.#suspended) throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'a hand-over is already under way');
+    for (const peer of [...this.#peers.values()]) if (peer.queue.length > 0) this.#flush(peer);
+    this.#suspended = true;
+    if (this.#stallTimer !== undefined) clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+    this.#listenWatcher.stop();
+    const peers: HandoverPeer[] = [];
+    for (const p of this.#peers.values()) {
+      p.watcher.stop();
+      peers.push({ id: p.id, socket: p.socket.fd, vectors: p.vectors.map((v) => v.fd), queue: p.queue.map((m) => ({ ...m })), queueLimit: p.queueLimit, announced: p.announced, joined: p.joined });
+    }
+    const { messagesQueued: _, ...counters } = this.#stats;
+    return {
+      socketPath: this.socketPath, listener: this.#listener.fd, memory: this.memory.fd,
+      memorySource: this.#posixName !== undefined ? { shm: this.#posixName } : { hugetlbfs: (this.memory.source as { hugetlbfs: string }).hugetlbfs },
+      vectors: this.vectors, nextId: this.#ids.next, legacy: this.#legacy, stallTimeoutMs: this.#stallMs, maxQueuedMessages: this.#maxQueue,
+      counters, refusals: Object.fromEntries(this.#refusals), peers,
+    };
+  }
+
+  /** For handover.ts: the hand-over failed (or, adopted, committed): serve from where it stopped. */
+  handoverResume(): void {
+    if (!this.#suspended || this.#closed) return;
+    this.#suspended = false;
+    this.#listenWatcher.start();
+    for (const peer of this.#peers.values()) {
+      peer.wantsWrite = peer.queue.length > 0;
+      peer.stalledSince = Date.now();
+      peer.watcher.start(peer.wantsWrite ? POLL_READABLE | POLL_WRITABLE : POLL_READABLE);
+    }
+    if (this.#stats.messagesQueued > 0) this.#armStallCheck();
+    this.#log(`serving ${this.#peers.size} peers on ${this.socketPath}`);
+  }
+
+  /** For handover.ts, once another server holds copies of every fd: closes ours without telling
+   *  any peer and without removing the socket path or the shm name, which are the other's now. */
+  handoverRelease(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#suspended = false;
+    if (this.#stallTimer !== undefined) clearTimeout(this.#stallTimer);
+    this.#listenWatcher.close();
+    for (const peer of this.#peers.values()) {
+      peer.watcher.close();
+      peer.socket.close(); // our duplicate only: the connection lives on in the other server
+      for (const v of peer.vectors) v.close();
+    }
+    this.#peers.clear();
+    native().close(this.#listener.release());
+    this.#reserve?.close();
+    this.memory.close();
+    this.#log('handed over to another server');
   }
 
   /** Drops every peer (the others are told as each goes), stops listening, removes the socket

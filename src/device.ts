@@ -98,7 +98,9 @@ export class IvshmemDevice {
   // A device on a server: id, memory and routes come from it; creation resolves once id and
   // memory are known, so the guest never sees an unset IVPosition.
   static async #join(o: ResolvedOptions, path: string): Promise<IvshmemDevice> {
-    const conn = await ServerConnection.connect(path, { vectors: o.vectors, legacy: o.legacy, setupTimeoutMs: o.setupTimeoutMs });
+    const conn = await ServerConnection.connect(path, {
+      vectors: o.vectors, legacy: o.legacy, setupTimeoutMs: o.setupTimeoutMs, requireSealedMemory: o.requireSealedMemory,
+    });
     try {
       const memory = conn.memory!;
       checkBar2Size(memory.size, memory.size, o.use64);

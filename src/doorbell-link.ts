@@ -6,6 +6,7 @@ import { IvshmemError } from './errors.js';
 import { native } from './native/binding.js';
 import type { RawFdWatcher } from './native/binding.js';
 import type { ServerConnection } from './protocol/connection.js';
+import { publishDeviceClose, publishDeviceError, publishDeviceJoin, publishDevicePeer } from './device-events.js';
 
 export interface LinkTarget {
   connectPeerVector(peer: number, handle: number): number;
@@ -28,9 +29,19 @@ export class DoorbellLink {
     // What arrived with setup is already in the connection's tables; later changes come as events.
     for (const [peer, eventfds] of connection.peers) for (const e of eventfds) target.connectPeerVector(peer, e.fd);
     connection.ownVectors.forEach((e, vector) => this.#own(target, id, vector, e.fd));
-    connection.on('peer-vector', (peer, _vector, e) => this.#report(() => target.connectPeerVector(peer, e.fd)));
+    connection.on('peer-vector', (peer, vector, e) => {
+      this.#report(() => target.connectPeerVector(peer, e.fd));
+      publishDevicePeer({ socketPath: connection.path, id, peer, change: 'vector', vectors: vector + 1 });
+    });
     connection.on('own-vector', (vector, e) => this.#report(() => this.#own(target, id, vector, e.fd)));
-    connection.on('peer-left', (peer) => this.#report(() => target.disconnectPeer(peer)));
+    connection.on('peer-left', (peer) => {
+      const vectors = connection.peers.get(peer)?.length ?? 0;
+      this.#report(() => target.disconnectPeer(peer));
+      publishDevicePeer({ socketPath: connection.path, id, peer, change: 'left', vectors });
+    });
+    connection.on('protocol-error', (err) => publishDeviceError({ socketPath: connection.path, id, code: err.code, message: err.message }));
+    connection.on('close', (reason) => publishDeviceClose({ socketPath: connection.path, id, reason }));
+    publishDeviceJoin({ socketPath: connection.path, id, vectors: connection.ownVectors.length, peers: [...connection.peers.keys()] });
   }
 
   // These run inside the socket's watcher callback, where a throw would be fatal to the process:

@@ -28,6 +28,13 @@ export interface IvshmemDeviceOptions {
   /** With `server`: speak the pre-2.5 protocol (no version message). */
   legacy?: boolean;
   /**
+   * With `server`: refuse shared memory that cannot be sealed against shrinking (a POSIX shm
+   * object, as QEMU's server sends) with ERR_IVSHMEM_PROTOCOL_SHM. A memfd is always sealed on
+   * arrival; unsealable memory is otherwise accepted, as QEMU does, at the risk of SIGBUS if the
+   * server truncates it later.
+   */
+  requireSealedMemory?: boolean;
+  /**
    * With `server`: 'loop' (default) watches our own vectors' eventfds on this thread's event loop;
    * 'manual' leaves it to the embedder (a vCPU thread blocking or spinning on
    * `device.ownVectorFds`, then calling `fireVector`).
@@ -61,6 +68,7 @@ export interface ResolvedOptions {
   server: string | undefined;
   masterOption: MasterOption;
   setupTimeoutMs: number;
+  requireSealedMemory: boolean;
   legacy: boolean;
   vectorWait: 'loop' | 'manual';
   /** Set for ArrayBuffer memory; for a source, filled in once the object is open and mapped. */
@@ -155,7 +163,7 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   if (!(setupTimeoutMs > 0)) fail('ERR_IVSHMEM_INVALID_OPTION', 'setupTimeoutMs must be a positive number of milliseconds');
 
   return {
-    mode, server, masterOption, setupTimeoutMs, legacy: options.legacy === true, vectorWait, memory: isBuffer ? (memory as ArrayBuffer) : undefined, source, size, vectors, id, master, use64,
+    mode, server, masterOption, setupTimeoutMs, requireSealedMemory: options.requireSealedMemory === true, legacy: options.legacy === true, vectorWait, memory: isBuffer ? (memory as ArrayBuffer) : undefined, source, size, vectors, id, master, use64,
     transport, doorbell: options.doorbell, core, wasmModule: options.wasmModule,
   };
 }

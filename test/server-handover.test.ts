@@ -16,7 +16,13 @@ import { native } from '../src/native/binding.js';
 import { UnixListener, UnixSocket } from '../src/native/unix-socket.js';
 import { HandoverOffer, takeOver } from '../src/server/handover.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
+import { QEMU_BAR0, setUpQemuDoorbell } from './support/qemu-peer.js';
+import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from './support/qtest.js';
 import { until } from './support/until.js';
+
+const QEMU = process.env.QEMU_SYSTEM_X86_64 ?? DEFAULT_QEMU;
+const qemuMissing = qemuUnavailableReason(QEMU);
+if (qemuMissing !== null) console.warn(`server-handover.test.ts: skipping the QEMU hand-over test: ${qemuMissing}`);
 
 const dist = fileURLToPath(new URL('../dist/', import.meta.url));
 const HELLO = (0x49565348n << 32n) | 1n;
@@ -141,6 +147,7 @@ describe('hand-over between two servers in one process', () => {
     await until(() => a.events.includes('join 2') && b.events.includes('join 2'), 'the newcomer announced');
     c.c.ring(0, 1);
     await until(() => a.interrupts[1] === 1, 'the newcomer ringing an old peer');
+    expect(b.events).toEqual(['join 2']);
     b.c.close();
     await until(() => a.events.includes('leave 1') && c.events.includes('leave 1'), 'the leaver announced');
     expect(a.events).toEqual(['join 1', 'join 2', 'leave 1']);
@@ -329,6 +336,48 @@ describe('hand-over between ivshmem-server processes', () => {
     expect(lost.out()).toContain('cannot take over');
     expect(first.child.exitCode).toBe(null);
     expect(a.events).toEqual(['join 1']);
+  });
+});
+
+describe.skipIf(qemuMissing !== null)("hand-over under QEMU's ivshmem-doorbell", () => {
+  it('a QEMU connected before the hand-over rings and is rung after it, and hears of a newcomer', async () => {
+    const sock = join(dir, `s${n++}.sock`);
+    const ctl = join(dir, `c${n++}.ctl`);
+    const first = server(['-S', sock, '-M', shmName(), '-l', '1M', '-n', '2', '--handover-socket', ctl]);
+    await first.waitFor('listening on');
+    const q = await QTest.start(['-chardev', `socket,id=chr0,path=${sock}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=2'], { qemu: QEMU, lifetimeS: 60 });
+    try {
+      const { ivPosition, pba } = await setUpQemuDoorbell(q);
+      expect(ivPosition).toBe(0);
+      const pending = async (v: number) => (Number(await q.read(pba, 4)) & (1 << v)) !== 0;
+      const a = await client(sock);
+      expect(a.c.id).toBe(1);
+
+      const second = server(['--takeover', ctl]);
+      await second.waitFor('took over');
+      expect(second.out()).toContain('peers [0, 1]');
+      expect(await first.exited()).toBe(0);
+
+      // Our client rings QEMU; QEMU rings our client: both through eventfds the old server made.
+      expect(await pending(1)).toBe(false);
+      a.c.ring(0, 1);
+      await until(() => pending(1), "QEMU's vector 1 pending after the hand-over");
+      await q.write(QEMU_BAR0 + 12, 4, (1 << 16) | 0);
+      await until(() => a.interrupts[0] === 1, 'QEMU ringing our client after the hand-over');
+      // A newcomer served by the successor is announced to QEMU, which can ring it.
+      const c = await client(sock);
+      expect(c.c.id).toBe(2);
+      await until(() => c.c.peers.has(0), 'the newcomer told of QEMU');
+      await until(async () => {
+        await q.write(QEMU_BAR0 + 12, 4, (2 << 16) | 1);
+        return c.interrupts[1] > 0;
+      }, 'QEMU ringing the newcomer (once it has read the announcement)');
+      c.c.ring(0, 0);
+      await until(() => pending(0), "QEMU's vector 0 pending, rung by the newcomer");
+      expect(a.events).toEqual(['join 2']);
+    } finally {
+      await q.close();
+    }
   });
 });
 

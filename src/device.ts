@@ -16,7 +16,8 @@ import { SharedMemory } from './native/shared-memory.js';
 import { eventfdDoorbell } from './native/eventfd.js';
 import { ServerConnection } from './protocol/connection.js';
 import { DoorbellLink } from './doorbell-link.js';
-import type { IvshmemDeviceOptions, ResolvedOptions } from './options.js';
+import type { DeviceHandover, IvshmemDeviceOptions, ResolvedOptions } from './options.js';
+import { native } from './native/binding.js';
 import { IvshmemFunction } from './pci/ivshmem-function.js';
 import type { BarInfo, DeviceMode } from './pci/ivshmem-function.js';
 import { PCI_CONFIG_SPACE_SIZE } from './pci/registers.js';
@@ -79,10 +80,12 @@ export class IvshmemDevice {
   #glueInvalid = 0;
   #mapped: BarAddress[] = [null, null, null];
   #closed = false;
+  #handedOver = false;
 
   /** Creates a device; resolves once its id and memory are known (QEMU's revision-1 guarantee). */
   static async create(options: IvshmemDeviceOptions): Promise<IvshmemDevice> {
     const o = resolveOptions(options);
+    if (o.handover !== undefined) return IvshmemDevice.#takeOver(o, o.handover);
     if (o.server !== undefined) return IvshmemDevice.#join(o, o.server);
     if (o.source === undefined) return new IvshmemDevice(o, undefined);
     const shared = SharedMemory.open(o.source, { size: o.size });
@@ -101,11 +104,34 @@ export class IvshmemDevice {
     const conn = await ServerConnection.connect(path, {
       vectors: o.vectors, legacy: o.legacy, setupTimeoutMs: o.setupTimeoutMs, requireSealedMemory: o.requireSealedMemory,
     });
+    return IvshmemDevice.#onConnection(o, conn);
+  }
+
+  // A device handed over by another process: its connection as it was (same id, peers, memory),
+  // then its state. The migration blocker does not apply: the memory itself comes along.
+  static async #takeOver(o: ResolvedOptions, h: DeviceHandover): Promise<IvshmemDevice> {
+    const { description, fds } = h.connection;
+    if (description?.vectors !== o.vectors) {
+      for (const fd of fds) native().close(fd);
+      throw new IvshmemError('ERR_IVSHMEM_HANDOVER', `the handed-over device has ${description?.vectors} vectors, this one ${o.vectors}`);
+    }
+    const conn = ServerConnection.adopt(description, fds, { requireSealedMemory: o.requireSealedMemory });
+    const device = IvshmemDevice.#onConnection({ ...o, masterOption: h.master ? 'on' : 'off' }, conn, true);
+    try {
+      device.#load(h.state);
+    } catch (err) {
+      device.close();
+      throw err;
+    }
+    return device;
+  }
+
+  static #onConnection(o: ResolvedOptions, conn: ServerConnection, handedOver = false): IvshmemDevice {
     try {
       const memory = conn.memory!;
       checkBar2Size(memory.size, memory.size, o.use64);
       const masterOption = o.masterOption;
-      if (masterOption === 'on' && conn.id !== 0) {
+      if (masterOption === 'on' && conn.id !== 0 && !handedOver) {
         throw new IvshmemError('ERR_IVSHMEM_MASTER', `master must connect to the server before any peers (the server gave id ${conn.id})`);
       }
       const master = masterOption === 'on' || (masterOption === 'auto' && conn.id === 0);
@@ -178,8 +204,26 @@ export class IvshmemDevice {
     return this.#core.kind;
   }
 
+  /**
+   * Hands this device over to another process (a monitor being upgraded or restarted): stops
+   * using its server connection and returns what IvshmemDevice.create({ handover }) needs there.
+   * The server and the peers notice nothing: same socket, same id, same eventfds. The fds in the
+   * result are still this device's until close(): send them (SCM_RIGHTS, or as inherited stdio),
+   * then close() it. Guest accesses are refused from now on (ERR_IVSHMEM_CLOSED).
+   */
+  handOver(): DeviceHandover {
+    this.#live();
+    const link = this.#link;
+    if (link === undefined) throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'only a device on a server can be handed over');
+    const state = this.#save(false);
+    const connection = link.handOver();
+    this.#handedOver = true;
+    return { connection, state, master: this.master };
+  }
+
   #live(): void {
     if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the device is closed');
+    if (this.#handedOver) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the device was handed over to another process');
   }
 
   // ---- configuration space ----
@@ -405,6 +449,10 @@ export class IvshmemDevice {
   saveState(options: { memory?: boolean } = {}): Uint8Array {
     this.#live();
     this.#migratable();
+    return this.#save(options.memory === true);
+  }
+
+  #save(memory: boolean): Uint8Array {
     const words = new Uint32Array(this.#core.stateWords());
     for (let i = 0; i < words.length; i++) words[i] = this.#core.stateRead(i);
     return encodeState({
@@ -414,7 +462,7 @@ export class IvshmemDevice {
       bar2Size: this.#size,
       config: this.#function.snapshot(),
       words,
-      memory: options.memory === true ? new Uint8Array(this.sharedMemory.buffer, 0, this.#size) : undefined,
+      memory: memory ? new Uint8Array(this.sharedMemory.buffer, 0, this.#size) : undefined,
     });
   }
 
@@ -426,6 +474,10 @@ export class IvshmemDevice {
   loadState(bytes: Uint8Array): void {
     this.#live();
     this.#migratable();
+    this.#load(bytes);
+  }
+
+  #load(bytes: Uint8Array): void {
     const s = decodeState(bytes);
     const mismatch = (what: string, theirs: unknown, ours: unknown) =>
       new IvshmemError('ERR_IVSHMEM_STATE_MISMATCH', `state is for a device with ${what} ${theirs}, this one has ${ours}`);

@@ -65,6 +65,14 @@ export class DoorbellLink {
     this.#watchers.push(watcher);
   }
 
+  /** Stops watching our vectors and reading the server, and describes the connection for its next owner. */
+  handOver(): ReturnType<ServerConnection['handOver']> {
+    const handover = this.connection.handOver();
+    for (const w of this.#watchers) w.close();
+    this.#watchers.length = 0;
+    return handover;
+  }
+
   /** Stops watching and closes the connection with every fd it received. Idempotent. */
   close(): void {
     if (this.#closed) return;

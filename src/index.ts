@@ -1,7 +1,7 @@
 // Public entry point of ivshmem-ts.
 export { IvshmemDevice } from './device.js';
 export type { DeviceCounters, SharedMemoryInfo, VectorCounters } from './device.js';
-export type { IvshmemDeviceOptions, MasterOption } from './options.js';
+export type { DeviceHandover, IvshmemDeviceOptions, MasterOption } from './options.js';
 export type { VmmTransport, DoorbellSink, BarAddress } from './transport.js';
 export type { BarInfo, DeviceMode } from './pci/ivshmem-function.js';
 export { IvshmemError } from './errors.js';
@@ -26,6 +26,7 @@ export type { IvshmemServerStats, ServerJoinEvent, ServerLeaveEvent, ServerRefus
 export { IvshmemClient } from './client/ivshmem-client.js';
 export type { IvshmemClientOptions } from './client/ivshmem-client.js';
 export { ServerConnection } from './protocol/connection.js';
+export type { ConnectionHandover } from './protocol/connection.js';
 export { ClientProtocol } from './protocol/client-protocol.js';
 export type { ClientEvent } from './protocol/client-protocol.js';
 export type { Message } from './native/unix-socket.js';

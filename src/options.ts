@@ -1,6 +1,7 @@
 // Validation of IvshmemDevice options, before anything is built: each refusal names the option,
 // the value and the rule, with a stable code.
 import { IvshmemError } from './errors.js';
+import type { ConnectionHandover } from './protocol/connection.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import type { DoorbellSink, VmmTransport } from './transport.js';
 import { MAX_PEERS, MAX_VECTORS } from './core/abi.js';
@@ -61,6 +62,21 @@ export interface IvshmemDeviceOptions {
   core?: 'wasm' | 'ts';
   /** A compiled core to use instead of the embedded release build (e.g. the debug build). */
   wasmModule?: WebAssembly.Module;
+  /**
+   * Take over a device another process handed over (IvshmemDevice.handOver): its server
+   * connection (same id, same peers: the server notices nothing), memory and state. Exclusive
+   * with `server`, `memory`, `size`, `id`, `master` and `doorbell`.
+   */
+  handover?: DeviceHandover;
+}
+
+/** What IvshmemDevice.handOver() gives, for IvshmemDevice.create({ handover }) in another process. */
+export interface DeviceHandover {
+  /** The connection's description and its fds (in that process: the fds it received). */
+  connection: { description: ConnectionHandover; fds: number[] };
+  /** The device's registers, config space, MSI-X table and PBA (saveState's format). */
+  state: Uint8Array;
+  master: boolean;
 }
 
 export interface ResolvedOptions {
@@ -84,6 +100,7 @@ export interface ResolvedOptions {
   doorbell: DoorbellSink | undefined;
   core: 'wasm' | 'ts';
   wasmModule: WebAssembly.Module | undefined;
+  handover: DeviceHandover | undefined;
 }
 
 const MODES: readonly DeviceMode[] = ['plain', 'doorbell', 'intx'];
@@ -104,7 +121,18 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     fail('ERR_IVSHMEM_INVALID_MODE', `mode ${JSON.stringify(mode)} is unknown; use one of ${MODES.join(', ')}`);
   }
 
-  const { memory, transport, server } = options;
+  const { memory, transport, handover } = options;
+  let server = options.server;
+  if (handover !== undefined) {
+    if (handover === null || typeof handover !== 'object' || typeof handover.connection?.description?.path !== 'string'
+      || !Array.isArray(handover.connection.fds) || !(handover.state instanceof Uint8Array)) {
+      fail('ERR_IVSHMEM_INVALID_OPTION', 'handover must be what IvshmemDevice.handOver() returned');
+    }
+    for (const k of ['server', 'id', 'master'] as const) {
+      if (options[k] !== undefined) fail('ERR_IVSHMEM_INVALID_OPTION', `${k} comes with the hand-over: do not pass it with handover`);
+    }
+    server = handover.connection.description.path; // checked below as a server-joined device
+  }
   const source = isSharedMemorySource(memory) ? memory : undefined;
   const isBuffer = memory instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && memory instanceof SharedArrayBuffer);
   if (server !== undefined) {
@@ -164,7 +192,7 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
 
   return {
     mode, server, masterOption, setupTimeoutMs, requireSealedMemory: options.requireSealedMemory === true, legacy: options.legacy === true, vectorWait, memory: isBuffer ? (memory as ArrayBuffer) : undefined, source, size, vectors, id, master, use64,
-    transport, doorbell: options.doorbell, core, wasmModule: options.wasmModule,
+    transport, doorbell: options.doorbell, core, wasmModule: options.wasmModule, handover,
   };
 }
 

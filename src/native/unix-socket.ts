@@ -40,6 +40,11 @@ export class UnixSocket extends FdHandle {
     return new UnixSocket(fd);
   }
 
+  /** A socket that is already closed: a connection handed over after its server went away. */
+  static adoptClosed(): UnixSocket {
+    return new UnixSocket(-1);
+  }
+
   /** True once the peer closed its end and every complete message was read. */
   get eof(): boolean {
     return this.#eof;

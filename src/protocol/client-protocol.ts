@@ -47,6 +47,18 @@ export class ClientProtocol {
     this.#phase = options.legacy ? 'id' : 'version';
   }
 
+  /**
+   * A protocol already past setup, for a connection handed over by another process: our id and
+   * how many vectors each peer (ourselves included) has announced so far.
+   */
+  static resume(options: ClientProtocolOptions, id: number, counts: Iterable<readonly [number, number]>): ClientProtocol {
+    const p = new ClientProtocol(options);
+    p.#id = id;
+    p.#phase = 'ready';
+    for (const [peer, n] of counts) p.#counts.set(peer, n);
+    return p;
+  }
+
   get phase(): Phase {
     return this.#phase;
   }

@@ -30,6 +30,21 @@ export interface ConnectOptions {
   requireSealedMemory?: boolean;
 }
 
+/**
+ * A connection described for another process (see ServerConnection.handOver): `fds` travel beside
+ * it in this order — the server socket (absent once the server went away), the memory, our
+ * vectors, then each peer's vectors in the order of `peers`.
+ */
+export interface ConnectionHandover {
+  format: 1;
+  path: string;
+  id: number;
+  vectors: number;
+  serverGone: boolean;
+  own: number;
+  peers: [peer: number, vectors: number][];
+}
+
 export interface ServerConnection {
   on(event: 'peer-vector', listener: (peer: number, vector: number, eventfd: EventFd) => void): this;
   on(event: 'own-vector', listener: (vector: number, eventfd: EventFd) => void): this;
@@ -51,7 +66,9 @@ export class ServerConnection extends EventEmitter {
   readonly ownVectors: EventFd[] = [];
   readonly peers = new Map<number, EventFd[]>();
   readonly #socket: UnixSocket;
-  readonly #protocol: ClientProtocol;
+  #protocol: ClientProtocol;
+  readonly #vectors: number;
+  readonly #requireSealed: boolean | undefined;
   #watcher: RawFdWatcher | undefined;
   #closed = false;
   #badMessages = 0;
@@ -60,12 +77,17 @@ export class ServerConnection extends EventEmitter {
     super();
     this.path = path;
     this.#socket = socket;
-    this.#protocol = new ClientProtocol({
-      vectors: options.vectors,
-      legacy: options.legacy,
-      closeFd: (fd) => native().close(fd),
-      checkFd: (fd, kind) => checkReceivedFd(fd, kind, { requireSealedMemory: options.requireSealedMemory }),
-    });
+    this.#vectors = options.vectors;
+    this.#requireSealed = options.requireSealedMemory;
+    this.#protocol = new ClientProtocol({ ...this.#protocolOptions(), legacy: options.legacy });
+  }
+
+  #protocolOptions() {
+    return {
+      vectors: this.#vectors,
+      closeFd: (fd: number) => native().close(fd),
+      checkFd: (fd: number, kind: 'memory' | 'eventfd') => checkReceivedFd(fd, kind, { requireSealedMemory: this.#requireSealed }),
+    };
   }
 
   /** Connects and resolves once our id and the shared memory are known. */
@@ -190,6 +212,86 @@ export class ServerConnection extends EventEmitter {
         this.peers.delete(e.peer);
       }
     }
+  }
+
+  /**
+   * Stops reading the server and describes the connection for a new owner in another process,
+   * with the fds it needs (still owned here: send them, e.g. with SCM_RIGHTS or as inherited
+   * stdio, then close() this connection). The server sees nothing: the socket is the same one.
+   * Refused (ERR_IVSHMEM_HANDOVER) mid-message or after close.
+   */
+  handOver(): { description: ConnectionHandover; fds: number[] } {
+    if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'the connection is closed');
+    if (this.#protocol.phase !== 'ready') throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'the connection is still in setup');
+    const serverGone = this.#socket.closed;
+    if (!serverGone && this.#socket.partialBytes > 0) {
+      throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'a message from the server is half read: try again');
+    }
+    this.#watcher?.close(); // from here on the new owner reads the socket
+    this.#watcher = undefined;
+    const fds = [...(serverGone ? [] : [this.#socket.fd]), this.memory!.fd, ...this.ownVectors.map((e) => e.fd)];
+    const peers: [number, number][] = [];
+    for (const [peer, list] of this.peers) {
+      peers.push([peer, list.length]);
+      fds.push(...list.map((e) => e.fd));
+    }
+    const description: ConnectionHandover = { format: 1, path: this.path, id: this.id, vectors: this.#vectors, serverGone, own: this.ownVectors.length, peers };
+    return { description, fds };
+  }
+
+  /**
+   * Takes over a connection another process handed off (`fds` now owned here, in handOver's
+   * order). Each fd is checked as if the server had just sent it; on any refusal every fd is
+   * closed and the error thrown.
+   */
+  static adopt(description: ConnectionHandover, fds: readonly number[], options: Omit<ConnectOptions, 'vectors' | 'legacy'> = {}): ServerConnection {
+    const closeAll = () => {
+      for (const fd of fds) {
+        try {
+          native().close(fd);
+        } catch {
+          // already closed: nothing to give back
+        }
+      }
+    };
+    const d = description;
+    const expected = (d?.serverGone ? 0 : 1) + 1 + (d?.own ?? 0) + (d?.peers ?? []).reduce((n, [, v]) => n + v, 0);
+    if (d?.format !== 1 || !Number.isInteger(d.id) || d.id < 0 || d.id > 65535 || !(d.vectors >= 1) || fds.length !== expected
+      || d.own > d.vectors || d.peers.some(([p, v]) => !Number.isInteger(p) || p < 0 || p > 65535 || p === d.id || !(v >= 1 && v <= d.vectors))) {
+      closeAll();
+      throw new IvshmemError('ERR_IVSHMEM_HANDOVER', `not a connection hand-over this library can take (${fds.length} fds)`);
+    }
+    const check = (fd: number, kind: 'memory' | 'eventfd') => checkReceivedFd(fd, kind, { requireSealedMemory: options.requireSealedMemory });
+    let at = 0;
+    const socketFd = d.serverGone ? -1 : fds[at++];
+    let conn: ServerConnection | undefined;
+    try {
+      const memoryFd = fds[at++];
+      check(memoryFd, 'memory');
+      const own = fds.slice(at, (at += d.own));
+      const peerFds = d.peers.map(([, n]) => fds.slice(at, (at += n)));
+      for (const fd of [...own, ...peerFds.flat()]) check(fd, 'eventfd');
+      const socket = socketFd >= 0 ? UnixSocket.adopt(socketFd) : UnixSocket.adoptClosed();
+      conn = new ServerConnection(d.path, socket, { vectors: d.vectors, requireSealedMemory: options.requireSealedMemory });
+      const counts: [number, number][] = [[d.id, d.own], ...d.peers];
+      conn.#protocol = ClientProtocol.resume(conn.#protocolOptions(), d.id, counts);
+      conn.id = d.id;
+      conn.memory = SharedMemory.adopt(memoryFd);
+      conn.ownVectors.push(...own.map((fd) => EventFd.adopt(fd)));
+      d.peers.forEach(([peer], i) => conn!.peers.set(peer, peerFds[i].map((fd) => EventFd.adopt(fd))));
+    } catch (err) {
+      if (conn === undefined) closeAll();
+      else conn.close('hand-over refused');
+      throw err;
+    }
+    if (socketFd >= 0) {
+      const settle = (err: Error | null) => {
+        if (err) conn!.#hangUp(err.message);
+      };
+      conn.#watcher = new (native().FdWatcher)(socketFd, false, () => conn!.#readable(settle));
+      conn.#watcher.start();
+    }
+    return conn;
   }
 
   /** True once the server went away (the fds received stay usable until close()). */

@@ -65,7 +65,8 @@ class Channel {
   send(value: bigint, fd = -1): boolean {
     if (this.#ended) return false;
     this.#out.push({ value, fd });
-    return this.#flush();
+    // Behind a full socket it waits its turn: writability flushes the queue in order.
+    return this.#out.length === 1 ? this.#flush() : false;
   }
 
   #flush(): boolean {

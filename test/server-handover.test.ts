@@ -5,7 +5,7 @@
 // old server serving. And a client with `reconnect` rejoins a server restarted after SIGKILL.
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -136,6 +136,7 @@ describe('hand-over between two servers in one process', () => {
     // The old one kept the socket path, the shm name and the control path: they are the successor's.
     expect([existsSync(sock), existsSync(`/dev/shm/${shm}`), existsSync(ctl)]).toEqual([true, true, true]);
     expect(old.peerIds).toEqual([]);
+    expect(statSync(ctl).mode & 0o777).toBe(0o600); // whoever connects there gets every fd
 
     a.c.ring(1, 1);
     b.c.ring(0, 0);
@@ -336,6 +337,9 @@ describe('hand-over between ivshmem-server processes', () => {
     expect(lost.out()).toContain('cannot take over');
     expect(first.child.exitCode).toBe(null);
     expect(a.events).toEqual(['join 1']);
+    const help = server(['-h']);
+    expect(await help.exited()).toBe(0);
+    expect(help.out()).toMatch(/--handover-socket PATH[\s\S]*--takeover PATH/);
   });
 });
 

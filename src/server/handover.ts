@@ -18,6 +18,7 @@
 // keeping the socket path and shm name, which are the taker's now. A taker that loses the
 // connection before COMMIT closes its copies and serves nothing.
 import { EventEmitter } from 'node:events';
+import { chmodSync } from 'node:fs';
 import { IvshmemError } from '../errors.js';
 import { POLL_READABLE, POLL_WRITABLE, native } from '../native/binding.js';
 import type { RawFdWatcher } from '../native/binding.js';
@@ -128,9 +129,17 @@ export class HandoverOffer extends EventEmitter {
   #session: { channel: Channel; timer: NodeJS.Timeout; stateSent: boolean } | undefined;
   #closed = false;
 
-  /** Listens at `controlPath` (refusing, as the server's socket does, to replace a live one). */
+  /** Listens at `controlPath` (refusing, as the server's socket does, to replace a live one),
+   *  for our own user only: whoever connects gets every fd of the server. */
   static listen(server: IvshmemServer, controlPath: string, options: HandoverOptions = {}): HandoverOffer {
-    return new HandoverOffer(server, UnixListener.listen(controlPath, 4), options);
+    const listener = UnixListener.listen(controlPath, 4);
+    try {
+      chmodSync(controlPath, 0o600);
+      return new HandoverOffer(server, listener, options);
+    } catch (err) {
+      listener.close();
+      throw err;
+    }
   }
 
   /** Listens on an already bound control socket (one handed over with the server). */

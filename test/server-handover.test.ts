@@ -64,7 +64,7 @@ function server(args: string[]): Proc {
     out: () => text,
     exited: () => exit,
     waitFor: (pattern, ms = 10_000) =>
-      until(() => (typeof pattern === 'string' ? text.includes(pattern) : pattern.test(text)), `the server printing ${pattern}; it printed:\n${text}`, ms, 10),
+      until(() => (typeof pattern === 'string' ? text.includes(pattern) : pattern.test(text)), `the server printing ${pattern}; it (exit ${child.exitCode ?? child.signalCode}) printed:\n${text}`, ms, 10),
   };
 }
 
@@ -374,6 +374,40 @@ describe('hand-over between ivshmem-server processes', () => {
     const help = server(['-h']);
     expect(await help.exited()).toBe(0);
     expect(help.out()).toMatch(/--handover-socket PATH[\s\S]*--takeover PATH/);
+  });
+});
+
+describe('an old server crashing in the middle of a hand-over', () => {
+  it('the successor, holding everything, serves in its place: the peers notice nothing', async () => {
+    const sock = join(dir, `s${n++}.sock`);
+    const ctl = join(dir, `c${n++}.ctl`);
+    const holder = spawn(process.execPath, [fileURLToPath(new URL('./support/handover-crashing-holder.mjs', import.meta.url)), sock, ctl, shmName()]);
+    running.push(holder);
+    let said = '';
+    holder.stdout.on('data', (d) => (said += d));
+    holder.stderr.on('data', (d) => (said += d));
+    await until(() => said.includes('ready'), `the holder starting; it said: ${said}`, 10_000);
+    const a = await client(sock);
+    const b = await client(sock);
+    await until(() => a.events.includes('join 1'), 'a hearing of b');
+    a.events.length = 0;
+    const fdsBefore = fdCount();
+
+    const next = server(['--takeover', ctl]);
+    await next.waitFor('took over');
+    expect(holder.signalCode).toBe('SIGKILL');
+    expect(next.out()).toMatch(/died before confirming the hand-over: serving in its place/);
+    expect(next.out()).toContain('peers [0, 1]');
+    a.c.ring(1, 1);
+    b.c.ring(0, 0);
+    await until(() => b.interrupts[1] === 1 && a.interrupts[0] === 1, 'doorbells after the crash');
+    const c = await client(sock);
+    expect(c.c.id).toBe(2);
+    await until(() => a.events.includes('join 2') && b.events.includes('join 2'), 'the newcomer announced');
+    expect([a.events, b.events]).toEqual([['join 2'], ['join 2']]);
+    c.c.close();
+    await until(() => a.events.includes('leave 2'), 'the leaver announced');
+    expect(fdCount()).toBe(fdsBefore);
   });
 });
 

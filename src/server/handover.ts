@@ -16,9 +16,12 @@
 // serve at once. Until it has written COMMIT, any failure (the taker hangs up, says something
 // else, or is too slow) resumes it where it stopped; once COMMIT is out it closes its copies,
 // keeping the socket path and shm name, which are the taker's now. A taker that loses the
-// connection before COMMIT closes its copies and serves nothing.
+// connection before COMMIT closes its copies and serves nothing — unless it holds everything and
+// the holder process is dead: then nobody else can be serving, and the taker's duplicates have
+// kept every client connection open, so it serves (an old server crashing mid-hand-over costs
+// nothing either).
 import { EventEmitter } from 'node:events';
-import { chmodSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import { IvshmemError } from '../errors.js';
 import { POLL_READABLE, POLL_WRITABLE, native } from '../native/binding.js';
 import type { RawFdWatcher } from '../native/binding.js';
@@ -231,6 +234,7 @@ export class HandoverOffer extends EventEmitter {
     try {
       const description = {
         format: FORMAT,
+        pid: process.pid,
         ...state,
         listener: ref(state.listener),
         memory: ref(state.memory),
@@ -281,6 +285,21 @@ export class HandoverOffer extends EventEmitter {
   }
 }
 
+// Dead, or a zombie nobody has reaped yet: either way it serves no one.
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+  } catch {
+    return true; // gone between the two looks
+  }
+}
+
 /** What a successful takeOver() returns: the server, serving, and its own offer to a successor
  *  on the same control path. */
 export interface TakenOver {
@@ -311,6 +330,22 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
     let jsonAt = 0;
     let server: IvshmemServer | undefined;
     let control: UnixListener | undefined;
+    let holderPid = 0;
+
+    const commit = (): void => {
+      phase = 'done';
+      clearTimeout(timer);
+      channel.close();
+      server!.handoverResume();
+      resolve({ server: server!, offer: new HandoverOffer(server!, control!, options) });
+    };
+
+    const lost = (reason: string): void => {
+      if (phase === 'commit' && holderPid > 0 && holderPid !== process.pid && processGone(holderPid)) {
+        options.log?.(`the old server (pid ${holderPid}) died before confirming the hand-over: serving in its place`);
+        commit();
+      } else fail(reason);
+    };
 
     const fail = (reason: string): void => {
       if (phase === 'done') return;
@@ -334,6 +369,7 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
       }
       try {
         if (d.format !== FORMAT) throw new Error(`state format ${d.format}, not ${FORMAT}`);
+        holderPid = Number.isSafeInteger(d.pid) && d.pid > 0 ? d.pid : 0;
         // Every fd is referred to once, except that queued messages repeat the shm and eventfds.
         const used = new Set<number>();
         const take = (i: unknown): number => {
@@ -426,17 +462,14 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
             fail(`expected the commit, got ${m.value}`);
             return;
           }
-          phase = 'done';
-          channel.close();
-          server!.handoverResume();
-          resolve({ server: server!, offer: new HandoverOffer(server!, control!, options) });
+          commit();
           return;
         default:
           fail(`unexpected message ${m.value}`);
       }
     };
 
-    const channel = new Channel(socket, onMessage, (reason) => fail(reason));
+    const channel = new Channel(socket, onMessage, lost);
     const timer = setTimeout(() => fail(`nothing complete within ${timeoutMs} ms`), Math.max(1, deadline - Date.now()));
     channel.send(HELLO);
   });

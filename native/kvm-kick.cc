@@ -65,6 +65,7 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
       InstanceMethod("setFds", &VcpuKicker::SetFds),
       InstanceMethod("arm", &VcpuKicker::Arm),
       InstanceMethod("setLoop", &VcpuKicker::SetLoop),
+      InstanceMethod("armedView", &VcpuKicker::ArmedView),
       InstanceMethod("close", &VcpuKicker::Close),
       InstanceAccessor("kicks", &VcpuKicker::Kicks, nullptr),
     });
@@ -134,7 +135,7 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait(lock, [this] { return closing_ || armed_.load(); });
+        cv_.wait(lock, [this] { return closing_ || armed_.load() != 0; });
         if (closing_) return;
         pfds.assign(1, {wake_, POLLIN, 0});
         for (int fd : fds_) pfds.push_back({fd, POLLIN, 0});
@@ -172,7 +173,7 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
         }
       }
       if (!ready) continue;
-      if (closing_ || !armed_.exchange(false)) continue;
+      if (closing_ || armed_.exchange(0) == 0) continue;
       kicks_++;
       __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_SEQ_CST);
       pthread_kill(vcpu_thread_, KickSignal());
@@ -204,14 +205,22 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
       int64_t deadline = t < 0 ? -1 : static_cast<int64_t>(uv_now(loop_)) + t;
       if (loop_deadline_.exchange(deadline) != deadline) Wake();
     }
-    if (!armed_.load(std::memory_order_relaxed)) {
+    if (armed_.load(std::memory_order_relaxed) == 0) {
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        armed_.store(true);
+        armed_.store(1);
       }
       cv_.notify_one();
     }
     return info.Env().Undefined();
+  }
+
+  // armedView(): an Int32Array over armed_ (1 while armed), valid while this object lives; the
+  // caller keeps this object referenced for as long as it uses the view.
+  Napi::Value ArmedView(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, reinterpret_cast<void*>(&armed_), sizeof(int32_t));
+    return Napi::Int32Array::New(env, 1, buffer, 0);
   }
 
   // setLoop(on): also kick when this thread's event loop has I/O ready or a timer due.
@@ -249,7 +258,9 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::atomic<bool> armed_{true};
+  // 1 while armed. JavaScript reads it through armedView() to skip arm() calls on an armed kicker.
+  std::atomic<int32_t> armed_{1};
+  static_assert(sizeof(std::atomic<int32_t>) == sizeof(int32_t), "armed_ is read as an Int32Array");
   bool closing_ = false;
   std::vector<int> fds_;
   std::atomic<uint64_t> kicks_{0};

@@ -207,36 +207,43 @@ export class KvmVcpu extends FdHandle {
     native().kvmSetRealMode(this.fd, rip);
   }
 
-  /** Enters the guest until the next exit to userspace, and decodes it. */
+  // One exit record per vCPU, refilled by every run(): the exit path allocates nothing.
+  readonly #mmioExit: KvmMmioExit = { address: 0, size: 0, isWrite: false, data: 0 };
+  readonly #ioExit: KvmIoExit = { port: 0, size: 0, isOut: false, count: 0, data: 0, dataOffset: 0 };
+  readonly #exit: KvmExit = { reason: 0 };
+
+  /**
+   * Enters the guest until the next exit to userspace, and decodes it. The record returned is
+   * this vCPU's own and is overwritten by the next run(): copy what must outlive it.
+   */
   run(): KvmExit {
-    const reason = native().kvmRun(this.fd, this.runBuffer);
+    const fd = this.fd;
+    const reason = native().kvmRun(fd, this.runBuffer);
     const v = this.#view;
+    const exit = this.#exit;
+    exit.reason = reason;
+    exit.mmio = undefined;
+    exit.io = undefined;
     if (reason === KVM_EXIT.MMIO) {
-      const size = v.getUint32(KVM_RUN.MMIO_LEN, true);
-      const isWrite = v.getUint8(KVM_RUN.MMIO_IS_WRITE) !== 0;
-      return {
-        reason,
-        mmio: { address: Number(v.getBigUint64(KVM_RUN.MMIO_PHYS_ADDR, true)), size, isWrite, data: isWrite ? this.#data(size) : 0 },
-      };
-    }
-    if (reason === KVM_EXIT.IO) {
-      const size = v.getUint8(KVM_RUN.IO_SIZE);
-      const dataOffset = Number(v.getBigUint64(KVM_RUN.IO_DATA_OFFSET, true));
+      const m = this.#mmioExit;
+      m.size = v.getUint32(KVM_RUN.MMIO_LEN, true);
+      m.isWrite = v.getUint8(KVM_RUN.MMIO_IS_WRITE) !== 0;
+      m.address = v.getUint32(KVM_RUN.MMIO_PHYS_ADDR + 4, true) * 2 ** 32 + v.getUint32(KVM_RUN.MMIO_PHYS_ADDR, true);
+      m.data = m.isWrite ? this.#data(m.size) : 0;
+      exit.mmio = m;
+    } else if (reason === KVM_EXIT.IO) {
+      const io = this.#ioExit;
+      io.size = v.getUint8(KVM_RUN.IO_SIZE);
+      io.dataOffset = v.getUint32(KVM_RUN.IO_DATA_OFFSET, true); // within the mmap'ed page(s)
       let data = 0;
-      for (let i = size - 1; i >= 0; i--) data = data * 256 + this.#bytes[dataOffset + i];
-      return {
-        reason,
-        io: {
-          port: v.getUint16(KVM_RUN.IO_PORT, true),
-          size,
-          isOut: v.getUint8(KVM_RUN.IO_DIRECTION) === 1,
-          count: v.getUint32(KVM_RUN.IO_COUNT, true),
-          data,
-          dataOffset,
-        },
-      };
+      for (let i = io.size - 1; i >= 0; i--) data = data * 256 + this.#bytes[io.dataOffset + i];
+      io.data = data;
+      io.port = v.getUint16(KVM_RUN.IO_PORT, true);
+      io.isOut = v.getUint8(KVM_RUN.IO_DIRECTION) === 1;
+      io.count = v.getUint32(KVM_RUN.IO_COUNT, true);
+      exit.io = io;
     }
-    return { reason };
+    return exit;
   }
 
   #data(size: number): number | bigint {
@@ -277,10 +284,13 @@ export class KvmVcpu extends FdHandle {
 /** See KvmVcpu.createKicker. One owner (the monitor); close() is idempotent. */
 export class VcpuKicker {
   readonly #raw: RawVcpuKicker;
+  // The native armed flag (1 = armed), so arm() costs a load, not a native call, when nothing fired.
+  readonly #armed: Int32Array;
   #closed = false;
 
   constructor(vcpu: KvmVcpu) {
     this.#raw = new (native().VcpuKicker)(vcpu.fd);
+    this.#armed = this.#raw.armedView();
   }
 
   /** Replaces the fds watched (eventfds, sockets, an epoll fd). */
@@ -291,12 +301,17 @@ export class VcpuKicker {
 
   /** Also kick when this thread's event loop has I/O ready or a timer due (see KvmMonitor.runAsync). */
   setLoop(on: boolean): void {
-    if (!this.#closed) this.#raw.setLoop(on);
+    if (this.#closed) return;
+    this.#raw.setLoop(on);
+    this.#loop = on;
   }
+
+  #loop = false;
 
   /** Before each KVM_RUN: a kicker that fired watches again (no system call otherwise). */
   arm(): void {
-    if (!this.#closed) this.#raw.arm();
+    // Joined to the loop, arm() also tells the helper when the loop's next timer is due.
+    if (!this.#closed && (this.#loop || Atomics.load(this.#armed, 0) === 0)) this.#raw.arm();
   }
 
   #kicksAtClose = 0;

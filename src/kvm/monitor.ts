@@ -144,6 +144,9 @@ export class KvmMonitor implements VmmTransport {
   #configAddress = 0;
   /** Where each BAR decodes (from barMapped), null while it does not. */
   readonly #bars: BarAddress[] = [null, null, null];
+  // The same as plain numbers for the exit path (-1: not decoding), and each BAR's size.
+  readonly #barBase = [-1, -1, -1];
+  readonly #barSize = [0, 0, 0];
   /** Whether BAR2 is currently a KVM memory slot (else its accesses exit). */
   #bar2Slot = false;
   #closed = false;
@@ -204,6 +207,7 @@ export class KvmMonitor implements VmmTransport {
       throw new KvmMonitorError("irqfd: true needs a device created with vectorWait: 'manual' (KVM and the event loop would race for its eventfds)");
     }
     this.#device = device;
+    for (let bar = 0; bar < 3; bar++) this.#noteBar(bar, this.#bars[bar]); // sizes, now that they are known
     device.configWrite(0x3c, 1, this.irq); // Interrupt Line, as a PC BIOS fills it in
     const connection = device.connection;
     if (connection === undefined) return;
@@ -379,15 +383,21 @@ export class KvmMonitor implements VmmTransport {
     else this.stats.msiBlocked++;
   }
 
+  #noteBar(bar: number, address: BarAddress): void {
+    this.#bars[bar] = address;
+    this.#barBase[bar] = address === null ? -1 : Number(address);
+    this.#barSize[bar] = this.#device?.bars.find((b) => b.index === bar)?.size ?? 0;
+  }
+
   barMapped(bar: number, address: BarAddress): void {
     if (bar === 0 && this.#routes.size > 0) {
       // BAR0 moves or stops decoding: the ioeventfds follow it.
       for (const key of [...this.#registered.keys()]) this.#unregister(key);
-      this.#bars[0] = address;
+      this.#noteBar(0, address);
       for (const key of this.#routes.keys()) this.#register(key);
       return;
     }
-    this.#bars[bar] = address;
+    this.#noteBar(bar, address);
     if (bar !== 2 || this.#closed) return;
     if (this.#bar2Slot) {
       this.vm.setMemory(BAR2_SLOT, 0, null);
@@ -465,7 +475,7 @@ export class KvmMonitor implements VmmTransport {
           return { done: null, exits };
         }
       } else {
-        throw new KvmMonitorError(`unexpected KVM exit ${exit.reason}`, exit);
+        throw new KvmMonitorError(`unexpected KVM exit ${exit.reason}`, { ...exit });
       }
       if (exits >= maxExits) throw new KvmMonitorError(`the guest did not reach its done port within ${maxExits} exits`);
     }
@@ -510,17 +520,17 @@ export class KvmMonitor implements VmmTransport {
   #mmio(m: KvmMmioExit): void {
     const device = this.#device;
     if (device !== undefined) {
-      for (const bar of device.bars) {
-        const base = this.#bars[bar.index];
-        if (base === null || base === undefined) continue;
-        const offset = m.address - Number(base);
-        if (offset < 0 || offset + m.size > bar.size) continue;
-        this.stats.mmio[bar.index as 0 | 1 | 2]++;
-        if (bar.index === 0 && m.isWrite && offset === DOORBELL_OFFSET) this.stats.doorbellExits++;
+      for (let bar = 0; bar < 3; bar++) {
+        const base = this.#barBase[bar];
+        if (base < 0) continue;
+        const offset = m.address - base;
+        if (offset < 0 || offset + m.size > this.#barSize[bar]) continue;
+        this.stats.mmio[bar as 0 | 1 | 2]++;
+        if (bar === 0 && m.isWrite && offset === DOORBELL_OFFSET) this.stats.doorbellExits++;
         if (m.isWrite) {
-          device.mmioWrite(bar.index, offset, m.size, m.data);
-          if (bar.index === 1 && this.#irqfds !== null) this.#vectorsChanged(); // the MSI-X table
-        } else this.vcpu.completeMmioRead(device.mmioRead(bar.index, offset, m.size));
+          device.mmioWrite(bar, offset, m.size, m.data);
+          if (bar === 1 && this.#irqfds !== null) this.#vectorsChanged(); // the MSI-X table
+        } else this.vcpu.completeMmioRead(device.mmioRead(bar, offset, m.size));
         return;
       }
     }

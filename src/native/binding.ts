@@ -27,6 +27,7 @@ export interface RawFdWatcher {
 export interface RawVcpuKicker {
   setFds(fds: Int32Array): void;
   setLoop(on: boolean): void;
+  armedView(): Int32Array;
   arm(): void;
   close(): void;
   readonly kicks: number;

@@ -41,6 +41,7 @@ describe('device hand-over to another process', () => {
       mode: 'doorbell', vectors: 2, server: server.socketPath, transport: { setIrqLevel() {}, sendMsi: (_a, _d, v) => msis.push(v) },
     });
     let child: ReturnType<typeof spawn> | undefined;
+    let childClosed: Promise<unknown> = Promise.resolve();
     try {
       await until(() => source.peerVectors(peer.id) === 2 && peer.peers.has(source.id), 'source and peer know each other');
       // The guest of the source: MSI-X on, vector 0 unmasked, vector 1 masked; a word in BAR2.
@@ -64,6 +65,7 @@ describe('device hand-over to another process', () => {
       expect(fds.length, 'socket, memory, 2 own vectors, 2 of the peer').toBe(6);
 
       child = spawn(process.execPath, [CHILD, deviceBundle()], { stdio: ['ignore', 'ignore', 'pipe', 'ipc', ...fds] });
+      childClosed = new Promise((resolve) => child!.once('close', resolve));
       let stderr = '';
       child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
       const inbox: Record<string, unknown>[] = [];
@@ -111,7 +113,11 @@ describe('device hand-over to another process', () => {
       expect(peerEvents.slice(peerBefore.length)).toEqual([`leave ${source.id}`]);
       expect(serverEvents.slice(joinsBefore.length)).toEqual([`leave ${source.id}`]);
     } finally {
-      if (child !== undefined && child.exitCode === null) child.kill('SIGKILL');
+      if (child !== undefined) {
+        // 'close' comes after the exit and after its stdio pipes are closed (the fd check counts them).
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await Promise.race([childClosed, new Promise((r) => setTimeout(r, 5000))]);
+      }
       source.close();
       peer.close();
       server.close();

@@ -19,6 +19,7 @@ import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { runPingPongPeer } from '../test/support/kvm-pingpong.js';
 import type { PingPongConfig, PingPongPort } from '../test/support/kvm-pingpong.js';
 import { machine, resultsFile } from './support/results.js';
+import { median, printTable } from './support/table.js';
 
 if (!isMainThread) {
   await runPingPongPeer(workerData as PingPongConfig, parentPort as unknown as PingPongPort);
@@ -112,11 +113,6 @@ async function main(): Promise<void> {
   for (const mode of modes) results.set(mode, await measure(mode));
   rmSync(dir, { recursive: true, force: true });
 
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((x, y) => x - y);
-    const m = s.length >> 1;
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-  };
   const LABELS: Record<Mode, string> = {
     wasm: 'WASM path both ways (exit + core; kick + core + KVM_SIGNAL_MSI)',
     irqfd: 'rings through the WASM core, interrupts by irqfd',
@@ -129,12 +125,7 @@ async function main(): Promise<void> {
   });
   const header = ['path', 'µs/round trip p50', 'min', 'max', '÷ fast'];
   const cells = rows.map((r) => [r.path, r.usPerRoundTripMedian.toFixed(2), r.min.toFixed(2), r.max.toFixed(2), `${r.overFast.toFixed(2)}×`]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
-  console.log();
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const c of cells) console.log(line(c));
+  printTable(header, cells);
 
   const file = resultsFile('kvm-pingpong.json');
   writeFileSync(file, JSON.stringify({

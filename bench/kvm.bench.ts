@@ -25,6 +25,7 @@ import { ServerConnection } from '../src/protocol/connection.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { Asm16 } from '../test/support/asm16.js';
 import { machine, resultsFile } from './support/results.js';
+import { median, printTable } from './support/table.js';
 
 const QUICK = process.argv.includes('--quick');
 const N = QUICK ? 2_000 : 20_000;
@@ -230,11 +231,6 @@ for (let i = 0; i < ROUNDS; i++) {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const LABELS: Record<Mode, string> = {
   wasm: 'WASM path: MMIO exit → KvmMonitor → device.mmioWrite → eventfd',
   fast: 'ioeventfd fast path: no exit',
@@ -274,12 +270,7 @@ const cells = rows.map((r) => [
   r.path, r.usPerRingMedian.toFixed(3), r.usPerRingMin.toFixed(3), r.usPerRingMax.toFixed(3), String(r.exitsPerLoop),
   `${ROUNDS}×${N}`,
 ]);
-const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
-console.log();
-console.log(line(header));
-console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-for (const c of cells) console.log(line(c));
+printTable(header, cells);
 console.log();
 console.log(`ratio: WASM path ÷ fast path   ${ratios.wasmOverFast.toFixed(2)}×`);
 if (ratios.wasmOverC !== null) {

@@ -25,6 +25,7 @@ import { compileCore } from '../src/core/wasm-core.js';
 import { IvshmemDevice } from '../src/device.js';
 import type { DoorbellSink } from '../src/transport.js';
 import { machine, resultsFile } from './support/results.js';
+import { printTable } from './support/table.js';
 
 const BATCH = 1024;
 const QUICK = process.argv.includes('--quick');
@@ -390,18 +391,12 @@ const rows: Row[] = bench.tasks.map((task) => {
   };
 });
 
-function printTable(): void {
+function printResults(): void {
   const header = ['task', 'p50 ns', 'p99 ns', 'p99.9 ns', 'mean ns', 'p50/nop', 'p99.9/p50', 'batches', 'GCs'];
-  const cells = rows.map((r) => [
+  printTable(header, rows.map((r) => [
     r.task, r.p50.toFixed(2), r.p99.toFixed(2), r.p999.toFixed(2), r.mean.toFixed(2),
     r.ratioToNop.toFixed(2), r.tailRatio.toFixed(2), String(r.batches), String(r.gcTimed),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
-  console.log();
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const c of cells) console.log(line(c));
+  ]));
 }
 
 // Targets (reported, not asserted).
@@ -428,7 +423,7 @@ const targets = {
   },
 };
 
-printTable();
+printResults();
 console.log();
 const verdict = (met: boolean) => (met ? 'met    ' : 'NOT met');
 console.log(`target: WASM dispatch <= 2x no-op call   ${verdict(targets.wasmDispatchWithin2xNop.met)}  ${targets.wasmDispatchWithin2xNop.detail}`);

@@ -25,6 +25,7 @@ import { native } from '../src/native/binding.js';
 import { EventFd, eventfdDoorbell } from '../src/native/eventfd.js';
 import { SharedMemory } from '../src/native/shared-memory.js';
 import { machine, resultsFile } from './support/results.js';
+import { median, printTable } from './support/table.js';
 
 const QUICK = process.argv.includes('--quick');
 /** Timed time per task (and for the C program), split over ROUNDS rounds. */
@@ -276,10 +277,6 @@ for (let round = 0; round < ROUNDS; round++) {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 interface WireRow {
   task: string;
@@ -342,14 +339,6 @@ const memRows: MemRow[] = Object.keys(memRounds[0]).map((task) => {
   };
 });
 
-function printTable(header: string[], cells: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
-  console.log();
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const c of cells) console.log(line(c));
-}
 
 printTable(['eventfd write', 'p50 ns', 'p99 ns', 'p99.9 ns', 'mean ns', 'min ns', 'p50/C', 'p50/C range', 'batches'], wireRows.map((r) => [
   r.task, r.p50.toFixed(1), r.p99.toFixed(1), r.p999.toFixed(1), r.mean.toFixed(1), r.min.toFixed(1), r.ratioToC.toFixed(2),

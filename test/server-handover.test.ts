@@ -113,6 +113,17 @@ async function device(path: string) {
 const ring = (d: IvshmemDevice, peer: number, vector: number) => d.mmioWrite(0, 0x0c, 4, (peer << 16) | vector);
 
 describe('hand-over between two servers in one process', () => {
+
+  /** A server on a fresh socket, offering itself for hand-over on a fresh control socket. */
+  function offering(vectors: number, options?: Parameters<typeof HandoverOffer.listen>[2]) {
+    const sock = join(dir, `s${n++}.sock`);
+    const ctl = join(dir, `c${n++}.ctl`);
+    const old = IvshmemServer.start({ socketPath: sock, memory: { shm: shmName() }, size: 1 << 20, vectors });
+    cleanups.push(() => old.close());
+    const offer = HandoverOffer.listen(old, ctl, options);
+    cleanups.push(() => offer.close());
+    return { sock, ctl, old, offer };
+  }
   it('moves every peer to the successor unnoticed; the successor serves newcomers and leavers', async () => {
     const sock = join(dir, `s${n++}.sock`);
     const ctl = join(dir, `c${n++}.ctl`);
@@ -156,12 +167,7 @@ describe('hand-over between two servers in one process', () => {
   });
 
   it('what happens while the hand-over is under way is the successor\'s: a hang-up, a newcomer in the backlog', async () => {
-    const sock = join(dir, `s${n++}.sock`);
-    const ctl = join(dir, `c${n++}.ctl`);
-    const old = IvshmemServer.start({ socketPath: sock, memory: { shm: shmName() }, size: 1 << 20, vectors: 2 });
-    cleanups.push(() => old.close());
-    const offer = HandoverOffer.listen(old, ctl);
-    cleanups.push(() => offer.close());
+    const { sock, ctl, old, offer } = offering(2);
     const a = await client(sock);
     const b = await client(sock);
     await until(() => a.events.includes('join 1'), 'a hearing of b');
@@ -190,12 +196,7 @@ describe('hand-over between two servers in one process', () => {
   });
 
   it('serves on when the successor hangs up midway, and hands over to the next one that asks', async () => {
-    const sock = join(dir, `s${n++}.sock`);
-    const ctl = join(dir, `c${n++}.ctl`);
-    const old = IvshmemServer.start({ socketPath: sock, memory: { shm: shmName() }, size: 1 << 20, vectors: 1 });
-    cleanups.push(() => old.close());
-    const offer = HandoverOffer.listen(old, ctl, { timeoutMs: 500 });
-    cleanups.push(() => offer.close());
+    const { sock, ctl, old, offer } = offering(1, { timeoutMs: 500 });
     const failures: string[] = [];
     offer.on('handover-failed', (r) => failures.push(r));
     const a = await client(sock, {}, 1);

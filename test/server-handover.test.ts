@@ -396,6 +396,8 @@ describe('an old server crashing in the middle of a hand-over', () => {
 
     const next = server(['--takeover', ctl]);
     await next.waitFor('took over');
+    // The successor saw the holder dead (gone or a zombie); this process reaps it in its own time.
+    await until(() => holder.signalCode !== null || holder.exitCode !== null, 'the holder reaped', 5000);
     expect(holder.signalCode).toBe('SIGKILL');
     expect(next.out()).toMatch(/died before confirming the hand-over: serving in its place/);
     expect(next.out()).toContain('peers [0, 1]');

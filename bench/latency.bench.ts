@@ -576,7 +576,7 @@ async function scaleTest(peersWanted: number): Promise<ScaleResult> {
       });
       if (pending.length === 0) break;
       if (Date.now() > end) throw new Error(`scale: ${what}: ${pending.length} peers still owed messages after ${SCALE_STEP_TIMEOUT_MS} ms`);
-      await yieldLoop(); // the server flushes what did not fit in a socket on a 1 ms timer
+      await yieldLoop(); // the server flushes what did not fit in a socket when it becomes writable
     }
   }
 
@@ -814,7 +814,7 @@ const scaleCells = sc.joins.map((j) => {
   for (const c of scaleCells) console.log(c.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  '));
 }
 const SCALE_LEGEND = 'admit = connect → the server\'s join event (it has sent what the sockets took; the rest waits in its queue, ' +
-  'flushed on a 1 ms timer); all notified = until every peer has read, checked and closed all it was owed (the peers are read here, ' +
+  'flushed when the socket becomes writable); all notified = until every peer has read, checked and closed all it was owed (the peers are read here, ' +
   'so this includes their reads); per peer = all notified ÷ peers present.';
 const memoryLine = (r: ScaleResult) =>
   `RSS ${r.rssMiB.baseline.toFixed(0)} → ${r.rssMiB.peak.toFixed(0)} (all joined) → ${r.rssMiB.afterAllLeft.toFixed(0)} MiB (all left); ` +

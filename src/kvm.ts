@@ -5,5 +5,6 @@
 export { Kvm, KvmVm, KvmVcpu, VcpuKicker, KVM_CAP, KVM_EXIT, KVM_IRQCHIP, KVM_RUN_INTERRUPTED } from './kvm/kvm.js';
 export type { GsiRoute, KvmExit, KvmIoExit, KvmMmioExit } from './kvm/kvm.js';
 export { KvmMonitor, KvmMonitorError, MONITOR_DONE_PORT, PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA } from './kvm/monitor.js';
-export type { IoeventfdRoute, KvmMonitorOptions, MonitorRunResult, MonitorStats } from './kvm/monitor.js';
+export type { KvmMonitorOptions, MonitorRunResult, MonitorStats } from './kvm/monitor.js';
+export type { IoeventfdRoute } from './kvm/ioeventfd-routes.js';
 export type { IrqfdRoute } from './kvm/irqfd-routes.js';

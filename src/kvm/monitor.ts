@@ -12,9 +12,8 @@
 //   - optionally (`irqfd: true`) QEMU's inbound fast path: each of our own vectors that MSI-X
 //     would deliver is a KVM irqfd routed to its message (src/kvm/irqfd-routes.ts);
 //   - optionally (`ioeventfd: true`) QEMU's doorbell fast path: one KVM ioeventfd per (peer, vector)
-//     route of a server-joined device on BAR0+0x0C, length 4, datamatch (peer << 16) | vector, so a
-//     matching doorbell write signals the peer's eventfd in the kernel with no exit; every other
-//     value (garbage in bits 15..8, unknown peers or vectors) still exits to the WASM core.
+//     route of a server-joined device on BAR0's Doorbell (src/kvm/ioeventfd-routes.ts), so a
+//     matching ring signals the peer's eventfd in the kernel with no exit.
 // One real-mode vCPU runs on the thread that created the monitor — give it a worker thread, as
 // KVM_RUN blocks: run() returns when the guest writes the "done" port, or when another thread
 // (or process) signals `kickFd`. While the guest runs, a VcpuKicker (native/kvm-kick.cc) watches
@@ -28,6 +27,8 @@ import type { ServerConnection } from '../protocol/connection.js';
 import { native } from '../native/binding.js';
 import { Kvm, KVM_CAP, KVM_EXIT, KvmVcpu, KvmVm, VcpuKicker } from './kvm.js';
 import { IrqfdRoutes } from './irqfd-routes.js';
+import { IoeventfdRoutes } from './ioeventfd-routes.js';
+import type { IoeventfdRoute } from './ioeventfd-routes.js';
 import type { IrqfdRoute } from './irqfd-routes.js';
 import type { KvmExit, KvmIoExit, KvmMmioExit } from './kvm.js';
 
@@ -40,8 +41,6 @@ const RAM_SLOT = 0;
 const BAR2_SLOT = 1;
 /** The Doorbell register's offset in BAR0. */
 const DOORBELL_OFFSET = 0x0c;
-/** The Doorbell register carries the vector in bits 7..0: higher vectors cannot be rung. */
-const DOORBELL_VECTORS = 256;
 
 export interface KvmMonitorOptions {
   /** Guest RAM at GPA 0, a page multiple; default 512 KiB (the rest below 1 MiB is left for BARs). */
@@ -64,18 +63,6 @@ export interface KvmMonitorOptions {
    * does that) and KVM_CAP_IRQFD + KVM_CAP_IRQ_ROUTING; otherwise the WASM path (see KvmMonitor.irqfd).
    */
   irqfd?: boolean;
-}
-
-/** One doorbell route registered as a KVM ioeventfd. */
-export interface IoeventfdRoute {
-  peer: number;
-  vector: number;
-  /** The eventfd a matching write signals. */
-  fd: number;
-  /** Guest-physical address: BAR0 + 0x0C. */
-  address: number;
-  /** (peer << 16) | vector. */
-  datamatch: number;
 }
 
 export interface MonitorRunResult {
@@ -150,10 +137,8 @@ export class KvmMonitor implements VmmTransport {
   /** Whether BAR2 is currently a KVM memory slot (else its accesses exit). */
   #bar2Slot = false;
   #closed = false;
-  /** Known doorbell routes ("peer:vector" -> eventfd), followed while the fast path is on. */
-  readonly #routes = new Map<string, { peer: number; vector: number; fd: number }>();
-  /** The routes currently registered with KVM, at #ioeventfdBase. */
-  readonly #registered = new Map<string, IoeventfdRoute>();
+  /** The doorbell routes, followed while the outbound fast path is on. */
+  readonly #ioeventfds: IoeventfdRoutes;
   #unfollow: (() => void) | undefined;
   #unfollowOwn: (() => void) | undefined;
   readonly #kick: EventFd;
@@ -189,6 +174,7 @@ export class KvmMonitor implements VmmTransport {
     }
     this.#kicker = kicker;
     this.#irqfds = this.irqfd ? new IrqfdRoutes(this.vm) : null;
+    this.#ioeventfds = new IoeventfdRoutes(this.vm, this.stats);
     this.#watchFds();
   }
 
@@ -274,7 +260,7 @@ export class KvmMonitor implements VmmTransport {
 
   /** The doorbell routes registered as KVM ioeventfds right now (empty without the fast path or while BAR0 does not decode). */
   get ioeventfds(): IoeventfdRoute[] {
-    return [...this.#registered.values()].map((r) => ({ ...r }));
+    return this.#ioeventfds.registered;
   }
 
   // ---- doorbell fast path ----
@@ -283,15 +269,16 @@ export class KvmMonitor implements VmmTransport {
   // before the connection closes a leaving peer's eventfds, so deassigning by fd still works.
   #follow(device: IvshmemDevice, connection: ServerConnection): void {
     const id = connection.id;
-    for (const [peer, eventfds] of connection.peers) eventfds.forEach((e, vector) => this.#addRoute(peer, vector, e.fd));
-    device.ownVectorFds.forEach((fd, vector) => this.#addRoute(id, vector, fd)); // a doorbell to ourselves, as in QEMU
-    const onPeerVector = (peer: number, vector: number, e: EventFd) => this.#addRoute(peer, vector, e.fd);
-    const onOwnVector = (vector: number, e: EventFd) => this.#addRoute(id, vector, e.fd);
-    const onPeerLeft = (peer: number) => this.#removePeer(peer);
+    const routes = this.#ioeventfds;
+    for (const [peer, eventfds] of connection.peers) eventfds.forEach((e, vector) => routes.add(peer, vector, e.fd));
+    device.ownVectorFds.forEach((fd, vector) => routes.add(id, vector, fd)); // a doorbell to ourselves, as in QEMU
+    const onPeerVector = (peer: number, vector: number, e: EventFd) => routes.add(peer, vector, e.fd);
+    const onOwnVector = (vector: number, e: EventFd) => routes.add(id, vector, e.fd);
+    const onPeerLeft = (peer: number) => routes.removePeer(peer);
     // 'close' also reports a server hang-up, after which the fds stay usable: only drop the
     // routes once the connection has closed its fds (then they can no longer be deassigned by fd).
     const onClose = () => {
-      if (connection.peers.size === 0 && connection.ownVectors.length === 0) this.#dropRoutes();
+      if (connection.peers.size === 0 && connection.ownVectors.length === 0) routes.clear();
     };
     connection.on('peer-vector', onPeerVector);
     connection.on('own-vector', onOwnVector);
@@ -303,57 +290,6 @@ export class KvmMonitor implements VmmTransport {
       connection.off('peer-left', onPeerLeft);
       connection.off('close', onClose);
     };
-  }
-
-  #addRoute(peer: number, vector: number, fd: number): void {
-    if (vector >= DOORBELL_VECTORS) return; // the register cannot name it; QEMU's registration would never match a valid ring
-    const key = `${peer}:${vector}`;
-    this.#unregister(key);
-    this.#routes.set(key, { peer, vector, fd });
-    this.#register(key);
-  }
-
-  #removePeer(peer: number): void {
-    for (const [key, route] of [...this.#routes]) {
-      if (route.peer !== peer) continue;
-      this.#unregister(key);
-      this.#routes.delete(key);
-    }
-  }
-
-  #dropRoutes(): void {
-    for (const key of [...this.#registered.keys()]) this.#unregister(key);
-    this.#routes.clear();
-  }
-
-  /** Registers route `key` at the current BAR0, if BAR0 decodes. */
-  #register(key: string): void {
-    const route = this.#routes.get(key);
-    const base = this.#bars[0];
-    if (route === undefined || base === null || this.#closed) return;
-    const address = Number(base) + DOORBELL_OFFSET;
-    const datamatch = route.peer * 0x10000 + route.vector;
-    try {
-      this.vm.ioeventfd(address, 4, datamatch, route.fd);
-    } catch {
-      this.stats.ioeventfdErrors++; // e.g. KVM's io-bus limit: this route keeps exiting to the WASM core
-      return;
-    }
-    this.stats.ioeventfdsAssigned++;
-    this.#registered.set(key, { peer: route.peer, vector: route.vector, fd: route.fd, address, datamatch });
-  }
-
-  #unregister(key: string): void {
-    const r = this.#registered.get(key);
-    if (r === undefined) return;
-    this.#registered.delete(key);
-    if (this.#closed) return;
-    try {
-      this.vm.removeIoeventfd(r.address, 4, r.datamatch, r.fd);
-      this.stats.ioeventfdsDeassigned++;
-    } catch {
-      this.stats.ioeventfdErrors++; // the fd is already gone: KVM drops the entry with the VM
-    }
   }
 
   get device(): IvshmemDevice | undefined {
@@ -390,14 +326,8 @@ export class KvmMonitor implements VmmTransport {
   }
 
   barMapped(bar: number, address: BarAddress): void {
-    if (bar === 0 && this.#routes.size > 0) {
-      // BAR0 moves or stops decoding: the ioeventfds follow it.
-      for (const key of [...this.#registered.keys()]) this.#unregister(key);
-      this.#noteBar(0, address);
-      for (const key of this.#routes.keys()) this.#register(key);
-      return;
-    }
     this.#noteBar(bar, address);
+    if (bar === 0 && !this.#closed) this.#ioeventfds.moveTo(this.#barBase[0] < 0 ? null : this.#barBase[0]); // the ioeventfds follow BAR0
     if (bar !== 2 || this.#closed) return;
     if (this.#bar2Slot) {
       this.vm.setMemory(BAR2_SLOT, 0, null);
@@ -545,7 +475,7 @@ export class KvmMonitor implements VmmTransport {
     this.#unfollow = undefined;
     this.#unfollowOwn?.();
     this.#unfollowOwn = undefined;
-    this.#dropRoutes();
+    this.#ioeventfds.clear();
     this.#irqfds?.clear();
     this.#kicker?.close();
     this.#closed = true;

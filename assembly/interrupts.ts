@@ -51,10 +51,7 @@ export function interruptsInit(deviceMode: i32, vectorCount: u32): void {
   mode = deviceMode;
   vectors = vectorCount;
   const countBytes = (vectors * VECTOR_COUNTER_KINDS) << 3;
-  if (countBytes > 0) {
-    vectorCounts = alloc(countBytes);
-    memory.fill(vectorCounts, 0, countBytes);
-  }
+  if (countBytes > 0) vectorCounts = alloc(countBytes); // alloc() hands out zeroed blocks
   if (mode == MODE_DOORBELL) {
     table = alloc(vectors * ENTRY_SIZE);
     pba = alloc(pbaBytes());

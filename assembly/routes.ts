@@ -48,7 +48,6 @@ export function addRoute(peer: u32, handle: i32): i32 {
   let block = <usize>load<u32>(slot);
   if (block == 0) {
     block = alloc(blockBytes());
-    memory.fill(block, 0, blockBytes()); // a reused block must not inherit counts
     store<u32>(slot, <u32>block);
   }
   const n = load<u32>(block);

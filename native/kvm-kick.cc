@@ -46,7 +46,8 @@ int64_t NowMs() {
 constexpr size_t kMaxKickFds = 1024;
 
 // The handler does nothing: the signal's only job is to make a running KVM_RUN return EINTR.
-// SA_RESTART keeps it from interrupting the thread's other (restartable) system calls.
+// SA_RESTART keeps it from interrupting the thread's other (restartable) system calls. Installed
+// once per process, over whatever was there: nothing else in a Node process uses this signal.
 void InstallKickHandler() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -93,6 +94,11 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
       ThrowType(env, "no event loop");
     }
     vcpu_thread_ = pthread_self();
+    // A blocked signal would only set immediate_exit, never interrupt a guest sitting in HLT.
+    sigset_t kick;
+    sigemptyset(&kick);
+    sigaddset(&kick, KickSignal());
+    pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
     thread_ = std::thread([this] { Loop(); });
     env_ = env;
     napi_add_env_cleanup_hook(env, CleanupHook, this);
@@ -133,17 +139,21 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
   void Loop() {
     std::vector<struct pollfd> pfds;
     for (;;) {
+      int loop_fd;
+      uint64_t generation;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         cv_.wait(lock, [this] { return closing_ || armed_.load() != 0; });
         if (closing_) return;
         pfds.assign(1, {wake_, POLLIN, 0});
         for (int fd : fds_) pfds.push_back({fd, POLLIN, 0});
-        if (loop_fd_ >= 0) pfds.push_back({loop_fd_, POLLIN, 0});
+        loop_fd = loop_fd_;
+        if (loop_fd >= 0) pfds.push_back({loop_fd, POLLIN, 0});
+        generation = generation_;
       }
       int64_t deadline = loop_deadline_.load();
       int timeout = -1;
-      if (loop_fd_ >= 0 && deadline >= 0) {
+      if (loop_fd >= 0 && deadline >= 0) {
         int64_t left = deadline - NowMs();
         timeout = left <= 0 ? 0 : static_cast<int>(left > 60000 ? 60000 : left);
       }
@@ -161,7 +171,9 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
       std::lock_guard<std::mutex> lock(mutex_);
       for (size_t i = 1; i < pfds.size(); i++) {
         if (pfds[i].revents == POLLNVAL) {
-          // Closed under us: stop watching it rather than spin on it.
+          // Closed under us: stop watching it rather than spin on it — unless the set changed
+          // since poll() began, when the same number may name a new, valid fd.
+          if (generation != generation_) continue;
           for (auto it = fds_.begin(); it != fds_.end(); ++it) {
             if (*it == pfds[i].fd) {
               fds_.erase(it);
@@ -192,6 +204,7 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       fds_.assign(fds.Data(), fds.Data() + fds.ElementLength());
+      generation_++;
     }
     Wake();
     return env.Undefined();
@@ -263,6 +276,7 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
   static_assert(sizeof(std::atomic<int32_t>) == sizeof(int32_t), "armed_ is read as an Int32Array");
   bool closing_ = false;
   std::vector<int> fds_;
+  uint64_t generation_ = 0;  // bumped by each setFds, under mutex_
   std::atomic<uint64_t> kicks_{0};
 };
 

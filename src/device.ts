@@ -14,10 +14,9 @@ import { IvshmemError } from './errors.js';
 import { checkBar2Size, resolveOptions } from './options.js';
 import { SharedMemory } from './native/shared-memory.js';
 import { eventfdDoorbell } from './native/eventfd.js';
-import { ServerConnection } from './protocol/connection.js';
+import { ServerConnection, closeReceivedFds } from './protocol/connection.js';
 import { DoorbellLink } from './doorbell-link.js';
 import type { DeviceHandover, IvshmemDeviceOptions, ResolvedOptions } from './options.js';
-import { native } from './native/binding.js';
 import { IvshmemFunction } from './pci/ivshmem-function.js';
 import type { BarInfo, DeviceMode } from './pci/ivshmem-function.js';
 import { PCI_CONFIG_SPACE_SIZE } from './pci/registers.js';
@@ -84,7 +83,14 @@ export class IvshmemDevice {
 
   /** Creates a device; resolves once its id and memory are known (QEMU's revision-1 guarantee). */
   static async create(options: IvshmemDeviceOptions): Promise<IvshmemDevice> {
-    const o = resolveOptions(options);
+    let o: ResolvedOptions;
+    try {
+      o = resolveOptions(options);
+    } catch (err) {
+      // A refused hand-over still owns the fds it was given: they must not leak.
+      closeReceivedFds((options as IvshmemDeviceOptions | undefined)?.handover?.connection?.fds);
+      throw err;
+    }
     if (o.handover !== undefined) return IvshmemDevice.#takeOver(o, o.handover);
     if (o.server !== undefined) return IvshmemDevice.#join(o, o.server);
     if (o.source === undefined) return new IvshmemDevice(o, undefined);
@@ -112,7 +118,7 @@ export class IvshmemDevice {
   static async #takeOver(o: ResolvedOptions, h: DeviceHandover): Promise<IvshmemDevice> {
     const { description, fds } = h.connection;
     if (description?.vectors !== o.vectors) {
-      for (const fd of fds) native().close(fd);
+      closeReceivedFds(fds);
       throw new IvshmemError('ERR_IVSHMEM_HANDOVER', `the handed-over device has ${description?.vectors} vectors, this one ${o.vectors}`);
     }
     const conn = ServerConnection.adopt(description, fds, { requireSealedMemory: o.requireSealedMemory });

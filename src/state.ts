@@ -39,7 +39,8 @@ export function encodeState(state: DeviceState): Uint8Array {
   const bytes = new Uint8Array(wordsEnd + (state.memory?.byteLength ?? 0));
   const view = new DataView(bytes.buffer);
   view.setUint32(0, STATE_MAGIC, true);
-  view.setUint16(4, STATE_VERSION, true);
+  // Without memory the bytes are exactly version 1's, which older readers still take.
+  view.setUint16(4, state.memory !== undefined ? STATE_VERSION : 1, true);
   view.setUint8(6, state.mode);
   view.setUint8(7, (state.use64 ? FLAG_USE64 : 0) | (state.memory !== undefined ? FLAG_MEMORY : 0));
   view.setUint32(8, state.vectors, true);

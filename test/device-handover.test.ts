@@ -142,6 +142,17 @@ describe('device hand-over to another process', () => {
         .rejects.toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_FD' });
       await expect(IvshmemDevice.create({ mode: 'doorbell', vectors: 2, transport, handover: { connection: { description, fds: bogus.slice(2) }, state: new Uint8Array(), master: false } }))
         .rejects.toMatchObject({ code: 'ERR_IVSHMEM_HANDOVER' });
+      // Descriptions that do not add up, and options that contradict a hand-over: refused, every fd closed
+      // (the suite's fd count fails otherwise).
+      const fresh = (n: number) => Array.from({ length: n }, () => EventFd.create().release());
+      const twice = { ...description, own: 0, peers: [[5, 1], [5, 1]] as [number, number][] };
+      const fractional = { ...description, own: 0.5 };
+      for (const [d, n] of [[twice, 4], [fractional, 3], [{ ...description, peers: 'none' }, 3]] as const) {
+        await expect(IvshmemDevice.create({ mode: 'doorbell', vectors: 1, transport, handover: { connection: { description: d as typeof description, fds: fresh(n) }, state: new Uint8Array(), master: false } }))
+          .rejects.toMatchObject({ code: 'ERR_IVSHMEM_HANDOVER' });
+      }
+      await expect(IvshmemDevice.create({ mode: 'doorbell', vectors: 1, transport, server: server.socketPath, handover: { connection: { description, fds: fresh(3) }, state: new Uint8Array(), master: false } }))
+        .rejects.toMatchObject({ code: 'ERR_IVSHMEM_INVALID_OPTION' });
     } finally {
       source.close();
       server.close();

@@ -104,6 +104,43 @@ describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAP
     });
   }
 
+  for (const how of ['the server hangs up, then the device closes', 'the device is handed over'] as const) {
+    it(`${how}: the monitor unregisters every irqfd, ioeventfd and polled fd first, and will not run the guest again`, async () => {
+      const server = startServer();
+      const client = await IvshmemClient.connect(server.socketPath, { vectors: 1 });
+      cleanups.push(() => client.close());
+      const monitor = new KvmMonitor(kvm!, { irqfd: true, ioeventfd: true });
+      cleanups.push(() => monitor.close());
+      const device = await monitor.createDevice({ mode: 'doorbell', vectors: 1, server: server.socketPath });
+      cleanups.push(() => device.close());
+      await until(() => device.peerVectors(client.id) === 1, 'the device hears of the client');
+      loadMsiGuest(monitor, buildMsiGuest('responder'), client.id << 16, 1);
+      expect(monitor.run().done).toBe(1);
+      expect(monitor.irqfds.length).toBe(1);
+      expect(monitor.ioeventfds.length, 'the client, and ourselves').toBe(2);
+      const assigned = monitor.stats.ioeventfdsAssigned;
+
+      if (how === 'the device is handed over') {
+        const handover = device.handOver();
+        // The fds are still open here (they travel next): nothing of the old VM may hold them.
+        expect(monitor.irqfds).toEqual([]);
+        expect(monitor.ioeventfds).toEqual([]);
+        expect(handover.connection.fds.length).toBe(4);
+      } else {
+        server.close(); // the connection reports the hang-up while its fds stay usable
+        await until(() => device.connection?.serverGone === true, 'the hang-up');
+        expect(monitor.irqfds.length, 'still delivering: the fds live on after a hang-up').toBe(1);
+        device.close();
+        expect(monitor.irqfds).toEqual([]);
+        expect(monitor.ioeventfds).toEqual([]);
+      }
+      expect(monitor.stats.ioeventfdsDeassigned).toBe(assigned);
+      expect(monitor.stats.ioeventfdErrors).toBe(0);
+      expect(monitor.bar2Mapped, 'its memory is no longer in the guest').toBe(false);
+      expect(() => monitor.run()).toThrow(/closed or handed over/);
+    });
+  }
+
   it('another process stops a guest that waits forever by signalling kickFd; run() returns done: null', async () => {
     const server = startServer();
     const monitor = new KvmMonitor(kvm!);

@@ -107,7 +107,7 @@ export class IoeventfdRoutes {
       this.#vm.removeIoeventfd(r.address, 4, r.datamatch, r.fd);
       this.#counts.ioeventfdsDeassigned++;
     } catch {
-      this.#counts.ioeventfdErrors++; // the fd is already gone: KVM dropped the entry with it
+      this.#counts.ioeventfdErrors++; // not expected: the monitor deassigns before the eventfd is closed or passed on
     }
   }
 }

@@ -146,7 +146,7 @@ export class KvmVm extends FdHandle {
     native().kvmIrqLine(this.fd, irq, level);
   }
 
-  /** KVM_SIGNAL_MSI: true when delivered, false when the guest blocked it (LAPIC disabled). */
+  /** KVM_SIGNAL_MSI: true when a vCPU took it, false when the guest blocked it (e.g. its LAPIC is disabled). */
   signalMsi(address: number, data: number): boolean {
     return native().kvmSignalMsi(this.fd, address, data) > 0;
   }

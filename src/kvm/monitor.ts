@@ -203,23 +203,37 @@ export class KvmMonitor implements VmmTransport {
         this.#ownFds[vector] = e.fd;
         this.#vectorsChanged();
       };
-      const onClose = () => {
-        if (connection.ownVectors.length === 0) {
-          this.#ownFds = [];
-          this.#irqfds?.clear();
-          this.#watchFds();
-        }
-      };
       connection.on('own-vector', onOwn);
-      connection.on('close', onClose);
-      this.#unfollowOwn = () => {
-        connection.off('own-vector', onOwn);
-        connection.off('close', onClose);
-      };
+      this.#unfollowOwn = () => connection.off('own-vector', onOwn);
       this.#vectorsChanged();
     }
     if (this.ioeventfd) this.#follow(device, connection);
+    // Before the connection closes its fds, or passes them to another process, nothing of ours may
+    // stay registered on them (irqfds and ioeventfds hold the files; the kicker polls the numbers).
+    const onReleasing = () => this.#deviceReleased();
+    connection.once('releasing', onReleasing);
+    this.#unlistenRelease = () => connection.off('releasing', onReleasing);
   }
+
+  #unlistenRelease: (() => void) | undefined;
+
+  // The device's fds are going away (closed or handed over): unregister them all, stop mapping its
+  // memory into the guest, and refuse to run the guest from now on.
+  #deviceReleased(): void {
+    this.#released = true;
+    if (this.#closed) return; // the VM, and everything registered with it, is gone already
+    this.#unfollow?.();
+    this.#unfollow = undefined;
+    this.#unfollowOwn?.();
+    this.#unfollowOwn = undefined;
+    this.#ioeventfds.clear();
+    this.#irqfds?.clear();
+    this.#ownFds = [];
+    this.#watchFds();
+    this.#dropBar2Slot();
+  }
+
+  #released = false;
 
   /** The own vectors KVM delivers as irqfds right now (empty without the fast path, or while MSI-X would not deliver). */
   get irqfds(): IrqfdRoute[] {
@@ -274,21 +288,16 @@ export class KvmMonitor implements VmmTransport {
     device.ownVectorFds.forEach((fd, vector) => routes.add(id, vector, fd)); // a doorbell to ourselves, as in QEMU
     const onPeerVector = (peer: number, vector: number, e: EventFd) => routes.add(peer, vector, e.fd);
     const onOwnVector = (vector: number, e: EventFd) => routes.add(id, vector, e.fd);
+    // A leaving peer's listeners run before the connection closes its eventfds, so deassigning
+    // by fd still names the right files; the rest goes on 'releasing' (see attach).
     const onPeerLeft = (peer: number) => routes.removePeer(peer);
-    // 'close' also reports a server hang-up, after which the fds stay usable: only drop the
-    // routes once the connection has closed its fds (then they can no longer be deassigned by fd).
-    const onClose = () => {
-      if (connection.peers.size === 0 && connection.ownVectors.length === 0) routes.clear();
-    };
     connection.on('peer-vector', onPeerVector);
     connection.on('own-vector', onOwnVector);
     connection.on('peer-left', onPeerLeft);
-    connection.on('close', onClose);
     this.#unfollow = () => {
       connection.off('peer-vector', onPeerVector);
       connection.off('own-vector', onOwnVector);
       connection.off('peer-left', onPeerLeft);
-      connection.off('close', onClose);
     };
   }
 
@@ -329,10 +338,8 @@ export class KvmMonitor implements VmmTransport {
     this.#noteBar(bar, address);
     if (bar === 0 && !this.#closed) this.#ioeventfds.moveTo(this.#barBase[0] < 0 ? null : this.#barBase[0]); // the ioeventfds follow BAR0
     if (bar !== 2 || this.#closed) return;
-    if (this.#bar2Slot) {
-      this.vm.setMemory(BAR2_SLOT, 0, null);
-      this.#bar2Slot = false;
-    }
+    this.#dropBar2Slot();
+    if (this.#released) return;
     const buffer = this.#device?.sharedMemory.buffer;
     if (address === null || !(buffer instanceof ArrayBuffer)) return;
     try {
@@ -341,6 +348,12 @@ export class KvmMonitor implements VmmTransport {
     } catch {
       // Not page-aligned (a plain ArrayBuffer): BAR2 accesses exit and are dispatched instead.
     }
+  }
+
+  #dropBar2Slot(): void {
+    if (!this.#bar2Slot || this.#closed) return;
+    this.vm.setMemory(BAR2_SLOT, 0, null);
+    this.#bar2Slot = false;
   }
 
   /** Whether BAR2 is mapped into the guest as memory (zero copy) rather than trapped. */
@@ -382,6 +395,10 @@ export class KvmMonitor implements VmmTransport {
 
   /** Runs the guest until it writes the done port; throws on an exit it cannot handle or after maxExits. */
   run(maxExits = 100_000): MonitorRunResult {
+    if (this.#released || this.#device?.closed === true) {
+      this.#dropBar2Slot(); // its memory may be unmapped: the guest must not reach it
+      throw new KvmMonitorError('the device was closed or handed over: this guest cannot run any more');
+    }
     let exits = 0;
     const kicker = this.#kicker;
     for (;;) {
@@ -475,6 +492,8 @@ export class KvmMonitor implements VmmTransport {
     this.#unfollow = undefined;
     this.#unfollowOwn?.();
     this.#unfollowOwn = undefined;
+    this.#unlistenRelease?.();
+    this.#unlistenRelease = undefined;
     this.#ioeventfds.clear();
     this.#irqfds?.clear();
     this.#kicker?.close();

@@ -19,6 +19,19 @@ const MESSAGES_PER_WAKEUP = 256;
 // server is broken or hostile, and the connection is dropped (fds received so far stay).
 export const MAX_BAD_MESSAGES = 64;
 
+/** Closes fds that were handed to us and that we refuse (ignoring any that are not open). */
+export function closeReceivedFds(fds: unknown): void {
+  if (!Array.isArray(fds)) return;
+  for (const fd of fds) {
+    if (!Number.isInteger(fd) || fd < 0) continue;
+    try {
+      native().close(fd);
+    } catch {
+      // not open: nothing to give back
+    }
+  }
+}
+
 export interface ConnectOptions {
   /** Vectors per peer to accept (QEMU: the device's `vectors`). */
   vectors: number;
@@ -57,6 +70,12 @@ export interface ServerConnection {
   on(event: 'protocol-error', listener: (err: IvshmemError) => void): this;
   /** The server hung up (received fds stay usable) or the connection was closed. */
   on(event: 'close', listener: (reason: string) => void): this;
+  /**
+   * This process is about to give up every fd received: close() is closing them, or handOver()
+   * is passing them on. Whoever registered them elsewhere (KVM irqfds, ioeventfds, pollers)
+   * unregisters them now, while the numbers still name these objects. Emitted once.
+   */
+  on(event: 'releasing', listener: (why: 'close' | 'handover') => void): this;
 }
 
 export class ServerConnection extends EventEmitter {
@@ -229,6 +248,7 @@ export class ServerConnection extends EventEmitter {
     }
     this.#watcher?.close(); // from here on the new owner reads the socket
     this.#watcher = undefined;
+    this.#release('handover');
     const fds = [...(serverGone ? [] : [this.#socket.fd]), this.memory!.fd, ...this.ownVectors.map((e) => e.fd)];
     const peers: [number, number][] = [];
     for (const [peer, list] of this.peers) {
@@ -245,53 +265,74 @@ export class ServerConnection extends EventEmitter {
    * closed and the error thrown.
    */
   static adopt(description: ConnectionHandover, fds: readonly number[], options: Omit<ConnectOptions, 'vectors' | 'legacy'> = {}): ServerConnection {
-    const closeAll = () => {
-      for (const fd of fds) {
-        try {
-          native().close(fd);
-        } catch {
-          // already closed: nothing to give back
-        }
-      }
-    };
+    const closeAll = () => closeReceivedFds(fds);
     const d = description;
-    const expected = (d?.serverGone ? 0 : 1) + 1 + (d?.own ?? 0) + (d?.peers ?? []).reduce((n, [, v]) => n + v, 0);
-    if (d?.format !== 1 || !Number.isInteger(d.id) || d.id < 0 || d.id > 65535 || !(d.vectors >= 1) || fds.length !== expected
-      || d.own > d.vectors || d.peers.some(([p, v]) => !Number.isInteger(p) || p < 0 || p > 65535 || p === d.id || !(v >= 1 && v <= d.vectors))) {
+    if (!ServerConnection.#validHandover(d, fds)) {
       closeAll();
-      throw new IvshmemError('ERR_IVSHMEM_HANDOVER', `not a connection hand-over this library can take (${fds.length} fds)`);
+      throw new IvshmemError('ERR_IVSHMEM_HANDOVER', `not a connection hand-over this library can take (${Array.isArray(fds) ? fds.length : 'no'} fds)`);
     }
     const check = (fd: number, kind: 'memory' | 'eventfd') => checkReceivedFd(fd, kind, { requireSealedMemory: options.requireSealedMemory });
     let at = 0;
     const socketFd = d.serverGone ? -1 : fds[at++];
-    let conn: ServerConnection | undefined;
+    const memoryFd = fds[at++];
+    const own = fds.slice(at, (at += d.own));
+    const peerFds = d.peers.map(([, n]) => fds.slice(at, (at += n)));
+    let conn: ServerConnection;
     try {
-      const memoryFd = fds[at++];
       check(memoryFd, 'memory');
-      const own = fds.slice(at, (at += d.own));
-      const peerFds = d.peers.map(([, n]) => fds.slice(at, (at += n)));
       for (const fd of [...own, ...peerFds.flat()]) check(fd, 'eventfd');
+      // Nothing below can refuse: from here every fd has exactly one owner.
       const socket = socketFd >= 0 ? UnixSocket.adopt(socketFd) : UnixSocket.adoptClosed();
       conn = new ServerConnection(d.path, socket, { vectors: d.vectors, requireSealedMemory: options.requireSealedMemory });
-      const counts: [number, number][] = [[d.id, d.own], ...d.peers];
-      conn.#protocol = ClientProtocol.resume(conn.#protocolOptions(), d.id, counts);
-      conn.id = d.id;
-      conn.memory = SharedMemory.adopt(memoryFd);
-      conn.ownVectors.push(...own.map((fd) => EventFd.adopt(fd)));
-      d.peers.forEach(([peer], i) => conn!.peers.set(peer, peerFds[i].map((fd) => EventFd.adopt(fd))));
     } catch (err) {
-      if (conn === undefined) closeAll();
-      else conn.close('hand-over refused');
+      closeAll();
+      throw err;
+    }
+    conn.#protocol = ClientProtocol.resume(conn.#protocolOptions(), d.id, [[d.id, d.own], ...d.peers]);
+    conn.id = d.id;
+    conn.ownVectors.push(...own.map((fd) => EventFd.adopt(fd)));
+    d.peers.forEach(([peer], i) => conn.peers.set(peer, peerFds[i].map((fd) => EventFd.adopt(fd))));
+    try {
+      conn.memory = SharedMemory.adopt(memoryFd);
+    } catch (err) {
+      native().close(memoryFd);
+      conn.close('hand-over refused');
       throw err;
     }
     if (socketFd >= 0) {
       const settle = (err: Error | null) => {
-        if (err) conn!.#hangUp(err.message);
+        if (err) conn.#hangUp(err.message);
       };
-      conn.#watcher = new (native().FdWatcher)(socketFd, false, () => conn!.#readable(settle));
+      conn.#watcher = new (native().FdWatcher)(socketFd, false, () => conn.#readable(settle));
       conn.#watcher.start();
     }
     return conn;
+  }
+
+  // A description this library wrote, and the fds that go with it: integers in range, distinct
+  // peers other than ourselves, at most `vectors` each, and exactly as many fds as it names.
+  static #validHandover(d: ConnectionHandover, fds: readonly number[]): boolean {
+    const int = (n: unknown, lo: number, hi: number) => Number.isInteger(n) && (n as number) >= lo && (n as number) <= hi;
+    if (d === null || typeof d !== 'object' || d.format !== 1 || typeof d.path !== 'string' || !Array.isArray(fds)) return false;
+    if (!int(d.id, 0, 65535) || !int(d.vectors, 1, 65536) || !int(d.own, 0, d.vectors) || !Array.isArray(d.peers)) return false;
+    const seen = new Set<number>();
+    let count = (d.serverGone ? 0 : 1) + 1 + d.own;
+    for (const entry of d.peers) {
+      if (!Array.isArray(entry) || entry.length !== 2) return false;
+      const [peer, n] = entry;
+      if (!int(peer, 0, 65535) || peer === d.id || seen.has(peer) || !int(n, 1, d.vectors)) return false;
+      seen.add(peer);
+      count += n;
+    }
+    return fds.length === count && fds.every((fd) => int(fd, 0, 0x7fffffff));
+  }
+
+  #released = false;
+
+  #release(why: 'close' | 'handover'): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.emit('releasing', why);
   }
 
   /** True once the server went away (the fds received stay usable until close()). */
@@ -311,6 +352,7 @@ export class ServerConnection extends EventEmitter {
   close(reason = 'closed'): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#release('close');
     const wasOpen = !this.#socket.closed;
     this.#watcher?.close();
     this.#socket.close();

@@ -399,7 +399,10 @@ export class IvshmemDevice {
     this.#core.vectorFired(vector);
   }
 
-  /** Doorbells this device rang through each of `peer`'s vectors since the peer joined (index = vector). */
+  /**
+   * Doorbells this device rang through each of `peer`'s vectors since the peer joined (index =
+   * vector). Rings a monitor's ioeventfds carry in the kernel never reach the device: not counted.
+   */
   peerDoorbells(peer: number): number[] {
     this.#live();
     const out: number[] = [];
@@ -408,7 +411,7 @@ export class IvshmemDevice {
     return out;
   }
 
-  /** Per own vector (index = vector): signals in, and what became of them. */
+  /** Per own vector (index = vector): signals in, and what became of them (not those KVM delivers as irqfds). */
   vectorCounters(): VectorCounters[] {
     this.#live();
     const c = (v: number, kind: number) => this.#core.vectorCounter(v, kind);

@@ -13,7 +13,6 @@
 // Two WasmCores exist here (core-level tasks, and the one inside the WASM device), as in a monitor
 // running several devices; so code shared by instances (WasmCore's own methods) sees two.
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 import type { PerformanceEntry } from 'node:perf_hooks';
 import { Bench } from 'tinybench';

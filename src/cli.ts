@@ -2,7 +2,6 @@
 // The `ivshmem` umbrella command: server, client, info (and the demo and benchmark with their issue).
 import { parseArgs } from 'node:util';
 import { IvshmemDevice } from './device.js';
-import { IvshmemError } from './errors.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import { probeFunction } from './pci/probe.js';
 import { parseSize } from './cli/size.js';

@@ -15,12 +15,9 @@
 // /dev/kvm cannot be opened or QEMU is missing.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { runNewestFirst } from './support/cleanups.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { serverSuite } from './support/server-suite.js';
 import { QEMU_BAR0, QEMU_BAR1, QEMU_BAR2, setUpQemuDoorbell, until } from './support/qemu-peer.js';
 import { Asm16 } from './support/asm16.js';
 import { assembleMsiGuest } from './support/kvm-msi-guest.js';
@@ -45,7 +42,6 @@ try {
 const qemuMissing = kvmMissing === null ? qemuUnavailableReason(QEMU) : null;
 if (qemuMissing !== null) console.warn(`kvm-peers.test.ts: skipping the KVM ↔ QEMU test: ${qemuMissing}`);
 
-const SHM_PREFIX = `ivshmem-test-kvm-peers-${process.pid}-`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 
@@ -125,36 +121,8 @@ function spawnPeer(bundle: string, socketPath: string) {
 }
 
 describe.skipIf(kvmMissing !== null)('KVM guests and other peers on our server', () => {
-  let tmp = '';
-  let n = 0;
-  const cleanups: Array<() => unknown> = [];
-  const failures: string[] = [];
-
-  beforeAll(() => {
-    tmp = mkdtempSync(join(tmpdir(), 'ivshmem-kvm-peers-'));
-  });
-
-  afterEach(async () => {
-    await runNewestFirst(cleanups, failures);
-  }, 20_000);
-
-  afterAll(() => {
-    kvm?.close();
-    if (tmp !== '') {
-      expect(readdirSync(tmp), 'sockets left in the temp dir').toEqual([]);
-      rmSync(tmp, { recursive: true, force: true });
-    }
-    expect(readdirSync('/dev/shm').filter((f) => f.startsWith(SHM_PREFIX)), 'shm objects left').toEqual([]);
-    expect(failures, 'cleanup errors').toEqual([]);
-  });
-
-  function startServer(): IvshmemServer {
-    const server = IvshmemServer.start({
-      socketPath: join(tmp, `server-${n}.sock`), memory: { shm: `${SHM_PREFIX}${n++}` }, size: SHM_SIZE, vectors: 1,
-    });
-    cleanups.push(() => server.close());
-    return server;
-  }
+  const { cleanups, startServer } = serverSuite({ name: 'kvm-peers', size: SHM_SIZE, vectors: 1 });
+  afterAll(() => kvm?.close());
 
   /** A KVM guest with an intx device on `server`, its program loaded (doorbell dword = ring). */
   async function kvmGuest(server: IvshmemServer, options: Parameters<typeof buildGuest>[0] = {}) {

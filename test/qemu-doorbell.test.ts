@@ -11,11 +11,8 @@
 // Skipped, with a console warning, when qemu-system-x86_64 (QEMU_SYSTEM_X86_64=<path> picks
 // another) is unavailable.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { runNewestFirst } from './support/cleanups.js';
+import { describe, expect, it } from 'vitest';
+import { serverSuite } from './support/server-suite.js';
 import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import { IvshmemDevice } from '../src/device.js';
 import { native } from '../src/native/binding.js';
@@ -41,7 +38,6 @@ const MSI_WINDOW = 0x100000;
 const OUR_MSI_ADDRESS = 0xfee00000;
 const ourMsiData = (v: number) => 0x40 + v;
 
-const SHM_PREFIX = `ivshmem-test-doorbell-${process.pid}-`;
 const POLL_MS = 10;
 const DEADLINE_MS = 5000;
 
@@ -168,37 +164,9 @@ describe.skipIf(qemuMissing !== null)("QEMU's ivshmem-doorbell on our server", (
     });
   });
 
-  let tmp = '';
-  let n = 0;
-  const cleanups: Array<() => void | Promise<void>> = [];
-  const failures: string[] = [];
-
-  beforeAll(() => {
-    tmp = mkdtempSync(join(tmpdir(), 'ivshmem-qemu-doorbell-'));
-  });
-
-  // Everything a test started goes, newest first, even when the test failed midway.
-  afterEach(async () => {
-    await runNewestFirst(cleanups, failures);
-  }, 20_000);
-
-  afterAll(async () => {
-    await tick(50); // watchers closed in cleanups release their fds on the next loop turn
-    if (tmp !== '') {
-      expect(readdirSync(tmp), 'sockets left in the temp dir').toEqual([]);
-      rmSync(tmp, { recursive: true, force: true });
-    }
-    expect(readdirSync('/dev/shm').filter((f) => f.startsWith(SHM_PREFIX)), 'shm objects left').toEqual([]);
-    expect(failures, 'cleanup errors').toEqual([]);
-  });
-
-  function startServer(): IvshmemServer {
-    const server = IvshmemServer.start({
-      socketPath: join(tmp, `server-${n}.sock`), memory: { shm: `${SHM_PREFIX}${n++}` }, size: SHM_SIZE, vectors: VECTORS,
-    });
-    cleanups.push(() => server.close());
-    return server;
-  }
+  // Everything a test started goes, newest first, even when the test failed midway; watchers
+  // closed in cleanups release their fds on the next loop turn, before the leftovers are counted.
+  const { cleanups, startServer } = serverSuite({ name: 'doorbell', size: SHM_SIZE, vectors: VECTORS, settle: () => tick(50) });
 
   /** Starts a QEMU whose ivshmem-doorbell joins `server`; resolves with it set up and its join id. */
   async function startGuest(server: IvshmemServer): Promise<{ guest: Guest; joinedAs: number }> {

@@ -167,7 +167,7 @@ describe('hand-over between two servers in one process', () => {
   });
 
   it('what happens while the hand-over is under way is the successor\'s: a hang-up, a newcomer in the backlog', async () => {
-    const { sock, ctl, old, offer } = offering(2);
+    const { sock, ctl, old } = offering(2);
     const a = await client(sock);
     const b = await client(sock);
     await until(() => a.events.includes('join 1'), 'a hearing of b');

@@ -10,15 +10,13 @@
 // killed if it does not stop.
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { runNewestFirst } from './support/cleanups.js';
+import { describe, expect, it } from 'vitest';
+import { serverSuite } from './support/server-suite.js';
 import { setUpQemuDoorbell, until } from './support/qemu-peer.js';
 import { IvshmemDevice } from '../src/device.js';
-import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { V86Transport } from '../src/v86/v86-transport.js';
 import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from './support/qtest.js';
 import { bootGuest, v86Unavailable } from './support/v86-guest.js';
@@ -32,7 +30,6 @@ const qemuMissing = v86Missing === null ? qemuUnavailableReason(QEMU) : null;
 if (v86Missing !== null) console.warn(`v86-peers.test.ts: skipping the v86 peer tests: ${v86Missing}`);
 if (qemuMissing !== null) console.warn(`v86-peers.test.ts: skipping the v86 → QEMU test: ${qemuMissing}`);
 
-const SHM_PREFIX = `ivshmem-test-v86-peers-${process.pid}-`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 
@@ -119,35 +116,7 @@ function devmemPrint(address: number, length: number): string {
 }
 
 describe.skipIf(v86Missing !== null)('v86 guests and other peers on our server', () => {
-  let tmp = '';
-  let n = 0;
-  const cleanups: Array<() => unknown> = [];
-  const failures: string[] = [];
-
-  beforeAll(() => {
-    tmp = mkdtempSync(join(tmpdir(), 'ivshmem-v86-peers-'));
-  });
-
-  afterEach(async () => {
-    await runNewestFirst(cleanups, failures);
-  }, 30_000);
-
-  afterAll(() => {
-    if (tmp !== '') {
-      expect(readdirSync(tmp), 'sockets left in the temp dir').toEqual([]);
-      rmSync(tmp, { recursive: true, force: true });
-    }
-    expect(readdirSync('/dev/shm').filter((f) => f.startsWith(SHM_PREFIX)), 'shm objects left').toEqual([]);
-    expect(failures, 'cleanup errors').toEqual([]);
-  });
-
-  function startServer(): IvshmemServer {
-    const server = IvshmemServer.start({
-      socketPath: join(tmp, `server-${n}.sock`), memory: { shm: `${SHM_PREFIX}${n++}` }, size: 1 << 20, vectors: 1,
-    });
-    cleanups.push(() => server.close());
-    return server;
-  }
+  const { cleanups, startServer } = serverSuite({ name: 'v86-peers', size: 1 << 20, vectors: 1, cleanupMs: 30_000 });
 
   it.skipIf(qemuMissing !== null)("(a) the guest's doorbell write rings a QEMU ivshmem-doorbell (its PBA bit 0 sets)", async () => {
     const server = startServer();

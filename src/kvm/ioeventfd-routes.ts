@@ -7,7 +7,7 @@
 import type { KvmVm } from './kvm.js';
 
 /** The Doorbell register's offset in BAR0. */
-const DOORBELL_OFFSET = 0x0c;
+export const DOORBELL_OFFSET = 0x0c;
 /** The Doorbell register carries the vector in bits 7..0: higher vectors cannot be rung. */
 const DOORBELL_VECTORS = 256;
 
@@ -49,10 +49,6 @@ export class IoeventfdRoutes {
   /** The routes registered right now (empty while BAR0 does not decode). */
   get registered(): IoeventfdRoute[] {
     return [...this.#registered.values()].map((r) => ({ ...r }));
-  }
-
-  get size(): number {
-    return this.#routes.size;
   }
 
   add(peer: number, vector: number, fd: number): void {

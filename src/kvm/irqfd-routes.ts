@@ -5,15 +5,12 @@
 // the irqfd goes away and the eventfd is the monitor's again: the device core then sees the
 // signal and applies its own rules (pending bit while masked, drop counted while disabled).
 import type { IvshmemDevice } from '../device.js';
+import { MSIX_CAP_OFFSET } from '../pci/ivshmem-function.js';
+import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL } from '../pci/registers.js';
 import { KVM_IRQCHIP } from './kvm.js';
 import type { GsiRoute, KvmVm } from './kvm.js';
 
-/** Config space: Command register, and the MSI-X capability's Message Control (cap at 0x40). */
-const COMMAND = 0x04;
-const COMMAND_BUS_MASTER = 0x4;
-const MSIX_CONTROL = 0x42;
-const MSIX_ENABLE = 0x8000;
-const MSIX_FUNCTION_MASK = 0x4000;
+const MSIX_CONTROL = MSIX_CAP_OFFSET + PCI_MSIX_FLAGS;
 /** A 16-byte MSI-X table entry: address low, address high, data, vector control (bit 0: masked). */
 const ENTRY_SIZE = 16;
 
@@ -38,16 +35,22 @@ export interface IrqfdRoute {
   data: number;
 }
 
+/** Where the counts of KVM_IRQFD calls go (the monitor's stats). */
+export interface IrqfdCounts {
+  irqfdsAssigned: number;
+  /** irqfd assign/deassign and routing-table calls KVM refused (those vectors stay on the WASM path). */
+  irqfdErrors: number;
+}
+
 export class IrqfdRoutes {
   readonly #vm: KvmVm;
   readonly #gsiBase: number;
   readonly #routes = new Map<number, IrqfdRoute>();
-  /** irqfd assign/deassign and routing-table calls KVM refused (those vectors stay on the WASM path). */
-  errors = 0;
-  assigned = 0;
+  readonly #counts: IrqfdCounts;
 
-  constructor(vm: KvmVm, gsiBase = 24) {
+  constructor(vm: KvmVm, counts: IrqfdCounts, gsiBase = 24) {
     this.#vm = vm;
+    this.#counts = counts;
     this.#gsiBase = gsiBase;
   }
 
@@ -69,8 +72,8 @@ export class IrqfdRoutes {
   sync(device: IvshmemDevice, ownFds: readonly number[]): boolean {
     const wanted = new Map<number, IrqfdRoute>();
     const control = device.configRead(MSIX_CONTROL, 2);
-    const master = (device.configRead(COMMAND, 2) & COMMAND_BUS_MASTER) !== 0;
-    if (device.mode === 'doorbell' && master && (control & MSIX_ENABLE) !== 0 && (control & MSIX_FUNCTION_MASK) === 0) {
+    const master = (device.configRead(PCI_COMMAND, 2) & PCI_COMMAND_MASTER) !== 0;
+    if (device.mode === 'doorbell' && master && (control & PCI_MSIX_FLAGS_ENABLE) !== 0 && (control & PCI_MSIX_FLAGS_MASKALL) === 0) {
       ownFds.forEach((fd, vector) => {
         if (vector >= device.vectors || fd < 0) return;
         const at = vector * ENTRY_SIZE;
@@ -94,7 +97,7 @@ export class IrqfdRoutes {
         ...[...wanted.values()].map((w): GsiRoute => ({ gsi: w.gsi, kind: 'msi', address: w.address, data: w.data })),
       ]);
     } catch {
-      this.errors++;
+      this.#counts.irqfdErrors++;
       for (const r of [...this.#routes.values()]) this.#deassign(r);
       this.#routes.clear();
       return true;
@@ -106,10 +109,10 @@ export class IrqfdRoutes {
       }
       try {
         this.#vm.irqfd(w.gsi, w.fd); // KVM injects at once if the eventfd is already signalled
-        this.assigned++;
+        this.#counts.irqfdsAssigned++;
         this.#routes.set(w.vector, w);
       } catch {
-        this.errors++;
+        this.#counts.irqfdErrors++;
       }
     }
     return true;
@@ -119,7 +122,7 @@ export class IrqfdRoutes {
     try {
       this.#vm.removeIrqfd(r.gsi, r.fd);
     } catch {
-      this.errors++; // not expected: the monitor deassigns before the eventfd is closed or passed on
+      this.#counts.irqfdErrors++; // not expected: the monitor deassigns before the eventfd is closed or passed on
     }
   }
 

@@ -256,7 +256,13 @@ export class KvmVcpu extends FdHandle {
   /** Completes the pending MMIO read: the guest sees `value` (little-endian) when it next runs. */
   completeMmioRead(value: number | bigint): void {
     this.fd;
-    this.#view.setBigUint64(KVM_RUN.MMIO_DATA, BigInt.asUintN(64, BigInt(value)), true);
+    if (typeof value === 'number') {
+      // Reads of 1..4 bytes: no BigInt on the exit path.
+      this.#view.setUint32(KVM_RUN.MMIO_DATA, value >>> 0, true);
+      this.#view.setUint32(KVM_RUN.MMIO_DATA + 4, Math.floor(value / 2 ** 32) >>> 0, true);
+    } else {
+      this.#view.setBigUint64(KVM_RUN.MMIO_DATA, BigInt.asUintN(64, value), true);
+    }
   }
 
   /** Completes the pending port IN: the guest sees `value` (little-endian, `io.size` bytes per element) on re-entry. */
@@ -314,16 +320,13 @@ export class VcpuKicker {
     if (!this.#closed && (this.#loop || Atomics.load(this.#armed, 0) === 0)) this.#raw.arm();
   }
 
-  #kicksAtClose = 0;
-
-  /** Kicks so far. */
+  /** Kicks so far (still readable after close). */
   get kicks(): number {
-    return this.#closed ? this.#kicksAtClose : this.#raw.kicks;
+    return this.#raw.kicks;
   }
 
   close(): void {
     if (this.#closed) return;
-    this.#kicksAtClose = this.#raw.kicks;
     this.#closed = true;
     this.#raw.close();
   }

@@ -25,9 +25,10 @@ import type { BarAddress, VmmTransport } from '../transport.js';
 import { EventFd } from '../native/eventfd.js';
 import type { ServerConnection } from '../protocol/connection.js';
 import { native } from '../native/binding.js';
-import { Kvm, KVM_CAP, KVM_EXIT, KvmVcpu, KvmVm, VcpuKicker } from './kvm.js';
+import { IvshmemError } from '../errors.js';
+import { Kvm, KVM_CAP, KVM_EXIT, KVM_RUN_INTERRUPTED, KvmVcpu, KvmVm, VcpuKicker } from './kvm.js';
 import { IrqfdRoutes } from './irqfd-routes.js';
-import { IoeventfdRoutes } from './ioeventfd-routes.js';
+import { DOORBELL_OFFSET, IoeventfdRoutes } from './ioeventfd-routes.js';
 import type { IoeventfdRoute } from './ioeventfd-routes.js';
 import type { IrqfdRoute } from './irqfd-routes.js';
 import type { KvmExit, KvmIoExit, KvmMmioExit } from './kvm.js';
@@ -39,8 +40,6 @@ export const MONITOR_DONE_PORT = 0xf4;
 
 const RAM_SLOT = 0;
 const BAR2_SLOT = 1;
-/** The Doorbell register's offset in BAR0. */
-const DOORBELL_OFFSET = 0x0c;
 
 export interface KvmMonitorOptions {
   /** Guest RAM at GPA 0, a page multiple; default 512 KiB (the rest below 1 MiB is left for BARs). */
@@ -95,11 +94,15 @@ export interface MonitorStats {
   ioeventfdsAssigned: number;
   ioeventfdsDeassigned: number;
   ioeventfdErrors: number;
+  /** KVM_IRQFD assigns that succeeded, and irqfd or routing-table calls KVM refused (those vectors stay on the WASM path). */
+  irqfdsAssigned: number;
+  irqfdErrors: number;
 }
 
-export class KvmMonitorError extends Error {
+/** A monitor misuse or a guest exit it cannot handle: code ERR_IVSHMEM_KVM; `exit` when a guest exit caused it. */
+export class KvmMonitorError extends IvshmemError {
   constructor(message: string, readonly exit?: KvmExit) {
-    super(message);
+    super('ERR_IVSHMEM_KVM', message);
     this.name = 'KvmMonitorError';
   }
 }
@@ -115,7 +118,7 @@ export class KvmMonitor implements VmmTransport {
   readonly stats: MonitorStats = {
     exits: 0, configReads: 0, configWrites: 0, mmio: [0, 0, 0], unassignedMmio: 0, unassignedIo: 0, irqLevelChanges: 0,
     msiSignalled: 0, msiBlocked: 0, kicks: 0, vectorWakeups: 0,
-    doorbellExits: 0, ioeventfdsAssigned: 0, ioeventfdsDeassigned: 0, ioeventfdErrors: 0,
+    doorbellExits: 0, ioeventfdsAssigned: 0, ioeventfdsDeassigned: 0, ioeventfdErrors: 0, irqfdsAssigned: 0, irqfdErrors: 0,
   };
   /** Whether the doorbell fast path is on: asked for, and KVM supports ioeventfd. Otherwise doorbells take the WASM path. */
   readonly ioeventfd: boolean;
@@ -129,9 +132,7 @@ export class KvmMonitor implements VmmTransport {
 
   #device: IvshmemDevice | undefined;
   #configAddress = 0;
-  /** Where each BAR decodes (from barMapped), null while it does not. */
-  readonly #bars: BarAddress[] = [null, null, null];
-  // The same as plain numbers for the exit path (-1: not decoding), and each BAR's size.
+  // Where each BAR decodes (from barMapped; -1 while it does not), and each BAR's size.
   readonly #barBase = [-1, -1, -1];
   readonly #barSize = [0, 0, 0];
   /** Whether BAR2 is currently a KVM memory slot (else its accesses exit). */
@@ -156,9 +157,14 @@ export class KvmMonitor implements VmmTransport {
     this.ioeventfd = options.ioeventfd === true && kvm.checkExtension(KVM_CAP.IOEVENTFD) > 0;
     this.irqfd = options.irqfd === true && kvm.checkExtension(KVM_CAP.IRQFD) > 0 && kvm.checkExtension(KVM_CAP.IRQ_ROUTING) > 0;
     const canKick = kvm.checkExtension(KVM_CAP.IMMEDIATE_EXIT) > 0;
-    this.vm = kvm.createVm();
     this.#kick = EventFd.create();
     this.kickFd = this.#kick.fd;
+    try {
+      this.vm = kvm.createVm();
+    } catch (err) {
+      this.#kick.close();
+      throw err;
+    }
     let kicker: VcpuKicker | null = null;
     try {
       this.vm.createIrqchip(); // before any vCPU
@@ -173,7 +179,7 @@ export class KvmMonitor implements VmmTransport {
       throw err;
     }
     this.#kicker = kicker;
-    this.#irqfds = this.irqfd ? new IrqfdRoutes(this.vm) : null;
+    this.#irqfds = this.irqfd ? new IrqfdRoutes(this.vm, this.stats) : null;
     this.#ioeventfds = new IoeventfdRoutes(this.vm, this.stats);
     this.#watchFds();
   }
@@ -193,7 +199,7 @@ export class KvmMonitor implements VmmTransport {
       throw new KvmMonitorError("irqfd: true needs a device created with vectorWait: 'manual' (KVM and the event loop would race for its eventfds)");
     }
     this.#device = device;
-    for (let bar = 0; bar < 3; bar++) this.#noteBar(bar, this.#bars[bar]); // sizes, now that they are known
+    for (const b of device.bars) this.#barSize[b.index] = b.size;
     device.configWrite(0x3c, 1, this.irq); // Interrupt Line, as a PC BIOS fills it in
     const connection = device.connection;
     if (connection === undefined) return;
@@ -201,11 +207,11 @@ export class KvmMonitor implements VmmTransport {
       this.#ownFds = [...device.ownVectorFds];
       const onOwn = (vector: number, e: EventFd) => {
         this.#ownFds[vector] = e.fd;
-        this.#vectorsChanged();
+        this.#vectorsChanged(true);
       };
       connection.on('own-vector', onOwn);
       this.#unfollowOwn = () => connection.off('own-vector', onOwn);
-      this.#vectorsChanged();
+      this.#vectorsChanged(true);
     }
     if (this.ioeventfd) this.#follow(device, connection);
     // Before the connection closes its fds, or passes them to another process, nothing of ours may
@@ -222,12 +228,7 @@ export class KvmMonitor implements VmmTransport {
   #deviceReleased(): void {
     this.#released = true;
     if (this.#closed) return; // the VM, and everything registered with it, is gone already
-    this.#unfollow?.();
-    this.#unfollow = undefined;
-    this.#unfollowOwn?.();
-    this.#unfollowOwn = undefined;
-    this.#ioeventfds.clear();
-    this.#irqfds?.clear();
+    this.#unregisterAll();
     this.#ownFds = [];
     this.#watchFds();
     this.#dropBar2Slot();
@@ -245,12 +246,25 @@ export class KvmMonitor implements VmmTransport {
     return this.#kicker !== null;
   }
 
-  // MSI-X state or our vectors changed: re-derive the irqfds, then what the kicker watches.
-  #vectorsChanged(): void {
+  // Stops following the connection and deassigns every irqfd and ioeventfd.
+  #unregisterAll(): void {
+    this.#unfollow?.();
+    this.#unfollow = undefined;
+    this.#unfollowOwn?.();
+    this.#unfollowOwn = undefined;
+    this.#unlistenRelease?.();
+    this.#unlistenRelease = undefined;
+    this.#ioeventfds.clear();
+    this.#irqfds?.clear();
+  }
+
+  // MSI-X state (or, with fdsChanged, our vectors) changed: re-derive the irqfds, and tell the
+  // kicker what to watch if that set moved.
+  #vectorsChanged(fdsChanged = false): void {
     const device = this.#device;
     if (this.#closed || device === undefined) return;
-    if (this.#irqfds !== null) this.#irqfds.sync(device, this.#ownFds);
-    this.#watchFds();
+    const irqfdsMoved = this.#irqfds !== null && this.#irqfds.sync(device, this.#ownFds);
+    if (fdsChanged || irqfdsMoved) this.#watchFds();
   }
 
   #watchFds(): void {
@@ -328,14 +342,8 @@ export class KvmMonitor implements VmmTransport {
     else this.stats.msiBlocked++;
   }
 
-  #noteBar(bar: number, address: BarAddress): void {
-    this.#bars[bar] = address;
-    this.#barBase[bar] = address === null ? -1 : Number(address);
-    this.#barSize[bar] = this.#device?.bars.find((b) => b.index === bar)?.size ?? 0;
-  }
-
   barMapped(bar: number, address: BarAddress): void {
-    this.#noteBar(bar, address);
+    this.#barBase[bar] = address === null ? -1 : Number(address);
     if (bar === 0 && !this.#closed) this.#ioeventfds.moveTo(this.#barBase[0] < 0 ? null : this.#barBase[0]); // the ioeventfds follow BAR0
     if (bar !== 2 || this.#closed) return;
     this.#dropBar2Slot();
@@ -412,7 +420,7 @@ export class KvmMonitor implements VmmTransport {
         this.#portIo(io);
       } else if (exit.reason === KVM_EXIT.MMIO) {
         this.#mmio(exit.mmio!);
-      } else if (exit.reason === KVM_EXIT.INTR || exit.reason === -1) {
+      } else if (exit.reason === KVM_EXIT.INTR || exit.reason === KVM_RUN_INTERRUPTED) {
         // Kicked (or another signal): serve our vectors; a stop request ends the run.
         this.stats.kicks++;
         this.#serviceVectors();
@@ -488,14 +496,7 @@ export class KvmMonitor implements VmmTransport {
   /** Closes the VM (vCPU, RAM, slots). The device stays the caller's. */
   close(): void {
     if (this.#closed) return;
-    this.#unfollow?.();
-    this.#unfollow = undefined;
-    this.#unfollowOwn?.();
-    this.#unfollowOwn = undefined;
-    this.#unlistenRelease?.();
-    this.#unlistenRelease = undefined;
-    this.#ioeventfds.clear();
-    this.#irqfds?.clear();
+    this.#unregisterAll();
     this.#kicker?.close();
     this.#closed = true;
     this.vm.close();

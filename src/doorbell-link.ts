@@ -61,7 +61,12 @@ export class DoorbellLink {
     const watcher = new (native().FdWatcher)(fd, true, (err) => {
       if (err === null && !this.#closed) target.fireVector(vector);
     });
-    watcher.start();
+    try {
+      watcher.start();
+    } catch (err) {
+      watcher.close();
+      throw err;
+    }
     this.#watchers.push(watcher);
   }
 

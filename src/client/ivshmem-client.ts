@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { IvshmemError } from '../errors.js';
 import { native } from '../native/binding.js';
 import type { RawFdWatcher } from '../native/binding.js';
+import type { EventFd } from '../native/eventfd.js';
 import { ServerConnection } from '../protocol/connection.js';
 
 /** QEMU's client refuses peers with more vectors than this. */
@@ -129,24 +130,32 @@ export class IvshmemClient extends EventEmitter {
     const w = new (native().FdWatcher)(fd, true, (err, count) => {
       if (err === null && !this.#closed) this.emit('interrupt', vector, count);
     });
-    w.start();
+    try {
+      w.start();
+    } catch (err) {
+      w.close();
+      throw err;
+    }
     this.#watchers.push(w);
+  }
+
+  // A peer's eventfds (our own id: ours); an unknown peer is the caller's mistake.
+  #vectorsOf(peer: number): EventFd[] {
+    const list = peer === this.id ? this.connection.ownVectors : this.connection.peers.get(peer);
+    if (list === undefined) throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `cannot find peer_id = ${peer}`);
+    return list;
   }
 
   /** Rings one vector of a peer (our own id rings ourselves). */
   ring(peer: number, vector: number): void {
-    const list = peer === this.id ? this.connection.ownVectors : this.connection.peers.get(peer);
-    if (list === undefined) throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `cannot find peer_id = ${peer}`);
-    const eventfd = list[vector];
+    const eventfd = this.#vectorsOf(peer)[vector];
     if (eventfd === undefined) throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `peer ${peer} has no vector ${vector}`);
     eventfd.signal();
   }
 
   /** Rings every vector of a peer. */
   ringAll(peer: number): void {
-    const list = peer === this.id ? this.connection.ownVectors : this.connection.peers.get(peer);
-    if (list === undefined) throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `cannot find peer_id = ${peer}`);
-    for (const e of list) e.signal();
+    for (const e of this.#vectorsOf(peer)) e.signal();
   }
 
   /** Rings every vector of every other peer (QEMU's `int all`). */

@@ -7,12 +7,6 @@ export const MAILBOX_BYTES = 64;
 export const VECTOR_MESSAGE = 0;
 export const VECTOR_ACK = 1;
 
-export interface Mail {
-  seq: number;
-  from: number;
-  sentAt: bigint;
-}
-
 export function checksum(seq: number, from: number, lo: number, hi: number): number {
   return (Math.imul(seq ^ 0x9e3779b9, 31) ^ Math.imul(from + 1, 0x85ebca6b) ^ lo ^ Math.imul(hi, 7)) >>> 0;
 }

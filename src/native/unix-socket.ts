@@ -30,6 +30,20 @@ export class UnixSocket extends FdHandle {
     return new UnixSocket(native().connect(path));
   }
 
+  /** Connects, trying again every 5 ms while the listener's backlog is full (EAGAIN: it is busy
+   *  accepting) until `deadline` (a Date.now() time); then, or on any other failure, throws the
+   *  connect error, for the caller to word as its own timeout. */
+  static async connectRetrying(path: string, deadline: number): Promise<UnixSocket> {
+    for (;;) {
+      try {
+        return UnixSocket.connect(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+  }
+
   /** Both ends of a connected pair, for tests and in-process peers. */
   static pair(): [UnixSocket, UnixSocket] {
     const [a, b] = native().socketPair();
@@ -122,7 +136,13 @@ export class UnixListener extends FdHandle {
    * (EADDRINUSE) a socket someone is listening on; removes a stale socket.
    */
   static listen(path: string, backlog = 64): UnixListener {
-    return new UnixListener(native().listen(path, backlog), path);
+    const fd = native().listen(path, backlog);
+    try {
+      return new UnixListener(fd, path);
+    } catch (err) {
+      native().close(fd); // the path vanished under us: the fresh socket has no other owner
+      throw err;
+    }
   }
 
   /** Takes ownership of a listening socket's fd that is bound at `path` (received from a server

@@ -2,6 +2,7 @@
 // fd the server hands over (shared memory, our vectors' eventfds, each peer's eventfds), owned
 // here until the connection closes. Setup is bounded by a timeout, as QEMU's is not.
 import { EventEmitter } from 'node:events';
+import { MAX_VECTORS } from '../core/abi.js';
 import { IvshmemError } from '../errors.js';
 import { native } from '../native/binding.js';
 import type { RawFdWatcher } from '../native/binding.js';
@@ -10,6 +11,7 @@ import { SharedMemory } from '../native/shared-memory.js';
 import { UnixSocket } from '../native/unix-socket.js';
 import { ClientProtocol } from './client-protocol.js';
 import type { ClientEvent } from './client-protocol.js';
+import { MAX_PEER_ID } from './messages.js';
 import { checkReceivedFd } from './received-fds.js';
 
 // One wake-up reads at most this many messages, so a server that writes as fast as we read
@@ -114,18 +116,11 @@ export class ServerConnection extends EventEmitter {
     const timeoutMs = options.setupTimeoutMs ?? 5000;
     const deadline = Date.now() + timeoutMs;
     let socket: UnixSocket;
-    for (;;) {
-      try {
-        socket = UnixSocket.connect(path);
-        break;
-      } catch (err) {
-        // A full backlog: the server is busy accepting, try again shortly.
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-        if (Date.now() > deadline) {
-          throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `the server at ${path} did not accept within ${timeoutMs} ms (its backlog stayed full)`);
-        }
-        await new Promise((r) => setTimeout(r, 5));
-      }
+    try {
+      socket = await UnixSocket.connectRetrying(path, deadline);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `the server at ${path} did not accept within ${timeoutMs} ms (its backlog stayed full)`);
     }
     return ServerConnection.#setup(path, socket, options, Math.max(1, deadline - Date.now()));
   }
@@ -314,13 +309,13 @@ export class ServerConnection extends EventEmitter {
   static #validHandover(d: ConnectionHandover, fds: readonly number[]): boolean {
     const int = (n: unknown, lo: number, hi: number) => Number.isInteger(n) && (n as number) >= lo && (n as number) <= hi;
     if (d === null || typeof d !== 'object' || d.format !== 1 || typeof d.path !== 'string' || !Array.isArray(fds)) return false;
-    if (!int(d.id, 0, 65535) || !int(d.vectors, 1, 65536) || !int(d.own, 0, d.vectors) || !Array.isArray(d.peers)) return false;
+    if (!int(d.id, 0, MAX_PEER_ID) || !int(d.vectors, 1, MAX_VECTORS) || !int(d.own, 0, d.vectors) || !Array.isArray(d.peers)) return false;
     const seen = new Set<number>();
     let count = (d.serverGone ? 0 : 1) + 1 + d.own;
     for (const entry of d.peers) {
       if (!Array.isArray(entry) || entry.length !== 2) return false;
       const [peer, n] = entry;
-      if (!int(peer, 0, 65535) || peer === d.id || seen.has(peer) || !int(n, 1, d.vectors)) return false;
+      if (!int(peer, 0, MAX_PEER_ID) || peer === d.id || seen.has(peer) || !int(n, 1, d.vectors)) return false;
       seen.add(peer);
       count += n;
     }

@@ -62,7 +62,12 @@ class Channel {
         if ((events & POLL_READABLE) !== 0) this.#read();
       }
     });
-    this.#watcher.start(POLL_READABLE);
+    try {
+      this.#watcher.start(POLL_READABLE);
+    } catch (err) {
+      this.#watcher.close(); // the socket stays the caller's to close
+      throw err;
+    }
   }
 
   /** Queues a message; true if everything queued so far is written. */
@@ -311,16 +316,8 @@ export interface TakenOver {
 export async function takeOver(controlPath: string, options: HandoverOptions = {}): Promise<TakenOver> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const deadline = Date.now() + timeoutMs;
-  let socket: UnixSocket;
-  for (;;) {
-    try {
-      socket = UnixSocket.connect(controlPath);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
+  // A holder whose backlog stays full past the deadline: its EAGAIN (code, errno, syscall) is ours.
+  const socket = await UnixSocket.connectRetrying(controlPath, deadline);
   return new Promise<TakenOver>((resolve, reject) => {
     const received: number[] = []; // raw fds, ours to close until a server owns them
     let phase: 'state' | 'json-bytes' | 'fd-count' | 'json' | 'fds' | 'commit' | 'done' = 'state';
@@ -377,11 +374,6 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
           used.add(i as number);
           return received[i as number];
         };
-        const again = (i: unknown): number => {
-          if (i === -1) return -1;
-          if (!used.has(i as number)) throw new Error(`a queued message refers to fd index ${i}, which is not the shm or an eventfd`);
-          return received[i as number];
-        };
         const state: HandoverState = {
           socketPath: String(d.socketPath), listener: take(d.listener), memory: take(d.memory), memorySource: d.memorySource,
           vectors: d.vectors, nextId: d.nextId, legacy: d.legacy === true, stallTimeoutMs: d.stallTimeoutMs, maxQueuedMessages: d.maxQueuedMessages,
@@ -395,8 +387,10 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
         }
         d.peers.forEach((p: { queue: [string, number][] }, n: number) => {
           state.peers[n].queue = p.queue.map(([value, i]) => {
-            if (i !== -1 && !queueRefs.has(i)) throw new Error(`a queued message refers to fd index ${i}, which is not the shm or an eventfd`);
-            return { value: BigInt(value), fd: again(i) };
+            if (i === -1) return { value: BigInt(value), fd: -1 };
+            // Every index in queueRefs went through take(), so it names a received fd.
+            if (!queueRefs.has(i)) throw new Error(`a queued message refers to fd index ${i}, which is not the shm or an eventfd`);
+            return { value: BigInt(value), fd: received[i] };
           });
         });
         if (used.size !== fdCount) throw new Error(`${fdCount - used.size} of the fds received are not described`);
@@ -469,7 +463,13 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
       }
     };
 
-    const channel = new Channel(socket, onMessage, lost);
+    let channel: Channel;
+    try {
+      channel = new Channel(socket, onMessage, lost);
+    } catch (err) {
+      socket.close();
+      throw err; // the executor's throw rejects the promise
+    }
     const timer = setTimeout(() => fail(`nothing complete within ${timeoutMs} ms`), Math.max(1, deadline - Date.now()));
     channel.send(HELLO);
   });

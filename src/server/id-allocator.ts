@@ -1,13 +1,16 @@
 // Peer ids as QEMU's ivshmem-server hands them out: a 16-bit counter that advances from where it
 // stopped to the first id not in use, so ids go round-robin rather than lowest-free (the first
 // client gets 0; a client that reconnects gets a new id).
+import { IvshmemError } from '../errors.js';
 
 export class IdAllocator {
   #next: number;
 
   /** `first`: where the counter starts (0, as QEMU's; other values let tests reach the wrap). */
   constructor(first = 0) {
-    if (!Number.isInteger(first) || first < 0 || first > 0xffff) throw new RangeError(`first id ${first} is out of range 0..65535`);
+    if (!Number.isInteger(first) || first < 0 || first > 0xffff) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `firstId ${first} is out of range 0..65535`);
+    }
     this.#next = first;
   }
 

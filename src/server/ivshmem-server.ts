@@ -6,6 +6,7 @@
 // flushed when the socket becomes writable; a queue over its limit, or one that makes no progress
 // for the stall timeout, drops its client, so a non-reader costs bounded memory and never blocks.
 import { EventEmitter } from 'node:events';
+import { MAX_VECTORS } from '../core/abi.js';
 import { IvshmemError } from '../errors.js';
 import { POLL_READABLE, POLL_WRITABLE, native } from '../native/binding.js';
 import type { RawFdWatcher } from '../native/binding.js';
@@ -42,7 +43,8 @@ export interface IvshmemServerOptions {
   log?: (line: string) => void;
 }
 
-export const MAX_SERVER_VECTORS = 2048;
+/** Vectors per peer this server hands out: as many as the device can take. */
+export const MAX_SERVER_VECTORS = MAX_VECTORS;
 
 interface Peer {
   id: number;
@@ -119,11 +121,7 @@ export class IvshmemServer extends EventEmitter {
     if (!Number.isInteger(this.#maxQueue) || this.#maxQueue < 1) {
       throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `maxQueuedMessages ${o.maxQueuedMessages} is not a positive integer`);
     }
-    const firstId = o.firstId ?? 0;
-    if (!Number.isInteger(firstId) || firstId < 0 || firstId > 0xffff) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `firstId ${o.firstId} is out of range 0..65535`);
-    }
-    this.#ids = new IdAllocator(firstId);
+    this.#ids = new IdAllocator(o.firstId ?? 0); // checks the range, before anything is opened
     this.#legacy = o.legacy === true;
     const memory = o.memory ?? { shm: 'ivshmem' };
     this.#posixName = 'shm' in memory ? memory.shm : undefined;
@@ -234,17 +232,13 @@ export class IvshmemServer extends EventEmitter {
       this.#refused((err as NodeJS.ErrnoException).code ?? 'eventfd failed');
       return;
     }
-    let watcher: RawFdWatcher;
+    let peer: Peer;
     try {
-      // Anything a client sends, and its hang-up, end it; writability flushes its queue.
-      watcher = new (native().FdWatcher)(socket.fd, false, (err, events = 0) => {
-        if (err !== null || (events & POLL_READABLE) !== 0) this.#drop(peer, 'the client sent data or hung up');
-        else if ((events & POLL_WRITABLE) !== 0) this.#flush(peer);
-      });
+      peer = this.#watchPeer({ id, socket, vectors, queue: [], queueLimit: Infinity, stalledSince: 0, wantsWrite: false, announced: false, joined: false });
       try {
-        watcher.start(POLL_READABLE);
+        peer.watcher.start(POLL_READABLE);
       } catch (err) {
-        watcher.close();
+        peer.watcher.close();
         throw err;
       }
     } catch (err) {
@@ -253,7 +247,6 @@ export class IvshmemServer extends EventEmitter {
       this.#refused((err as NodeJS.ErrnoException).code ?? 'poll failed');
       return;
     }
-    const peer: Peer = { id, socket, vectors, watcher, queue: [], queueLimit: Infinity, stalledSince: 0, wantsWrite: false, announced: false, joined: false };
     // QEMU's order: version, id, shm; the new id to everyone; everyone to the newcomer; its own.
     // The newcomer is in the table from the start, so a failure once it was announced is
     // announced as a leave; one before that (it hung up at once) is told to nobody.
@@ -278,6 +271,19 @@ export class IvshmemServer extends EventEmitter {
     this.#log(`new peer id = ${id}`);
     publishJoin({ socketPath: this.socketPath, id, peers: this.#stats.joins - this.#stats.leaves });
     this.emit('join', id);
+  }
+
+  // Gives a peer its socket's watcher (not started): anything a client sends, and its hang-up, end
+  // it; writability flushes its queue. The watcher is added to `fields` itself, so a caller that
+  // tracks that object for clean-up sees it.
+  #watchPeer(fields: Omit<Peer, 'watcher'>): Peer {
+    const peer: Peer = Object.assign(fields, {
+      watcher: new (native().FdWatcher)(fields.socket.fd, false, (err, events = 0) => {
+        if (err !== null || (events & POLL_READABLE) !== 0) this.#drop(peer, 'the client sent data or hung up');
+        else if ((events & POLL_WRITABLE) !== 0) this.#flush(peer);
+      }),
+    });
+    return peer;
   }
 
   // Sends in order; what the socket cannot take now waits in the peer's queue.
@@ -413,17 +419,14 @@ export class IvshmemServer extends EventEmitter {
   // The peers another server handed over, watched only once the hand-over commits. On a throw the
   // fds go back to the caller (released, not closed) with nothing else of ours left open.
   #adoptPeers(state: HandoverState): void {
-    const made: Peer[] = [];
+    const made: (Omit<Peer, 'watcher'> & { watcher?: RawFdWatcher })[] = [];
     try {
       for (const p of state.peers) {
         const socket = UnixSocket.adopt(p.socket);
         const vectors = p.vectors.map((fd) => EventFd.adopt(fd));
-        const peer: Peer = { ...p, socket, vectors, watcher: undefined as unknown as RawFdWatcher, queue: p.queue.map((m) => ({ ...m })), stalledSince: Date.now(), wantsWrite: false };
-        made.push(peer);
-        peer.watcher = new (native().FdWatcher)(socket.fd, false, (err, events = 0) => {
-          if (err !== null || (events & POLL_READABLE) !== 0) this.#drop(peer, 'the client sent data or hung up');
-          else if ((events & POLL_WRITABLE) !== 0) this.#flush(peer);
-        });
+        const fields = { ...p, socket, vectors, queue: p.queue.map((m) => ({ ...m })), stalledSince: Date.now(), wantsWrite: false };
+        made.push(fields);
+        const peer = this.#watchPeer(fields);
         this.#peers.set(peer.id, peer);
       }
     } catch (err) {

@@ -27,8 +27,18 @@ export type IvshmemErrorCode =
   | 'ERR_IVSHMEM_INTERRUPTED'
   | 'ERR_IVSHMEM_V86'
   | 'ERR_IVSHMEM_KVM'
+  | 'ERR_IVSHMEM_NATIVE'
+  | 'ERR_IVSHMEM_CORE'
   | 'ERR_IVSHMEM_HANDOVER'
   | 'ERR_IVSHMEM_CLOSED';
+
+/**
+ * A TypeError or RangeError for a bad argument, coded as Node codes its own
+ * (ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, ERR_OUT_OF_RANGE).
+ */
+export function argumentError<E extends TypeError | RangeError>(Kind: new (message: string) => E, code: string, message: string): E & { code: string } {
+  return Object.assign(new Kind(message), { code });
+}
 
 export class IvshmemError extends Error {
   readonly code: IvshmemErrorCode;

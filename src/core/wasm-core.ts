@@ -4,6 +4,7 @@
 import releaseWasm from '../../out/wasm/core.release.wasm';
 import type { CoreHost, DeviceCore } from './abi.js';
 import { SIGNAL_SLOTS } from './abi.js';
+import { IvshmemError } from '../errors.js';
 
 // The raw exports: DeviceCore's functions (with u32 results still signed), plus the memory.
 type CoreExports = Omit<DeviceCore, 'kind' | 'signals'> & {
@@ -59,7 +60,7 @@ export class WasmCore implements DeviceCore {
         setIrqLevel: (level: number) => host.setIrqLevel(level),
         abort: (msg: number, file: number, line: number, column: number) => {
           const text = memory ? `${readAsString(memory, msg)} (${readAsString(memory, file)}:${line}:${column})` : '';
-          throw new Error(`ivshmem core aborted: ${text}`);
+          throw new IvshmemError('ERR_IVSHMEM_CORE', `ivshmem core aborted: ${text}`);
         },
       },
     };

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { IvshmemError } from '../errors.js';
 
 export interface RawRecv {
   /** Bytes read: 0 at end of stream, -1 when nothing is waiting. */
@@ -94,7 +95,7 @@ const ADDON = join('build', 'Release', 'ivshmem_native.node');
 function findAddon(): string {
   const override = process.env.IVSHMEM_NATIVE_ADDON;
   if (override) {
-    if (!override.startsWith('/')) throw new Error(`IVSHMEM_NATIVE_ADDON must be an absolute path, not ${override}`);
+    if (!override.startsWith('/')) throw new IvshmemError('ERR_IVSHMEM_NATIVE', `IVSHMEM_NATIVE_ADDON must be an absolute path, not ${override}`);
     return override;
   }
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -102,7 +103,7 @@ function findAddon(): string {
     if (existsSync(join(dir, ADDON))) return join(dir, ADDON);
     dir = dirname(dir);
   }
-  throw new Error(`the native addon ${ADDON} is missing: run npm install (it builds it with node-gyp)`);
+  throw new IvshmemError('ERR_IVSHMEM_NATIVE', `the native addon ${ADDON} is missing: run npm install (it builds it with node-gyp)`);
 }
 
 let loaded: RawBinding | undefined;

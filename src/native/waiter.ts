@@ -8,6 +8,7 @@
 import { native } from './binding.js';
 import type { RawFdWatcher } from './binding.js';
 import { EventFd } from './eventfd.js';
+import { IvshmemError, argumentError } from '../errors.js';
 
 export type WaitKind = 'loop' | 'blocking' | 'spin';
 
@@ -41,11 +42,11 @@ export interface WaiterOptions {
 
 export function createWaiter(kind: WaitKind, fds: readonly number[], options: WaiterOptions = {}): EventfdWaiter {
   if (!Array.isArray(fds) || fds.length === 0 || !fds.every((fd) => Number.isInteger(fd) && fd >= 0)) {
-    throw new TypeError('fds must be a non-empty array of file descriptors');
+    throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', 'fds must be a non-empty array of file descriptors');
   }
   if (kind === 'loop') return new LoopWaiter(fds, options);
   if (kind === 'blocking' || kind === 'spin') return new ThreadWaiter(kind, fds, options);
-  throw new TypeError(`unknown wait kind ${JSON.stringify(kind)}: use loop, blocking or spin`);
+  throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', `unknown wait kind ${JSON.stringify(kind)}: use loop, blocking or spin`);
 }
 
 class LoopWaiter implements EventfdWaiter {
@@ -66,7 +67,7 @@ class LoopWaiter implements EventfdWaiter {
   }
 
   run(onReady: OnReady): void {
-    if (this.#closed) throw new TypeError('the waiter is closed');
+    if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the waiter is closed');
     this.stop();
     const n = native();
     try {
@@ -86,7 +87,7 @@ class LoopWaiter implements EventfdWaiter {
   }
 
   waitOnce(): number {
-    throw new TypeError('a loop waiter reports through run(); use a blocking or spin waiter to wait in place');
+    throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', 'a loop waiter reports through run(); use a blocking or spin waiter to wait in place');
   }
 
   stop(): void {
@@ -133,6 +134,7 @@ class ThreadWaiter implements EventfdWaiter {
   }
 
   #waitIndex(budget: number): number {
+    this.#stop.fd; // ERR_IVSHMEM_CLOSED once closed: #all would name fds that are no longer ours
     return this.kind === 'blocking'
       ? native().waitReadable(this.#all, budget, this.#out)
       : native().spinReadable(this.#all, budget, this.#out);

@@ -8,6 +8,7 @@
 //   later:       a peer joins: id + eventfd per vector · a peer leaves: id without fd
 //
 // The pre-2.5 ("legacy") protocol has no version message.
+import { argumentError } from '../errors.js';
 
 export const PROTOCOL_VERSION = 0n;
 export const SHM_MESSAGE = -1n;
@@ -21,6 +22,6 @@ export function encodeMessage(value: bigint | number): Uint8Array {
 }
 
 export function decodeMessage(bytes: Uint8Array): bigint {
-  if (bytes.byteLength !== MESSAGE_BYTES) throw new RangeError(`a message is ${MESSAGE_BYTES} bytes, not ${bytes.byteLength}`);
+  if (bytes.byteLength !== MESSAGE_BYTES) throw argumentError(RangeError, 'ERR_OUT_OF_RANGE', `a message is ${MESSAGE_BYTES} bytes, not ${bytes.byteLength}`);
   return new DataView(bytes.buffer, bytes.byteOffset, MESSAGE_BYTES).getBigInt64(0, true);
 }

@@ -23,9 +23,20 @@ bool IsRegisteredFd(int fd);
 void InitRegistry(Napi::Env env);
 
 int32_t ArgInt32(const Napi::CallbackInfo& info, size_t i, const char* name);
+// A list of fds arrives as an Int32Array; anything else is a TypeError naming the argument.
+Napi::Int32Array ArgInt32Array(const Napi::CallbackInfo& info, size_t i, const char* name);
 int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i, const char* name);
 std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+// CLOCK_MONOTONIC in milliseconds: the clock libuv's uv_now() reads, so deadlines compare with it.
+int64_t NowMs();
+// One read(2) of an eventfd's counter, which resets it; EINTR is retried. Returns 0 with the count
+// in *value (0 when nothing had arrived: EAGAIN), or the errno of a failed read.
+int EventfdRead(int fd, uint64_t* value);
+// One write(2) of 1 to an eventfd, EINTR retried. Returns 0, or the errno of a failed write.
+// EAGAIN counts as success: the counter is at its maximum, so a wake-up is pending already.
+int EventfdWriteOne(int fd);
 
 void InitEventfd(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);

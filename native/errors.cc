@@ -54,6 +54,13 @@ int32_t ArgInt32(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return static_cast<int32_t>(value);
 }
 
+Napi::Int32Array ArgInt32Array(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    ThrowType(info.Env(), std::string("argument ") + name + " must be an Int32Array");
+  }
+  return info[i].As<Napi::Int32Array>();
+}
+
 int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (info.Length() > i && info[i].IsBigInt()) {
     bool lossless = false;

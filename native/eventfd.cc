@@ -2,6 +2,7 @@
 // counter, drain reads and resets it. Also the addon's one close(), for every fd it hands out.
 #include <sys/eventfd.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,6 +10,34 @@
 #include "common.h"
 
 namespace ivshmem {
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+int EventfdRead(int fd, uint64_t* value) {
+  *value = 0;
+  ssize_t n;
+  do {
+    n = read(fd, value, sizeof *value);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN) return errno;
+  return 0;
+}
+
+int EventfdWriteOne(int fd) {
+  const uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = write(fd, &one, sizeof one);
+  } while (n < 0 && errno == EINTR);
+  // EAGAIN: only a hostile peer gets the counter to its maximum; the doorbell is not lost and
+  // must not block or throw.
+  return n < 0 && errno != EAGAIN ? errno : 0;
+}
+
 namespace {
 
 Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
@@ -20,15 +49,8 @@ Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
 
 // The hot path of a doorbell: one write(2) of the integer 1.
 Napi::Value EventfdSignal(const Napi::CallbackInfo& info) {
-  int fd = ArgInt32(info, 0, "fd");
-  const uint64_t one = 1;
-  ssize_t n;
-  do {
-    n = write(fd, &one, sizeof one);
-  } while (n < 0 && errno == EINTR);
-  // EAGAIN: the counter is at its maximum, so the waiter has a wake-up pending already (only a
-  // hostile peer gets it there); the doorbell is not lost and must not block or throw.
-  if (n < 0 && errno != EAGAIN) ThrowErrno(info.Env(), errno, "write");
+  int err = EventfdWriteOne(ArgInt32(info, 0, "fd"));
+  if (err != 0) ThrowErrno(info.Env(), err, "write");
   return info.Env().Undefined();
 }
 
@@ -45,16 +67,9 @@ Napi::Value SetNonBlocking(const Napi::CallbackInfo& info) {
 
 // Returns the counter (how many signals arrived since the last drain), or 0 if none did.
 Napi::Value EventfdDrain(const Napi::CallbackInfo& info) {
-  int fd = ArgInt32(info, 0, "fd");
-  uint64_t value = 0;
-  ssize_t n;
-  do {
-    n = read(fd, &value, sizeof value);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    if (errno == EAGAIN) return Napi::Number::New(info.Env(), 0);
-    ThrowErrno(info.Env(), errno, "read");
-  }
+  uint64_t value;
+  int err = EventfdRead(ArgInt32(info, 0, "fd"), &value);
+  if (err != 0) ThrowErrno(info.Env(), err, "read");
   return Napi::Number::New(info.Env(), static_cast<double>(value));
 }
 

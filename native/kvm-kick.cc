@@ -10,7 +10,6 @@
 // as the loop has I/O or a timer due (KvmMonitor.runAsync).
 #include <linux/kvm.h>
 #include <poll.h>
-#include <time.h>
 #include <uv.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,18 +29,11 @@
 
 namespace ivshmem {
 
+namespace {
+
 // A real-time signal nobody else in a Node process uses (Node: SIGUSR1 for the inspector, V8:
 // SIGPROF; glibc already keeps its own below SIGRTMIN).
 int KickSignal() { return SIGRTMIN + 5; }
-
-namespace {
-
-// libuv's uv_now() is CLOCK_MONOTONIC in milliseconds; the helper compares against the same clock.
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 constexpr size_t kMaxKickFds = 1024;
 
@@ -91,7 +83,7 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
     if (napi_get_uv_event_loop(env, &loop_) != napi_ok) {
       close(wake_);
       munmap(page, static_cast<size_t>(getpagesize()));
-      ThrowType(env, "no event loop");
+      ThrowErrno(env, EINVAL, "napi_get_uv_event_loop");
     }
     vcpu_thread_ = pthread_self();
     // A blocked signal would only set immediate_exit, never interrupt a guest sitting in HLT.
@@ -128,13 +120,8 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
     run_ = nullptr;
   }
 
-  void Wake() {
-    uint64_t one = 1;
-    ssize_t n;
-    do {
-      n = write(wake_, &one, sizeof one);
-    } while (n < 0 && errno == EINTR);
-  }
+  // Nothing to report if it fails: wake_ is our own eventfd, and a full counter wakes anyway.
+  void Wake() { EventfdWriteOne(wake_); }
 
   void Loop() {
     std::vector<struct pollfd> pfds;
@@ -163,8 +150,7 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
       if (r == 0 && !timer_due) continue;
       if (pfds[0].revents != 0) {
         uint64_t value;
-        while (read(wake_, &value, sizeof value) > 0) {
-        }
+        EventfdRead(wake_, &value);  // one read resets an eventfd's counter
         continue;  // the fd set changed, or we are closing: look again
       }
       bool ready = timer_due;
@@ -195,10 +181,7 @@ class VcpuKicker : public Napi::ObjectWrap<VcpuKicker> {
   // setFds(Int32Array): the fds whose readiness kicks the vCPU (eventfds, sockets, an epoll fd).
   Napi::Value SetFds(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      ThrowType(env, "argument fds must be an Int32Array");
-    }
-    Napi::Int32Array fds = info[0].As<Napi::Int32Array>();
+    Napi::Int32Array fds = ArgInt32Array(info, 0, "fds");
     if (fds.ElementLength() > kMaxKickFds) ThrowErrno(env, EINVAL, "poll");
     if (!thread_.joinable()) ThrowErrno(env, EBADF, "poll");
     {

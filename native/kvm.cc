@@ -60,11 +60,10 @@ long IoctlPtr(int fd, unsigned long request, T* arg) {
   return Ioctl(fd, request, reinterpret_cast<unsigned long>(arg));
 }
 
-// An fd an ioctl created: close-on-exec and registered, or a coded error.
+// An fd an ioctl created (KVM opens them O_CLOEXEC), registered, or a coded error.
 Napi::Value NewFd(Napi::Env env, long fd) {
   if (fd < 0) ThrowErrno(env, errno, "ioctl");
   int f = static_cast<int>(fd);
-  fcntl(f, F_SETFD, FD_CLOEXEC);  // KVM creates its fds with O_CLOEXEC already; harmless otherwise
   RegisterFd(env, f);
   return Napi::Number::New(env, f);
 }
@@ -160,16 +159,9 @@ Napi::Value KvmCreateVcpu(const Napi::CallbackInfo& info) {
 Napi::Value KvmRunBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int vcpu = ArgInt32(info, 0, "vcpuFd");
+  // Set by kvmOpen, which any vCPU fd of this process comes after; the size is process-wide.
   long size = vcpu_mmap_size.load();
-  if (size <= 0) {  // nobody called kvmOpen in this process: ask /dev/kvm directly
-    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (kvm < 0) ThrowErrno(env, errno, "open", "/dev/kvm");
-    size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-    int err = errno;
-    close(kvm);
-    if (size <= 0) ThrowErrno(env, size < 0 ? err : EINVAL, "ioctl", "/dev/kvm");
-    vcpu_mmap_size.store(size);
-  }
+  if (size <= 0) ThrowErrno(env, EBADF, "mmap");
   void* addr = mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
   if (addr == MAP_FAILED) ThrowErrno(env, errno, "mmap");
   return MappedBuffer(env, addr, static_cast<size_t>(size));

@@ -5,7 +5,6 @@
 // UV_WRITABLE=2, are the callback's second argument). The handle is freed in uv_close's
 // callback, never before.
 #include <uv.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -45,7 +44,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     callback_ = Napi::Persistent(info[2].As<Napi::Function>());
     env_ = env;
     uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok) ThrowType(env, "no event loop");
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) ThrowErrno(env, EINVAL, "napi_get_uv_event_loop");
     handle_ = new uv_poll_t;
     int r = uv_poll_init(loop, handle_, fd_);
     if (r != 0) {
@@ -147,16 +146,13 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
         return;
       }
       if ((events & UV_READABLE) == 0) return;
-      uint64_t count = 0;
-      ssize_t n;
-      do {
-        n = read(self->fd_, &count, sizeof count);
-      } while (n < 0 && errno == EINTR);
-      if (n < 0) {
-        if (errno == EAGAIN) return;  // someone else drained it: nothing to report
-        self->callback_.MakeCallback(env.Global(), {ErrnoError(env, errno, "read").Value()});
+      uint64_t count;
+      int err = EventfdRead(self->fd_, &count);
+      if (err != 0) {
+        self->callback_.MakeCallback(env.Global(), {ErrnoError(env, err, "read").Value()});
         return;
       }
+      if (count == 0) return;  // someone else drained it: nothing to report
       self->callback_.MakeCallback(env.Global(), {env.Null(), Napi::Number::New(env, static_cast<double>(count))});
     } catch (const Napi::Error& e) {
       // A callback threw: report it as Node reports any uncaught exception.

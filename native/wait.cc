@@ -2,8 +2,6 @@
 // its own (a worker: the "vCPU thread" pattern), and spinning on non-blocking reads. Both drain
 // the eventfd that fired before returning, and return its index in the list.
 #include <poll.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -16,26 +14,6 @@ namespace {
 
 constexpr size_t kMaxFds = 4096;
 
-// Reads an eventfd's counter; 0 when nothing was there.
-uint64_t DrainOne(int fd, int* err) {
-  uint64_t value = 0;
-  ssize_t n;
-  do {
-    n = read(fd, &value, sizeof value);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    *err = errno == EAGAIN ? 0 : errno;
-    return 0;
-  }
-  return value;
-}
-
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct Args {
   int32_t* fds;
   size_t count;
@@ -44,10 +22,7 @@ struct Args {
 
 Args ReadArgs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-    ThrowType(env, "argument fds must be an Int32Array");
-  }
-  Napi::Int32Array fds = info[0].As<Napi::Int32Array>();
+  Napi::Int32Array fds = ArgInt32Array(info, 0, "fds");
   if (fds.ElementLength() == 0 || fds.ElementLength() > kMaxFds) ThrowErrno(env, EINVAL, "poll");
   double* out = nullptr;
   if (info.Length() > 2 && info[2].IsTypedArray()) {
@@ -78,8 +53,8 @@ Napi::Value WaitReadable(const Napi::CallbackInfo& info) {
     for (size_t i = 0; i < a.count; i++) {
       if (polls[i].revents & (POLLERR | POLLNVAL)) ThrowErrno(env, polls[i].revents & POLLNVAL ? EBADF : EIO, "poll");
       if ((polls[i].revents & POLLIN) == 0) continue;
-      int err = 0;
-      uint64_t value = DrainOne(a.fds[i], &err);
+      uint64_t value;
+      int err = EventfdRead(a.fds[i], &value);
       if (err != 0) ThrowErrno(env, err, "read");
       if (value == 0) continue;  // drained by someone else meanwhile
       if (a.out != nullptr) a.out[0] = static_cast<double>(value);
@@ -96,8 +71,8 @@ Napi::Value SpinReadable(const Napi::CallbackInfo& info) {
   int32_t rounds = ArgInt32(info, 1, "maxRounds");
   for (int32_t round = 0; round < rounds; round++) {
     for (size_t i = 0; i < a.count; i++) {
-      int err = 0;
-      uint64_t value = DrainOne(a.fds[i], &err);
+      uint64_t value;
+      int err = EventfdRead(a.fds[i], &value);
       if (err != 0) ThrowErrno(env, err, "read");
       if (value == 0) continue;
       if (a.out != nullptr) a.out[0] = static_cast<double>(value);

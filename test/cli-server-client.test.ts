@@ -2,59 +2,21 @@
 // contrib tools: three clients joining and leaving in different orders, interrupts between them,
 // the server's shutdown on SIGTERM, and a server short of fds refusing only the connections it
 // cannot serve.
-import { spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { killStartedProcesses, startCli as start } from './support/cli-process.js';
+import { until } from './support/until.js';
 
-const dist = fileURLToPath(new URL('../dist/', import.meta.url));
 let dir: string;
 let n = 0;
-const running: ChildProcessWithoutNullStreams[] = [];
-
-interface Proc {
-  child: ChildProcessWithoutNullStreams;
-  out: () => string;
-  waitFor: (text: string | RegExp, ms?: number) => Promise<void>;
-  send: (line: string) => void;
-}
-
-function start(command: string, args: string[], shellPrefix = ''): Proc {
-  const argv = [join(dist, command), ...args];
-  const child = shellPrefix
-    ? spawn('sh', ['-c', `${shellPrefix} exec "${process.execPath}" ${argv.map((a) => `'${a}'`).join(' ')}`])
-    : spawn(process.execPath, argv);
-  running.push(child);
-  let text = '';
-  child.stdout.on('data', (d) => (text += d));
-  child.stderr.on('data', (d) => (text += d));
-  return {
-    child,
-    out: () => text,
-    send: (line) => child.stdin.write(`${line}\n`),
-    waitFor: async (pattern, ms = 5000) => {
-      const end = Date.now() + ms;
-      const hit = () => (typeof pattern === 'string' ? text.includes(pattern) : pattern.test(text));
-      while (!hit()) {
-        if (Date.now() > end) throw new Error(`${command} never printed ${pattern}; it printed:\n${text}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    },
-  };
-}
-
-const exited = (child: ChildProcessWithoutNullStreams) =>
-  child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', r));
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'ivshmem-cli-'));
 });
-afterEach(() => {
-  for (const c of running.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
-});
+afterEach(killStartedProcesses);
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
   for (const f of readdirSync('/dev/shm')) if (f.startsWith(`ivshmem-test-cli-${process.pid}-`)) rmSync(join('/dev/shm', f));
@@ -98,7 +60,7 @@ describe('ivshmem-server and ivshmem-client processes', () => {
 
     server.child.kill('SIGTERM');
     await Promise.all([c2.waitFor('disconnected from server'), c3.waitFor('disconnected from server')]);
-    await exited(server.child);
+    await server.exited();
     expect(server.child.exitCode).toBe(0);
     expect(existsSync(sock)).toBe(false);
     expect(existsSync(`/dev/shm/${shm}`)).toBe(false);
@@ -109,47 +71,44 @@ describe('ivshmem-server and ivshmem-client processes', () => {
     const rejoined = /listen on server socket[\s\S]*listen on server socket .*our_id = [01]\n/;
     await Promise.all([c2.waitFor(rejoined, 5000), c3.waitFor(rejoined, 5000)]);
     again.child.kill('SIGTERM');
-    await exited(again.child);
+    await again.exited();
   });
 
   it('refuses, per connection and with a log line, what it has no fds for, and keeps serving', async () => {
     const sock = join(dir, `s${n++}.sock`);
     const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
     // 64 fds: Node's own plus a few peers of 4 vectors, not a dozen.
-    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '4'], 'ulimit -n 64;');
+    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '4'], { shellPrefix: 'ulimit -n 64;' });
     await server.waitFor('listening on');
     const clients = Array.from({ length: 12 }, () => start('ivshmem-client.js', ['-S', sock]));
     await server.waitFor(/refused a connection: E[MN]FILE|cannot (accept|create eventfds)/, 8000);
     // Whoever got in still works: it rings itself through the server's eventfds.
-    const end = Date.now() + 5000;
-    let served: Proc | undefined;
-    while (!(served = clients.find((c) => /our_id = \d+/.test(c.out()))) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-    expect(served).toBeDefined();
-    const id = Number(/our_id = (\d+)/.exec(served!.out())![1]);
-    served!.send(`int ${id} 0`);
-    await served!.waitFor(`receive notification from peer_id=${id} vector=0`);
+    const servedOne = () => clients.find((c) => /our_id = \d+/.test(c.out()));
+    await until(() => servedOne() !== undefined, 'a client served', 5000, 10);
+    const served = servedOne()!;
+    const id = Number(/our_id = (\d+)/.exec(served.out())![1]);
+    served.send(`int ${id} 0`);
+    await served.waitFor(`receive notification from peer_id=${id} vector=0`);
     // The refused ones saw the connection closed during setup, and retry.
     const refusedSeen = () => clients.some((c) => c.out().includes('cannot connect to server'));
-    const deadline = Date.now() + 5000;
-    while (!refusedSeen() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    expect(refusedSeen()).toBe(true);
+    await until(refusedSeen, 'a refused client retrying', 5000, 10);
     expect(server.child.exitCode).toBeNull();
     server.child.kill('SIGTERM');
-    await exited(server.child);
+    await server.exited();
     expect(server.child.exitCode).toBe(0);
   });
 
   it('prints usage, refuses verbose in daemon mode and bad sizes, as QEMU\'s server does', async () => {
     const help = start('ivshmem-server.js', ['-h']);
-    await exited(help.child);
+    await help.exited();
     expect(help.child.exitCode).toBe(0);
     expect(help.out()).toContain('-S, --socket-path PATH');
     const verbose = start('ivshmem-server.js', ['-v']);
-    await exited(verbose.child);
+    await verbose.exited();
     expect(verbose.child.exitCode).toBe(1);
     expect(verbose.out()).toContain('cannot use verbose in daemon mode');
     const size = start('ivshmem-server.js', ['-F', '-l', '12Q']);
-    await exited(size.child);
+    await size.exited();
     expect(size.child.exitCode).toBe(1);
     expect(size.out()).toContain("Try 'ivshmem-server -h'");
   });
@@ -178,7 +137,7 @@ describe('ivshmem-server statistics', () => {
     expect(last.messagesSent).toBe(5 + 2 + 7 + 1);
     expect(Number.isNaN(Date.parse(last.time))).toBe(false);
     server.child.kill('SIGTERM');
-    await exited(server.child);
+    await server.exited();
     expect(server.child.exitCode).toBe(0);
     expect(statsLines(server.out()).length).toBe(1);
     // With --stats-interval, the lines come by themselves.
@@ -186,7 +145,7 @@ describe('ivshmem-server statistics', () => {
     await ticking.waitFor(/"stats":"ivshmem-server"[^]*"stats":"ivshmem-server"/);
     expect(statsLines(ticking.out())[0]).toMatchObject({ peers: 0, joins: 0, leaves: 0 });
     ticking.child.kill('SIGTERM');
-    await exited(ticking.child);
+    await ticking.exited();
     expect(ticking.child.exitCode).toBe(0);
   });
 
@@ -195,7 +154,7 @@ describe('ivshmem-server statistics', () => {
     const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
     const preload = fileURLToPath(new URL('./support/server-channel-log.mjs', import.meta.url));
     const server = start('ivshmem-server.js', ['-F', '-S', sock, '-M', shm, '-n', '4'],
-      `ulimit -n 64; NODE_DEBUG=ivshmem NODE_OPTIONS='--import=${preload}'`);
+      { shellPrefix: `ulimit -n 64; NODE_DEBUG=ivshmem NODE_OPTIONS='--import=${preload}'` });
     await server.waitFor('*** Example code');
     // Raw connections from this process (no client fds needed) until the server runs short.
     const { UnixSocket } = await import('../src/native/unix-socket.js');
@@ -215,8 +174,7 @@ describe('ivshmem-server statistics', () => {
       await server.waitFor(/channel ivshmem:server:join \{"socketPath":"[^"]+","id":0,"peers":1\}/);
       const before = statsLines(server.out()).length;
       server.child.kill('SIGUSR2');
-      const end2 = Date.now() + 5000;
-      while (statsLines(server.out()).length === before && Date.now() < end2) await new Promise((r) => setTimeout(r, 10));
+      await until(() => statsLines(server.out()).length > before, 'the stats printed on SIGUSR2', 5000, 10);
       const stats = statsLines(server.out()).at(-1);
       const refusedLines = server.out().match(/ivshmem-server: refused a connection: \S+/g) ?? [];
       const counted = Object.values(stats.refusals as Record<string, number>).reduce((x, y) => x + y, 0);
@@ -230,19 +188,19 @@ describe('ivshmem-server statistics', () => {
     }
     expect(server.child.exitCode).toBeNull(); // still serving
     server.child.kill('SIGTERM');
-    await exited(server.child);
+    await server.exited();
     expect(server.child.exitCode).toBe(0);
   });
 
   it('refuses a --stats-interval that is not a positive number of seconds, and documents it', async () => {
     for (const bad of ['0', '-1', 'soon']) {
       const p = start('ivshmem-server.js', ['-F', `--stats-interval=${bad}`]);
-      await exited(p.child);
+      await p.exited();
       expect(p.child.exitCode).toBe(1);
       expect(p.out()).toContain('--stats-interval takes a positive number of seconds');
     }
     const help = start('ivshmem-server.js', ['-h']);
-    await exited(help.child);
+    await help.exited();
     expect(help.out()).toMatch(/--stats-interval SECS .*\n.*SIGUSR2/);
   });
 });

@@ -17,8 +17,11 @@ import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import { IvshmemDevice } from '../src/device.js';
 import { native } from '../src/native/binding.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
+import { enableMsix, programVector } from './support/device-harness.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
+import { QEMU_BAR0, QEMU_BAR1, QEMU_BAR2 } from './support/qemu-peer.js';
 import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from './support/qtest.js';
+import { until } from './support/until.js';
 
 const QEMU = process.env.QEMU_SYSTEM_X86_64 ?? DEFAULT_QEMU;
 const qemuMissing = qemuUnavailableReason(QEMU);
@@ -28,10 +31,6 @@ if (qemuMissing !== null) {
 
 const VECTORS = 2;
 const SHM_SIZE = 1 << 20;
-// Guest-physical addresses given to the BARs (inside the pc machine's 32-bit PCI hole).
-const BAR0_ADDR = 0xfebf0000;
-const BAR1_ADDR = 0xfebf1000;
-const BAR2_ADDR = 0xfd000000;
 // Guest RAM where a QEMU's MSI messages land when the test unmasks a vector.
 const MSI_WINDOW = 0x100000;
 // Our device's MSI-X table: address and data of each vector.
@@ -41,18 +40,8 @@ const ourMsiData = (v: number) => 0x40 + v;
 const POLL_MS = 10;
 const DEADLINE_MS = 5000;
 
-const tick = (ms = POLL_MS) => new Promise((r) => setTimeout(r, ms));
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hex = (v: number | bigint) => `0x${v.toString(16)}`;
-
-/** Polls `check` every 10 ms until it holds or the deadline passes (then fails with `what`). */
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = DEADLINE_MS): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await tick();
-  }
-}
 
 /** A QEMU with one ivshmem-doorbell, set up by the test as firmware and driver would. */
 interface Guest {
@@ -92,9 +81,9 @@ async function size64(q: QTest, reg: number, address: number): Promise<bigint> {
 
 async function setUpGuest(q: QTest): Promise<Guest> {
   await q.findDevice(0x11101af4);
-  const bar0Size = await size32(q, 0x10, BAR0_ADDR);
-  await size32(q, 0x14, BAR1_ADDR);
-  const bar2Size = await size64(q, 0x18, BAR2_ADDR);
+  const bar0Size = await size32(q, 0x10, QEMU_BAR0);
+  await size32(q, 0x14, QEMU_BAR1);
+  const bar2Size = await size64(q, 0x18, QEMU_BAR2);
   await q.cfgWrite(0x04, 2, 0x6); // memory decoding + bus master
   // The MSI-X capability (ID 0x11) in the capability list.
   let msixCap = 0;
@@ -112,7 +101,7 @@ async function setUpGuest(q: QTest): Promise<Guest> {
   expect([table & 7, pba & 7], 'MSI-X table and PBA live in BAR1').toEqual([1, 1]);
   // MSI-X on; every table entry stays masked (its reset state), so doorbells pend.
   await q.cfgWrite(msixCap + 2, 2, (control & 0x3fff) | 0x8000);
-  const ivPosition = Number(await q.read(BAR0_ADDR + 8, 4));
+  const ivPosition = Number(await q.read(QEMU_BAR0 + 8, 4));
   return {
     q, ivPosition, bar0Size, bar2Size, tableSize: (control & 0x7ff) + 1, msixCap,
     tableOffset: (table & ~7) >>> 0, pbaOffset: (pba & ~7) >>> 0,
@@ -120,18 +109,18 @@ async function setUpGuest(q: QTest): Promise<Guest> {
 }
 
 async function pending(g: Guest, vector: number): Promise<boolean> {
-  const dword = Number(await g.q.read(BAR1_ADDR + g.pbaOffset + 4 * (vector >> 5), 4));
+  const dword = Number(await g.q.read(QEMU_BAR1 + g.pbaOffset + 4 * (vector >> 5), 4));
   return ((dword >>> (vector & 31)) & 1) === 1;
 }
 
 /** Polls the guest's PBA until `vector` is pending (fails at the deadline). */
 async function untilPending(g: Guest, vector: number, what: string): Promise<void> {
-  await until(() => pending(g, vector), `${what}: PBA bit ${vector} of the QEMU with IVPosition ${g.ivPosition}`);
+  await until(() => pending(g, vector), `${what}: PBA bit ${vector} of the QEMU with IVPosition ${g.ivPosition}`, DEADLINE_MS, POLL_MS);
 }
 
 /** The guest writes its Doorbell register: rings `vector` of peer `dest`. */
 async function guestRing(g: Guest, dest: number, vector: number): Promise<void> {
-  await g.q.write(BAR0_ADDR + 0x0c, 4, ((dest << 16) | vector) >>> 0);
+  await g.q.write(QEMU_BAR0 + 0x0c, 4, ((dest << 16) | vector) >>> 0);
 }
 
 /**
@@ -139,7 +128,7 @@ async function guestRing(g: Guest, dest: number, vector: number): Promise<void> 
  * message and clears the bit, then masks it again: the bit can be observed being set once more.
  */
 async function deliverPending(g: Guest, vector: number): Promise<void> {
-  const entry = BAR1_ADDR + g.tableOffset + 16 * vector;
+  const entry = QEMU_BAR1 + g.tableOffset + 16 * vector;
   const data = 0x5eed0000 + vector;
   await g.q.write(MSI_WINDOW + 4 * vector, 4, 0);
   await g.q.write(entry, 4, MSI_WINDOW + 4 * vector);
@@ -197,13 +186,8 @@ describe.skipIf(qemuMissing !== null)("QEMU's ivshmem-doorbell on our server", (
       transport: { setIrqLevel() {}, sendMsi: (address, data, vector) => msi.push({ address, data, vector }) },
     });
     cleanups.push(() => device.close());
-    device.configWrite(0x04, 2, 0x6);
-    device.configWrite(0x42, 2, 0x8000);
-    for (let v = 0; v < VECTORS; v++) {
-      device.mmioWrite(1, v * 16, 4, OUR_MSI_ADDRESS);
-      device.mmioWrite(1, v * 16 + 8, 4, ourMsiData(v));
-      device.mmioWrite(1, v * 16 + 12, 4, 0);
-    }
+    enableMsix(device);
+    for (let v = 0; v < VECTORS; v++) programVector(device, v, OUR_MSI_ADDRESS, ourMsiData(v), false);
     return { device, msi };
   }
 
@@ -231,19 +215,19 @@ describe.skipIf(qemuMissing !== null)("QEMU's ivshmem-doorbell on our server", (
     const ours = new Uint8Array(server.memory.map());
     const fromGuest = Uint8Array.from({ length: 64 }, (_, i) => (i * 37 + 11) & 0xff);
     for (const offset of [0, 0x1234, SHM_SIZE - 64]) {
-      await guest.q.memWrite(BAR2_ADDR + offset, fromGuest);
+      await guest.q.memWrite(QEMU_BAR2 + offset, fromGuest);
       expect([...ours.subarray(offset, offset + 64)], `server view at ${hex(offset)}`).toEqual([...fromGuest]);
     }
-    await guest.q.write(BAR2_ADDR + 0x800, 8, 0x0123456789abcdefn);
+    await guest.q.write(QEMU_BAR2 + 0x800, 8, 0x0123456789abcdefn);
     expect(new DataView(ours.buffer).getBigUint64(0x800, true)).toBe(0x0123456789abcdefn);
     // ...and the server's writes show through BAR2.
     for (const offset of [8, 0x4000, SHM_SIZE - 32]) {
       const fromHost = Uint8Array.from({ length: 32 }, (_, i) => (offset + i * 13) & 0xff);
       ours.set(fromHost, offset);
-      expect([...(await guest.q.memRead(BAR2_ADDR + offset, 32))], `guest view at ${hex(offset)}`).toEqual([...fromHost]);
+      expect([...(await guest.q.memRead(QEMU_BAR2 + offset, 32))], `guest view at ${hex(offset)}`).toEqual([...fromHost]);
     }
     new DataView(ours.buffer).setUint32(0x10, 0xcafef00d, true);
-    expect(await guest.q.read(BAR2_ADDR + 0x10, 4)).toBe(0xcafef00dn);
+    expect(await guest.q.read(QEMU_BAR2 + 0x10, 4)).toBe(0xcafef00dn);
   });
 
   it("(b) two QEMUs on our server ring each other (QEMU's /ivshmem/server recipe)", async () => {
@@ -266,8 +250,8 @@ describe.skipIf(qemuMissing !== null)("QEMU's ivshmem-doorbell on our server", (
     expect(await pending(vm2, 0)).toBe(false);
 
     // Both guests also see one memory.
-    await vm1.q.write(BAR2_ADDR + 0x100, 4, 0x11223344);
-    expect(await vm2.q.read(BAR2_ADDR + 0x100, 4)).toBe(0x11223344n);
+    await vm1.q.write(QEMU_BAR2 + 0x100, 4, 0x11223344);
+    expect(await vm2.q.read(QEMU_BAR2 + 0x100, 4)).toBe(0x11223344n);
   });
 
   it('(c) our device and our client ring a QEMU, and it rings them, in both directions', async () => {

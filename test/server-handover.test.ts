@@ -4,7 +4,6 @@
 // newcomers and leavers announced by the successor. A successor that gives up midway leaves the
 // old server serving. And a client with `reconnect` rejoins a server restarted after SIGKILL.
 import { spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,10 @@ import { native } from '../src/native/binding.js';
 import { UnixListener, UnixSocket } from '../src/native/unix-socket.js';
 import { HandoverOffer, takeOver } from '../src/server/handover.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
+import { runNewestFirst } from './support/cleanups.js';
+import { killAfterTest, killStartedProcesses, startCli } from './support/cli-process.js';
+import { enableMsix, programVector } from './support/device-harness.js';
+import { openFdCount } from './support/fd-leaks.js';
 import { QEMU_BAR0, setUpQemuDoorbell } from './support/qemu-peer.js';
 import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from './support/qtest.js';
 import { until } from './support/until.js';
@@ -24,49 +27,27 @@ const QEMU = process.env.QEMU_SYSTEM_X86_64 ?? DEFAULT_QEMU;
 const qemuMissing = qemuUnavailableReason(QEMU);
 if (qemuMissing !== null) console.warn(`server-handover.test.ts: skipping the QEMU hand-over test: ${qemuMissing}`);
 
-const dist = fileURLToPath(new URL('../dist/', import.meta.url));
 const HELLO = (0x49565348n << 32n) | 1n;
-const fdCount = () => readdirSync('/proc/self/fd').length;
 let dir: string;
 let n = 0;
 const cleanups: (() => void)[] = [];
-const running: ChildProcessWithoutNullStreams[] = [];
+const cleanupFailures: string[] = [];
 const shmName = () => `ivshmem-test-handover-${process.pid}-${n++}`;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'ivshmem-handover-'));
 });
-afterEach(() => {
-  for (const c of cleanups.splice(0).reverse()) c();
-  for (const c of running.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+afterEach(async () => {
+  await runNewestFirst(cleanups, cleanupFailures);
+  killStartedProcesses();
 });
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
   for (const f of readdirSync('/dev/shm')) if (f.startsWith(`ivshmem-test-handover-${process.pid}-`)) rmSync(join('/dev/shm', f));
+  expect(cleanupFailures, 'cleanup errors').toEqual([]);
 });
 
-interface Proc {
-  child: ChildProcessWithoutNullStreams;
-  out: () => string;
-  waitFor: (text: string | RegExp, ms?: number) => Promise<void>;
-  exited: () => Promise<number | null>;
-}
-
-function server(args: string[]): Proc {
-  const child = spawn(process.execPath, [join(dist, 'ivshmem-server.js'), '-F', '-v', ...args]);
-  running.push(child);
-  let text = '';
-  child.stdout.on('data', (d) => (text += d));
-  child.stderr.on('data', (d) => (text += d));
-  const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return {
-    child,
-    out: () => text,
-    exited: () => exit,
-    waitFor: (pattern, ms = 10_000) =>
-      until(() => (typeof pattern === 'string' ? text.includes(pattern) : pattern.test(text)), `the server printing ${pattern}; it (exit ${child.exitCode ?? child.signalCode}) printed:\n${text}`, ms, 10),
-  };
-}
+const server = (args: string[]) => startCli('ivshmem-server.js', ['-F', '-v', ...args], { waitMs: 10_000 });
 
 // A peer that records everything the server tells it.
 async function client(path: string, options = {}, serverVectors = 2) {
@@ -95,13 +76,8 @@ async function device(path: string) {
     transport: { setIrqLevel() {}, sendMsi: (_address, _data, vector) => msi.push(vector) },
   });
   cleanups.push(() => d.close());
-  d.configWrite(0x04, 2, 0x6);
-  d.configWrite(0x42, 2, 0x8000);
-  for (let v = 0; v < 2; v++) {
-    d.mmioWrite(1, v * 16, 4, 0xfee00000);
-    d.mmioWrite(1, v * 16 + 8, 4, 0x40 + v);
-    d.mmioWrite(1, v * 16 + 12, 4, 0);
-  }
+  enableMsix(d);
+  for (let v = 0; v < 2; v++) programVector(d, v, 0xfee00000, 0x40 + v, false);
   d.connection!.on('peer-vector', (p, v) => v === 0 && events.push(`join ${p}`));
   d.connection!.on('peer-left', (p) => events.push(`leave ${p}`));
   d.connection!.on('close', (r) => events.push(`close ${r}`));
@@ -200,7 +176,7 @@ describe('hand-over between two servers in one process', () => {
     const failures: string[] = [];
     offer.on('handover-failed', (r) => failures.push(r));
     const a = await client(sock, {}, 1);
-    const before = fdCount();
+    const before = openFdCount();
 
     // A successor that asks, reads a little, and hangs up.
     const quitter = UnixSocket.connect(ctl);
@@ -229,7 +205,7 @@ describe('hand-over between two servers in one process', () => {
     expect(old.suspended).toBe(false);
     w.close();
     await until(() => a.events.includes('leave 1'), 'the old server still announcing');
-    await until(() => fdCount() === before, 'no fd left from the failed hand-overs');
+    await until(() => openFdCount() === before, 'no fd left from the failed hand-overs');
 
     const { server: next, offer: nextOffer } = await takeOver(ctl);
     cleanups.push(() => next.close());
@@ -278,7 +254,7 @@ describe('hand-over between two servers in one process', () => {
   });
 
   it('a taker that finds nobody offering, or garbage, fails with a coded error and leaks nothing', async () => {
-    const before = fdCount();
+    const before = openFdCount();
     await expect(takeOver(join(dir, 'nobody.ctl'))).rejects.toMatchObject({ code: 'ENOENT' });
     // A fake holder that answers HELLO with something that is not the state.
     const ctl = join(dir, `c${n++}.ctl`);
@@ -291,7 +267,7 @@ describe('hand-over between two servers in one process', () => {
     await expect(taking).rejects.toMatchObject({ code: 'ERR_IVSHMEM_HANDOVER' });
     conn!.close();
     fake.close();
-    expect(fdCount()).toBe(before);
+    expect(openFdCount()).toBe(before);
   });
 });
 
@@ -306,7 +282,7 @@ describe('hand-over between ivshmem-server processes', () => {
     const a = await client(sock);
     expect([dev.d.id, a.c.id]).toEqual([0, 1]);
     await until(() => dev.events.includes('join 1'), 'the device hearing of the client');
-    const fdsBefore = fdCount();
+    const fdsBefore = openFdCount();
 
     const second = server(['--takeover', ctl]);
     await second.waitFor('took over');
@@ -318,7 +294,7 @@ describe('hand-over between ivshmem-server processes', () => {
     a.c.ring(0, 1);
     ring(dev.d, 1, 0);
     await until(() => dev.msi.includes(1) && a.interrupts[0] === 1, 'doorbells after the hand-over');
-    expect(fdCount()).toBe(fdsBefore);
+    expect(openFdCount()).toBe(fdsBefore);
     expect([...dev.events, '|', ...a.events]).toEqual(['join 1', '|']);
 
     // The successor announces a newcomer with everyone's eventfds, and a leaver.
@@ -383,7 +359,7 @@ describe('an old server crashing in the middle of a hand-over', () => {
     const sock = join(dir, `s${n++}.sock`);
     const ctl = join(dir, `c${n++}.ctl`);
     const holder = spawn(process.execPath, [fileURLToPath(new URL('./support/handover-crashing-holder.mjs', import.meta.url)), sock, ctl, shmName()]);
-    running.push(holder);
+    killAfterTest(holder);
     let said = '';
     holder.stdout.on('data', (d) => (said += d));
     holder.stderr.on('data', (d) => (said += d));
@@ -392,7 +368,7 @@ describe('an old server crashing in the middle of a hand-over', () => {
     const b = await client(sock);
     await until(() => a.events.includes('join 1'), 'a hearing of b');
     a.events.length = 0;
-    const fdsBefore = fdCount();
+    const fdsBefore = openFdCount();
 
     const next = server(['--takeover', ctl]);
     await next.waitFor('took over');
@@ -410,7 +386,7 @@ describe('an old server crashing in the middle of a hand-over', () => {
     expect([a.events, b.events]).toEqual([['join 2'], ['join 2']]);
     c.c.close();
     await until(() => a.events.includes('leave 2'), 'the leaver announced');
-    expect(fdCount()).toBe(fdsBefore);
+    expect(openFdCount()).toBe(fdsBefore);
   });
 });
 

@@ -1,8 +1,7 @@
 // The ivshmem server in-process, with real sockets, eventfds and shared memory: QEMU's message
 // order, its id allocation, devices ringing each other through it, peers leaving, and clients
 // that misbehave while the server keeps serving everyone else.
-import { readdirSync } from 'node:fs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,20 +9,17 @@ import { IvshmemDevice } from '../src/device.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { UnixSocket } from '../src/native/unix-socket.js';
 import { native } from '../src/native/binding.js';
+import { runNewestFirst } from './support/cleanups.js';
+import { enableMsix, programVector } from './support/device-harness.js';
+import { expectNoFdLeak, openFdCount } from './support/fd-leaks.js';
+import { until } from './support/until.js';
 
-const fdCount = () => readdirSync('/proc/self/fd').length;
 const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
-async function until(check: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await tick(5);
-  }
-}
 
 let dir: string;
 let n = 0;
 const cleanups: (() => void)[] = [];
+const cleanupFailures: string[] = [];
 const socketPath = () => join(dir, `s${n++}.sock`);
 const shmName = () => `ivshmem-test-server-${process.pid}-${n++}`;
 
@@ -42,13 +38,8 @@ async function joinDevice(server: IvshmemServer, vectors = 2) {
   });
   cleanups.push(() => device.close());
   // Firmware and driver: memory + bus master, MSI-X on, each vector unmasked with data = vector.
-  device.configWrite(0x04, 2, 0x6);
-  device.configWrite(0x42, 2, 0x8000);
-  for (let v = 0; v < vectors; v++) {
-    device.mmioWrite(1, v * 16, 4, 0xfee00000);
-    device.mmioWrite(1, v * 16 + 8, 4, 0x40 + v);
-    device.mmioWrite(1, v * 16 + 12, 4, 0);
-  }
+  enableMsix(device);
+  for (let v = 0; v < vectors; v++) programVector(device, v, 0xfee00000, 0x40 + v, false);
   return { device, msi };
 }
 
@@ -68,19 +59,17 @@ async function drainRaw(socket: UnixSocket, count: number): Promise<[number, boo
   return got;
 }
 
-let fdsBefore = 0;
+// Registered first, so its fd comparison runs after the afterAll below has settled.
+expectNoFdLeak();
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'ivshmem-server-test-'));
-  fdsBefore = fdCount();
 });
-afterEach(() => {
-  for (const c of cleanups.splice(0).reverse()) c();
-});
+afterEach(() => runNewestFirst(cleanups, cleanupFailures));
 afterAll(async () => {
   await tick(50);
-  expect(fdCount()).toBe(fdsBefore);
   rmSync(dir, { recursive: true, force: true });
   expect(readdirSync('/dev/shm').filter((f) => f.startsWith(`ivshmem-test-server-${process.pid}-`))).toEqual([]);
+  expect(cleanupFailures, 'cleanup errors').toEqual([]);
 });
 
 describe('ivshmem server', () => {
@@ -105,13 +94,13 @@ describe('ivshmem server', () => {
     const ids: number[] = [];
     server.on('join', (id) => ids.push(id));
     const a = UnixSocket.connect(server.socketPath);
-    await until(() => ids.length === 1);
+    await until(() => ids.length === 1, 'ids.length === 1');
     const b = UnixSocket.connect(server.socketPath);
-    await until(() => ids.length === 2);
+    await until(() => ids.length === 2, 'ids.length === 2');
     a.close();
-    await until(() => server.peerIds.length === 1);
+    await until(() => server.peerIds.length === 1, 'server.peerIds.length === 1');
     const c = UnixSocket.connect(server.socketPath);
-    await until(() => ids.length === 3);
+    await until(() => ids.length === 3, 'ids.length === 3');
     expect(ids).toEqual([0, 1, 2]); // not 0 again: a reconnecting master cannot take back id 0
     b.close();
     c.close();
@@ -124,12 +113,12 @@ describe('ivshmem server', () => {
     expect([a.device.id, b.device.id]).toEqual([0, 1]);
     expect([a.device.mmioRead(0, 8, 4), b.device.mmioRead(0, 8, 4)]).toEqual([0, 1]);
     expect(b.device.bars.at(-1)?.size).toBe(1 << 16);
-    await until(() => a.device.peerVectors(1) === 3);
+    await until(() => a.device.peerVectors(1) === 3, 'a.device.peerVectors(1) === 3');
     for (let v = 0; v < 3; v++) {
       a.device.mmioWrite(0, 0x0c, 4, (1 << 16) | v);
-      await until(() => b.msi.length === v + 1);
+      await until(() => b.msi.length === v + 1, 'b.msi.length === v + 1');
       b.device.mmioWrite(0, 0x0c, 4, (0 << 16) | v);
-      await until(() => a.msi.length === v + 1);
+      await until(() => a.msi.length === v + 1, 'a.msi.length === v + 1');
     }
     expect(b.msi.map((m) => m.vector)).toEqual([0, 1, 2]);
     expect(a.msi.map((m) => m.data)).toEqual([0x40, 0x41, 0x42]);
@@ -142,10 +131,10 @@ describe('ivshmem server', () => {
     const a = await joinDevice(server, 1);
     const b = await joinDevice(server, 1);
     a.device.mmioWrite(0, 0x0c, 4, 0 << 16);
-    await until(() => a.msi.length === 1);
-    await until(() => a.device.peerVectors(1) === 1);
+    await until(() => a.msi.length === 1, 'a.msi.length === 1');
+    await until(() => a.device.peerVectors(1) === 1, 'a.device.peerVectors(1) === 1');
     b.device.close();
-    await until(() => a.device.peerVectors(1) === 0);
+    await until(() => a.device.peerVectors(1) === 0, 'a.device.peerVectors(1) === 0');
     a.device.mmioWrite(0, 0x0c, 4, 1 << 16);
     expect(a.device.counters().doorbellsDropped.noPeer).toBe(1);
   });
@@ -160,7 +149,7 @@ describe('ivshmem server', () => {
     garbage.sendRaw(new Uint8Array([1, 2, 3]));
     const halfOpen = UnixSocket.connect(server.socketPath);
     native().shutdown(halfOpen.fd);
-    await until(() => server.peerIds.length === 1);
+    await until(() => server.peerIds.length === 1, 'server.peerIds.length === 1');
     garbage.close();
     halfOpen.close();
     // A client that never reads: fill its socket by announcing many joins.
@@ -174,14 +163,14 @@ describe('ivshmem server', () => {
         await tick(1); // the backlog is full until the server (on this thread) accepts
       }
     }
-    await until(() => !server.peerIds.includes(52) || leaves.some((r) => r.includes('stopped reading')), 4000);
+    await until(() => !server.peerIds.includes(52) || leaves.some((r) => r.includes('stopped reading')), 'a stalled reader dropped', 4000);
     for (const c of churn) c.close();
     stalled.close();
-    await until(() => server.peerIds.length === 1, 4000);
+    await until(() => server.peerIds.length === 1, 'server.peerIds.length === 1', 4000);
     // Still serving: a new device joins and rings the first one.
     const b = await joinDevice(server, 2);
     b.device.mmioWrite(0, 0x0c, 4, (a.device.id << 16) | 1);
-    await until(() => a.msi.length === 1);
+    await until(() => a.msi.length === 1, 'a.msi.length === 1');
     expect(leaves.length).toBeGreaterThanOrEqual(2); // at least the garbage and half-open clients
   });
 
@@ -204,10 +193,10 @@ describe('ivshmem server', () => {
     server.close();
     expect(readdirSync(dir)).not.toContain(server.socketPath.split('/').pop());
     expect(readdirSync('/dev/shm')).not.toContain(name[0]);
-    await until(() => a.device.connection?.serverGone === true);
+    await until(() => a.device.connection?.serverGone === true, 'a.device.connection?.serverGone === true');
     // QEMU keeps working with the fds it has: the device still rings itself.
     a.device.mmioWrite(0, 0x0c, 4, a.device.id << 16);
-    await until(() => a.msi.length === 1);
+    await until(() => a.msi.length === 1, 'a.msi.length === 1');
   });
 });
 
@@ -221,10 +210,9 @@ describe('a device whose embedder waits on its vectors', () => {
       transport: { setIrqLevel() {}, sendMsi: (address, data, vector) => msi.push({ address, data, vector }) },
     });
     cleanups.push(() => b.close());
-    b.configWrite(0x04, 2, 0x6);
-    b.configWrite(0x42, 2, 0x8000);
-    b.mmioWrite(1, 16 + 12, 4, 0);
-    await until(() => b.ownVectorFds.length === 2 && a.device.peerVectors(b.id) === 2);
+    enableMsix(b);
+    b.mmioWrite(1, 16 + 12, 4, 0); // vector 1 unmasked
+    await until(() => b.ownVectorFds.length === 2 && a.device.peerVectors(b.id) === 2, 'b.ownVectorFds.length === 2 && a.device.peerVectors(b.id) === 2');
     a.device.mmioWrite(0, 0x0c, 4, (b.id << 16) | 1);
     const { createWaiter } = await import('../src/native/waiter.js');
     const waiter = createWaiter('blocking', b.ownVectorFds);
@@ -246,7 +234,7 @@ describe('legacy protocol and INTx with a server', () => {
     // The seed's INTx path: our own vector sets IntrStatus bit 0; the pin follows the mask.
     device.mmioWrite(0, 0x00, 4, 1);
     device.mmioWrite(0, 0x0c, 4, 0 << 16);
-    await until(() => irq.length === 1);
+    await until(() => irq.length === 1, 'irq.length === 1');
     expect(device.mmioRead(0, 0x04, 4)).toBe(1);
     expect(irq).toEqual([1, 0]);
     await expect(IvshmemDevice.create({ mode: 'doorbell', server: server.socketPath, setupTimeoutMs: 500, transport: { setIrqLevel() {}, sendMsi() {} } }))
@@ -262,12 +250,12 @@ describe('device against a broken server', () => {
     ['an shm message without fd', [[0n, false], [3n, false], [-1n, false]], 'ERR_IVSHMEM_PROTOCOL_SHM'],
     ['too many vectors for a peer', [[0n, false], [3n, false], [4n, true], [4n, true]], 'ERR_IVSHMEM_TOO_MANY_VECTORS'],
   ] as [string, [bigint, boolean][], string][])('fails with %s, leaking nothing', async (name, script, code) => {
-    const before = fdCount();
+    const before = openFdCount();
     const { UnixListener } = await import('../src/native/unix-socket.js');
     const listener = UnixListener.listen(socketPath());
     const pending = IvshmemDevice.create({ mode: 'doorbell', vectors: 1, server: listener.path, setupTimeoutMs: 300, transport: { setIrqLevel() {}, sendMsi() {} } });
     let conn: UnixSocket | null = null;
-    await until(() => (conn = listener.accept()) !== null);
+    await until(() => (conn = listener.accept()) !== null, 'the fake server accepted the device');
     const sender = conn as unknown as UnixSocket;
     const eventfd = native().eventfdCreate();
     for (const [value, withFd] of script) sender.send(value, withFd ? eventfd : -1);
@@ -277,7 +265,7 @@ describe('device against a broken server', () => {
     listener.close();
     native().close(eventfd);
     await tick(10);
-    expect(fdCount()).toBe(before);
+    expect(openFdCount()).toBe(before);
   });
 });
 
@@ -298,9 +286,9 @@ describe('server observability', () => {
     const b = UnixSocket.connect(server.socketPath);
     const c = UnixSocket.connect(other.socketPath);
     cleanups.push(() => a.close(), () => b.close(), () => c.close());
-    await until(() => server.peerIds.length === 2 && other.peerIds.length === 1);
+    await until(() => server.peerIds.length === 2 && other.peerIds.length === 1, 'server.peerIds.length === 2 && other.peerIds.length === 1');
     a.sendRaw(new Uint8Array([1])); // a talks: dropped
-    await until(() => server.peerIds.length === 1);
+    await until(() => server.peerIds.length === 1, 'server.peerIds.length === 1');
     const mine = seen.filter(([, m]) => (m as { socketPath: string }).socketPath === server.socketPath);
     expect(mine).toEqual([
       ['ivshmem:server:join', { socketPath: server.socketPath, id: 0, peers: 1 }],

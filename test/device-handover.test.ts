@@ -12,6 +12,7 @@ import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import { IvshmemDevice } from '../src/device.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { deviceBundle } from './support/device-bundle.js';
+import { enableMsix, programVector } from './support/device-harness.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
 import { until } from './support/until.js';
 
@@ -45,13 +46,9 @@ describe('device hand-over to another process', () => {
     try {
       await until(() => source.peerVectors(peer.id) === 2 && peer.peers.has(source.id), 'source and peer know each other');
       // The guest of the source: MSI-X on, vector 0 unmasked, vector 1 masked; a word in BAR2.
-      source.configWrite(0x04, 2, 0x6);
-      source.configWrite(0x42, 2, 0x8000);
-      for (const [v, masked] of [[0, 0], [1, 1]]) {
-        source.mmioWrite(1, v * 16, 4, 0xfee00000);
-        source.mmioWrite(1, v * 16 + 8, 4, 0x40 + v);
-        source.mmioWrite(1, v * 16 + 12, 4, masked);
-      }
+      enableMsix(source);
+      programVector(source, 0, 0xfee00000, 0x40, false);
+      programVector(source, 1, 0xfee00000, 0x41, true);
       source.mmioWrite(2, 0x100, 4, 0xc0ffee);
       peer.ring(source.id, 1);
       await until(() => source.vectorCounters()[1].pended === 1, 'vector 1 pending at the source');

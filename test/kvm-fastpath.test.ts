@@ -5,18 +5,16 @@
 // a value with garbage in bits 15..8 misses every datamatch and takes the WASM path, the
 // ioeventfds follow BAR0 when it moves or stops decoding, and a peer that leaves loses its
 // ioeventfd (the next ring exits and the core counts a drop). Skipped without /dev/kvm.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { until } from './support/until.js';
 import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import type { IvshmemDevice } from '../src/device.js';
 import { Kvm } from '../src/kvm/kvm.js';
 import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
-import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { Asm16 } from './support/asm16.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
+import { BAR0_GPA, CODE_GPA, SHM_SIZE, STACK_TOP } from './support/kvm-guest.js';
+import { serverSuite } from './support/server-suite.js';
 
 let kvm: Kvm | undefined;
 try {
@@ -25,11 +23,7 @@ try {
   console.warn(`kvm-fastpath.test.ts: skipped, /dev/kvm cannot be opened (${(err as { code?: string }).code ?? err})`);
 }
 
-const CODE_GPA = 0x1000;
-const STACK_TOP = 0x7000;
-const BAR0_GPA = 0xe0000;
 const BAR0_MOVED = 0xd0000;
-const SHM_SIZE = 0x10000;
 
 /** Programs BAR0 of 00:<slot>.0, enables memory decoding, then rings `doorbell` through ES = `bar0seg` once per run. */
 function guest(slot: number): Asm16 {
@@ -54,29 +48,13 @@ const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(kvm === undefined)('KvmMonitor doorbell fast path (KVM ioeventfd)', () => {
   expectNoFdLeak();
-  let dir: string;
-  let n = 0;
-  const cleanups: (() => void)[] = [];
-
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'ivshmem-kvm-fastpath-'));
-  });
-  afterEach(() => {
-    for (const c of cleanups.splice(0).reverse()) c();
-  });
-  afterAll(() => {
-    rmSync(dir, { recursive: true, force: true });
-    kvm?.close();
-  });
+  const { cleanups, startServer } = serverSuite({ name: 'kvm-fastpath', size: SHM_SIZE, vectors: 1 });
+  afterAll(() => kvm?.close());
 
   async function setUp(ioeventfd: boolean) {
-    const server = IvshmemServer.start({
-      socketPath: join(dir, `s${n++}.sock`), memory: { shm: `ivshmem-kvm-fastpath-${process.pid}-${n++}` }, size: SHM_SIZE, vectors: 1,
-    });
-    cleanups.push(() => server.close());
+    const server = startServer();
     const client = await IvshmemClient.connect(server.socketPath, { vectors: 1 });
-    let clientOpen = true;
-    cleanups.push(() => clientOpen && client.close());
+    cleanups.push(() => client.close());
     const interrupts: number[] = [];
     client.on('interrupt', (vector) => interrupts.push(vector));
     const monitor = new KvmMonitor(kvm!, { ioeventfd });
@@ -91,11 +69,7 @@ describe.skipIf(kvm === undefined)('KvmMonitor doorbell fast path (KVM ioeventfd
     const setDoorbell = (value: number) => data.setUint32(program.address('doorbell'), value >>> 0, true);
     setDoorbell(client.id * 0x10000);
     monitor.start(CODE_GPA);
-    const closeClient = () => {
-      clientOpen = false;
-      client.close();
-    };
-    return { client, closeClient, interrupts, monitor, device, data, program, setDoorbell };
+    return { client, interrupts, monitor, device, data, program, setDoorbell };
   }
 
   for (const ioeventfd of [false, true]) {
@@ -167,12 +141,12 @@ describe.skipIf(kvm === undefined)('KvmMonitor doorbell fast path (KVM ioeventfd
   });
 
   it('after the peer leaves, its ioeventfd is gone: the ring exits and the core counts a drop', async () => {
-    const { client, closeClient, monitor, device } = await setUp(true);
+    const { client, monitor, device } = await setUp(true);
     const peer = client.id;
     expect(monitor.run().done).toBe(1);
     expect(monitor.ioeventfds.some((r) => r.peer === peer)).toBe(true);
 
-    closeClient();
+    client.close(); // closed again by the cleanup: close() is idempotent
     await until(() => !device.connection!.peers.has(peer), 'the device hears the peer leave');
     expect(monitor.ioeventfds.map((r) => r.peer)).toEqual([device.id]);
     expect(monitor.run().done).toBe(1);

@@ -17,7 +17,7 @@ import { KvmMonitor } from '../src/kvm/monitor.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
 import {
-  BAR0_GPA, BAR2_GPA, CODE_GPA, IRQ, IVSHMEM_ID, MAGIC, MAGIC_OFFSET, NOT_FOUND, SHM_SIZE, buildGuest,
+  BAR0_GPA, BAR2_GPA, CODE_GPA, IRQ, IVSHMEM_ID, MAGIC, MAGIC_OFFSET, NOT_FOUND, SHM_SIZE, buildGuest, loadGuest,
 } from './support/kvm-guest.js';
 
 let kvm: Kvm | undefined;
@@ -65,11 +65,7 @@ describe.skipIf(kvm === undefined)('KvmMonitor: a real-mode guest finds, program
     cleanups.push(() => device.close());
     await until(() => client.peers.has(device.id), 'the client hears of the device');
     const program = guest();
-    monitor.load(program.assemble(), CODE_GPA);
-    const data = new DataView(monitor.ram.buffer);
-    const word = (label: string) => data.getUint32(program.address(label), true);
-    data.setUint32(program.address('doorbell'), (client.id << 16) | 0, true);
-    monitor.start(CODE_GPA);
+    const word = loadGuest(monitor, program, (client.id << 16) | 0);
     return { server, client, interrupts, joins, monitor, device, program, word };
   }
 

@@ -6,18 +6,14 @@
 // guests, each on its own worker thread, ping-pong through our server on both paths.
 // Skipped (with a warning) where /dev/kvm cannot be opened.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import { Kvm } from '../src/kvm/kvm.js';
 import { KvmMonitor } from '../src/kvm/monitor.js';
-import { IvshmemServer } from '../src/server/ivshmem-server.js';
-import { runNewestFirst } from './support/cleanups.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
 import { kvmBundle } from './support/kvm-bundle.js';
+import { serverSuite } from './support/server-suite.js';
 import { LAPIC_GPA, MSI_VECTOR, buildMsiGuest, loadMsiGuest } from './support/kvm-msi-guest.js';
 import { until } from './support/until.js';
 
@@ -34,30 +30,8 @@ const WORKER = new URL('./support/kvm-pingpong-worker.mjs', import.meta.url);
 describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAPIC, WASM path and irqfd path', () => {
   // esbuild's service process (the workers' bundle) stays for the life of the test process.
   expectNoFdLeak(() => kvmBundle());
-  let dir: string;
-  let n = 0;
-  const cleanups: (() => void | Promise<void>)[] = [];
-
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'ivshmem-kvm-msi-'));
-  });
-  afterEach(async () => {
-    const failures: string[] = [];
-    await runNewestFirst(cleanups, failures);
-    expect(failures, 'cleanups').toEqual([]);
-  });
-  afterAll(() => {
-    rmSync(dir, { recursive: true, force: true });
-    kvm?.close();
-  });
-
-  function startServer(): IvshmemServer {
-    const server = IvshmemServer.start({
-      socketPath: join(dir, `s${n++}.sock`), memory: { shm: `ivshmem-kvm-msi-${process.pid}-${n++}` }, size: SHM_SIZE, vectors: 1,
-    });
-    cleanups.push(() => server.close());
-    return server;
-  }
+  const { cleanups, startServer } = serverSuite({ name: 'kvm-msi', size: SHM_SIZE, vectors: 1 });
+  afterAll(() => kvm?.close());
 
   for (const irqfd of [false, true]) {
     it(`a host client rings the halted guest; it takes MSI vector 0x${MSI_VECTOR.toString(16)} and rings back (${irqfd ? 'irqfd' : 'WASM'} path)`, async () => {

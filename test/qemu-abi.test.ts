@@ -15,6 +15,7 @@ import { IvshmemDevice } from '../src/device.js';
 import type { VmmTransport } from '../src/transport.js';
 import { IvshmemFixture, fixtureUnavailableReason } from './support/ivshmem-fixture.js';
 import { Qmp } from './support/qmp.js';
+import { QEMU_BAR0, QEMU_BAR1, QEMU_BAR2 } from './support/qemu-peer.js';
 import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from './support/qtest.js';
 
 const QEMU = process.env.QEMU_SYSTEM_X86_64 ?? DEFAULT_QEMU;
@@ -30,10 +31,6 @@ const SEED = Number(process.env.QEMU_ABI_SEED ?? 0x1b5eed);
 const CORES = ['wasm', 'ts'] as const;
 type Core = (typeof CORES)[number];
 
-// Guest-physical addresses the test gives the BARs (inside the pc machine's 32-bit PCI hole).
-const BAR0_ADDR = 0xfebf0000;
-const BAR1_ADDR = 0xfebf1000;
-const BAR2_ADDR = 0xfd000000;
 // MSI-X table entries point into this guest RAM window; deliveries are compared there.
 const MSI_WINDOW = 0x100000;
 const MSI_WINDOW_SIZE = 0x400;
@@ -206,18 +203,18 @@ async function configCase(q: QTest, ours: Ours[], diff: Diff): Promise<void> {
 
 /** Places BAR0, BAR1 (doorbell) and BAR2 and turns on memory decoding (and bus mastering). */
 async function mapBars(q: QTest, ours: Ours[], diff: Diff, doorbell: boolean, command: number): Promise<void> {
-  await cfgWriteBoth(q, ours, diff, 0x10, 4, BAR0_ADDR);
-  if (doorbell) await cfgWriteBoth(q, ours, diff, 0x14, 4, BAR1_ADDR);
-  await cfgWriteBoth(q, ours, diff, 0x18, 4, BAR2_ADDR);
+  await cfgWriteBoth(q, ours, diff, 0x10, 4, QEMU_BAR0);
+  if (doorbell) await cfgWriteBoth(q, ours, diff, 0x14, 4, QEMU_BAR1);
+  await cfgWriteBoth(q, ours, diff, 0x18, 4, QEMU_BAR2);
   await cfgWriteBoth(q, ours, diff, 0x1c, 4, 0);
   await cfgWriteBoth(q, ours, diff, 0x04, 2, command);
   for (const o of ours) {
-    expect(o.dev.barAddress(0)).toBe(BigInt(BAR0_ADDR));
-    if (doorbell) expect(o.dev.barAddress(1)).toBe(BigInt(BAR1_ADDR));
+    expect(o.dev.barAddress(0)).toBe(BigInt(QEMU_BAR0));
+    if (doorbell) expect(o.dev.barAddress(1)).toBe(BigInt(QEMU_BAR1));
   }
 }
 
-const BAR_BASE = [BAR0_ADDR, BAR1_ADDR];
+const BAR_BASE = [QEMU_BAR0, QEMU_BAR1];
 
 async function mmioReadBoth(q: QTest, ours: Ours[], diff: Diff, bar: 0 | 1, offset: number, size: Size, label = ''): Promise<void> {
   diff.op(`read${size} bar${bar}+${h(offset)}`);
@@ -365,14 +362,14 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
         diff.op(`${step}: ${size}@${h(offset)}`);
         if (rng.chance(0.5)) {
           const v = mask(size, rng.value());
-          await q.write(BAR2_ADDR + offset, size, v);
+          await q.write(QEMU_BAR2 + offset, size, v);
           for (const o of ours) o.dev.mmioWrite(2, offset, size, size === 8 ? v : Number(v));
         } else {
-          const v = await q.read(BAR2_ADDR + offset, size);
+          const v = await q.read(QEMU_BAR2 + offset, size);
           for (const o of ours) diff.eq(`step ${step}: read${size} bar2+${h(offset)}`, v, BigInt(o.dev.mmioRead(2, offset, size)), o.core);
         }
       }
-      const head = await q.memRead(BAR2_ADDR, 72);
+      const head = await q.memRead(QEMU_BAR2, 72);
       for (const o of ours) {
         const mine = new Uint8Array(o.dev.sharedMemory.buffer, 0, 72);
         head.forEach((b, i) => diff.eq(`final BAR2 byte ${h(i)}`, b, mine[i], o.core));
@@ -462,7 +459,7 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
       const diff = new Diff('doorbell delivery order');
       const check = async (after: string) => {
         const word = await q.read(MSI_WINDOW, 4);
-        const pba = await q.read(BAR1_ADDR + 0x800, 4);
+        const pba = await q.read(QEMU_BAR1 + 0x800, 4);
         for (const o of ours) {
           diff.eq(`${after}: MSI word at ${h(MSI_WINDOW)}`, word, new DataView(o.ram.buffer).getUint32(0, true), o.core);
           diff.eq(`${after}: PBA`, pba, ourRead(o, 1, 0x800, 4), o.core);
@@ -606,7 +603,7 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
       async function compareInterrupts(after: string): Promise<void> {
         const ram = await q.memRead(MSI_WINDOW, MSI_WINDOW_SIZE);
         const pba: bigint[] = [];
-        for (let i = 0; i < PBA_BYTES; i += 8) pba.push(await q.read(BAR1_ADDR + PBA + i, 8));
+        for (let i = 0; i < PBA_BYTES; i += 8) pba.push(await q.read(QEMU_BAR1 + PBA + i, 8));
         if (pba.some((w) => w !== 0n)) stats.pendingSeen++;
         let dirty = false;
         for (const o of ours) {

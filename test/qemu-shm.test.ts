@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng as BaseRng } from './support/rng.js';
 import { IvshmemDevice } from '../src/device.js';
 import type { BarAddress, VmmTransport } from '../src/transport.js';
+import { QEMU_BAR0, QEMU_BAR2 } from './support/qemu-peer.js';
 import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from './support/qtest.js';
 
 const QEMU = process.env.QEMU_SYSTEM_X86_64 ?? DEFAULT_QEMU;
@@ -18,9 +19,6 @@ if (unavailable !== null) console.warn(`qemu-shm.test.ts: skipping the shared-me
 
 const SEED = Number(process.env.QEMU_SHM_SEED ?? 0x5a5eed);
 const SIZE = 1 << 20;
-// Guest-physical addresses given to the BARs (inside the pc machine's 32-bit PCI hole).
-const BAR0_ADDR = 0xfebf0000;
-const BAR2_ADDR = 0xfd000000;
 // BAR2 of ivshmem-plain: 64-bit, prefetchable memory.
 const BAR2_FLAGS = 0xc;
 
@@ -114,23 +112,23 @@ function startQemu(name: string): Promise<QTest> {
 async function programQemu(q: QTest): Promise<void> {
   await q.findDevice();
   expect(await q.cfgRead(0x18, 4)).toBe(BAR2_FLAGS);
-  await q.cfgWrite(0x10, 4, BAR0_ADDR);
-  await q.cfgWrite(0x18, 4, BAR2_ADDR);
+  await q.cfgWrite(0x10, 4, QEMU_BAR0);
+  await q.cfgWrite(0x18, 4, QEMU_BAR2);
   await q.cfgWrite(0x1c, 4, 0);
   await q.cfgWrite(0x04, 2, 0x2);
-  expect(await q.cfgRead(0x18, 4)).toBe((BAR2_ADDR | BAR2_FLAGS) >>> 0);
+  expect(await q.cfgRead(0x18, 4)).toBe((QEMU_BAR2 | BAR2_FLAGS) >>> 0);
   expect(await q.cfgRead(0x1c, 4)).toBe(0);
 }
 
 /** The same configuration writes on our device; BAR2 must then decode at the same address. */
 function programOurs(dev: IvshmemDevice): void {
   expect(dev.configRead(0x18, 4)).toBe(BAR2_FLAGS);
-  dev.configWrite(0x10, 4, BAR0_ADDR);
-  dev.configWrite(0x18, 4, BAR2_ADDR);
+  dev.configWrite(0x10, 4, QEMU_BAR0);
+  dev.configWrite(0x18, 4, QEMU_BAR2);
   dev.configWrite(0x1c, 4, 0);
   dev.configWrite(0x04, 2, 0x2);
-  expect(dev.configRead(0x18, 4)).toBe((BAR2_ADDR | BAR2_FLAGS) >>> 0);
-  expect(dev.barAddress(2)).toBe(BigInt(BAR2_ADDR));
+  expect(dev.configRead(0x18, 4)).toBe((QEMU_BAR2 | BAR2_FLAGS) >>> 0);
+  expect(dev.barAddress(2)).toBe(BigInt(QEMU_BAR2));
 }
 
 /** The whole object as QEMU's guest sees it through BAR2, in 64 KiB hex reads. */
@@ -138,7 +136,7 @@ async function qemuView(q: QTest, offset = 0, length = SIZE): Promise<Uint8Array
   const out = new Uint8Array(length);
   for (let at = 0; at < length; at += 0x10000) {
     const n = Math.min(0x10000, length - at);
-    out.set(await q.memRead(BAR2_ADDR + offset + at, n), at);
+    out.set(await q.memRead(QEMU_BAR2 + offset + at, n), at);
   }
   return out;
 }
@@ -176,15 +174,15 @@ describe.skipIf(unavailable !== null)('ivshmem-plain on /dev/shm: QEMU and Ivshm
           mem.set(early.writtenEnd, SIZE - 64);
           q = await startQemu(name);
           await programQemu(q);
-          early.seenStart = await q.memRead(BAR2_ADDR, 64);
-          early.seenEnd = await q.memRead(BAR2_ADDR + SIZE - 64, 64);
+          early.seenStart = await q.memRead(QEMU_BAR2, 64);
+          early.seenEnd = await q.memRead(QEMU_BAR2 + SIZE - 64, 64);
         } else {
           expect(existsSync(shmPath(name))).toBe(false);
           q = await startQemu(name);
           expect(statSync(shmPath(name)).size).toBe(SIZE);
           await programQemu(q);
-          await q.memWrite(BAR2_ADDR, early.written);
-          await q.memWrite(BAR2_ADDR + SIZE - 64, early.writtenEnd);
+          await q.memWrite(QEMU_BAR2, early.written);
+          await q.memWrite(QEMU_BAR2 + SIZE - 64, early.writtenEnd);
           // QEMU made it: an exclusive create must fail, and must not disturb it.
           await expect(IvshmemDevice.create({ mode: 'plain', memory: { shm: name, create: 'always' }, size: SIZE, transport: transport(mapped) }))
             .rejects.toThrow();
@@ -196,7 +194,7 @@ describe.skipIf(unavailable !== null)('ivshmem-plain on /dev/shm: QEMU and Ivshm
         expect(dev.sharedMemory.size).toBe(SIZE);
         expect(dev.sharedMemory.fd).toBeGreaterThanOrEqual(0);
         programOurs(dev);
-        expect(mapped.get(2)).toBe(BigInt(BAR2_ADDR));
+        expect(mapped.get(2)).toBe(BigInt(QEMU_BAR2));
         session = { name, q, dev, mem: new Uint8Array(dev.sharedMemory.buffer), mapped };
       });
 
@@ -212,8 +210,8 @@ describe.skipIf(unavailable !== null)('ivshmem-plain on /dev/shm: QEMU and Ivshm
       async function cleared(): Promise<Session> {
         const s = session!;
         s.mem.fill(0);
-        expect(await s.q.read(BAR2_ADDR, 8)).toBe(0n);
-        expect(await s.q.read(BAR2_ADDR + SIZE - 8, 8)).toBe(0n);
+        expect(await s.q.read(QEMU_BAR2, 8)).toBe(0n);
+        expect(await s.q.read(QEMU_BAR2 + SIZE - 8, 8)).toBe(0n);
         return s;
       }
 
@@ -229,7 +227,7 @@ describe.skipIf(unavailable !== null)('ivshmem-plain on /dev/shm: QEMU and Ivshm
         for (const size of SIZES) {
           for (const offset of probeOffsets(size)) {
             const v = rng.value(size) | 1n; // never 0, so a missed write shows
-            await s.q.write(BAR2_ADDR + offset, size, v);
+            await s.q.write(QEMU_BAR2 + offset, size, v);
             putLe(model, offset, size, v);
             expect(le(s.mem, offset, size), `mapping after QEMU write${size} at ${h(offset)}`).toBe(v);
             expect(BigInt(s.dev.mmioRead(2, offset, size)), `mmioRead${size} at ${h(offset)}`).toBe(v);
@@ -238,7 +236,7 @@ describe.skipIf(unavailable !== null)('ivshmem-plain on /dev/shm: QEMU and Ivshm
         // Bulk writes of a few KiB (qtest's "write ADDR LEN 0xHEX"): unaligned, and ending at the last byte.
         for (const [offset, length] of [[0x2003, 3000], [0x40000, 4096], [SIZE - 5000, 5000]] as const) {
           const bytes = rng.bytes(length);
-          await s.q.memWrite(BAR2_ADDR + offset, bytes);
+          await s.q.memWrite(QEMU_BAR2 + offset, bytes);
           model.set(bytes, offset);
           expectSameBytes(`mapping after a ${length}-byte QEMU write at ${h(offset)}`, s.mem.subarray(offset, offset + length), bytes, offset);
           for (const at of [offset, offset + 1, offset + length - 8]) {
@@ -258,26 +256,26 @@ describe.skipIf(unavailable !== null)('ivshmem-plain on /dev/shm: QEMU and Ivshm
             const v = rng.value(size) | 1n;
             s.dev.mmioWrite(2, offset, size, size === 8 ? v : Number(v));
             putLe(model, offset, size, v);
-            expect(await s.q.read(BAR2_ADDR + offset, size), `QEMU read${size} at ${h(offset)} after mmioWrite`).toBe(v);
+            expect(await s.q.read(QEMU_BAR2 + offset, size), `QEMU read${size} at ${h(offset)} after mmioWrite`).toBe(v);
           }
         }
         // Direct stores: DataView, typed arrays and bulk copies into the mapping.
         view.setBigUint64(SIZE - 8, 0x0123456789abcdefn, true);
         putLe(model, SIZE - 8, 8, 0x0123456789abcdefn);
-        expect(await s.q.read(BAR2_ADDR + SIZE - 8, 8)).toBe(0x0123456789abcdefn);
-        expect(await s.q.read(BAR2_ADDR + SIZE - 1, 1)).toBe(0x01n);
+        expect(await s.q.read(QEMU_BAR2 + SIZE - 8, 8)).toBe(0x0123456789abcdefn);
+        expect(await s.q.read(QEMU_BAR2 + SIZE - 1, 1)).toBe(0x01n);
         const words = new Uint32Array(s.mem.buffer, 0x10000, 16);
         for (let i = 0; i < words.length; i++) words[i] = (0xdead0000 | i) >>> 0;
         for (let i = 0; i < words.length; i++) putLe(model, 0x10000 + 4 * i, 4, BigInt((0xdead0000 | i) >>> 0));
-        expect(await s.q.read(BAR2_ADDR + 0x10000 + 4 * 15, 4)).toBe(0xdead000fn);
+        expect(await s.q.read(QEMU_BAR2 + 0x10000 + 4 * 15, 4)).toBe(0xdead000fn);
         new Float64Array(s.mem.buffer, 0x20000, 1)[0] = Math.PI;
         putLe(model, 0x20000, 8, new BigUint64Array(new Float64Array([Math.PI]).buffer)[0]);
-        expect(await s.q.read(BAR2_ADDR + 0x20000, 8)).toBe(le(model, 0x20000, 8));
+        expect(await s.q.read(QEMU_BAR2 + 0x20000, 8)).toBe(le(model, 0x20000, 8));
         for (const [offset, length] of [[0x3001, 3000], [0x50000, 4096], [SIZE - 4096, 4096]] as const) {
           const bytes = rng.bytes(length);
           s.mem.set(bytes, offset);
           model.set(bytes, offset);
-          expectSameBytes(`QEMU's read of ${length} bytes at ${h(offset)}`, await s.q.memRead(BAR2_ADDR + offset, length), bytes, offset);
+          expectSameBytes(`QEMU's read of ${length} bytes at ${h(offset)}`, await s.q.memRead(QEMU_BAR2 + offset, length), bytes, offset);
         }
         expectSameBytes('QEMU\'s view of the whole object', await qemuView(s.q), model);
       });
@@ -304,12 +302,12 @@ describe.skipIf(unavailable !== null)('ivshmem-plain on /dev/shm: QEMU and Ivshm
             // QEMU's guest writes; we check at once through the mapping and mmioRead.
             if (bulk) {
               const bytes = rng.bytes(length);
-              await s.q.memWrite(BAR2_ADDR + offset, bytes);
+              await s.q.memWrite(QEMU_BAR2 + offset, bytes);
               model.set(bytes, offset);
               counts.qemuBulk++;
             } else {
               const v = rng.value(size);
-              await s.q.write(BAR2_ADDR + offset, size, v);
+              await s.q.write(QEMU_BAR2 + offset, size, v);
               putLe(model, offset, size, v);
               counts.qemuSingle++;
             }
@@ -338,13 +336,13 @@ describe.skipIf(unavailable !== null)('ivshmem-plain on /dev/shm: QEMU and Ivshm
               putLe(model, offset, size, v);
             }
             if (length <= 8 && !bulk) {
-              expect(await s.q.read(BAR2_ADDR + offset, size as Size), `${tag}: QEMU read${size} at ${h(offset)}`).toBe(le(model, offset, size));
+              expect(await s.q.read(QEMU_BAR2 + offset, size as Size), `${tag}: QEMU read${size} at ${h(offset)}`).toBe(le(model, offset, size));
             } else {
-              expectSameBytes(`${tag}: QEMU's read after our write`, await s.q.memRead(BAR2_ADDR + offset, length), model.subarray(offset, offset + length), offset);
+              expectSameBytes(`${tag}: QEMU's read after our write`, await s.q.memRead(QEMU_BAR2 + offset, length), model.subarray(offset, offset + length), offset);
             }
           }
           if (step % 100 === 99) {
-            expectSameBytes(`${tag}: hot window through QEMU`, await s.q.memRead(BAR2_ADDR + HOT, 512), model.subarray(HOT, HOT + 512), HOT);
+            expectSameBytes(`${tag}: hot window through QEMU`, await s.q.memRead(QEMU_BAR2 + HOT, 512), model.subarray(HOT, HOT + 512), HOT);
             expectSameBytes(`${tag}: whole mapping`, s.mem, model);
           }
         }
@@ -357,14 +355,14 @@ describe.skipIf(unavailable !== null)('ivshmem-plain on /dev/shm: QEMU and Ivshm
       it('QEMU\'s /ivshmem/single recipe: host memset seen by guest reads, guest u32 writes i at 4*i seen by the host', async () => {
         const s = await cleared();
         s.mem.fill(0x42);
-        for (const offset of [0, 4, 0x1000, 0x80000, SIZE - 4]) expect(await s.q.read(BAR2_ADDR + offset, 4)).toBe(0x42424242n);
-        expectSameBytes('guest read of the memset', await s.q.memRead(BAR2_ADDR, 4096), new Uint8Array(4096).fill(0x42));
-        for (let i = 0; i < 1024; i++) await s.q.write(BAR2_ADDR + 4 * i, 4, i);
+        for (const offset of [0, 4, 0x1000, 0x80000, SIZE - 4]) expect(await s.q.read(QEMU_BAR2 + offset, 4)).toBe(0x42424242n);
+        expectSameBytes('guest read of the memset', await s.q.memRead(QEMU_BAR2, 4096), new Uint8Array(4096).fill(0x42));
+        for (let i = 0; i < 1024; i++) await s.q.write(QEMU_BAR2 + 4 * i, 4, i);
         const host = new Uint32Array(s.mem.buffer, 0, 1025);
         for (let i = 0; i < 1024; i++) if (host[i] !== i) expect.fail(`host u32 ${i} is ${h(host[i])}, guest wrote ${h(i)}`);
         expect(host[1024]).toBe(0x42424242); // nothing past the guest's writes
         for (const i of [0, 1, 511, 1023]) expect(s.dev.mmioRead(2, 4 * i, 4)).toBe(i);
-        const back = new Uint32Array((await s.q.memRead(BAR2_ADDR, 4096)).slice().buffer);
+        const back = new Uint32Array((await s.q.memRead(QEMU_BAR2, 4096)).slice().buffer);
         for (let i = 0; i < 1024; i++) if (back[i] !== i) expect.fail(`guest read-back of u32 ${i} is ${h(back[i])}`);
       });
     });

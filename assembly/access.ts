@@ -130,7 +130,7 @@ function sizeValid(size: u32): bool {
 /** Reads `size` bytes (1..8) at `offset` of `bar`; returns the low 32 bits (see readHigh). */
 export function mmioRead(bar: u32, offset: u32, size: u32): u32 {
   // Fast path for the common case; the general loop below gives the same result.
-  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < BAR0_SIZE) return read32(offset);
+  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < BAR0_SIZE) return alignedRead32(offset);
   invalid = false;
   bar0.beginAccess();
   let result: u64 = 0;
@@ -159,7 +159,7 @@ export function readHigh(): u32 {
 
 /** Writes `size` bytes (1..8) of lo | hi << 32; returns how many routes it left to signal. */
 export function mmioWrite(bar: u32, offset: u32, size: u32, lo: u32, hi: u32): i32 {
-  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < BAR0_SIZE) return write32(offset, lo);
+  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < BAR0_SIZE) return alignedWrite32(offset, lo);
   bar0.beginAccess();
   invalid = false;
   if (!sizeValid(size) || offset > MAX_OFFSET) {
@@ -182,6 +182,13 @@ export function mmioWrite(bar: u32, offset: u32, size: u32, lo: u32, hi: u32): i
 /** Same as mmioRead(0, offset, 4), with one argument instead of three: the monitor's common case. */
 export function read32(offset: u32): u32 {
   if ((offset & 3) != 0 || offset >= BAR0_SIZE) return mmioRead(0, offset, 4);
+  return alignedRead32(offset);
+}
+
+// One aligned dword of BAR0 (the callers checked alignment and range).
+// @ts-ignore: decorator
+@inline
+function alignedRead32(offset: u32): u32 {
   bar0.beginAccess();
   const dword = bar0.readDword(offset);
   if (bar0.accessMissed()) count(C_GUEST_INVALID);
@@ -192,6 +199,12 @@ export function read32(offset: u32): u32 {
 /** Same as mmioWrite(0, offset, 4, value, 0), with two arguments instead of five: the doorbell's path. */
 export function write32(offset: u32, value: u32): i32 {
   if ((offset & 3) != 0 || offset >= BAR0_SIZE) return mmioWrite(0, offset, 4, value, 0);
+  return alignedWrite32(offset, value);
+}
+
+// @ts-ignore: decorator
+@inline
+function alignedWrite32(offset: u32, value: u32): i32 {
   bar0.beginAccess();
   bar0.writeDword(offset, value);
   if (bar0.accessMissed()) count(C_GUEST_INVALID);

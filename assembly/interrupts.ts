@@ -183,8 +183,8 @@ function notify(v: u32): void {
 }
 
 function maskUpdated(v: u32, wasMasked: bool): void {
-  if (vectorMasked(v, functionMasked()) == wasMasked) return;
-  if (!wasMasked) return;
+  // Only a vector that was masked and no longer is delivers what it has pending.
+  if (!wasMasked || vectorMasked(v, functionMasked())) return;
   if (isPending(v)) {
     setPending(v, false);
     notify(v);

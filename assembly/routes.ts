@@ -57,21 +57,25 @@ export function addRoute(peer: u32, handle: i32): i32 {
   return <i32>n;
 }
 
+/** The block of a present peer, or 0. */
+// @ts-ignore: decorator
+@inline
+function blockOf(peer: u32): usize {
+  return peer < dirSlots ? <usize>load<u32>(dir + (<usize>peer << 2)) : 0;
+}
+
 /** Forgets a peer; returns how many vectors it had, or -1 if it was not present. */
 export function removePeer(peer: u32): i32 {
-  if (peer >= dirSlots) return -1;
-  const slot = dir + (<usize>peer << 2);
-  const block = <usize>load<u32>(slot);
+  const block = blockOf(peer);
   if (block == 0) return -1;
   const n = load<u32>(block);
   free(block, blockBytes());
-  store<u32>(slot, 0);
+  store<u32>(dir + (<usize>peer << 2), 0);
   return <i32>n;
 }
 
 export function peerVectors(peer: u32): i32 {
-  if (peer >= dirSlots) return 0;
-  const block = <usize>load<u32>(dir + (<usize>peer << 2));
+  const block = blockOf(peer);
   return block == 0 ? 0 : <i32>load<u32>(block);
 }
 
@@ -83,8 +87,7 @@ export const NO_VECTOR: i32 = -2;
 // @ts-ignore: decorator
 @inline
 export function lookup(peer: u32, vector: u32): i32 {
-  if (peer >= dirSlots) return NO_PEER;
-  const block = <usize>load<u32>(dir + (<usize>peer << 2));
+  const block = blockOf(peer);
   if (block == 0) return NO_PEER;
   if (vector >= load<u32>(block)) return NO_VECTOR;
   const count = block + BLOCK_HEADER + (<usize>vector << 3);
@@ -94,8 +97,7 @@ export function lookup(peer: u32, vector: u32): i32 {
 
 /** Doorbells rung through (peer, vector) since the peer joined; 0 for an absent route. */
 export function routeDoorbells(peer: u32, vector: u32): f64 {
-  if (peer >= dirSlots) return 0;
-  const block = <usize>load<u32>(dir + (<usize>peer << 2));
+  const block = blockOf(peer);
   if (block == 0 || vector >= load<u32>(block)) return 0;
   return load<f64>(block + BLOCK_HEADER + (<usize>vector << 3));
 }

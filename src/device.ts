@@ -8,8 +8,7 @@ import {
   V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
 } from './core/abi.js';
 import type { CoreHost, DeviceCore } from './core/abi.js';
-import { TsCore } from './core/ts-core.js';
-import { WasmCore } from './core/wasm-core.js';
+import { createCore } from './core/create-core.js';
 import { IvshmemError } from './errors.js';
 import { checkBar2Size, resolveOptions } from './options.js';
 import { SharedMemory } from './native/shared-memory.js';
@@ -75,7 +74,6 @@ export class IvshmemDevice {
   readonly #size: number;
   readonly #shared: SharedMemory | undefined;
   #link: DoorbellLink | undefined = undefined;
-  #control = 0;
   #glueInvalid = 0;
   #mapped: BarAddress[] = [null, null, null];
   #closed = false;
@@ -178,7 +176,7 @@ export class IvshmemDevice {
       sendMsi: (lo, hi, data, vector) => transport.sendMsi(hi * TWO_32 + lo, data, vector),
       setIrqLevel: (level) => transport.setIrqLevel(level ? 1 : 0),
     };
-    this.#core = o.core === 'ts' ? new TsCore(host) : new WasmCore(host, o.wasmModule);
+    this.#core = createCore(host, { kind: o.core, wasm: o.wasmModule });
     if (this.#core.init(MODE_NUMBER[o.mode], o.vectors, o.id) !== 0) {
       throw new IvshmemError('ERR_IVSHMEM_INVALID_VECTORS', `the core refused mode ${o.mode} with ${o.vectors} vectors`);
     }
@@ -257,10 +255,7 @@ export class IvshmemDevice {
 
   #configChanged(): void {
     const flags = this.#function.controlFlags();
-    if (flags !== this.#control) {
-      this.#control = flags;
-      this.#core.setControl(flags);
-    }
+    if (flags !== this.#core.getControl()) this.#core.setControl(flags);
     this.#updateMappings();
   }
 
@@ -446,7 +441,6 @@ export class IvshmemDevice {
     this.#live();
     this.#function.reset();
     this.#core.reset();
-    this.#control = 0;
     this.#updateMappings();
   }
 
@@ -520,7 +514,6 @@ export class IvshmemDevice {
     }
     s.words.forEach((w, i) => this.#core.stateWrite(i, w));
     if (s.memory !== undefined) new Uint8Array(this.sharedMemory.buffer, 0, this.#size).set(s.memory);
-    this.#control = flags;
     this.#core.stateCommit();
     this.#updateMappings();
   }

@@ -209,8 +209,8 @@ export class TsCore implements DeviceCore {
   }
 
   #maskUpdated(v: number, wasMasked: boolean): void {
-    if (this.#vectorMasked(v, this.#functionMasked()) === wasMasked) return;
-    if (!wasMasked) return;
+    // Only a vector that was masked and no longer is delivers what it has pending.
+    if (!wasMasked || this.#vectorMasked(v, this.#functionMasked())) return;
     if (this.#isPending(v)) {
       this.#setPending(v, false);
       this.#notify(v);

@@ -70,8 +70,7 @@ export class IvshmemFunction {
 
     for (const bar of this.bars) {
       const at = PCI_BASE_ADDRESS_0 + 4 * bar.index;
-      const type = (bar.type === 'mem64' ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) | (bar.prefetchable ? PCI_BASE_ADDRESS_MEM_PREFETCH : 0);
-      c.set32(at, type);
+      c.set32(at, barTypeBits(bar));
       // Address bits above the size are writable; with 64 bits they continue in the next register.
       const sizeMask = BigInt.asUintN(64, ~(BigInt(bar.size) - 1n));
       c.set32(at, Number(sizeMask & 0xffffffffn), c.wmask);
@@ -101,7 +100,7 @@ export class IvshmemFunction {
     c.bytes[PCI_CACHE_LINE_SIZE] = 0;
     for (const bar of this.bars) {
       const at = PCI_BASE_ADDRESS_0 + 4 * bar.index;
-      c.set32(at, (bar.type === 'mem64' ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) | (bar.prefetchable ? PCI_BASE_ADDRESS_MEM_PREFETCH : 0));
+      c.set32(at, barTypeBits(bar));
       if (bar.type === 'mem64') c.set32(at + 4, 0);
     }
     if (this.msix) {
@@ -174,4 +173,9 @@ export class IvshmemFunction {
   restore(bytes: Uint8Array): void {
     this.config.bytes.set(bytes);
   }
+}
+
+/** A memory BAR's read-only low bits: 64-bit type and prefetchable flag. */
+function barTypeBits(bar: BarInfo): number {
+  return (bar.type === 'mem64' ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) | (bar.prefetchable ? PCI_BASE_ADDRESS_MEM_PREFETCH : 0);
 }

@@ -15,7 +15,7 @@
 //
 // Run: npm run bench [-- --quick]   (N = 20,000 rings per loop, 2,000 with --quick; CC=<compiler>)
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IvshmemDevice } from '../src/device.js';
@@ -24,6 +24,9 @@ import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
 import { ServerConnection } from '../src/protocol/connection.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { Asm16 } from '../test/support/asm16.js';
+import { BAR0_GPA, CODE_GPA, SHM_SIZE, STACK_TOP } from '../test/support/kvm-guest.js';
+import { until as waitUntil } from '../test/support/until.js';
+import { C_COMPILER, compileC } from './support/cc.js';
 import { machine, resultsFile } from './support/results.js';
 import { median, printTable } from './support/table.js';
 
@@ -32,11 +35,6 @@ const N = QUICK ? 2_000 : 20_000;
 const ROUNDS = QUICK ? 3 : 7;
 const WARMUP_RINGS = Math.max(200, N / 10);
 const TARGET_RATIO_C = 1.1;
-
-const CODE_GPA = 0x1000;
-const STACK_TOP = 0x7000;
-const BAR0_GPA = 0xe0000;
-const SHM_SIZE = 0x10000;
 
 const ROOT = process.cwd();
 const C_SOURCE = join(ROOT, 'bench', 'c', 'kvm_mmio.c');
@@ -98,12 +96,9 @@ const peer = await ServerConnection.connect(server.socketPath, { vectors: 1 });
 await until(() => peer.ownVectors.length === 1, 'the peer gets its eventfd');
 const peerEventfd = peer.ownVectors[0];
 
-async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) fail(`${what}: not reached in time`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+/** Waits, bounded, for `check`; a bench that cannot set up stops with its own message. */
+async function until(check: () => boolean, what: string): Promise<void> {
+  await waitUntil(check, what).catch((error: Error) => fail(error.message));
 }
 
 interface Path {
@@ -157,21 +152,6 @@ function runLoop(path: Path, count: number): Round {
 // ---------------------------------------------------------------------------------------------
 // The C monitor: compiled first, then given the same guest bytes (with the same data words).
 
-function compileC(): string | null {
-  if (!existsSync(C_SOURCE)) fail(`${C_SOURCE} is missing (run from the package root: npm run bench)`);
-  const cc = process.env.CC ?? 'cc';
-  mkdirSync(OUT_DIR, { recursive: true });
-  const args = ['-O2', '-Wall', '-o', C_BINARY, C_SOURCE];
-  const r = spawnSync(cc, args, { encoding: 'utf8' });
-  if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    console.warn(`kvm.bench: no C compiler ('${cc}' not found): the C monitor baseline is skipped (install gcc or set CC)`);
-    return null;
-  }
-  if (r.error !== undefined) fail(`${cc} could not run: ${r.error.message}`);
-  if (r.status !== 0) fail(`${cc} ${args.join(' ')} failed (exit ${r.status}):\n${r.stderr}`);
-  return `${cc} -O2`;
-}
-
 function writeGuestImage(count: number): void {
   const bytes = buildGuest(wasmPath.monitor.slot).assemble();
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -196,7 +176,15 @@ function runC(count: number): Round {
   return { ns: round.ns, rings: round.rings, exits: round.exits, doorbellExits: round.exits - 1, coreSent: 0 };
 }
 
-const compiler = compileC();
+const compiler = (() => {
+  try {
+    const how = compileC(C_SOURCE, C_BINARY, { optional: true });
+    if (how === null) console.warn(`kvm.bench: no C compiler ('${C_COMPILER}' not found): the C monitor baseline is skipped (install gcc or set CC)`);
+    return how;
+  } catch (error) {
+    return fail((error as Error).message);
+  }
+})();
 
 // ---------------------------------------------------------------------------------------------
 // Run: a warm-up loop per path, then ROUNDS rounds with the modes alternating.

@@ -20,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 import hdr from 'hdr-histogram-js';
 import { IvshmemDevice } from '../src/device.js';
 import { createWaiter } from '../src/native/waiter.js';
+import { enableMsix, programVector } from '../test/support/device-harness.js';
 
 export type WaitPath = 'loop' | 'thread' | 'spin';
 
@@ -71,13 +72,8 @@ async function join(cfg: PeerConfig, onMsi: { fn: (vector: number) => void }, ve
     mode: 'doorbell', vectors: VECTORS, server: cfg.socket, vectorWait, setupTimeoutMs: 10_000,
     transport: { setIrqLevel() {}, sendMsi: (_address, _data, vector) => onMsi.fn(vector) },
   });
-  device.configWrite(0x04, 2, 0x6);
-  device.configWrite(0x42, 2, 0x8000);
-  for (let v = 0; v < VECTORS; v++) {
-    device.mmioWrite(1, v * 16, 4, 0xfee00000);
-    device.mmioWrite(1, v * 16 + 8, 4, 0x40 + v);
-    device.mmioWrite(1, v * 16 + 12, 4, 0);
-  }
+  enableMsix(device);
+  for (let v = 0; v < VECTORS; v++) programVector(device, v, 0xfee00000, 0x40 + v, false);
   // Our own vectors arrive after setup, the other end's when it joins: wait for both.
   const end = Date.now() + cfg.idleTimeoutMs;
   let other = -1;

@@ -53,6 +53,7 @@ import { SharedMemory } from '../src/native/shared-memory.js';
 import { UnixSocket } from '../src/native/unix-socket.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import type { PeerConfig, PeerResult, WaitPath } from './latency-peer.js';
+import { compileC } from './support/cc.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -162,21 +163,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 const notes: string[] = [];
 
-function compileC(): string {
-  if (!existsSync(C_SOURCE)) fail(`${C_SOURCE} is missing (run from the package root: npm run bench)`);
-  const cc = process.env.CC ?? 'cc';
-  mkdirSync(dirname(C_BINARY), { recursive: true });
-  const args = ['-O2', '-Wall', '-o', C_BINARY, C_SOURCE];
-  const r = spawnSync(cc, args, { encoding: 'utf8' });
-  if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    fail(`no C compiler: '${cc}' was not found. The baselines are C programs compiled at bench time; ` +
-      `install one (e.g. apt-get install gcc) or point CC at it.`);
-  }
-  if (r.error !== undefined) fail(`${cc} could not run: ${r.error.message}`);
-  if (r.status !== 0) fail(`${cc} ${args.join(' ')} failed (exit ${r.status}):\n${r.stderr}`);
-  return `${cc} -O2`;
-}
-
 function findTaskset(): string | null {
   for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
     const candidate = join(dir, 'taskset');
@@ -185,7 +171,13 @@ function findTaskset(): string | null {
   return null;
 }
 
-const compiler = compileC();
+const compiler = (() => {
+  try {
+    return compileC(C_SOURCE, C_BINARY);
+  } catch (error) {
+    return fail((error as Error).message);
+  }
+})();
 const TASKSET = findTaskset();
 const cpuCount = cpus().length;
 const canPin = (cpu: number) => TASKSET !== null && spawnSync(TASKSET, ['-c', String(cpu), 'true']).status === 0;

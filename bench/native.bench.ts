@@ -16,7 +16,7 @@
 //
 // Run: npm run bench [-- --quick]   (CC=<compiler> picks another C compiler)
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readSync, writeFileSync } from 'node:fs';
+import { readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
 import type { Statistics, Task } from 'tinybench';
@@ -24,6 +24,7 @@ import { IvshmemDevice } from '../src/device.js';
 import { native } from '../src/native/binding.js';
 import { EventFd, eventfdDoorbell } from '../src/native/eventfd.js';
 import { SharedMemory } from '../src/native/shared-memory.js';
+import { compileC } from './support/cc.js';
 import { machine, resultsFile } from './support/results.js';
 import { median, printTable } from './support/table.js';
 
@@ -54,21 +55,6 @@ const collect: () => void = typeof gc === 'function' ? gc : () => {};
 
 interface CResult { batch: number; batches: number; p50: number; p99: number; p999: number; mean: number; min: number; max: number }
 
-function compileC(): string {
-  if (!existsSync(C_SOURCE)) fail(`${C_SOURCE} is missing (run from the package root: npm run bench)`);
-  const cc = process.env.CC ?? 'cc';
-  mkdirSync(OUT_DIR, { recursive: true });
-  const args = ['-O2', '-Wall', '-o', C_BINARY, C_SOURCE];
-  const r = spawnSync(cc, args, { encoding: 'utf8' });
-  if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    fail(`no C compiler: '${cc}' was not found. The eventfd baseline is a C program compiled at bench time; ` +
-      `install one (e.g. apt-get install gcc) or point CC at it.`);
-  }
-  if (r.error !== undefined) fail(`${cc} could not run: ${r.error.message}`);
-  if (r.status !== 0) fail(`${cc} ${args.join(' ')} failed (exit ${r.status}):\n${r.stderr}`);
-  return `${cc} -O2`;
-}
-
 function runC(): CResult {
   const r = spawnSync(C_BINARY, [String(BATCH), String(ROUND_MS), String(ROUND_WARMUP_MS)], { encoding: 'utf8', timeout: 30_000 });
   if (r.error !== undefined || r.status !== 0) fail(`${C_BINARY} failed: ${r.error?.message ?? `exit ${r.status}`} ${r.stderr}`);
@@ -80,7 +66,13 @@ function runC(): CResult {
 }
 
 // First, so a missing compiler fails the run before anything else is set up.
-const compiler = compileC();
+const compiler = (() => {
+  try {
+    return compileC(C_SOURCE, C_BINARY);
+  } catch (error) {
+    return fail((error as Error).message);
+  }
+})();
 console.log(`C baseline: ${C_BINARY} (${compiler})`);
 
 // ---------------------------------------------------------------------------------------------
@@ -155,7 +147,7 @@ function sumU32Plain(a: Uint32Array): number {
 type MemOp = 'f64 fill' | 'f64 sum' | 'u32 fill' | 'u32 sum';
 const MEM_OPS: readonly MemOp[] = ['f64 fill', 'f64 sum', 'u32 fill', 'u32 sum'];
 
-function memTasks(label: string, buffer: ArrayBuffer, sums: { f64: typeof sumF64Plain; u32: typeof sumU32Plain }): Record<MemOp, () => void> {
+function memTasks(buffer: ArrayBuffer, sums: { f64: typeof sumF64Plain; u32: typeof sumU32Plain }): Record<MemOp, () => void> {
   const f64 = new Float64Array(buffer);
   const u32 = new Uint32Array(buffer);
   const { f64: sumF64, u32: sumU32 } = sums;
@@ -177,8 +169,8 @@ function memTasks(label: string, buffer: ArrayBuffer, sums: { f64: typeof sumF64
 
 const MAPPED_LABEL = 'memfd mapping';
 const PLAIN_LABEL = 'ArrayBuffer';
-const mappedTasks = memTasks(MAPPED_LABEL, mapped, { f64: sumF64Mapped, u32: sumU32Mapped });
-const plainTasks = memTasks(PLAIN_LABEL, plain, { f64: sumF64Plain, u32: sumU32Plain });
+const mappedTasks = memTasks(mapped, { f64: sumF64Mapped, u32: sumU32Mapped });
+const plainTasks = memTasks(plain, { f64: sumF64Plain, u32: sumU32Plain });
 
 function checkMemory(label: string, tasks: Record<MemOp, () => void>): void {
   tasks['f64 fill']();

@@ -42,11 +42,9 @@ describe('native eventfd', () => {
     expect(e.drain()).toBe(1);
   });
 
-  it('never blocks: draining an empty eventfd returns 0 immediately', () => {
+  it('never blocks: it is O_NONBLOCK, and draining an empty eventfd returns 0', () => {
     const e = make();
-    const t0 = performance.now();
     for (let i = 0; i < 100; i++) expect(e.drain()).toBe(0);
-    expect(performance.now() - t0).toBeLessThan(1000);
     expect(fdFlags(e.fd) & O_NONBLOCK).toBe(O_NONBLOCK);
   });
 

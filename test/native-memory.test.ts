@@ -11,6 +11,7 @@ import { IvshmemDevice } from '../src/device.js';
 import type { IvshmemDeviceOptions } from '../src/options.js';
 import { native } from '../src/native/binding.js';
 import { SharedMemory } from '../src/native/shared-memory.js';
+import { codeOf } from './support/error-code.js';
 import { expectNoFdLeak, openFdCount } from './support/fd-leaks.js';
 
 const PAGE = 4096;
@@ -34,15 +35,6 @@ afterAll(() => {
   for (const name of names) rmSync(devShm(name), { force: true });
   rmSync(tempDir, { recursive: true, force: true });
 });
-
-const codeOf = (f: () => unknown): unknown => {
-  try {
-    f();
-  } catch (err) {
-    return (err as { code?: unknown }).code;
-  }
-  return 'no error';
-};
 
 describe('SharedMemory objects', () => {
   expectNoFdLeak();

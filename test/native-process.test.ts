@@ -33,7 +33,7 @@ describe('two processes on shared memory and eventfds', () => {
     const counts: number[] = [];
     const waiter = createWaiter('loop', [fromChild.fd]);
     cleanups.push(() => waiter.close());
-    waiter.run((index, count) => {
+    waiter.run((_index, count) => {
       counts.push(count);
       seen.push(view[0]);
       view[1] = view[0] + 1;

@@ -10,6 +10,7 @@ import { native } from '../src/native/binding.js';
 import { EventFd } from '../src/native/eventfd.js';
 import { UnixListener, UnixSocket } from '../src/native/unix-socket.js';
 import { MESSAGE_BYTES } from '../src/protocol/messages.js';
+import { codeOf } from './support/error-code.js';
 import { expectNoFdLeak, openFdCount } from './support/fd-leaks.js';
 
 const O_CLOEXEC = 0o2000000;
@@ -22,15 +23,6 @@ function wire(value: bigint): Uint8Array {
   new DataView(bytes.buffer).setBigInt64(0, value, true);
   return bytes;
 }
-
-const codeOf = (f: () => unknown): unknown => {
-  try {
-    f();
-  } catch (err) {
-    return (err as { code?: unknown }).code;
-  }
-  return 'no error';
-};
 
 describe('native UNIX sockets', () => {
   expectNoFdLeak();

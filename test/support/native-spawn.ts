@@ -15,13 +15,11 @@ export interface ChildResult {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
-  ms: number;
 }
 
 /** Runs native-child.mjs SCENARIO ARG; extra fds (3, 4, …) may be passed through stdio. */
 export function runChild(scenario: string, arg = '', extraFds: number[] = [], timeoutMs = 15_000): Promise<ChildResult> {
   const stdio: StdioOptions = ['ignore', 'pipe', 'pipe', ...extraFds];
-  const t0 = performance.now();
   const child = spawn(process.execPath, [CHILD_SCRIPT, nativeBundle(), scenario, arg], { stdio });
   let stdout = '';
   let stderr = '';
@@ -39,7 +37,7 @@ export function runChild(scenario: string, arg = '', extraFds: number[] = [], ti
     // 'close': the process ended and its stdio pipes are closed (their fds given back).
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: performance.now() - t0 });
+      resolve({ code, signal, stdout, stderr });
     });
   });
 }

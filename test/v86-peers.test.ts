@@ -42,7 +42,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface ChildPeer {
   name: string;
   /** The device's id, once the guest's shell is up. */
-  ready: Promise<{ id: number; bootMs: number }>;
+  ready: Promise<{ id: number }>;
   request(op: string, fields?: Record<string, unknown>, timeoutMs?: number): Promise<string>;
   /** Stops the guest (bounded), kills the process if it does not go; resolves with its exit code. */
   stop(): Promise<number | null>;
@@ -56,9 +56,9 @@ function spawnPeer(name: string, socketPath: string): ChildPeer {
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const answers = new Map<number, (m: { ok: boolean; out?: string; error?: string }) => void>();
   let seq = 0;
-  const ready = new Promise<{ id: number; bootMs: number }>((resolve, reject) => {
-    child.on('message', (m: { type?: string; seq?: number; id?: number; bootMs?: number; error?: string; ok?: boolean; out?: string }) => {
-      if (m.type === 'ready') resolve({ id: m.id!, bootMs: m.bootMs! });
+  const ready = new Promise<{ id: number }>((resolve, reject) => {
+    child.on('message', (m: { type?: string; seq?: number; id?: number; error?: string; ok?: boolean; out?: string }) => {
+      if (m.type === 'ready') resolve({ id: m.id! });
       else if (m.type === 'fatal') reject(new Error(`${name}: ${m.error}`));
       else if (m.seq !== undefined) answers.get(m.seq)?.(m as { ok: boolean });
     });

@@ -4,7 +4,7 @@
 //
 //   node v86-peer-child.mjs SERVER_SOCKET            (spawned with an 'ipc' channel)
 //
-// Child → parent: { type: 'ready', id, bootMs } once the guest's shell is up, then one answer per
+// Child → parent: { type: 'ready', id } once the guest's shell is up, then one answer per
 // request: { seq, ok: true, out } or { seq, ok: false, error }; { type: 'fatal', error } if the boot
 // fails. Parent → child requests, each with a seq:
 //   { op: 'run', command, timeoutMs }   a shell command; out = what it printed
@@ -67,7 +67,6 @@ process.on('disconnect', () => {
 });
 
 try {
-  const t0 = performance.now();
   const transport = new V86Transport();
   device = await IvshmemDevice.create({ mode: 'intx', vectors: 1, server: socketPath, transport });
   emulator = new V86(guestEmulatorOptions());
@@ -79,7 +78,7 @@ try {
     emulator.run();
   });
   await waitFor('READY-42', 120_000);
-  process.send({ type: 'ready', id: device.id, bootMs: Math.round(performance.now() - t0) });
+  process.send({ type: 'ready', id: device.id });
 } catch (error) {
   process.send({ type: 'fatal', error: String(error?.stack ?? error) });
   await stop().catch(() => {});

@@ -14,6 +14,7 @@ import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { deviceBundle } from './support/device-bundle.js';
 import { enableMsix, programVector } from './support/device-harness.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
+import { Inbox } from './support/inbox.js';
 import { until } from './support/until.js';
 
 const CHILD = fileURLToPath(new URL('./support/handover-child.mjs', import.meta.url));
@@ -65,14 +66,9 @@ describe('device hand-over to another process', () => {
       childClosed = new Promise((resolve) => child!.once('close', resolve));
       let stderr = '';
       child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      const inbox: Record<string, unknown>[] = [];
-      child.on('message', (m: Record<string, unknown>) => inbox.push(m));
-      const next = async (type: string) => {
-        await until(() => inbox.some((m) => m.type === type || m.type === 'fatal'), `child: ${type} (${stderr})`, 15_000);
-        const m = inbox.splice(inbox.findIndex((x) => x.type === type || x.type === 'fatal'), 1)[0];
-        if (m.type === 'fatal') throw new Error(`child: ${m.error}`);
-        return m;
-      };
+      const inbox = new Inbox<Record<string, unknown>>({ name: 'child', context: () => stderr });
+      child.on('message', inbox.push);
+      const next = (type: string) => inbox.next(type);
       await next('started');
       // The child has its copies now: the source lets go of its own.
       source.close();

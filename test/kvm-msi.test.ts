@@ -12,6 +12,7 @@ import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import { Kvm } from '../src/kvm/kvm.js';
 import { KvmMonitor } from '../src/kvm/monitor.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
+import { Inbox } from './support/inbox.js';
 import { kvmBundle } from './support/kvm-bundle.js';
 import { serverSuite } from './support/server-suite.js';
 import { LAPIC_GPA, MSI_VECTOR, buildMsiGuest, loadMsiGuest } from './support/kvm-msi-guest.js';
@@ -170,16 +171,11 @@ describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAP
       const rounds = 200;
       const spawnPeer = (role: 'initiator' | 'responder') => {
         const worker = new Worker(WORKER, { workerData: { bundle: kvmBundle(), config: { socketPath: server.socketPath, role, irqfd: fast, ioeventfd: fast } } });
-        const messages: Record<string, unknown>[] = [];
-        worker.on('message', (m) => messages.push(m));
-        worker.on('error', (e) => messages.push({ type: 'fatal', error: String(e) }));
-        const next = async (type: string) => {
-          await until(() => messages.some((m) => m.type === type || m.type === 'fatal'), `${role}: ${type}`, 30_000);
-          const m = messages.find((x) => x.type === type || x.type === 'fatal')!;
-          messages.splice(messages.indexOf(m), 1);
-          if (m.type === 'fatal') throw new Error(`${role}: ${m.error}`);
-          return m as Record<string, number> & { stats: Record<string, number>; counters: Record<string, number> };
-        };
+        const inbox = new Inbox<Record<string, unknown>>({ name: role, timeoutMs: 30_000 });
+        worker.on('message', inbox.push);
+        worker.on('error', (e) => inbox.push({ type: 'fatal', error: String(e) }));
+        const next = async (type: string) =>
+          (await inbox.next(type)) as Record<string, number> & { stats: Record<string, number>; counters: Record<string, number> };
         cleanups.push(async () => {
           worker.postMessage({ op: 'close' });
           await Promise.race([next('closed').catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);

@@ -24,6 +24,7 @@ import { assembleMsiGuest } from './support/kvm-msi-guest.js';
 import { Kvm } from '../src/kvm/kvm.js';
 import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
+import { Inbox } from './support/inbox.js';
 import { kvmBundle } from './support/kvm-bundle.js';
 import { CODE_GPA, DONE_PORT, IRQ, IVSHMEM_ID, MAGIC_OFFSET, SHM_SIZE, STACK_TOP, buildGuest, loadGuest } from './support/kvm-guest.js';
 import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from './support/qtest.js';
@@ -91,23 +92,14 @@ function spawnPeer(bundle: string, socketPath: string) {
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const inbox: ChildMessage[] = [];
-  child.on('message', (m: ChildMessage) => inbox.push(m));
+  const inbox = new Inbox<ChildMessage>({
+    name: 'guest A',
+    context: () => stderr,
+    gone: () => (child.exitCode !== null || child.signalCode !== null ? `exited (${child.exitCode ?? child.signalCode})` : null),
+  });
+  child.on('message', inbox.push);
   /** The next message of `type` (a 'fatal' one, or the child's exit, fails it). */
-  const next = async (type: string, ms = 15_000): Promise<ChildMessage> => {
-    const end = Date.now() + ms;
-    for (;;) {
-      const i = inbox.findIndex((m) => m.type === type || m.type === 'fatal');
-      if (i >= 0) {
-        const [m] = inbox.splice(i, 1);
-        if (m.type === 'fatal') throw new Error(`guest A: ${m.error}`);
-        return m;
-      }
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`guest A exited (${child.exitCode ?? child.signalCode}): ${stderr}`);
-      if (Date.now() > end) throw new Error(`guest A: no ${type} within ${ms} ms: ${stderr}`);
-      await sleep(5);
-    }
-  };
+  const next = (type: string, ms?: number) => inbox.next(type, ms);
   let stopping: Promise<number | null> | undefined;
   const stop = () => (stopping ??= (async () => {
     if (child.exitCode === null && child.signalCode === null) {

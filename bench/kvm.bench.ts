@@ -23,8 +23,8 @@ import { Kvm } from '../src/kvm/kvm.js';
 import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
 import { ServerConnection } from '../src/protocol/connection.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
-import { Asm16 } from '../test/support/asm16.js';
-import { BAR0_GPA, CODE_GPA, SHM_SIZE, STACK_TOP } from '../test/support/kvm-guest.js';
+import type { Asm16 } from '../test/support/asm16.js';
+import { BAR0_GPA, CODE_GPA, SHM_SIZE, bar0Prologue } from '../test/support/kvm-guest.js';
 import { until as waitUntil } from '../test/support/until.js';
 import { C_COMPILER, compileC } from './support/cc.js';
 import { machine, resultsFile } from './support/results.js';
@@ -62,14 +62,7 @@ const collect: () => void = typeof gc === 'function' ? gc : () => {};
 // Then, once per run (OUT done, 2): ES = bar0seg, EAX = doorbell, ECX = count; ring count times.
 
 function buildGuest(slot: number): Asm16 {
-  const a = new Asm16(CODE_GPA);
-  const cfgWrite = (reg: number, value: number) =>
-    a.movEaxEbx().orAl(reg).movDx(0xcf8).outDxEax().movDx(0xcfc).movEax(value).outDxEax();
-  a.label('start').cli();
-  a.xorAxAx().movSegAx('ds').movSegAx('ss').movSp(STACK_TOP);
-  a.movEbx((0x8000_0000 | (slot << 11)) >>> 0);
-  cfgWrite(0x10, BAR0_GPA);
-  cfgWrite(0x04, 0x0002); // command: memory decoding
+  const a = bar0Prologue(slot);
   a.outb(MONITOR_DONE_PORT, 1);
   a.label('bench');
   a.load32('bar0seg').movSegAx('es');

@@ -11,9 +11,9 @@ import { IvshmemClient } from '../src/client/ivshmem-client.js';
 import type { IvshmemDevice } from '../src/device.js';
 import { Kvm } from '../src/kvm/kvm.js';
 import { KvmMonitor, MONITOR_DONE_PORT } from '../src/kvm/monitor.js';
-import { Asm16 } from './support/asm16.js';
+import type { Asm16 } from './support/asm16.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
-import { BAR0_GPA, CODE_GPA, SHM_SIZE, STACK_TOP } from './support/kvm-guest.js';
+import { BAR0_GPA, CODE_GPA, SHM_SIZE, bar0Prologue } from './support/kvm-guest.js';
 import { serverSuite } from './support/server-suite.js';
 
 let kvm: Kvm | undefined;
@@ -27,14 +27,7 @@ const BAR0_MOVED = 0xd0000;
 
 /** Programs BAR0 of 00:<slot>.0, enables memory decoding, then rings `doorbell` through ES = `bar0seg` once per run. */
 function guest(slot: number): Asm16 {
-  const a = new Asm16(CODE_GPA);
-  const cfgWrite = (reg: number, value: number) =>
-    a.movEaxEbx().orAl(reg).movDx(0xcf8).outDxEax().movDx(0xcfc).movEax(value).outDxEax();
-  a.label('start').cli();
-  a.xorAxAx().movSegAx('ds').movSegAx('ss').movSp(STACK_TOP);
-  a.movEbx((0x8000_0000 | (slot << 11)) >>> 0);
-  cfgWrite(0x10, BAR0_GPA);
-  cfgWrite(0x04, 0x0002); // command: memory decoding
+  const a = bar0Prologue(slot);
   a.label('ring');
   a.load32('bar0seg').movSegAx('es');
   a.load32('doorbell').es().store32(0x0c);

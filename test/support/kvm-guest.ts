@@ -120,3 +120,20 @@ export function loadGuest(
   monitor.start(CODE_GPA);
   return (label: string) => data.getUint32(program.address(label), true);
 }
+
+/**
+ * The start of a guest that already knows where the device is: real mode with DS = SS = 0 and a
+ * stack, BAR0 of 00:<slot>.0 placed at BAR0_GPA and memory decoding on (EBX keeps the device's
+ * CONFIG_ADDRESS). The caller appends the rest.
+ */
+export function bar0Prologue(slot: number): Asm16 {
+  const a = new Asm16(CODE_GPA);
+  const cfgWrite = (reg: number, value: number) =>
+    a.movEaxEbx().orAl(reg).movDx(0xcf8).outDxEax().movDx(0xcfc).movEax(value).outDxEax();
+  a.label('start').cli();
+  a.xorAxAx().movSegAx('ds').movSegAx('ss').movSp(STACK_TOP);
+  a.movEbx((0x8000_0000 | (slot << 11)) >>> 0);
+  cfgWrite(0x10, BAR0_GPA);
+  cfgWrite(0x04, 0x0002); // command: memory decoding
+  return a;
+}

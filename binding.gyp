@@ -9,6 +9,7 @@
         "native/eventfd.cc",
         "native/memory.cc",
         "native/socket.cc",
+        "native/listening.cc",
         "native/poller.cc",
         "native/wait.cc",
         "native/kvm.cc",

@@ -38,6 +38,11 @@ int EventfdRead(int fd, uint64_t* value);
 // EAGAIN counts as success: the counter is at its maximum, so a wake-up is pending already.
 int EventfdWriteOne(int fd);
 
+// 1 when a listening UNIX socket is bound to `path` (found in the kernel's socket table, without
+// connecting), 0 when none is (or nothing is at the path), -1 when the table cannot be read or the
+// path is not a socket.
+int ListenerAt(const char* path);
+
 void InitEventfd(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
 void InitSocket(Napi::Env env, Napi::Object exports);

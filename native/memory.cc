@@ -4,6 +4,7 @@
 // the ArrayBuffer first, so no JavaScript can touch the range afterwards; the GC finalizer only
 // unmaps what nobody unmapped.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -103,7 +104,8 @@ Napi::Value Ftruncate(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Size and kind of the object behind an fd: { size, isFile }.
+// Size, kind and identity of the object behind an fd: { size, isFile, ino, dev }. The identity
+// tells whether a name still refers to the object we hold before we remove the name.
 Napi::Value Fstat(const Napi::CallbackInfo& info) {
   int fd = ArgInt32(info, 0, "fd");
   struct stat st;
@@ -111,7 +113,25 @@ Napi::Value Fstat(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("size", Napi::Number::New(info.Env(), static_cast<double>(st.st_size)));
   out.Set("isFile", Napi::Boolean::New(info.Env(), S_ISREG(st.st_mode)));
+  out.Set("ino", Napi::Number::New(info.Env(), static_cast<double>(st.st_ino)));
+  out.Set("dev", Napi::Number::New(info.Env(), static_cast<double>(st.st_dev)));
   return out;
+}
+
+// tryLock(fd): an exclusive flock(2) on the open file description, without waiting. Returns false
+// when another description of the same object holds it. The lock lives exactly as long as the
+// description, so it dies with its process however that process ends.
+Napi::Value TryLock(const Napi::CallbackInfo& info) {
+  int fd = ArgInt32(info, 0, "fd");
+  int r;
+  do {
+    r = flock(fd, LOCK_EX | LOCK_NB);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(info.Env(), false);
+    ThrowErrno(info.Env(), errno, "flock");
+  }
+  return Napi::Boolean::New(info.Env(), true);
 }
 
 // Forbids shrinking the object, which would turn accesses past the new end into SIGBUS.
@@ -199,6 +219,7 @@ void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("tempFileIn", Napi::Function::New(env, TempFileIn));
   exports.Set("ftruncate", Napi::Function::New(env, Ftruncate));
   exports.Set("fstat", Napi::Function::New(env, Fstat));
+  exports.Set("tryLock", Napi::Function::New(env, TryLock));
   exports.Set("sealShrink", Napi::Function::New(env, SealShrink));
   exports.Set("fileSeals", Napi::Function::New(env, FileSeals));
   exports.Set("mmap", Napi::Function::New(env, Mmap));

@@ -33,8 +33,13 @@ int NewSocket(Napi::Env env) {
   return fd;
 }
 
-// Is someone accepting connections at this socket path?
-bool SocketIsLive(const sockaddr_un& addr) {
+// Is someone accepting connections at this socket path? The kernel's socket table answers first,
+// without disturbing the listener. Only when it finds nobody (or cannot be asked) does a connect
+// confirm it: that reaches a listener the table cannot show (one in another network namespace)
+// and otherwise just gets ECONNREFUSED from the stale path, so a live ivshmem server in our
+// namespace is never sent a probe that it would count as a client.
+bool SocketIsLive(const std::string& path, const sockaddr_un& addr) {
+  if (ListenerAt(path.c_str()) == 1) return true;
   // Non-blocking: a live listener with a full backlog answers EAGAIN instead of stalling us.
   int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (probe < 0) return true;  // cannot tell: do not remove it
@@ -42,6 +47,15 @@ bool SocketIsLive(const sockaddr_un& addr) {
   int err = errno;
   close(probe);
   return r == 0 || (err != ECONNREFUSED && err != ENOENT);
+}
+
+// listening(path): true while someone listens at the path; asks only the kernel's socket table,
+// so nothing connects. null when that table cannot be read here (the caller decides).
+Napi::Value Listening(const Napi::CallbackInfo& info) {
+  std::string path = ArgString(info, 0, "path");
+  int r = ListenerAt(path.c_str());
+  if (r < 0) return info.Env().Null();
+  return Napi::Boolean::New(info.Env(), r == 1);
 }
 
 Napi::Value Listen(const Napi::CallbackInfo& info) {
@@ -54,7 +68,7 @@ Napi::Value Listen(const Napi::CallbackInfo& info) {
   if (lstat(path.c_str(), &st) == 0) {
     // Never clobber a file that is not a socket; remove a socket only when nobody listens on it.
     if (!S_ISSOCK(st.st_mode)) ThrowErrno(env, EEXIST, "bind", path.c_str());
-    if (SocketIsLive(addr)) ThrowErrno(env, EADDRINUSE, "bind", path.c_str());
+    if (SocketIsLive(path, addr)) ThrowErrno(env, EADDRINUSE, "bind", path.c_str());
     if (unlink(path.c_str()) < 0 && errno != ENOENT) ThrowErrno(env, errno, "unlink", path.c_str());
   }
   int fd = NewSocket(env);
@@ -199,9 +213,13 @@ Napi::Value Recv(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// shutdown(fd, how = SHUT_RDWR): tests shut one direction to make a peer fail in a chosen way
+// (a reader that stopped reading makes the server's next send fail with EPIPE).
 Napi::Value Shutdown(const Napi::CallbackInfo& info) {
   int fd = ArgInt32(info, 0, "fd");
-  if (shutdown(fd, SHUT_RDWR) < 0 && errno != ENOTCONN) ThrowErrno(info.Env(), errno, "shutdown");
+  int how = info.Length() > 1 && !info[1].IsUndefined() ? ArgInt32(info, 1, "how") : SHUT_RDWR;
+  if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) ThrowErrno(info.Env(), EINVAL, "shutdown");
+  if (shutdown(fd, how) < 0 && errno != ENOTCONN) ThrowErrno(info.Env(), errno, "shutdown");
   return info.Env().Undefined();
 }
 
@@ -209,6 +227,7 @@ Napi::Value Shutdown(const Napi::CallbackInfo& info) {
 
 void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("listen", Napi::Function::New(env, Listen));
+  exports.Set("listening", Napi::Function::New(env, Listening));
   exports.Set("accept", Napi::Function::New(env, Accept));
   exports.Set("connect", Napi::Function::New(env, Connect));
   exports.Set("socketPair", Napi::Function::New(env, SocketPair));

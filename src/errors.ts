@@ -30,6 +30,7 @@ export type IvshmemErrorCode =
   | 'ERR_IVSHMEM_NATIVE'
   | 'ERR_IVSHMEM_CORE'
   | 'ERR_IVSHMEM_HANDOVER'
+  | 'ERR_IVSHMEM_IN_USE'
   | 'ERR_IVSHMEM_CLOSED';
 
 /**

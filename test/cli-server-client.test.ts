@@ -120,8 +120,8 @@ describe('ivshmem-server statistics', () => {
   it('prints its statistics as one JSON line on SIGUSR2, and every --stats-interval seconds', async () => {
     const sock = join(dir, `s${n++}.sock`);
     const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
-    const server = start('ivshmem-server.js', ['-F', '-S', sock, '-M', shm, '-n', '2']);
-    await server.waitFor('*** Example code');
+    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '2']);
+    await server.waitFor('listening on');
     const c0 = start('ivshmem-client.js', ['-S', sock]);
     await c0.waitFor('our_id = 0');
     const c1 = start('ivshmem-client.js', ['-S', sock]);
@@ -153,9 +153,9 @@ describe('ivshmem-server statistics', () => {
     const sock = join(dir, `s${n++}.sock`);
     const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
     const preload = fileURLToPath(new URL('./support/server-channel-log.mjs', import.meta.url));
-    const server = start('ivshmem-server.js', ['-F', '-S', sock, '-M', shm, '-n', '4'],
+    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '4'],
       { shellPrefix: `ulimit -n 64; NODE_DEBUG=ivshmem NODE_OPTIONS='--import=${preload}'` });
-    await server.waitFor('*** Example code');
+    await server.waitFor('listening on');
     // Raw connections from this process (no client fds needed) until the server runs short.
     const { UnixSocket } = await import('../src/native/unix-socket.js');
     const conns: { close(): void }[] = [];

@@ -138,7 +138,7 @@ describe('SharedMemory objects', () => {
     const dir = mkdtempSync(join(tempDir, 'huge-'));
     const m = track(SharedMemory.open({ hugetlbfs: dir }, { size: 2 * PAGE }));
     expect(readdirSync(dir)).toEqual([]);
-    expect(native().fstat(m.fd)).toEqual({ size: 2 * PAGE, isFile: true });
+    expect(native().fstat(m.fd)).toMatchObject({ size: 2 * PAGE, isFile: true });
     const view = new Uint8Array(m.map());
     view[PAGE] = 9;
     expect(view[PAGE]).toBe(9);

@@ -3,22 +3,26 @@
 // Beyond QEMU's: its statistics as one JSON line on stdout on SIGUSR2 and, with --stats-interval,
 // every so many seconds; a restart no client notices: --handover-socket on the running server,
 // --takeover on its successor (src/server/handover.ts).
-import { spawn } from 'node:child_process';
-import { unlinkSync, writeFileSync } from 'node:fs';
+import { daemonize, readinessChannel } from './daemon.js';
+import { PidFile } from './pid-file.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { HandoverOffer, takeOver } from '../server/handover.js';
 import { IvshmemServer, MAX_SERVER_VECTORS } from '../server/ivshmem-server.js';
+import { ServerMemory } from '../server/server-memory.js';
 import { parseSize } from './size.js';
 
 export const DEFAULT_SOCKET = join(tmpdir(), 'ivshmem_socket');
+const DEFAULT_PIDFILE = '/var/run/ivshmem-server.pid';
+// Each ends the server the same way: peers told, socket, shm name and pid file removed.
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
 const USAGE = `Usage: ivshmem-server [OPTION]...
   -h, --help               show this help and exit
   -v, --verbose            print what happens (needs -F)
   -F, --foreground         stay in the foreground (default: run in the background)
-  -p, --pidfile FILE       write the server's pid to FILE (background mode; default /var/run/ivshmem-server.pid)
+  -p, --pidfile FILE       write the server's pid to FILE (default in the background: ${DEFAULT_PIDFILE})
   -S, --socket-path PATH   listening socket (default ${DEFAULT_SOCKET})
   -M, --shm NAME           POSIX shared memory object name (default ivshmem)
   -m, --memory-dir DIR     use an unlinked file in DIR instead, e.g. a hugetlbfs mount
@@ -99,23 +103,44 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
     return 1;
   }
 
-  if (!v.foreground) {
-    // Detach: run ourselves again in the foreground, in a new session, and leave.
-    const pidfile = v.pidfile ?? '/var/run/ivshmem-server.pid';
-    // Whatever came before our own arguments (e.g. the umbrella's "server") is kept.
-    const prefix = process.argv.slice(2, process.argv.length - argv.length);
-    const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...prefix, ...argv, '-F'], { detached: true, stdio: 'ignore' });
-    child.unref();
+  if (v.takeover === undefined) {
     try {
-      writeFileSync(pidfile, `${child.pid}\n`);
+      ServerMemory.sizeFor(size);
     } catch (e) {
-      err.write(`ivshmem-server: cannot write pid file ${pidfile}: ${(e as Error).message}\n`);
+      err.write(`ivshmem-server: ${(e as Error).message}\nTry 'ivshmem-server -h' for more information.\n`);
+      return 1;
     }
-    return 0;
   }
 
-  out.write('*** Example code, do not use in production ***\n');
+  if (!v.foreground) return await daemonize(argv, v.pidfile ?? DEFAULT_PIDFILE, err);
+
+  // The pid file is claimed before anything else is made, so an unwritable one costs nothing;
+  // it is removed again on a failed start and when the server stops.
+  const ready = readinessChannel();
+  // A stop signal that arrives while the server is still starting is kept, and acted on as soon
+  // as there is a server to stop: the default action would kill us with the socket and the
+  // memory left behind.
+  let stopSignal: NodeJS.Signals | undefined;
+  const early = (signal: NodeJS.Signals) => (stopSignal ??= signal);
+  for (const signal of STOP_SIGNALS) process.on(signal, early);
+  const unhookEarly = () => {
+    for (const signal of STOP_SIGNALS) process.off(signal, early);
+  };
   const log = v.verbose ? (line: string) => out.write(`${line}\n`) : undefined;
+  // Node opens its inspector on SIGUSR1: a debugger attached to a server that holds every peer's
+  // fds and memory is not something a stray signal should grant. A listener of ours replaces it.
+  const noInspector = () => log?.('SIGUSR1 ignored: the inspector is disabled in the server');
+  process.on('SIGUSR1', noInspector);
+  let pidfile: PidFile | undefined;
+  try {
+    if (v.pidfile !== undefined) pidfile = PidFile.claim(v.pidfile);
+  } catch (e) {
+    err.write(`ivshmem-server: ${(e as Error).message}\n`);
+    ready?.fail((e as Error).message);
+    process.off('SIGUSR1', noInspector);
+    unhookEarly();
+    return 1;
+  }
   let server: IvshmemServer;
   let offer: HandoverOffer | undefined;
   try {
@@ -135,10 +160,16 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
     }
   } catch (e) {
     const x = e as NodeJS.ErrnoException;
-    err.write(`ivshmem-server: cannot ${v.takeover !== undefined ? 'take over' : 'start'}: ${x.message}${x.code ? ` (${x.code})` : ''}\n`);
+    const message = `cannot ${v.takeover !== undefined ? 'take over' : 'start'}: ${x.message}${x.code ? ` (${x.code})` : ''}`;
+    err.write(`ivshmem-server: ${message}\n`);
+    pidfile?.remove();
+    ready?.fail(message);
+    process.off('SIGUSR1', noInspector);
+    unhookEarly();
     return 1;
   }
-  if (v.pidfile) writeFileSync(v.pidfile, `${process.pid}\n`);
+  pidfile?.write(process.pid);
+  ready?.ok();
   server.on('refused', (reason) => err.write(`ivshmem-server: refused a connection: ${reason}\n`));
   const printStats = () => out.write(`${JSON.stringify({ stats: 'ivshmem-server', time: new Date().toISOString(), ...server.stats() })}\n`);
   process.on('SIGUSR2', printStats);
@@ -147,8 +178,8 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
     let handedOver = false;
     const stop = () => {
       process.off('SIGUSR2', printStats);
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
+      process.off('SIGUSR1', noInspector);
+      for (const signal of STOP_SIGNALS) process.off(signal, stop);
       if (timer !== undefined) clearInterval(timer);
       if (handedOver) {
         // Everything (the pid file too) is the successor's now.
@@ -158,17 +189,12 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
       }
       offer?.close();
       server.close();
-      if (v.pidfile) {
-        try {
-          unlinkSync(v.pidfile);
-        } catch {
-          // gone already
-        }
-      }
+      pidfile?.remove();
       resolve(0);
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    for (const signal of STOP_SIGNALS) process.once(signal, stop);
+    unhookEarly();
+    if (stopSignal !== undefined) stop();
     offer?.on('handover-failed', (reason) => err.write(`ivshmem-server: a takeover failed (${reason}); serving on\n`));
     offer?.on('handed-over', () => {
       handedOver = true;

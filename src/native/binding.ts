@@ -47,7 +47,9 @@ export interface RawBinding {
   memfdCreate(name: string, sealable: boolean): number;
   tempFileIn(dir: string): number;
   ftruncate(fd: number, size: number | bigint): void;
-  fstat(fd: number): { size: number; isFile: boolean };
+  fstat(fd: number): { size: number; isFile: boolean; ino: number; dev: number };
+  /** An exclusive flock on the fd's open file description; false when another holds it. */
+  tryLock(fd: number): boolean;
   sealShrink(fd: number): void;
   /** F_GET_SEALS, or -1 for an object that cannot carry seals. */
   fileSeals(fd: number): number;
@@ -56,12 +58,16 @@ export interface RawBinding {
   munmap(buffer: ArrayBuffer): boolean;
 
   listen(path: string, backlog: number): number;
+  /** Whether a socket listens at `path`, from the kernel's socket table (nothing connects);
+   *  null where that table cannot be read. */
+  listening(path: string): boolean | null;
   accept(fd: number): number;
   connect(path: string): number;
   socketPair(): [number, number];
   send(fd: number, bytes: Uint8Array, fds: number[]): number;
   recv(fd: number, buffer: Uint8Array, offset: number, length: number): RawRecv;
-  shutdown(fd: number): void;
+  /** how: 0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR (the default). */
+  shutdown(fd: number, how?: number): void;
 
   FdWatcher: new (fd: number, drainEventfd: boolean, callback: (err: Error | null, count?: number) => void) => RawFdWatcher;
   waitReadable(fds: Int32Array, timeoutMs: number, out?: Float64Array): number;

@@ -22,6 +22,10 @@ export interface HandoverState {
   /** The shared memory object. */
   memory: number;
   memorySource: { shm: string } | { hugetlbfs: string };
+  /** The lock that tells other servers the shm name is served (-1: none): passed on, it holds. */
+  memoryLock?: number;
+  /** The first server created the shm name, so whoever serves it last removes it. */
+  memoryCreated?: boolean;
   vectors: number;
   /** Where the round-robin id counter stands. */
   nextId: number;

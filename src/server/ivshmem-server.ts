@@ -11,11 +11,14 @@ import { IvshmemError } from '../errors.js';
 import { POLL_READABLE, POLL_WRITABLE, native } from '../native/binding.js';
 import type { RawFdWatcher } from '../native/binding.js';
 import { EventFd } from '../native/eventfd.js';
-import { SharedMemory, shmName } from '../native/shared-memory.js';
+import type { SharedMemory } from '../native/shared-memory.js';
 import { UnixListener, UnixSocket } from '../native/unix-socket.js';
 import { PROTOCOL_VERSION, SHM_MESSAGE } from '../protocol/messages.js';
 import type { HandoverPeer, HandoverState } from './handover-state.js';
 import { IdAllocator } from './id-allocator.js';
+import { ServerMemory } from './server-memory.js';
+import { checkServerOptions } from './server-options.js';
+import type { ServerMemorySource } from './server-memory.js';
 import { publishJoin, publishLeave, publishRefuse } from './server-events.js';
 import type { IvshmemServerStats } from './server-events.js';
 
@@ -24,9 +27,12 @@ export type { IvshmemServerStats } from './server-events.js';
 export interface IvshmemServerOptions {
   /** Path of the listening UNIX socket (QEMU's -S). */
   socketPath: string;
-  /** POSIX shm name (-M, default "ivshmem") or a directory such as a hugetlbfs mount (-m). */
-  memory?: { shm: string } | { hugetlbfs: string };
-  /** Bytes of shared memory, rounded up to a power of two as QEMU does (-l, default 4 MiB). */
+  /** POSIX shm name (-M, default "ivshmem") or a directory such as a hugetlbfs mount (-m). A
+   *  name is created; one that exists is used only if it has exactly the (rounded) size and no
+   *  running server holds it, and is then never resized or removed by this server. */
+  memory?: ServerMemorySource;
+  /** Bytes of shared memory, rounded up to a power of two as QEMU does (-l, default 4 MiB):
+   *  4 KiB up to 64 TiB. */
   size?: number;
   /** Vectors (eventfds) per peer (-n, default 1). */
   vectors?: number;
@@ -62,6 +68,9 @@ interface Peer {
   /** The other peers were told of this one (so they must be told when it goes). */
   announced: boolean;
   joined: boolean;
+  /** Why its socket failed while another peer's setup was being sent: it is dropped once that
+   *  setup is complete, so no leave lands in the middle of a newcomer's setup stream. */
+  failed?: string;
 }
 
 export interface IvshmemServer {
@@ -73,8 +82,7 @@ export interface IvshmemServer {
 export class IvshmemServer extends EventEmitter {
   readonly socketPath: string;
   readonly vectors: number;
-  readonly memory: SharedMemory;
-  readonly #posixName: string | undefined;
+  readonly #memory: ServerMemory;
   readonly #listener: UnixListener;
   readonly #listenWatcher: RawFdWatcher;
   readonly #peers = new Map<number, Peer>(); // in connection order
@@ -90,6 +98,8 @@ export class IvshmemServer extends EventEmitter {
   #closed = false;
   /** A hand-over to another server is under way (or, adopted, not yet committed): hands off. */
   #suspended = false;
+  /** A newcomer's setup stream is being sent: failures of other peers wait until it is whole. */
+  #admitting = false;
 
   /** Opens (or creates) the memory and starts listening. */
   static start(options: IvshmemServerOptions): IvshmemServer {
@@ -105,42 +115,63 @@ export class IvshmemServer extends EventEmitter {
 
   private constructor(o: IvshmemServerOptions, adopted?: HandoverState) {
     super();
+    checkServerOptions(o);
     const vectors = o.vectors ?? 1;
-    if (!Number.isInteger(vectors) || vectors < 1 || vectors > MAX_SERVER_VECTORS) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_VECTORS', `vectors ${vectors} is out of range 1..${MAX_SERVER_VECTORS}`);
-    }
     const requested = o.size ?? 4 * 1024 * 1024;
-    if (!Number.isSafeInteger(requested) || requested <= 0) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${requested} is not a positive byte count`);
-    }
+    if (!adopted) ServerMemory.sizeFor(requested); // refuse a size before anything is made
     this.socketPath = o.socketPath;
     this.vectors = vectors;
     this.#log = o.log ?? (() => {});
     this.#stallMs = o.stallTimeoutMs ?? 5000;
     this.#maxQueue = o.maxQueuedMessages ?? 65536;
-    if (!Number.isInteger(this.#maxQueue) || this.#maxQueue < 1) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `maxQueuedMessages ${o.maxQueuedMessages} is not a positive integer`);
-    }
     this.#ids = new IdAllocator(o.firstId ?? 0); // checks the range, before anything is opened
     this.#legacy = o.legacy === true;
     const memory = o.memory ?? { shm: 'ivshmem' };
-    this.#posixName = 'shm' in memory ? memory.shm : undefined;
-    this.memory = adopted ? SharedMemory.adopt(adopted.memory, memory) : openServerMemory(memory, requested);
+    if (adopted) {
+      this.#memory = ServerMemory.adopt(adopted.memory, memory, adopted.memoryLock ?? -1, adopted.memoryCreated ?? true);
+      try {
+        this.#listener = UnixListener.adopt(adopted.listener, o.socketPath);
+      } catch (err) {
+        this.#memory.release();
+        throw err;
+      }
+    } else {
+      // The socket path first: it is the cheapest thing to find in use, and until it is ours no
+      // shared memory is created, opened or sized. Whatever a later step fails on, the steps
+      // before it are undone, so a failed start leaves nothing behind.
+      this.#listener = UnixListener.listen(o.socketPath, 128);
+      try {
+        this.#memory = ServerMemory.open(memory, requested);
+      } catch (err) {
+        this.#listener.close();
+        throw err;
+      }
+    }
     try {
-      this.#listener = adopted ? UnixListener.adopt(adopted.listener, o.socketPath) : UnixListener.listen(o.socketPath, 128);
+      this.#reserve = EventFd.create();
+      this.#listenWatcher = new (native().FdWatcher)(this.#listener.fd, false, () => this.#acceptAll());
     } catch (err) {
-      if (adopted) this.memory.release();
-      else this.memory.close();
+      this.#reserve?.close();
+      if (adopted) {
+        this.#listener.release();
+        this.#memory.release();
+      } else {
+        this.#listener.close();
+        this.#memory.close();
+      }
       throw err;
     }
-    this.#reserve = EventFd.create();
-    this.#listenWatcher = new (native().FdWatcher)(this.#listener.fd, false, () => this.#acceptAll());
     if (adopted) {
       this.#adoptPeers(adopted);
       return;
     }
     this.#listenWatcher.start();
     this.#log(`listening on ${o.socketPath}, ${this.memory.size} bytes of shared memory, ${vectors} vectors per peer`);
+  }
+
+  /** The shared memory every peer is given. */
+  get memory(): SharedMemory {
+    return this.#memory.memory;
   }
 
   /** Ids of the peers connected now, in connection order. */
@@ -252,25 +283,43 @@ export class IvshmemServer extends EventEmitter {
     // announced as a leave; one before that (it hung up at once) is told to nobody.
     const existing = [...this.#peers.values()];
     this.#peers.set(id, peer);
-    if (!this.#legacy) this.#send(peer, PROTOCOL_VERSION);
-    this.#send(peer, BigInt(id));
-    this.#send(peer, SHM_MESSAGE, this.memory.fd);
-    // Sends to the others never drop the newcomer: from here on it is known to all of them.
-    if (!socket.closed) peer.announced = true;
-    for (const other of existing) {
-      for (const v of vectors) if (!socket.closed) this.#send(other, BigInt(id), v.fd);
+    this.#admitting = true;
+    try {
+      this.#sendSetup(peer, existing);
+    } finally {
+      this.#admitting = false;
     }
-    for (const other of existing) {
-      for (const v of other.vectors) if (!other.socket.closed) this.#send(peer, BigInt(other.id), v.fd);
-    }
-    for (const v of vectors) if (!socket.closed) this.#send(peer, BigInt(id), v.fd);
-    if (socket.closed) return; // dropped while sending
+    // Peers whose sockets failed meanwhile go now: the newcomer was told of them in full, so it
+    // is told of their leave like everyone else.
+    for (const other of existing) if (other.failed !== undefined) this.#drop(other, other.failed);
+    if (peer.failed !== undefined) this.#drop(peer, peer.failed);
+    if (peer.socket.closed) return; // dropped while sending
     peer.queueLimit = this.#maxQueue + peer.queue.length;
     peer.joined = true;
     this.#stats.joins++;
     this.#log(`new peer id = ${id}`);
     publishJoin({ socketPath: this.socketPath, id, peers: this.#stats.joins - this.#stats.leaves });
     this.emit('join', id);
+  }
+
+  // The newcomer's setup stream and its announcement to the others, in QEMU's order. Nobody is
+  // dropped in the middle of it (#drop defers to #admit while #admitting), so the newcomer's
+  // stream has nothing interleaved and every peer it is told of is told of whole.
+  #sendSetup(peer: Peer, existing: Peer[]): void {
+    const { id, vectors } = peer;
+    if (!this.#legacy) this.#send(peer, PROTOCOL_VERSION);
+    this.#send(peer, BigInt(id));
+    this.#send(peer, SHM_MESSAGE, this.memory.fd);
+    // A newcomer that failed already is told to nobody; from here on it is known to all.
+    if (peer.failed !== undefined) return;
+    peer.announced = true;
+    for (const other of existing) {
+      for (const v of vectors) this.#send(other, BigInt(id), v.fd);
+    }
+    for (const other of existing) {
+      for (const v of other.vectors) this.#send(peer, BigInt(other.id), v.fd);
+    }
+    for (const v of vectors) this.#send(peer, BigInt(id), v.fd);
   }
 
   // Gives a peer its socket's watcher (not started): anything a client sends, and its hang-up, end
@@ -288,7 +337,7 @@ export class IvshmemServer extends EventEmitter {
 
   // Sends in order; what the socket cannot take now waits in the peer's queue.
   #send(peer: Peer, value: bigint, fd = -1): void {
-    if (peer.socket.closed) return;
+    if (peer.socket.closed || peer.failed !== undefined) return;
     if (peer.queue.length === 0) {
       try {
         if (peer.socket.send(value, fd)) {
@@ -372,6 +421,10 @@ export class IvshmemServer extends EventEmitter {
 
   #drop(peer: Peer, reason: string): void {
     if (peer.socket.closed) return;
+    if (this.#admitting) {
+      peer.failed ??= reason;
+      return;
+    }
     peer.watcher.close();
     peer.socket.close();
     this.#stats.messagesQueued -= peer.queue.length;
@@ -439,7 +492,7 @@ export class IvshmemServer extends EventEmitter {
       this.#listenWatcher.close();
       this.#reserve?.close();
       this.#listener.release();
-      this.memory.release();
+      this.#memory.release();
       throw err;
     }
     const stats: Record<string, number> = this.#stats;
@@ -471,8 +524,8 @@ export class IvshmemServer extends EventEmitter {
     }
     const { messagesQueued: _, ...counters } = this.#stats;
     return {
-      socketPath: this.socketPath, listener: this.#listener.fd, memory: this.memory.fd,
-      memorySource: this.#posixName !== undefined ? { shm: this.#posixName } : { hugetlbfs: (this.memory.source as { hugetlbfs: string }).hugetlbfs },
+      socketPath: this.socketPath, listener: this.#listener.fd, memory: this.memory.fd, memorySource: this.#memory.source,
+      memoryLock: this.#memory.lockFd, memoryCreated: this.#memory.createdName,
       vectors: this.vectors, nextId: this.#ids.next, legacy: this.#legacy, stallTimeoutMs: this.#stallMs, maxQueuedMessages: this.#maxQueue,
       counters, refusals: Object.fromEntries(this.#refusals), peers,
     };
@@ -508,8 +561,10 @@ export class IvshmemServer extends EventEmitter {
     this.#peers.clear();
     native().close(this.#listener.release());
     this.#reserve?.close();
-    this.memory.close();
-    this.#log('handed over to another server');
+    this.#memory.closeKeepingName();
+    // Said the same after a hand-over and after a takeover that failed: in both the other
+    // server is the one left serving.
+    this.#log('closed this copy of the server: the other server serves the socket and memory');
   }
 
   /** Drops every peer (the others are told as each goes), stops listening, removes the socket
@@ -522,39 +577,7 @@ export class IvshmemServer extends EventEmitter {
     for (const peer of [...this.#peers.values()]) this.#drop(peer, 'the server is shutting down');
     this.#listener.close();
     this.#reserve?.close();
-    if (this.#posixName !== undefined) {
-      try {
-        this.memory.unlink();
-      } catch {
-        // someone removed it already
-      }
-    }
-    this.memory.close();
+    this.#memory.close();
     this.#log('server disconnected');
-  }
-}
-
-// QEMU's sizing: round up to a power of two; keep an object that already has exactly that size;
-// otherwise resize it, doubling on failure (hugetlbfs needs multiples of its page size) up to 1 GiB.
-function openServerMemory(source: { shm: string } | { hugetlbfs: string }, requested: number): SharedMemory {
-  const n = native();
-  const fd = 'shm' in source ? n.shmOpen(shmName(source.shm), true, false, 0o700) : n.tempFileIn(source.hugetlbfs);
-  try {
-    let size = 2 ** Math.ceil(Math.log2(requested));
-    if (n.fstat(fd).size !== size) {
-      for (;;) {
-        try {
-          n.ftruncate(fd, size);
-          break;
-        } catch (err) {
-          if (size >= 2 ** 30) throw err;
-          size *= 2;
-        }
-      }
-    }
-    return SharedMemory.adopt(fd, source);
-  } catch (err) {
-    n.close(fd);
-    throw err;
   }
 }

@@ -289,6 +289,10 @@ describe('hand-over between ivshmem-server processes', () => {
     expect(second.out()).toContain('peers [0, 1]');
     expect(await first.exited()).toBe(0);
     expect(first.out()).toContain('handed over to a successor');
+    // The successor holds the shm name's lock now: another server cannot claim the name.
+    const intruder = server(['-S', join(dir, `s${n++}.sock`), '-M', shm, '-l', '1M']);
+    expect(await intruder.exited()).toBe(1);
+    expect(intruder.out()).toContain('ERR_IVSHMEM_IN_USE');
 
     // Doorbells both ways: the eventfds are the same kernel objects.
     a.c.ring(0, 1);

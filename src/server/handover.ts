@@ -11,15 +11,22 @@
 //                    per fd (its index in the table the JSON refers to), fd attached
 //   taker  → holder  ADOPTED    (the taker holds copies of everything and a suspended server)
 //   holder → taker   COMMIT     (from here on the holder never serves again)
+//               or   ABORT      (the holder serves on; written before it resumes)
 //
 // The holder is suspended from HELLO on: it neither accepts nor reads nor writes, so the two never
 // serve at once. Until it has written COMMIT, any failure (the taker hangs up, says something
-// else, or is too slow) resumes it where it stopped; once COMMIT is out it closes its copies,
-// keeping the socket path and shm name, which are the taker's now. A taker that loses the
-// connection before COMMIT closes its copies and serves nothing — unless it holds everything and
-// the holder process is dead: then nobody else can be serving, and the taker's duplicates have
-// kept every client connection open, so it serves (an old server crashing mid-hand-over costs
-// nothing either).
+// else, or is too slow) resumes it where it stopped, after it has written ABORT; once COMMIT is
+// out it closes its copies, keeping the socket path and shm name, which are the taker's now.
+//
+// A taker that loses the connection before it holds everything closes its copies and serves
+// nothing. One that holds everything and sent ADOPTED reads on to the end (a dying holder's
+// socket can report an error, or refuse ADOPTED, with COMMIT or ABORT still unread) and then:
+// COMMIT → it serves; ABORT → it closes its copies. A hang-up with neither means the holder is
+// dying (a live one always says which), but its sockets close while it exits, before its pid
+// is seen gone; so the taker watches the pid, bounded, and serves in its place once the holder
+// is dead or a zombie — nobody else can be serving then, and the taker's duplicates have kept
+// every client connection open, so an old server crashing mid-hand-over costs nothing either.
+// Still alive at the deadline (a holder that hung up without a word), the taker gives up.
 import { EventEmitter } from 'node:events';
 import { chmodSync, readFileSync } from 'node:fs';
 import { IvshmemError } from '../errors.js';
@@ -35,9 +42,12 @@ const HELLO = MAGIC | 1n;
 const STATE = MAGIC | 2n;
 const ADOPTED = MAGIC | 3n;
 const COMMIT = MAGIC | 4n;
+const ABORT = MAGIC | 5n;
 const FORMAT = 1;
 const MAX_JSON_BYTES = 256 * 1024 * 1024;
 const MAX_FDS = 1 << 27;
+// How long a holder that hung up after ADOPTED may take to be seen gone.
+const HOLDER_EXIT_GRACE_MS = 2000;
 
 export interface HandoverOptions {
   /** The holder gives up (and serves on) if a hand-over is not done by then; the taker gives up
@@ -47,16 +57,23 @@ export interface HandoverOptions {
 }
 
 // One control connection: ordered sends that wait for room, and every message read as it comes.
+// A failure (a send refused, the poll reporting an error, a receive failing) ends the connection
+// only after everything already received has been read: a peer that wrote its last word and died
+// leaves that word readable behind the error.
 class Channel {
   readonly #socket: UnixSocket;
   readonly #watcher: RawFdWatcher;
   readonly #out: Message[] = [];
   #ended = false;
+  #reading = false;
+  /** Why the connection failed, once it has: it ends when what is readable is read. */
+  #failure: string | undefined;
 
   constructor(socket: UnixSocket, private readonly onMessage: (m: Message) => void, private readonly onEnd: (reason: string) => void) {
     this.#socket = socket;
     this.#watcher = new (native().FdWatcher)(socket.fd, false, (err, events = 0) => {
-      if (err !== null) this.#end(`poll failed: ${err.message}`);
+      // libuv reports POLLERR (a peer that died with our message unread) as EBADF.
+      if (err !== null) this.#fail(`the control connection failed (poll: ${err.message})`);
       else {
         if ((events & POLL_WRITABLE) !== 0) this.#flush();
         if ((events & POLL_READABLE) !== 0) this.#read();
@@ -72,18 +89,19 @@ class Channel {
 
   /** Queues a message; true if everything queued so far is written. */
   send(value: bigint, fd = -1): boolean {
-    if (this.#ended) return false;
+    if (this.#ended || this.#failure !== undefined) return false;
     this.#out.push({ value, fd });
     // Behind a full socket it waits its turn: writability flushes the queue in order.
     return this.#out.length === 1 ? this.#flush() : false;
   }
 
   #flush(): boolean {
+    if (this.#ended || this.#failure !== undefined) return false;
     let sent = 0;
     try {
       while (sent < this.#out.length && this.#socket.send(this.#out[sent].value, this.#out[sent].fd)) sent++;
     } catch (err) {
-      this.#end(`send failed: ${(err as Error).message}`);
+      this.#fail(`send failed: ${(err as Error).message}`);
       return false;
     }
     this.#out.splice(0, sent);
@@ -92,29 +110,43 @@ class Channel {
   }
 
   #read(): void {
-    while (!this.#ended) {
-      let m: Message | null;
-      try {
-        m = this.#socket.receive();
-      } catch (err) {
-        this.#end(`receive failed: ${(err as Error).message}`);
-        return;
+    if (this.#reading) return; // a send failing inside onMessage: the loop below reads on
+    this.#reading = true;
+    try {
+      while (!this.#ended) {
+        let m: Message | null;
+        try {
+          m = this.#socket.receive();
+        } catch (err) {
+          this.#fail(`receive failed: ${(err as Error).message}`);
+          break;
+        }
+        if (m === null) {
+          if (this.#socket.eof) this.#fail('the other side closed the control connection');
+          break;
+        }
+        this.onMessage(m);
       }
-      if (m === null) {
-        if (this.#socket.eof) this.#end('the other side closed the control connection');
-        return;
-      }
-      this.onMessage(m);
+    } finally {
+      this.#reading = false;
+    }
+    if (this.#failure !== undefined && !this.#ended) {
+      const reason = this.#failure;
+      this.close();
+      this.onEnd(reason);
     }
   }
 
-  #end(reason: string): void {
+  // The first failure is the one reported; nothing more is written, what was received is read.
+  #fail(reason: string): void {
     if (this.#ended) return;
-    this.close();
-    this.onEnd(reason);
+    this.#failure ??= reason;
+    this.#out.length = 0;
+    this.#read();
   }
 
   close(): void {
+    if (this.#ended) return;
     this.#ended = true;
     this.#watcher.close();
     this.#socket.close();
@@ -243,6 +275,8 @@ export class HandoverOffer extends EventEmitter {
         ...state,
         listener: ref(state.listener),
         memory: ref(state.memory),
+        // The flock lives on the open description: a copy keeps the name ours across the move.
+        memoryLock: state.memoryLock !== undefined && state.memoryLock >= 0 ? ref(state.memoryLock) : -1,
         control: ref(this.#listener.fd),
         controlPath: this.path,
         peers: state.peers.map((p) => ({ ...p, socket: ref(p.socket), vectors: p.vectors.map(ref), queue: [] as [string, number][], queueLimit: Number.isFinite(p.queueLimit) ? p.queueLimit : null })),
@@ -267,12 +301,16 @@ export class HandoverOffer extends EventEmitter {
     this.#log(`handing over ${state.peers.length} peers and ${fds.length} fds on ${this.path}`);
   }
 
-  // Before COMMIT nothing is lost: the successor's copies die with it, and we serve on.
+  // Before COMMIT nothing is lost: the successor's copies die with it, and we serve on. ABORT goes
+  // out before we resume, so a successor that reads it knows we serve, and one that finds the
+  // connection gone without it knows we are dying. It always fits when the successor can be
+  // holding everything: it has read all we wrote. (When it cannot be, it fails on the hang-up.)
   #abort(reason: string): void {
     const session = this.#session;
     if (session === undefined) return;
     this.#session = undefined;
     clearTimeout(session.timer);
+    session.channel.send(ABORT);
     session.channel.close();
     this.server.handoverResume();
     this.#log(`hand-over failed: ${reason}`);
@@ -290,19 +328,37 @@ export class HandoverOffer extends EventEmitter {
   }
 }
 
-// Dead, or a zombie nobody has reaped yet: either way it serves no one.
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
+// The holder as the taker last saw it alive: its pid and its start time (field 22 of
+// /proc/PID/stat), so that a new process given the same pid is not taken for it.
+interface Holder {
+  pid: number;
+  startTime: string | undefined;
+}
+
+// /proc/PID/stat's fields after the command (which may itself hold spaces and parentheses).
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return /^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return true; // gone between the two looks
+    return undefined;
   }
+}
+
+function holderOf(pid: number): Holder {
+  return { pid, startTime: statFields(pid)?.[19] };
+}
+
+// Dead, a zombie nobody has reaped yet, or its pid now someone else's: it serves no one.
+function holderGone(holder: Holder): boolean {
+  try {
+    process.kill(holder.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return true;
+  }
+  const fields = statFields(holder.pid);
+  if (fields === undefined) return true; // gone between the two looks
+  return fields[0] === 'Z' || fields[0] === 'X' || (holder.startTime !== undefined && fields[19] !== holder.startTime);
 }
 
 /** What a successful takeOver() returns: the server, serving, and its own offer to a successor
@@ -327,7 +383,7 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
     let jsonAt = 0;
     let server: IvshmemServer | undefined;
     let control: UnixListener | undefined;
-    let holderPid = 0;
+    let holder: Holder | undefined; // undefined: a holder that is this process, or did not say
 
     const commit = (): void => {
       phase = 'done';
@@ -337,11 +393,24 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
       resolve({ server: server!, offer: new HandoverOffer(server!, control!, options) });
     };
 
+    // A hang-up after ADOPTED with neither COMMIT nor ABORT: the holder is dying. Its sockets
+    // close before its pid is seen gone, so one look is not enough: watch it, bounded.
     const lost = (reason: string): void => {
-      if (phase === 'commit' && holderPid > 0 && holderPid !== process.pid && processGone(holderPid)) {
-        options.log?.(`the old server (pid ${holderPid}) died before confirming the hand-over: serving in its place`);
-        commit();
-      } else fail(reason);
+      if (phase !== 'commit' || holder === undefined) {
+        fail(reason);
+        return;
+      }
+      const watchUntil = Date.now() + HOLDER_EXIT_GRACE_MS;
+      const look = (): void => {
+        if (phase !== 'commit') return;
+        if (holderGone(holder!)) {
+          options.log?.(`the old server (pid ${holder!.pid}) died before confirming the hand-over: serving in its place`);
+          commit();
+        } else if (Date.now() >= watchUntil) {
+          fail(`${reason}, and the old server (pid ${holder!.pid}) is still running ${HOLDER_EXIT_GRACE_MS} ms later`);
+        } else setTimeout(look, 5);
+      };
+      look();
     };
 
     const fail = (reason: string): void => {
@@ -366,7 +435,7 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
       }
       try {
         if (d.format !== FORMAT) throw new Error(`state format ${d.format}, not ${FORMAT}`);
-        holderPid = Number.isSafeInteger(d.pid) && d.pid > 0 ? d.pid : 0;
+        if (Number.isSafeInteger(d.pid) && d.pid > 0 && d.pid !== process.pid) holder = holderOf(d.pid);
         // Every fd is referred to once, except that queued messages repeat the shm and eventfds.
         const used = new Set<number>();
         const take = (i: unknown): number => {
@@ -378,6 +447,7 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
           socketPath: String(d.socketPath), listener: take(d.listener), memory: take(d.memory), memorySource: d.memorySource,
           vectors: d.vectors, nextId: d.nextId, legacy: d.legacy === true, stallTimeoutMs: d.stallTimeoutMs, maxQueuedMessages: d.maxQueuedMessages,
           counters: d.counters ?? {}, refusals: d.refusals ?? {}, peers: [],
+          memoryLock: d.memoryLock === undefined || d.memoryLock === -1 ? -1 : take(d.memoryLock), memoryCreated: d.memoryCreated !== false,
         };
         const controlFd = take(d.control);
         const queueRefs = new Set([d.memory]);
@@ -452,11 +522,9 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
           if (jsonAt === json.length) phase = 'fds';
           return;
         case 'commit':
-          if (m.value !== COMMIT) {
-            fail(`expected the commit, got ${m.value}`);
-            return;
-          }
-          commit();
+          if (m.value === COMMIT) commit();
+          else if (m.value === ABORT) fail('the old server gave up the hand-over and serves on');
+          else fail(`expected the commit, got ${m.value}`);
           return;
         default:
           fail(`unexpected message ${m.value}`);

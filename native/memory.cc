@@ -14,6 +14,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <node_buffer.h>
+
 #include "common.h"
 
 namespace ivshmem {
@@ -202,6 +204,12 @@ void UnmapLeftovers(void* arg) {
 }  // namespace
 
 Napi::ArrayBuffer MappedBuffer(Napi::Env env, void* addr, size_t length) {
+  // Node refuses an external ArrayBuffer beyond this (4 GiB on Node 20), and on that path frees
+  // the finalizer's data twice: refuse it here, as an error a caller can handle.
+  if (length > node::Buffer::kMaxLength) {
+    munmap(addr, length);
+    ThrowErrno(env, EOVERFLOW, "mmap");
+  }
   auto* mapping = new Mapping{addr, length, env, false};
   {
     std::lock_guard<std::mutex> lock(mappings_mutex);

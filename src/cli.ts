@@ -2,6 +2,8 @@
 // The `ivshmem` umbrella command: server, client, info (and the demo and benchmark with their issue).
 import { parseArgs } from 'node:util';
 import { IvshmemDevice } from './device.js';
+import { checkBar2Size } from './options.js';
+import { IvshmemError } from './errors.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import { probeFunction } from './pci/probe.js';
 import { parseSize } from './cli/size.js';
@@ -18,7 +20,8 @@ const USAGE = `usage: ivshmem <command> [options]
 
 commands:
   demo     peers in separate processes exchange messages through shared memory and doorbells
-           --peers N (default 3)  --vectors N (default 2)  --size BYTES (default 1M)
+           --peers N (default 3)  --vectors N (default 2)
+           --size BYTES (power of two, at least 4K; default 1M)
            --duration SECONDS (default 5)  --json
   bench    run the benchmarks (npm run bench; needs the source checkout): --quick for a short run
   server   run an ivshmem server (QEMU's ivshmem-server flags; see ivshmem server -h)
@@ -26,12 +29,22 @@ commands:
   info     build a device and show what a guest's PCI probe finds
            --mode plain|doorbell|intx  (default doorbell)
            --vectors N                 (doorbell/intx, default 4)
-           --size BYTES                (BAR2 size, power of two, default 1048576)
+           --size BYTES                (BAR2 size, power of two, at least 16, default 1M)
            --json                      machine-readable output
   help     this text
 `;
 
 const hex = (n: number | bigint, width: number) => `0x${n.toString(16).padStart(width, '0')}`;
+
+/** Memory for the BAR2 `info` shows: the device's size rules first, so a refusal says which. */
+function bar2Memory(size: number): ArrayBuffer {
+  checkBar2Size(size, Infinity);
+  try {
+    return new ArrayBuffer(size);
+  } catch (err) {
+    throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `BAR2 size ${size} cannot be allocated in this process: ${(err as Error).message}`);
+  }
+}
 
 async function info(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -45,13 +58,14 @@ async function info(args: string[]): Promise<void> {
   });
   const mode = values.mode as DeviceMode;
   const size = parseSize(values.size!);
+  const memory = bar2Memory(size);
   const vectors = mode === 'plain' ? undefined : Number(values.vectors ?? 4);
   const interrupts: string[] = [];
   const device = await IvshmemDevice.create({
     mode,
     vectors,
     size,
-    memory: new ArrayBuffer(size),
+    memory,
     transport: {
       setIrqLevel: (level) => interrupts.push(`INTx ${level}`),
       sendMsi: (address, data, vector) => interrupts.push(`MSI ${hex(address, 8)} ${hex(data, 4)} (vector ${vector})`),
@@ -88,13 +102,24 @@ async function demo(args: string[]): Promise<number> {
     },
   });
   const tty = process.stdout.isTTY === true && !values.json;
+  let progressShown = false;
   const summary = await runDemo({
     peers: Number(values.peers),
     vectors: Number(values.vectors),
     size: parseSize(values.size!),
     durationMs: Number(values.duration) * 1000,
     cliPath: fileURLToPath(import.meta.url),
-    onProgress: values.json ? undefined : (line) => process.stdout.write(tty ? `\r${line}` : `${line}\n`),
+    onProgress: values.json ? undefined : (line) => {
+      progressShown = true;
+      process.stdout.write(tty ? `\r${line}` : `${line}\n`);
+    },
+    onStaleRemoved: values.json ? undefined : (paths) => {
+      process.stdout.write(`removed what an earlier demo that died left behind: ${paths.join(', ')}\n`);
+    },
+  }).catch((err: unknown) => {
+    // Finish the progress line, so the error does not overwrite it.
+    if (tty && progressShown) process.stdout.write('\n');
+    throw err;
   });
   if (values.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else process.stdout.write(formatSummary(summary));

@@ -9,7 +9,9 @@ import {
 } from './core/abi.js';
 import type { CoreHost, DeviceCore } from './core/abi.js';
 import { createCore } from './core/create-core.js';
-import { IvshmemError } from './errors.js';
+import { EventEmitter } from 'node:events';
+import { argumentError, describeValue, IvshmemError } from './errors.js';
+import { publishDeviceError } from './device-events.js';
 import { checkBar2Size, resolveOptions } from './options.js';
 import { SharedMemory } from './native/shared-memory.js';
 import { eventfdDoorbell } from './native/eventfd.js';
@@ -33,6 +35,8 @@ export interface DeviceCounters {
   interruptsDropped: { msixDisabled: number; noBusMaster: number; badVector: number };
   /** Guest accesses that hit no register: read as 0 or ignored. */
   invalidGuestAccesses: number;
+  /** Calls into the VMM's transport (sendMsi, setIrqLevel) that threw: see the 'error' event. */
+  transportErrors: number;
 }
 
 /** One of our own vectors: signals that arrived, and what became of them. */
@@ -52,7 +56,12 @@ export interface SharedMemoryInfo {
   readonly fd: number;
 }
 
-export class IvshmemDevice {
+/**
+ * The device a VMM embeds. It emits 'error' (an IvshmemError, code ERR_IVSHMEM_TRANSPORT, with
+ * the transport's exception as its cause) when the VMM's transport throws while the device
+ * delivers an interrupt; see #transportFailed.
+ */
+export class IvshmemDevice extends EventEmitter {
   readonly mode: DeviceMode;
   readonly vectors: number;
   /** IVPosition: this device's peer id (0 for plain). */
@@ -78,6 +87,8 @@ export class IvshmemDevice {
   #mapped: BarAddress[] = [null, null, null];
   #closed = false;
   #handedOver = false;
+  #transportErrors = 0;
+  #transportWarned = false;
 
   /** Creates a device; resolves once its id and memory are known (QEMU's revision-1 guarantee). */
   static async create(options: IvshmemDeviceOptions): Promise<IvshmemDevice> {
@@ -97,6 +108,8 @@ export class IvshmemDevice {
       checkBar2Size(shared.size, shared.size, o.use64);
       return new IvshmemDevice({ ...o, size: shared.size, memory: shared.map() }, shared);
     } catch (err) {
+      // A size the kernel will not map (2^46 on most machines) must not leave a sparse object.
+      shared.removeCreatedName();
       shared.close();
       throw err;
     }
@@ -159,6 +172,7 @@ export class IvshmemDevice {
   }
 
   private constructor(o: ResolvedOptions, shared: SharedMemory | undefined) {
+    super();
     this.#options = o;
     this.#shared = shared;
     this.#size = o.size!;
@@ -172,9 +186,23 @@ export class IvshmemDevice {
       : "Migration is disabled when using feature 'peer mode' in device 'ivshmem' (set master: 'on')";
     this.#transport = o.transport;
     const transport = o.transport;
+    // The core never sees a transport's exception: it would unwind through the core's state
+    // change half done, or out of an event-loop callback and end the process.
     const host: CoreHost = {
-      sendMsi: (lo, hi, data, vector) => transport.sendMsi(hi * TWO_32 + lo, data, vector),
-      setIrqLevel: (level) => transport.setIrqLevel(level ? 1 : 0),
+      sendMsi: (lo, hi, data, vector) => {
+        try {
+          transport.sendMsi(hi * TWO_32 + lo, data, vector);
+        } catch (err) {
+          this.#transportFailed('sendMsi', err);
+        }
+      },
+      setIrqLevel: (level) => {
+        try {
+          transport.setIrqLevel(level ? 1 : 0);
+        } catch (err) {
+          this.#transportFailed('setIrqLevel', err);
+        }
+      },
     };
     this.#core = createCore(host, { kind: o.core, wasm: o.wasmModule });
     if (this.#core.init(MODE_NUMBER[o.mode], o.vectors, o.id) !== 0) {
@@ -191,6 +219,21 @@ export class IvshmemDevice {
     this.bars = this.#function.bars;
     this.sharedMemory = { buffer: o.memory!, size: this.#size, fd: shared?.fd ?? -1 };
     this.#bar2 = new DataView(o.memory!, 0, this.#size);
+  }
+
+  // Interrupts are delivered from guest accesses and from the event loop (a peer's doorbell), so
+  // a throw has no caller that could handle it. The interrupt counts as delivered (the device did
+  // its part); the failure is counted, emitted as 'error' to a listener, published on the
+  // ivshmem:device:error channel, and, with nobody listening, warned about once.
+  #transportFailed(call: 'sendMsi' | 'setIrqLevel', cause: unknown): void {
+    this.#transportErrors++;
+    const err = new IvshmemError('ERR_IVSHMEM_TRANSPORT', `the VMM transport's ${call}() threw: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    publishDeviceError({ socketPath: this.#options.server ?? '', id: this.id, code: err.code, message: err.message });
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else if (!this.#transportWarned) {
+      this.#transportWarned = true;
+      process.emitWarning(`${err.message} (listen for the device's 'error' event to handle this; counters().transportErrors counts them)`, { code: err.code });
+    }
   }
 
   /** The server connection of a device created with `server` (its id, peers, memory), or undefined. */
@@ -241,6 +284,7 @@ export class IvshmemDevice {
 
   configWrite(offset: number, size: number, value: number): void {
     this.#live();
+    if (typeof value !== 'number') throw valueTypeError('configWrite', 'a number', value);
     if (!this.#configAccessValid(offset, size)) return;
     this.#function.write(offset, size, Number(value) >>> 0);
     this.#configChanged();
@@ -295,6 +339,8 @@ export class IvshmemDevice {
   /** A guest write; a doorbell write rings the peer's route through the doorbell sink. */
   mmioWrite(bar: number, offset: number, size: number, value: number | bigint): void {
     this.#live();
+    // The guest's access is defined for any address; a value that is no number is the VMM's bug.
+    if (typeof value !== 'number' && typeof value !== 'bigint') throw valueTypeError('mmioWrite', 'a number or a bigint', value);
     if (bar === 2) {
       this.#bar2Write(offset, size, value);
       return;
@@ -431,6 +477,7 @@ export class IvshmemDevice {
         badVector: c(C_IRQ_DROPPED_BAD_VECTOR),
       },
       invalidGuestAccesses: c(C_GUEST_INVALID) + this.#glueInvalid,
+      transportErrors: this.#transportErrors,
     };
   }
 
@@ -533,4 +580,8 @@ export class IvshmemDevice {
   get closed(): boolean {
     return this.#closed;
   }
+}
+
+function valueTypeError(method: string, wants: string, value: unknown): TypeError {
+  return argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', `${method}: the value must be ${wants}, got ${describeValue(value)}`);
 }

@@ -31,6 +31,8 @@ export type IvshmemErrorCode =
   | 'ERR_IVSHMEM_CORE'
   | 'ERR_IVSHMEM_HANDOVER'
   | 'ERR_IVSHMEM_IN_USE'
+  | 'ERR_IVSHMEM_INVALID_FD'
+  | 'ERR_IVSHMEM_TRANSPORT'
   | 'ERR_IVSHMEM_CLOSED';
 
 /**
@@ -41,11 +43,20 @@ export function argumentError<E extends TypeError | RangeError>(Kind: new (messa
   return Object.assign(new Kind(message), { code });
 }
 
+/** How a value reads in a message: "the string '4'", "the number 1.5", "null". */
+export function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return `the ${typeof value} ${String(value)}`;
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'function' ? 'a function' : 'an object';
+}
+
 export class IvshmemError extends Error {
   readonly code: IvshmemErrorCode;
 
-  constructor(code: IvshmemErrorCode, message: string) {
-    super(message);
+  constructor(code: IvshmemErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'IvshmemError';
     this.code = code;
   }

@@ -1,6 +1,6 @@
 // Validation of IvshmemDevice options, before anything is built: each refusal names the option,
 // the value and the rule, with a stable code.
-import { IvshmemError } from './errors.js';
+import { describeValue, IvshmemError } from './errors.js';
 import type { ConnectionHandover } from './protocol/connection.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import type { DoorbellSink, VmmTransport } from './transport.js';
@@ -105,6 +105,10 @@ export interface ResolvedOptions {
 
 const MODES: readonly DeviceMode[] = ['plain', 'doorbell', 'intx'];
 const MAX_BAR32_SIZE = 2 ** 31;
+/** A memory BAR's low four bits are its type flags: sizing shows no BAR smaller than 16 bytes. */
+export const MIN_BAR2_SIZE = 16;
+const OPTION_KEYS = new Set(['mode', 'memory', 'server', 'setupTimeoutMs', 'legacy', 'requireSealedMemory', 'vectorWait', 'size',
+  'vectors', 'id', 'master', 'use64', 'transport', 'doorbell', 'core', 'wasmModule', 'handover']);
 
 function isPowerOfTwo(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
@@ -114,8 +118,25 @@ function fail(code: ConstructorParameters<typeof IvshmemError>[0], message: stri
   throw new IvshmemError(code, message);
 }
 
+// A value of the wrong type is named as given: "vectors must be a number, got the string \"4\"".
+function expectType(name: string, value: unknown, type: 'number' | 'boolean' | 'string', code: ConstructorParameters<typeof IvshmemError>[0] = 'ERR_IVSHMEM_INVALID_OPTION'): void {
+  if (value !== undefined && typeof value !== type) fail(code, `${name} must be a ${type}, got ${describeValue(value)}`);
+}
+
 export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
-  if (options === null || typeof options !== 'object') fail('ERR_IVSHMEM_INVALID_OPTION', 'options must be an object');
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    fail('ERR_IVSHMEM_INVALID_OPTION', `options must be an object with at least a transport, got ${describeValue(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) fail('ERR_IVSHMEM_INVALID_OPTION', `unknown option ${JSON.stringify(key)} (known: ${[...OPTION_KEYS].join(', ')})`);
+  }
+  expectType('vectors', options.vectors, 'number', 'ERR_IVSHMEM_INVALID_VECTORS');
+  expectType('size', options.size, 'number', 'ERR_IVSHMEM_INVALID_SIZE');
+  expectType('id', options.id, 'number', 'ERR_IVSHMEM_INVALID_PEER');
+  expectType('setupTimeoutMs', options.setupTimeoutMs, 'number');
+  expectType('legacy', options.legacy, 'boolean');
+  expectType('requireSealedMemory', options.requireSealedMemory, 'boolean');
+  expectType('use64', options.use64, 'boolean');
   const mode = options.mode ?? 'plain';
   if (!MODES.includes(mode)) {
     fail('ERR_IVSHMEM_INVALID_MODE', `mode ${JSON.stringify(mode)} is unknown; use one of ${MODES.join(', ')}`);
@@ -179,6 +200,9 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   const size = options.size ?? (isBuffer ? available : undefined);
   if (size !== undefined) checkBar2Size(size, available, use64);
 
+  if (options.wasmModule !== undefined && !(options.wasmModule instanceof WebAssembly.Module)) {
+    fail('ERR_IVSHMEM_INVALID_OPTION', `wasmModule must be a WebAssembly.Module, got ${describeValue(options.wasmModule)}`);
+  }
   const core = options.core ?? 'wasm';
   if (core !== 'wasm' && core !== 'ts') fail('ERR_IVSHMEM_INVALID_OPTION', `core ${JSON.stringify(core)} must be 'wasm' or 'ts'`);
   if (options.doorbell !== undefined && typeof options.doorbell?.ring !== 'function') {
@@ -199,6 +223,7 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
 /** BAR2 size rules: a power of two, no larger than what backs it, within a 32-bit BAR if use64 is off. */
 export function checkBar2Size(size: number, available: number, use64 = true): void {
   if (size === 0) fail('ERR_IVSHMEM_INVALID_SIZE', 'size is 0: BAR2 needs at least one power-of-two block of memory');
+  if (size < MIN_BAR2_SIZE) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is below ${MIN_BAR2_SIZE} bytes, the smallest a PCI memory BAR can be`);
   if (!isPowerOfTwo(size)) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is not a power of two (PCI BARs must be)`);
   if (size >= MAX_MAPPING) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is beyond the address space (2^47 bytes)`);
   if (size > available) {

@@ -117,6 +117,33 @@ describe('ivshmem-server and ivshmem-client processes', () => {
 describe('ivshmem-server statistics', () => {
   const statsLines = (text: string) => text.split('\n').filter((l) => l.startsWith('{"stats":"ivshmem-server"')).map((l) => JSON.parse(l));
 
+  it('the client takes -n up to the server\'s vectors, refuses a wider server once with exit 1, and keeps its prompt apart', async () => {
+    const sock = join(dir, `s${n++}.sock`);
+    const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
+    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '100']);
+    await server.waitFor('listening on');
+    const narrow = start('ivshmem-client.js', ['-S', sock]); // QEMU's default: at most 64 vectors
+    expect(await narrow.exited()).toBe(1);
+    expect(narrow.out()).toMatch(/cannot use the server at .*: Too many eventfd received, device has 64 vectors.*-n.*ERR_IVSHMEM_TOO_MANY_VECTORS/);
+    expect(narrow.out()).not.toContain('retry in 1 second');
+    const wide = start('ivshmem-client.js', ['-S', sock, '-n', '100']);
+    await wide.waitFor(/our_id = \d+/);
+    const other = start('ivshmem-client.js', ['-S', sock, '-n', '2048']);
+    await wide.waitFor(/peer \d+ joined/);
+    other.send('int all');
+    await wide.waitFor(/receive notification from peer_id=\d+ vector=99/);
+    // Output that arrives while the prompt waits starts a line of its own, and the prompt follows.
+    for (const line of wide.out().split('\n')) expect(line).toMatch(/^(cmd> )?$|^(?!cmd> )/);
+    expect(wide.out()).toMatch(/\ncmd> \npeer \d+ joined\ncmd> /);
+    // Only the one refused client cost the server a join and a leave: it did not come back.
+    expect(server.out().match(/new peer id = /g)).toHaveLength(3);
+    const bad = start('ivshmem-client.js', ['-S', sock, '-n', '4096']);
+    expect(await bad.exited()).toBe(1);
+    expect(bad.out()).toContain('-n takes a number of vectors 1..2048');
+    server.child.kill('SIGTERM');
+    await server.exited();
+  });
+
   it('prints its statistics as one JSON line on SIGUSR2, and every --stats-interval seconds', async () => {
     const sock = join(dir, `s${n++}.sock`);
     const shm = `ivshmem-test-cli-${process.pid}-${n++}`;

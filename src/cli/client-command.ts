@@ -1,15 +1,19 @@
 // `ivshmem-client`: QEMU contrib's debugging client. Reads commands from stdin (dump, int <peer>
 // <vector>, int <peer> all, int all, help), prints interrupts and joins/leaves, and reconnects
-// every second while the server is away.
+// every second while the server is away. A server it refuses (more vectors than -n, a protocol it
+// does not speak) ends it with exit status 1: asking again would only cost the other peers a join
+// and a leave each second.
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { IvshmemClient } from '../client/ivshmem-client.js';
+import { CLIENT_MAX_VECTORS, IvshmemClient, isRetryableConnectError } from '../client/ivshmem-client.js';
+import { MAX_VECTORS } from '../core/abi.js';
 import { DEFAULT_SOCKET } from './server-command.js';
 
 const USAGE = `Usage: ivshmem-client [OPTION]...
   -h, --help               show this help and exit
   -v, --verbose            print more
   -S, --socket-path PATH   the server's socket (default ${DEFAULT_SOCKET})
+  -n, --vectors N          accept peers with up to N vectors, 1..${MAX_VECTORS} (default ${CLIENT_MAX_VECTORS}, as QEMU's client)
 `;
 
 const COMMANDS = `dump: dump peers (including us)
@@ -28,6 +32,7 @@ export async function clientCommand(argv: string[], input = process.stdin, out =
         help: { type: 'boolean', short: 'h' },
         verbose: { type: 'boolean', short: 'v' },
         'socket-path': { type: 'string', short: 'S' },
+        vectors: { type: 'string', short: 'n' },
       },
     }));
   } catch (e) {
@@ -40,34 +45,69 @@ export async function clientCommand(argv: string[], input = process.stdin, out =
   }
   const path = values['socket-path'] ?? DEFAULT_SOCKET;
   const verbose = values.verbose === true;
+  const vectors = values.vectors === undefined ? CLIENT_MAX_VECTORS : Number(values.vectors);
+  if (!/^\d+$/.test(values.vectors ?? '1') || vectors < 1 || vectors > MAX_VECTORS) {
+    err.write(`ivshmem-client: -n takes a number of vectors 1..${MAX_VECTORS}, not ${JSON.stringify(values.vectors)}\n${USAGE}`);
+    return 1;
+  }
   let client: IvshmemClient | undefined;
   let stopped = false;
   let retry: NodeJS.Timeout | undefined;
+  let refusal: string | undefined;
+  let lines: ReturnType<typeof createInterface> | undefined;
+
+  // The prompt waits for a command on its line; output that arrives meanwhile goes on a line of
+  // its own, and the prompt follows it again.
+  let promptShown = false;
+  const prompt = (): void => {
+    out.write('cmd> ');
+    promptShown = true;
+  };
+  const say = (text: string): void => {
+    out.write(promptShown ? `\n${text}` : text);
+    if (promptShown) prompt();
+  };
+  const refuse = (message: string): void => {
+    refusal = message;
+    stopped = true;
+    lines?.close();
+  };
 
   const connect = async (): Promise<void> => {
     if (stopped) return;
     try {
-      const c = await IvshmemClient.connect(path);
+      const c = await IvshmemClient.connect(path, { vectors });
       if (stopped) {
         c.close();
         return;
       }
       client = c;
-      out.write(`listen on server socket ${c.connection.path}, our_id = ${c.id}\n`);
-      c.on('interrupt', (vector) => out.write(`receive notification from peer_id=${c.id} vector=${vector}\n`));
-      c.on('join', (peer) => out.write(`peer ${peer} joined\n`));
-      c.on('leave', (peer) => out.write(`peer ${peer} left\n`));
+      say(`listen on server socket ${c.connection.path}, our_id = ${c.id}\n`);
+      c.on('interrupt', (vector) => say(`receive notification from peer_id=${c.id} vector=${vector}\n`));
+      c.on('join', (peer) => say(`peer ${peer} joined\n`));
+      c.on('leave', (peer) => say(`peer ${peer} left\n`));
       c.on('protocol-error', (e) => verbose && err.write(`${e.message}\n`));
       c.on('close', () => {
         if (stopped) return;
-        out.write('disconnected from server\n');
+        if (c.connection.refusal !== undefined) {
+          refuse(refusalText(c.connection.refusal));
+          c.close();
+          client = undefined;
+          return;
+        }
+        say('disconnected from server\n');
         c.close();
         client = undefined;
         retry = setTimeout(connect, 1000);
       });
     } catch (e) {
+      if (stopped) return;
+      if (!isRetryableConnectError(e)) {
+        refuse(refusalText(e as Error & { code?: string }));
+        return;
+      }
       if (verbose) err.write(`${(e as Error).message}\n`);
-      out.write('cannot connect to server, retry in 1 second\n');
+      say('cannot connect to server, retry in 1 second\n');
       retry = setTimeout(connect, 1000);
     }
   };
@@ -102,15 +142,26 @@ export async function clientCommand(argv: string[], input = process.stdin, out =
   };
 
   out.write(COMMANDS);
-  out.write('cmd> ');
+  prompt();
   void connect();
-  const lines = createInterface({ input, terminal: false });
+  lines = createInterface({ input, terminal: false });
   for await (const line of lines) {
+    promptShown = false; // the user's Enter ended the prompt's line
     for (const command of line.split(/[\r;]/)) run(command);
-    out.write('cmd> ');
+    prompt();
   }
   stopped = true;
   if (retry) clearTimeout(retry);
   client?.close();
+  if (refusal !== undefined) {
+    if (promptShown) out.write('\n');
+    err.write(`ivshmem-client: cannot use the server at ${path}: ${refusal}\n`);
+    return 1;
+  }
   return 0;
+}
+
+function refusalText(e: Error & { code?: string }): string {
+  const hint = e.code === 'ERR_IVSHMEM_TOO_MANY_VECTORS' ? "; give -n as large as the server's -n" : '';
+  return `${e.message}${hint}${e.code ? ` (${e.code})` : ''}`;
 }

@@ -2,16 +2,83 @@
 // guest. It rings other peers' vectors, reports its own vectors' interrupts, and tracks who joins
 // and leaves. With `reconnect`, a client whose server dies connects again (as a new peer, with a
 // new id) until a server answers at the same path; a server handed over to a successor
-// (server/handover.ts) is never noticed at all.
+// (server/handover.ts) is never noticed at all. Every entry point checks its arguments and the
+// client's state first, so a mistake is a coded error naming it, not a failure deeper down.
 import { EventEmitter } from 'node:events';
-import { IvshmemError } from '../errors.js';
+import { MAX_PEERS, MAX_VECTORS } from '../core/abi.js';
+import { argumentError, describeValue, IvshmemError } from '../errors.js';
+import type { IvshmemErrorCode } from '../errors.js';
 import { native } from '../native/binding.js';
 import type { RawFdWatcher } from '../native/binding.js';
 import type { EventFd } from '../native/eventfd.js';
 import { ServerConnection } from '../protocol/connection.js';
 
-/** QEMU's client refuses peers with more vectors than this. */
+/** QEMU's client refuses peers with more vectors than this; it is the default of `vectors`. */
 export const CLIENT_MAX_VECTORS = 64;
+
+// setTimeout's longest delay; a longer one would fire at once.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const OPTION_KEYS = ['vectors', 'setupTimeoutMs', 'legacy', 'requireSealedMemory', 'reconnect'];
+
+/**
+ * Whether a failed connect is worth trying again later: the server is not there (no socket,
+ * connection refused, backlog full), hung up or stalled during setup, or a system call failed
+ * (an errno code) — what QEMU's client retries every second. Anything else is this client
+ * refusing the server (a protocol version it does not speak, more vectors than it accepts, a
+ * malformed message, an fd of the wrong kind) or a mistake of the caller: the same server would
+ * be refused again, and each attempt would show its other peers one more join and leave.
+ */
+export function isRetryableConnectError(err: unknown): boolean {
+  const code = err !== null && typeof err === 'object' ? (err as { code?: unknown }).code : undefined;
+  if (typeof code !== 'string') return false;
+  if (code === 'ERR_IVSHMEM_PROTOCOL_EOF' || code === 'ERR_IVSHMEM_PROTOCOL_TIMEOUT') return true;
+  return /^E[A-Z0-9]+$/.test(code);
+}
+
+function refuse(code: IvshmemErrorCode, name: string, wants: string, value: unknown): never {
+  throw new IvshmemError(code, `${name} must be ${wants}, got ${describeValue(value)}`);
+}
+
+function checkMilliseconds(name: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
+    refuse('ERR_IVSHMEM_INVALID_OPTION', name, `a positive number of milliseconds (at most ${MAX_TIMER_MS})`, value);
+  }
+}
+
+function checkConnectArguments(path: unknown, o: unknown): void {
+  if (typeof path !== 'string') throw argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', `path must be a string (the server's socket path), got ${describeValue(path)}`);
+  if (path === '') throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', "path must be the server's socket path, got an empty string");
+  if (o === undefined) return;
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) refuse('ERR_IVSHMEM_INVALID_OPTION', 'the options', 'an object', o);
+  const options = o as Record<string, unknown>;
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.includes(key)) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `unknown option ${JSON.stringify(key)} (known: ${OPTION_KEYS.join(', ')})`);
+    }
+  }
+  const { vectors, setupTimeoutMs, legacy, requireSealedMemory, reconnect } = options;
+  if (vectors !== undefined && (typeof vectors !== 'number' || !Number.isInteger(vectors) || vectors < 1 || vectors > MAX_VECTORS)) {
+    refuse('ERR_IVSHMEM_INVALID_VECTORS', 'vectors', `an integer 1..${MAX_VECTORS} (the most vectors per peer to accept)`, vectors);
+  }
+  checkMilliseconds('setupTimeoutMs', setupTimeoutMs);
+  if (legacy !== undefined && typeof legacy !== 'boolean') refuse('ERR_IVSHMEM_INVALID_OPTION', 'legacy', 'a boolean', legacy);
+  if (requireSealedMemory !== undefined && typeof requireSealedMemory !== 'boolean') {
+    refuse('ERR_IVSHMEM_INVALID_OPTION', 'requireSealedMemory', 'a boolean', requireSealedMemory);
+  }
+  if (reconnect === undefined || typeof reconnect === 'boolean') return;
+  if (reconnect === null || typeof reconnect !== 'object' || Array.isArray(reconnect)) {
+    refuse('ERR_IVSHMEM_INVALID_OPTION', 'reconnect', 'a boolean or { intervalMs }', reconnect);
+  }
+  for (const key of Object.keys(reconnect)) {
+    if (key !== 'intervalMs') throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `unknown option reconnect.${key} (known: intervalMs)`);
+  }
+  checkMilliseconds('reconnect.intervalMs', (reconnect as { intervalMs?: unknown }).intervalMs);
+}
+
+function checkNumber(name: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number') throw argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', `${name} must be a number, got ${describeValue(value)}`);
+}
 
 export interface IvshmemClientOptions {
   vectors?: number;
@@ -67,6 +134,7 @@ export class IvshmemClient extends EventEmitter {
     connection.on('protocol-error', (err) => this.emit('protocol-error', err));
     connection.on('close', (reason) => {
       if (this.#closed || !this.#options.reconnect) this.emit('close', reason);
+      else if (connection.refusal !== undefined) this.#close(reason); // it would refuse it again
       else if (connection === this.#connection) {
         this.emit('disconnect', reason);
         this.#scheduleReconnect();
@@ -82,8 +150,14 @@ export class IvshmemClient extends EventEmitter {
       let next: IvshmemClient;
       try {
         next = await IvshmemClient.connect(this.#connection.path, { ...this.#options, reconnect: false });
-      } catch {
-        if (!this.#closed) this.#scheduleReconnect();
+      } catch (err) {
+        if (this.#closed) return;
+        // A server this client refuses would be refused again, each time costing its other peers
+        // a join and a leave: stop instead of looping.
+        if (isRetryableConnectError(err)) this.#scheduleReconnect();
+        else {
+          this.#close(`refused the server: ${(err as Error).message}`);
+        }
         return;
       }
       if (this.#closed) {
@@ -108,12 +182,18 @@ export class IvshmemClient extends EventEmitter {
   }
 
   static async connect(path: string, options: IvshmemClientOptions = {}): Promise<IvshmemClient> {
+    checkConnectArguments(path, options);
     const connection = await ServerConnection.connect(path, {
       vectors: options.vectors ?? CLIENT_MAX_VECTORS,
       setupTimeoutMs: options.setupTimeoutMs,
       legacy: options.legacy,
       requireSealedMemory: options.requireSealedMemory,
     });
+    // A refusal in the messages read together with the setup came before anyone listened.
+    if (connection.refusal !== undefined) {
+      connection.close();
+      throw connection.refusal;
+    }
     return new IvshmemClient(connection, options);
   }
 
@@ -141,6 +221,8 @@ export class IvshmemClient extends EventEmitter {
 
   // A peer's eventfds (our own id: ours); an unknown peer is the caller's mistake.
   #vectorsOf(peer: number): EventFd[] {
+    if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the client is closed');
+    checkNumber('peer', peer);
     const list = peer === this.id ? this.connection.ownVectors : this.connection.peers.get(peer);
     if (list === undefined) throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `cannot find peer_id = ${peer}`);
     return list;
@@ -148,6 +230,7 @@ export class IvshmemClient extends EventEmitter {
 
   /** Rings one vector of a peer (our own id rings ourselves). */
   ring(peer: number, vector: number): void {
+    checkNumber('vector', vector);
     const eventfd = this.#vectorsOf(peer)[vector];
     if (eventfd === undefined) throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `peer ${peer} has no vector ${vector}`);
     eventfd.signal();
@@ -160,6 +243,7 @@ export class IvshmemClient extends EventEmitter {
 
   /** Rings every vector of every other peer (QEMU's `int all`). */
   ringEveryone(): void {
+    if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the client is closed');
     for (const list of this.connection.peers.values()) for (const e of list) e.signal();
   }
 
@@ -182,12 +266,16 @@ export class IvshmemClient extends EventEmitter {
   }
 
   close(): void {
+    this.#close('closed');
+  }
+
+  #close(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#retry !== undefined) clearTimeout(this.#retry);
     for (const w of this.#watchers) w.close();
     const gone = this.#connection.serverGone;
     this.#connection.close();
-    if (gone && this.#options.reconnect) this.emit('close', 'closed');
+    if (gone && this.#options.reconnect) this.emit('close', reason);
   }
 }

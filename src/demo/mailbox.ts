@@ -15,3 +15,4 @@ export function checksum(seq: number, from: number, lo: number, hi: number): num
 export function mailboxOffset(slot: number): number {
   return slot * MAILBOX_BYTES;
 }
+

@@ -6,31 +6,30 @@ import hdr from 'hdr-histogram-js';
 import { IvshmemDevice } from '../device.js';
 import { checksum, mailboxOffset, VECTOR_ACK, VECTOR_MESSAGE } from './mailbox.js';
 import { bucketOf, HISTOGRAM_BUCKETS } from './summary.js';
-
-export interface PeerStats {
-  id: number;
-  sent: number;
-  received: number;
-  acked: number;
-  corrupt: number;
-  interrupts: number;
-  doorbellsSent: number;
-  doorbellsDropped: number;
-  /** hdr histograms (base64) of one-way and round-trip latency in nanoseconds. */
-  oneWay: string;
-  roundTrip: string;
-  /** One-way latencies per histogram bucket (see bucketOf). */
-  buckets: number[];
-}
+import type { PeerStats } from './summary.js';
 
 // The ring is set up on every peer before any peer starts, so no message can arrive at a peer
 // that does not yet know its mailbox.
-type FromParent = { type: 'ring'; ring: number[] } | { type: 'start'; durationMs: number } | { type: 'stop' };
+type FromParent = { type: 'ring'; ring: number[] } | { type: 'start'; durationMs: number };
 
 const now = () => process.hrtime.bigint();
 
+/** How often a peer checks that the demo that started it still exists. */
+const PARENT_CHECK_MS = 250;
+
 export async function runPeer(socketPath: string, vectors: number): Promise<void> {
-  const send = (message: unknown) => process.send?.(message);
+  // The demo process owns the server, the shm object and the socket; a peer owns nothing it would
+  // have to remove. So whenever the demo goes, even by SIGKILL, the peer simply leaves: the IPC
+  // channel's end tells it, and a change of parent (we were re-parented) tells it if that is missed.
+  const parent = process.ppid;
+  process.on('disconnect', () => process.exit(0));
+  if (!process.connected || !process.send) process.exit(0);
+  setInterval(() => process.ppid !== parent && process.exit(0), PARENT_CHECK_MS).unref();
+  // Ctrl-C reaches the whole process group: the parent decides, and ends us.
+  process.on('SIGINT', () => {});
+  // A closed channel is reported by 'disconnect' above; the callback keeps a send racing it from
+  // becoming an 'error' event.
+  const send = (message: unknown) => process.connected && process.send?.(message, () => {});
   const oneWay = hdr.build({ bitBucketSize: 64, lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
   const roundTrip = hdr.build({ bitBucketSize: 64, lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
   let interrupts = 0;
@@ -47,6 +46,10 @@ export async function runPeer(socketPath: string, vectors: number): Promise<void
         onInterrupt(vector);
       },
     },
+  }).catch((err: unknown) => {
+    // The demo went away while we joined, taking its server with it: not this peer's failure.
+    if (!process.connected || process.ppid !== parent) process.exit(0);
+    throw err;
   });
   // What firmware and a driver would do: decode memory, master the bus, enable MSI-X, unmask.
   device.configWrite(0x04, 2, 0x6);
@@ -126,11 +129,13 @@ export async function runPeer(socketPath: string, vectors: number): Promise<void
   const finish = () => {
     running = false;
     clearInterval(progress);
-    // Let the last message in flight be acknowledged, then report and leave.
+    // Let the last message in flight be acknowledged, then report, and leave once the report is
+    // written (leaving earlier could cut it off).
     setTimeout(() => {
-      send(report('done'));
+      const done = report('done');
       device.close();
-      process.disconnect?.();
+      if (process.connected) process.send?.(done, () => process.exit(0));
+      else process.exit(0);
     }, 100);
   };
 
@@ -146,15 +151,6 @@ export async function runPeer(socketPath: string, vectors: number): Promise<void
       running = true;
       setTimeout(finish, m.durationMs);
       sendOne();
-    } else if (m.type === 'stop') {
-      finish();
     }
-  });
-  // Ctrl-C reaches the whole process group: the parent decides, and stops us over IPC.
-  process.on('SIGINT', () => {});
-  process.on('disconnect', () => {
-    // The parent went away (Ctrl-C): leave without a trace.
-    device.close();
-    process.exit(0);
   });
 }

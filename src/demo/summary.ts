@@ -2,7 +2,23 @@
 // small histogram a person can read at a glance.
 import hdr from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
-import type { PeerStats } from './peer.js';
+
+/** What one peer reports to the demo when it is done (and, partly, while it runs). */
+export interface PeerStats {
+  id: number;
+  sent: number;
+  received: number;
+  acked: number;
+  corrupt: number;
+  interrupts: number;
+  doorbellsSent: number;
+  doorbellsDropped: number;
+  /** hdr histograms (base64) of one-way and round-trip latency in nanoseconds. */
+  oneWay: string;
+  roundTrip: string;
+  /** One-way latencies per histogram bucket (see bucketOf). */
+  buckets: number[];
+}
 
 export interface Percentiles {
   count: number;

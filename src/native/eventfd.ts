@@ -1,5 +1,6 @@
 // An eventfd owned by JavaScript: the wire a doorbell rings.
 import { native } from './binding.js';
+import { checkAdoptable } from './fd-kind.js';
 import { FdHandle } from './handle.js';
 
 export class EventFd extends FdHandle {
@@ -12,8 +13,10 @@ export class EventFd extends FdHandle {
     return new EventFd(native().eventfdCreate());
   }
 
-  /** Takes ownership of an eventfd received from elsewhere (e.g. over SCM_RIGHTS). */
+  /** Takes ownership of an eventfd received from elsewhere (e.g. over SCM_RIGHTS); anything that
+   *  is not an open eventfd is refused with ERR_IVSHMEM_INVALID_FD. */
   static adopt(fd: number): EventFd {
+    checkAdoptable(fd, 'eventfd', 'EventFd');
     return new EventFd(fd);
   }
 

@@ -1,8 +1,11 @@
 // A shared memory object and its one mapping: POSIX shm by name (the object QEMU opens as
 // memory-backend-file,mem-path=/dev/shm/NAME,share=on), a file, a memfd, or an unlinked file in a
 // directory (a hugetlbfs mount, as QEMU's server does with -m).
+import { constants as bufferConstants } from 'node:buffer';
+import { unlinkSync } from 'node:fs';
 import { IvshmemError } from '../errors.js';
 import { native } from './binding.js';
+import { checkAdoptable } from './fd-kind.js';
 import { FdHandle } from './handle.js';
 
 export interface CreateOptions {
@@ -34,6 +37,9 @@ const F_SEAL_SHRINK = 0x0002;
 
 /** x86-64 user space is 47 bits: nothing larger can ever be mapped. */
 export const MAX_MAPPING = 2 ** 47;
+/** The most one mapping can hand to JavaScript as an ArrayBuffer: the runtime's limit for
+ *  external memory (4 GiB on Node 20, far more from Node 22 on), below MAX_MAPPING. */
+export const MAX_BUFFER_BYTES = Math.min(MAX_MAPPING, bufferConstants.MAX_LENGTH);
 
 export function shmName(name: string): string {
   return name.startsWith('/') ? name : `/${name}`;
@@ -42,12 +48,16 @@ export function shmName(name: string): string {
 export class SharedMemory extends FdHandle {
   readonly source: SharedMemorySource;
   readonly size: number;
+  /** open() made the name (a shm object or a file) that did not exist: removeCreatedName() may undo it. */
+  readonly createdName: boolean;
   #buffer: ArrayBuffer | undefined;
+  #nameRemoved = false;
 
-  private constructor(fd: number, source: SharedMemorySource, size: number) {
+  private constructor(fd: number, source: SharedMemorySource, size: number, createdName = false) {
     super(fd);
     this.source = source;
     this.size = size;
+    this.createdName = createdName;
   }
 
   /** Opens or creates the object, checks and settles its size, and maps nothing yet. */
@@ -64,10 +74,22 @@ export class SharedMemory extends FdHandle {
       return SharedMemory.open(source, { ...options, create: 'never' });
     }
     let fd: number;
-    if ('shm' in source) {
-      fd = n.shmOpen(shmName(source.shm), create !== 'never', create === 'always', mode);
-    } else if ('path' in source) {
-      fd = n.openFile(source.path, create !== 'never', create === 'always', mode);
+    let created = false;
+    if ('shm' in source || 'path' in source) {
+      // Exclusive first, so we know whether the name is ours: a failure below removes only that.
+      const openNamed = (create: boolean, exclusive: boolean) => ('shm' in source
+        ? n.shmOpen(shmName(source.shm), create, exclusive, mode)
+        : n.openFile(source.path, create, exclusive, mode));
+      if (create === 'never') fd = openNamed(false, false);
+      else {
+        try {
+          fd = openNamed(true, true);
+          created = true;
+        } catch (err) {
+          if (create === 'always' || (err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+          fd = openNamed(false, false);
+        }
+      }
     } else if ('memfd' in source) {
       fd = n.memfdCreate(source.memfd, seal);
     } else if ('hugetlbfs' in source) {
@@ -75,18 +97,21 @@ export class SharedMemory extends FdHandle {
     } else {
       throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'memory must name one of shm, path, memfd or hugetlbfs');
     }
+    const memory = new SharedMemory(fd, source, 0, created);
     try {
       const size = settleSize(fd, options.size);
       if (seal && 'memfd' in source) n.sealShrink(fd);
-      return new SharedMemory(fd, source, size);
+      return new SharedMemory(memory.release(), source, size, created);
     } catch (err) {
-      n.close(fd);
+      memory.removeCreatedName();
+      memory.close();
       throw err;
     }
   }
 
   /** Takes ownership of an fd received from a server, sized by fstat. */
   static adopt(fd: number, source: SharedMemorySource = { memfd: 'received' }): SharedMemory {
+    checkAdoptable(fd, 'memory', 'SharedMemory');
     const size = native().fstat(fd).size;
     return new SharedMemory(fd, source, size);
   }
@@ -109,6 +134,9 @@ export class SharedMemory extends FdHandle {
 
   /** The MAP_SHARED mapping of the whole object, made on first use. */
   map(): ArrayBuffer {
+    if (this.#buffer === undefined && this.size > MAX_BUFFER_BYTES) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `${this.size} bytes cannot be mapped as one ArrayBuffer: Node ${process.version} allows at most ${MAX_BUFFER_BYTES}`);
+    }
     if (this.#buffer === undefined) this.#buffer = native().mmap(this.fd, this.size);
     return this.#buffer;
   }
@@ -125,6 +153,19 @@ export class SharedMemory extends FdHandle {
     if ('shm' in this.source) native().shmUnlink(shmName(this.source.shm));
     else if ('path' in this.source) {
       throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'unlink a file-backed object with fs.unlink');
+    }
+  }
+
+  /** Undoes what open() created: removes the name if open() made it (a failed setup must not leave
+   *  an object behind). Does nothing for a name that existed before, or once removed. */
+  removeCreatedName(): void {
+    if (!this.createdName || this.#nameRemoved) return;
+    this.#nameRemoved = true;
+    try {
+      if ('shm' in this.source) native().shmUnlink(shmName(this.source.shm));
+      else if ('path' in this.source) unlinkSync(this.source.path);
+    } catch {
+      // someone removed it already: nothing of ours is left under the name
     }
   }
 

@@ -93,6 +93,9 @@ export class ServerConnection extends EventEmitter {
   #watcher: RawFdWatcher | undefined;
   #closed = false;
   #badMessages = 0;
+  /** Set when this client hung up on a server it cannot work with (more vectors per peer than it
+   *  accepts): connecting again would be refused the same way. */
+  refusal: IvshmemError | undefined;
 
   private constructor(path: string, socket: UnixSocket, options: ConnectOptions) {
     super();
@@ -182,6 +185,12 @@ export class ServerConnection extends EventEmitter {
           return;
         }
         this.emit('protocol-error', err);
+        // QEMU's client hangs up on a server that sends more vectors than it has, and so do we.
+        if ((err as IvshmemError).code === 'ERR_IVSHMEM_TOO_MANY_VECTORS') {
+          this.refusal = err as IvshmemError;
+          this.#hangUp(`refused the server: ${(err as Error).message}`);
+          return;
+        }
         if (++this.#badMessages >= MAX_BAD_MESSAGES) {
           this.emit('protocol-error', new IvshmemError('ERR_IVSHMEM_PROTOCOL_FLOOD', `the server at ${this.path} sent ${this.#badMessages} bad messages: dropping the connection`));
           this.#hangUp('the server sent too many bad messages');

@@ -9,9 +9,9 @@
 //   that still takes seals is sealed against shrinking, so the server can no longer truncate it;
 //   memory that cannot be sealed (POSIX shm, as QEMU's own server sends) is accepted, as QEMU
 //   does, unless the caller requires sealed memory.
-import { readlinkSync } from 'node:fs';
 import { IvshmemError } from '../errors.js';
 import { native } from '../native/binding.js';
+import { fdTarget as openFdTarget } from '../native/fd-kind.js';
 import { MAX_MAPPING, SharedMemory } from '../native/shared-memory.js';
 
 export type ReceivedFdKind = 'memory' | 'eventfd';
@@ -47,9 +47,5 @@ export function checkReceivedFd(fd: number, kind: ReceivedFdKind, policy: Receiv
 }
 
 function fdTarget(fd: number): string {
-  try {
-    return readlinkSync(`/proc/self/fd/${fd}`);
-  } catch {
-    return `fd ${fd} (unreadable)`;
-  }
+  return openFdTarget(fd) ?? `fd ${fd} (unreadable)`;
 }

@@ -2,19 +2,10 @@
 // option, what it takes and what it was given, with a stable code, so a typo or a string where
 // a number belongs is caught at the call instead of surfacing later as a strange limit.
 import { MAX_VECTORS } from '../core/abi.js';
-import { IvshmemError } from '../errors.js';
+import { describeValue, IvshmemError } from '../errors.js';
 import type { IvshmemErrorCode } from '../errors.js';
 
 const KEYS = new Set(['socketPath', 'memory', 'size', 'vectors', 'stallTimeoutMs', 'maxQueuedMessages', 'firstId', 'legacy', 'log']);
-
-/** How a value reads in a message: "the string '4'", "the number 1.5", "null". */
-export function describeValue(value: unknown): string {
-  if (value === null || value === undefined) return String(value);
-  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return `the ${typeof value} ${String(value)}`;
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'function' ? 'a function' : 'an object';
-}
 
 function refuse(code: IvshmemErrorCode, name: string, wants: string, value: unknown): never {
   throw new IvshmemError(code, `${name} must be ${wants}, got ${describeValue(value)}`);

@@ -5,7 +5,7 @@
 // SIGUSR1 opens no inspector; probing a socket path costs the server behind it nothing; and
 // sizes or options nothing can use are refused with a clear, coded error.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -172,6 +172,12 @@ describe('the background server', () => {
     const badPid = serverSync(['-S', sock(), '-M', name, '-p', join(dir, 'no-such-dir', 'pid')]);
     expect(badPid.status).toBe(1);
     expect(badPid.text).toMatch(/cannot write pid file/);
+    // A pid file that already says something (another server's) says it again after a failed start.
+    const kept = join(dir, `pid${n++}`);
+    writeFileSync(kept, '4242\n');
+    const badKept = serverSync(['-S', join(dir, 'no-such-dir', 'a.sock'), '-M', shm(), '-p', kept]);
+    expect(badKept.status).toBe(1);
+    expect(readFileSync(kept, 'utf8')).toBe('4242\n');
 
     const path = sock();
     const good = serverSync(['-S', path, '-M', name, '-p', pidfile, '-l', '64K']);

@@ -162,13 +162,12 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
     const x = e as NodeJS.ErrnoException;
     const message = `cannot ${v.takeover !== undefined ? 'take over' : 'start'}: ${x.message}${x.code ? ` (${x.code})` : ''}`;
     err.write(`ivshmem-server: ${message}\n`);
-    pidfile?.remove();
+    pidfile?.restore();
     ready?.fail(message);
     process.off('SIGUSR1', noInspector);
     unhookEarly();
     return 1;
   }
-  pidfile?.write(process.pid);
   ready?.ok();
   server.on('refused', (reason) => err.write(`ivshmem-server: refused a connection: ${reason}\n`));
   const printStats = () => out.write(`${JSON.stringify({ stats: 'ivshmem-server', time: new Date().toISOString(), ...server.stats() })}\n`);

@@ -9,7 +9,7 @@
 // Wait paths:
 //   loop    vectorWait 'loop': the device watches its vectors on the main event loop (uv_poll);
 //   thread  a worker thread creates the device with vectorWait 'manual' and loops on a
-//           blocking waiter's waitOnce() (poll(2) on the thread), then fireVector;
+//           blocking waiter's waitOnce() (read(2) on its one vector, on the thread), then fireVector;
 //   spin    the same with a spinning waiter (non-blocking reads in a loop).
 // Shared memory (BAR2, from the server) carries the handshake: pong says it is ready (it knows
 // ping's routes, so its answers cannot be dropped), and ping says stop before its last ring.
@@ -200,7 +200,9 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
   };
   const { device, words, other } = await join(cfg, onMsi, 'manual');
   const waiter = createWaiter(cfg.path === 'thread' ? 'blocking' : 'spin', device.ownVectorFds);
-  const budget = cfg.path === 'thread' ? 200 : 10_000; // ms for poll(2), rounds of reads for spin
+  // Blocking: no budget, so each wait is the one read(2) (a hung pair is killed by the
+  // orchestrator). Spin: rounds of reads per native call.
+  const budget = cfg.path === 'thread' ? undefined : 10_000;
   const ring = (other << 16) | 0;
   let coalesced = 0;
   let done = 0;

@@ -31,9 +31,9 @@
 //   --out    results directory (default bench/results)
 //   CC=<compiler> picks another C compiler.
 //
-// Reading the ratios: the Node paths do more than their baselines by construction. Each wait
-// of the blocking waiter is poll(2) on two fds (its vector and its stop eventfd) with a timeout,
-// then a read(2); the C baseline is one blocking read(2). The busy-poll path still rings with an
+// Reading the ratios: the blocking waiter on its one vector blocks in read(2) itself, as the C
+// baseline does (one system call per wake-up; it is stopped through that same eventfd). The
+// busy-poll path still rings with an
 // eventfd write(2) and spins on non-blocking read(2)s; its baseline spins on shared memory with
 // no system call at all. Two pure spinners pinned to one CPU can only hand over when the
 // scheduler preempts one, so the same-CPU spin rows measure time slices, not doorbells: they are

@@ -1,7 +1,10 @@
-// The two ways to wait for eventfds without the event loop: blocking in poll(2) on a thread of
-// its own (a worker: the "vCPU thread" pattern), and spinning on non-blocking reads. Both drain
-// the eventfd that fired before returning, and return its index in the list.
+// The ways to wait for eventfds without the event loop: blocking in poll(2) on a thread of its
+// own (a worker: the "vCPU thread" pattern), blocking in read(2) itself when there is one fd (one
+// system call per wake-up, as a C vCPU thread has it), and spinning on non-blocking reads. Each
+// drains the eventfd that fired before returning.
+#include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -82,9 +85,81 @@ Napi::Value SpinReadable(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, -1);
 }
 
+// A single-fd blocking waiter is stopped through its own eventfd: the stopper adds this mark to
+// the counter, far above any count of doorbells, so one read returns both (count + mark).
+constexpr uint64_t kStopMark = uint64_t{1} << 62;
+
+// readBlocking(fd, out: Float64Array, timeoutMs = -1) → 0 with out[0] = the count, 1 when the
+// stop mark came (out[0] = the doorbells that came with it, maybe 0), or -1 when timeoutMs passed
+// first. Without a timeout the read is the wait: the fd's description is meant to be blocking
+// (setBlocking); if someone made it non-blocking again, poll(2) stands in. With one, poll(2)
+// waits and the read follows.
+Napi::Value ReadBlocking(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt32(info, 0, "fd");
+  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[1].As<Napi::TypedArray>().ElementLength() < 1) {
+    ThrowType(env, "argument out must be a Float64Array");
+  }
+  double* out = info[1].As<Napi::Float64Array>().Data();
+  int32_t timeout = info.Length() > 2 ? ArgInt32(info, 2, "timeoutMs") : -1;
+  if (timeout >= 0) {
+    const int64_t deadline = NowMs() + timeout;
+    pollfd p = {fd, POLLIN, 0};
+    for (;;) {
+      int r = poll(&p, 1, static_cast<int>(std::max<int64_t>(0, deadline - NowMs())));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) ThrowErrno(env, errno, "poll");
+      if (p.revents & POLLNVAL) ThrowErrno(env, EBADF, "poll");
+      if (r == 0) return Napi::Number::New(env, -1);
+      break;
+    }
+  }
+  uint64_t value = 0;
+  for (;;) {
+    ssize_t n = read(fd, &value, sizeof value);
+    if (n == static_cast<ssize_t>(sizeof value)) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      pollfd p = {fd, POLLIN, 0};
+      if (poll(&p, 1, -1) < 0 && errno != EINTR) ThrowErrno(env, errno, "poll");
+      if (p.revents & POLLNVAL) ThrowErrno(env, EBADF, "poll");
+      continue;
+    }
+    ThrowErrno(env, n < 0 ? errno : EIO, "read");
+  }
+  out[0] = static_cast<double>(value % kStopMark);
+  return Napi::Number::New(env, value >= kStopMark ? 1 : 0);
+}
+
+// addStopMark(fd): what stops a readBlocking() on fd, from any thread.
+Napi::Value AddStopMark(const Napi::CallbackInfo& info) {
+  int fd = ArgInt32(info, 0, "fd");
+  const uint64_t mark = kStopMark;
+  ssize_t n;
+  do {
+    n = write(fd, &mark, sizeof mark);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) ThrowErrno(info.Env(), errno, "write");
+  return info.Env().Undefined();
+}
+
+// setBlocking(fd, blocking): sets or clears O_NONBLOCK on the fd's open file description.
+Napi::Value SetBlocking(const Napi::CallbackInfo& info) {
+  int fd = ArgInt32(info, 0, "fd");
+  bool blocking = info.Length() > 1 && info[1].ToBoolean().Value();
+  int flags = fcntl(fd, F_GETFL);
+  int wanted = blocking ? (flags & ~O_NONBLOCK) : (flags | O_NONBLOCK);
+  if (flags < 0 || (wanted != flags && fcntl(fd, F_SETFL, wanted) < 0)) ThrowErrno(info.Env(), errno, "fcntl");
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitWait(Napi::Env env, Napi::Object exports) {
+  exports.Set("readBlocking", Napi::Function::New(env, ReadBlocking));
+  exports.Set("addStopMark", Napi::Function::New(env, AddStopMark));
+  exports.Set("setBlocking", Napi::Function::New(env, SetBlocking));
   exports.Set("waitReadable", Napi::Function::New(env, WaitReadable));
   exports.Set("spinReadable", Napi::Function::New(env, SpinReadable));
 }

@@ -30,7 +30,7 @@ export type { ConnectionHandover } from './protocol/connection.js';
 export { ClientProtocol } from './protocol/client-protocol.js';
 export type { ClientEvent } from './protocol/client-protocol.js';
 export type { Message } from './native/unix-socket.js';
-export { createWaiter } from './native/waiter.js';
+export { createWaiter, stopWaiter } from './native/waiter.js';
 export type { EventfdWaiter, WaitKind, OnReady, WaiterOptions } from './native/waiter.js';
 export { V86Transport } from './v86/v86-transport.js';
 export type { V86TransportOptions, V86Emulator } from './v86/v86-transport.js';

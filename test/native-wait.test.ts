@@ -2,7 +2,7 @@
 // spin: non-blocking reads): each signal reported once, with its count and the right index;
 // bounded waits; stopping from another thread; unref() letting a process end; and the loop
 // and blocking waiters inside worker threads.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { native } from '../src/native/binding.js';
 import { EventFd } from '../src/native/eventfd.js';
 import { UnixListener, UnixSocket } from '../src/native/unix-socket.js';
-import { createWaiter } from '../src/native/waiter.js';
+import { createWaiter, stopWaiter } from '../src/native/waiter.js';
 import type { EventfdWaiter, WaitKind } from '../src/native/waiter.js';
 import { expectNoFdLeak } from './support/fd-leaks.js';
 import { runChild, startWorker } from './support/native-spawn.js';
@@ -87,10 +87,10 @@ describe.each(['loop', 'blocking', 'spin'] as const)('%s waiter', (kind) => {
       expect(waiter.waitOnce(kind === 'blocking' ? 5000 : undefined)).toBe(0); // default spin budget
     });
 
-    it('returns -1 from waitOnce once stop() was called, and stopFd is its stop eventfd', () => {
+    it('returns -1 from waitOnce once stop() was called, and stopWaiter(stopFd, stopValue) stops it too', () => {
       const [e] = eventfds(1);
       const waiter = waiterOn(kind, [e.fd]);
-      native().eventfdSignal(waiter.stopFd);
+      stopWaiter(waiter.stopFd, waiter.stopValue);
       expect(waiter.waitOnce(5000)).toBe(-1);
       waiter.stop();
       expect(waiter.waitOnce(5000)).toBe(-1);
@@ -217,29 +217,60 @@ describe('loop waiter and the process', () => {
   });
 });
 
+describe('a blocking waiter on one fd', () => {
+  expectNoFdLeak();
+  // O_NONBLOCK (04000 octal) in the fd's flags, as /proc shows them.
+  const nonBlocking = (fd: number) => (parseInt(/flags:\s+(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1], 8) & 0o4000) !== 0;
+
+  it('blocks in read(2) on the fd itself, reports doorbells that came with a stop before stopping, and gives the fd back non-blocking', () => {
+    const [e] = eventfds(1);
+    const waiter = waiterOn('blocking', [e.fd]);
+    expect([waiter.stopFd, waiter.stopValue, nonBlocking(e.fd)]).toEqual([e.fd, 'mark', false]);
+    e.signal();
+    e.signal();
+    waiter.stop(); // the stop mark lands in the same counter as the two doorbells
+    const reports: [number, number][] = [];
+    waiter.run((index, count) => reports.push([index, count]));
+    expect(reports).toEqual([[0, 2]]); // nothing lost, then stopped
+    e.signal();
+    expect(waiter.waitOnce()).toBe(0);
+    expect(waiter.lastCount).toBe(1);
+    expect(waiter.waitOnce(20)).toBe(-1); // a timed wait polls first
+    waiter.close();
+    expect(nonBlocking(e.fd)).toBe(true);
+    expect(e.drain()).toBe(0); // returns at once: the description is non-blocking again
+  });
+});
+
 describe('waiters in worker threads', () => {
   expectNoFdLeak();
 
-  it.each(['blocking', 'spin'] as const)('a %s waiter in a worker, woken and stopped from the main thread', async (kind) => {
-    const es = eventfds(2);
-    es[1].signal();
-    es[1].signal(); // before the worker even starts: one report, count 2
+  it.each([['blocking', 2], ['spin', 2], ['blocking', 1]] as const)('a %s waiter on %i fds in a worker, woken and stopped from the main thread', async (kind, fdCount) => {
+    const es = eventfds(fdCount);
+    const last = fdCount - 1;
+    es[last].signal();
+    es[last].signal(); // before the worker even starts: one report, count 2
     const run = startWorker({ scenario: 'thread-waiter', kind, fds: es.map((e) => e.fd) });
-    let stopFd = -1;
+    let stop: { fd: number; value: 'one' | 'mark' } | undefined;
     try {
-      stopFd = ((await run.next((m) => m.type === 'stopFd')) as { fd: number }).fd;
-      expect(await run.next((m) => m.type === 'ready')).toEqual({ type: 'ready', index: 1, count: 2 });
+      stop = (await run.next((m) => m.type === 'stopFd')) as unknown as { fd: number; value: 'one' | 'mark' };
+      // One fd: the waiter blocks in read(2) on it and is stopped through it; more: its own eventfd.
+      expect(stop.value).toBe(fdCount === 1 ? 'mark' : 'one');
+      expect(await run.next((m) => m.type === 'ready')).toEqual({ type: 'ready', index: last, count: 2 });
       es[0].signal();
-      expect(await run.next((m) => m.type === 'ready' && m.index === 0)).toEqual({ type: 'ready', index: 0, count: 1 });
-      native().eventfdSignal(stopFd);
+      expect(await run.next((m) => m.type === 'ready' && m.count === 1)).toEqual({ type: 'ready', index: 0, count: 1 });
+      stopWaiter(stop.fd, stop.value);
       await run.next((m) => m.type === 'stopped');
       expect(await run.exited).toBe(0);
       expect(run.messages.filter((m) => m.type === 'ready')).toHaveLength(2);
-      expect(native().isOwnedFd(stopFd)).toBe(false); // the worker closed its stop eventfd
+      if (fdCount > 1) expect(native().isOwnedFd(stop.fd)).toBe(false); // the worker closed its stop eventfd
+      else {
+        // The vector is handed back non-blocking and empty: a drain returns at once.
+        expect(es[0].drain()).toBe(0);
+      }
     } finally {
-      // terminate() cannot interrupt poll(2): on failure, stop the wait first (the stop eventfd
-      // is still the worker's until it reports 'stopped').
-      if (stopFd >= 0 && !run.messages.some((m) => m.type === 'stopped')) native().eventfdSignal(stopFd);
+      // terminate() cannot interrupt a blocking system call: on failure, stop the wait first.
+      if (stop !== undefined && !run.messages.some((m) => m.type === 'stopped')) stopWaiter(stop.fd, stop.value);
       await run.worker.terminate();
     }
   });

@@ -72,6 +72,9 @@ export interface RawBinding {
   FdWatcher: new (fd: number, drainEventfd: boolean, callback: (err: Error | null, count?: number) => void) => RawFdWatcher;
   waitReadable(fds: Int32Array, timeoutMs: number, out?: Float64Array): number;
   spinReadable(fds: Int32Array, maxRounds: number, out?: Float64Array): number;
+  readBlocking(fd: number, out: Float64Array, timeoutMs?: number): -1 | 0 | 1;
+  addStopMark(fd: number): void;
+  setBlocking(fd: number, blocking: boolean): void;
 
   kvmOpen(): number;
   kvmCheckExtension(fd: number, cap: number): number;

@@ -4,7 +4,11 @@
 //   blocking — poll(2) on a thread of its own (a worker), the "vCPU thread" pattern;
 //   spin     — non-blocking reads in a loop: lowest latency, one core busy.
 // run() on a blocking or spin waiter occupies its thread until stop(), which may come from any
-// thread: it signals the waiter's own stop eventfd (stopFd), which the wait includes.
+// thread: stopWaiter(stopFd, stopValue). A blocking waiter on one fd (a vCPU thread waiting for
+// its vector) blocks in read(2) itself, one system call per wake-up as in C: it makes the fd's
+// description blocking until close(), so it must be the fd's only reader, and it is stopped
+// through that same fd (a mark added to the counter, far above any doorbell count). With several
+// fds, or spinning, the wait includes a stop eventfd of the waiter's own (stopValue 1).
 import { native } from './binding.js';
 import type { RawFdWatcher } from './binding.js';
 import { EventFd } from './eventfd.js';
@@ -25,8 +29,10 @@ export interface EventfdWaiter {
   readonly lastCount: number;
   /** Ends run(): from this thread, or from another one by signalling stopFd. */
   stop(): void;
-  /** The eventfd that stop() signals, for stopping from another thread (blocking and spin). */
+  /** The eventfd that stop() writes stopValue to, for stopping from another thread (blocking
+   *  and spin): use stopWaiter(stopFd, stopValue). */
   readonly stopFd: number;
+  readonly stopValue: 'one' | 'mark';
   /** Keeps (ref) or stops keeping (unref) the event loop alive: loop waiters only. */
   ref(): void;
   unref(): void;
@@ -40,11 +46,18 @@ export interface WaiterOptions {
   onError?: (err: Error) => void;
 }
 
+/** Stops a blocking or spin waiter's run() or waitOnce() from any thread. */
+export function stopWaiter(stopFd: number, stopValue: EventfdWaiter['stopValue']): void {
+  if (stopValue === 'mark') native().addStopMark(stopFd);
+  else native().eventfdSignal(stopFd);
+}
+
 export function createWaiter(kind: WaitKind, fds: readonly number[], options: WaiterOptions = {}): EventfdWaiter {
   if (!Array.isArray(fds) || fds.length === 0 || !fds.every((fd) => Number.isInteger(fd) && fd >= 0)) {
     throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', 'fds must be a non-empty array of file descriptors');
   }
   if (kind === 'loop') return new LoopWaiter(fds, options);
+  if (kind === 'blocking' && fds.length === 1) return new ReadWaiter(fds[0]);
   if (kind === 'blocking' || kind === 'spin') return new ThreadWaiter(kind, fds, options);
   throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', `unknown wait kind ${JSON.stringify(kind)}: use loop, blocking or spin`);
 }
@@ -52,6 +65,7 @@ export function createWaiter(kind: WaitKind, fds: readonly number[], options: Wa
 class LoopWaiter implements EventfdWaiter {
   readonly kind = 'loop' as const;
   readonly stopFd = -1;
+  readonly stopValue = 'one' as const;
   lastCount = 0;
   readonly #fds: readonly number[];
   readonly #onError: (err: Error) => void;
@@ -113,6 +127,7 @@ class LoopWaiter implements EventfdWaiter {
 
 class ThreadWaiter implements EventfdWaiter {
   readonly kind: 'blocking' | 'spin';
+  readonly stopValue = 'one' as const;
   readonly #all: Int32Array; // the fds, then our stop eventfd
   readonly #stop: EventFd;
   readonly #out = new Float64Array(1);
@@ -165,5 +180,81 @@ class ThreadWaiter implements EventfdWaiter {
 
   close(): void {
     this.#stop.close();
+  }
+}
+
+// One fd, blocking: read(2) is the wait. A timed wait (waitOnce with a budget) polls that one fd
+// first. A stop that arrives with doorbells reports them first and stops on the next wait.
+class ReadWaiter implements EventfdWaiter {
+  readonly kind = 'blocking' as const;
+  readonly stopValue = 'mark' as const;
+  readonly #fd: number;
+  readonly #out = new Float64Array(1);
+  #stopPending = false;
+  #closed = false;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+    native().setBlocking(fd, true);
+  }
+
+  get stopFd(): number {
+    this.#live();
+    return this.#fd;
+  }
+
+  get lastCount(): number {
+    return this.#out[0];
+  }
+
+  #live(): void {
+    if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the waiter is closed');
+  }
+
+  // 0 with lastCount, or -1 when stopped (or the budget passed).
+  #wait(budget: number): number {
+    this.#live();
+    if (this.#stopPending) {
+      this.#stopPending = false;
+      this.#out[0] = 0;
+      return -1;
+    }
+    const r = native().readBlocking(this.#fd, this.#out, budget);
+    if (r <= 0) return r;
+    if (this.#out[0] === 0) return -1;
+    this.#stopPending = true; // the doorbells that came with the stop are reported first
+    return 0;
+  }
+
+  run(onReady: OnReady): void {
+    for (;;) {
+      const i = this.#wait(-1);
+      if (i < 0) return;
+      onReady(0, this.#out[0]);
+    }
+  }
+
+  /** budget: milliseconds (default: forever, one read(2) per wake-up). */
+  waitOnce(budget?: number): number {
+    return this.#wait(budget ?? -1);
+  }
+
+  stop(): void {
+    native().addStopMark(this.stopFd);
+  }
+
+  ref(): void {}
+
+  unref(): void {}
+
+  /** Gives the fd back non-blocking, as it was (it belongs to whoever handed it to us). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      native().setBlocking(this.#fd, false);
+    } catch {
+      // closed underneath by its owner: nothing to give back
+    }
   }
 }

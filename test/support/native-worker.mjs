@@ -12,7 +12,7 @@ switch (workerData.scenario) {
   // A blocking or spin waiter occupying this thread until the parent signals its stopFd.
   case 'thread-waiter': {
     const waiter = createWaiter(workerData.kind, workerData.fds, { spinRounds: 1000 });
-    post({ type: 'stopFd', fd: waiter.stopFd });
+    post({ type: 'stopFd', fd: waiter.stopFd, value: waiter.stopValue });
     waiter.run((index, count) => post({ type: 'ready', index, count }));
     post({ type: 'stopped' });
     waiter.close();

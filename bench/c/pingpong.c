@@ -1,15 +1,18 @@
 /*
  * The C baselines for bench/latency.bench.ts: a doorbell round trip between two processes with
- * nothing but the kernel in between. One program, three modes, two roles; the orchestrator starts
+ * nothing but the kernel in between. One program, four modes, two roles; the orchestrator starts
  * the two roles as separate processes (each pinned with taskset, as the Node peers are) and hands
  * both the same objects as inherited descriptors:
  *   fd 3  the ping side's eventfd (the pong side writes it)
  *   fd 4  the pong side's eventfd (the ping side writes it)
  *   fd 5  a memfd of at least 4096 bytes (spin mode)
  *
- * Modes (as in /work/shared/reference/limits.md sections 1 and 2):
+ * Modes:
  *   blocking  write the peer's eventfd, then block in read(2) on our own
  *   epoll     the same, waiting in epoll_wait(2) on our own non-blocking eventfd, then read(2)
+ *   spinread  the same eventfds, the waiting side spinning on non-blocking read(2)s until the
+ *             counter is non-zero: the fair baseline of a busy-polling doorbell (two system calls
+ *             per ring, as the Node busy-poll path makes)
  *   spin      shared memory: each side publishes a sequence number in its own cache line with a
  *             release store and spins (acquire loads + pause) until the other echoes it
  *
@@ -21,7 +24,7 @@
  * (the orchestrator applies the same rule to the Node peers).
  * The pong side prints {"answered": n}. Both give up (SIGALRM) after deadline_ms + 30 s.
  *
- * Usage: pingpong blocking|epoll|spin ping|pong <total> <warmup> <deadline_ms> [samples_path]
+ * Usage: pingpong blocking|epoll|spinread|spin ping|pong <total> <warmup> <deadline_ms> [samples_path]
  * Built at bench time by bench/latency.bench.ts with the system compiler (cc -O2).
  */
 #define _GNU_SOURCE
@@ -43,7 +46,7 @@
 #define STOP_VALUE ((uint64_t)1 << 20)
 #define STOP_SEQ UINT64_MAX
 
-enum mode { BLOCKING, EPOLL, SPIN };
+enum mode { BLOCKING, EPOLL, SPINREAD, SPIN };
 
 static void die(const char *what) {
   fprintf(stderr, "pingpong: %s: %s\n", what, strerror(errno));
@@ -97,6 +100,24 @@ static uint64_t wait_epoll(int ep, int fd) {
   }
 }
 
+/* Non-blocking reads of our own eventfd until one returns a count. */
+static uint64_t wait_spinread(int fd) {
+  for (;;) {
+    uint64_t value;
+    ssize_t n = read(fd, &value, sizeof value);
+    if (n == (ssize_t)sizeof value) return value;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      cpu_relax();
+      continue;
+    }
+    die("read");
+  }
+}
+
+static uint64_t wait_event(enum mode mode, int ep, int fd) {
+  return mode == BLOCKING ? wait_blocking(fd) : mode == SPINREAD ? wait_spinread(fd) : wait_epoll(ep, fd);
+}
+
 static void set_blocking(int fd) {
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) die("fcntl");
@@ -117,12 +138,13 @@ static uint64_t percentile(const uint64_t *sorted, long n, double p) {
 
 int main(int argc, char **argv) {
   if (argc < 6) {
-    fprintf(stderr, "usage: pingpong blocking|epoll|spin ping|pong <total> <warmup> <deadline_ms> [samples_path]\n");
+    fprintf(stderr, "usage: pingpong blocking|epoll|spinread|spin ping|pong <total> <warmup> <deadline_ms> [samples_path]\n");
     return 2;
   }
   enum mode mode;
   if (strcmp(argv[1], "blocking") == 0) mode = BLOCKING;
   else if (strcmp(argv[1], "epoll") == 0) mode = EPOLL;
+  else if (strcmp(argv[1], "spinread") == 0) mode = SPINREAD;
   else if (strcmp(argv[1], "spin") == 0) mode = SPIN;
   else {
     fprintf(stderr, "pingpong: unknown mode %s\n", argv[1]);
@@ -173,7 +195,7 @@ int main(int argc, char **argv) {
         __atomic_store_n(mine, v, __ATOMIC_RELEASE);
         last = v;
       } else {
-        uint64_t v = mode == BLOCKING ? wait_blocking(own) : wait_epoll(ep, own);
+        uint64_t v = wait_event(mode, ep, own);
         if (v >= STOP_VALUE) break;
         signal_fd(other, 1);
       }
@@ -194,7 +216,7 @@ int main(int argc, char **argv) {
       while (__atomic_load_n(theirs, __ATOMIC_ACQUIRE) != seq) cpu_relax();
     } else {
       signal_fd(other, 1);
-      uint64_t v = mode == BLOCKING ? wait_blocking(own) : wait_epoll(ep, own);
+      uint64_t v = wait_event(mode, ep, own);
       if (v != 1) {
         fprintf(stderr, "pingpong: eventfd counter %llu, expected 1\n", (unsigned long long)v);
         return 1;

@@ -129,6 +129,7 @@ class ThreadWaiter implements EventfdWaiter {
   readonly kind: 'blocking' | 'spin';
   readonly stopValue = 'one' as const;
   readonly #all: Int32Array; // the fds, then our stop eventfd
+  readonly #fds: Int32Array; // the fds alone: what a spin reads round after round
   readonly #stop: EventFd;
   readonly #out = new Float64Array(1);
   readonly #rounds: number;
@@ -137,6 +138,7 @@ class ThreadWaiter implements EventfdWaiter {
     this.kind = kind;
     this.#stop = EventFd.create();
     this.#all = Int32Array.from([...fds, this.#stop.fd]);
+    this.#fds = Int32Array.from(fds);
     this.#rounds = options.spinRounds ?? 10_000;
   }
 
@@ -150,9 +152,12 @@ class ThreadWaiter implements EventfdWaiter {
 
   #waitIndex(budget: number): number {
     this.#stop.fd; // ERR_IVSHMEM_CLOSED once closed: #all would name fds that are no longer ours
-    return this.kind === 'blocking'
-      ? native().waitReadable(this.#all, budget, this.#out)
-      : native().spinReadable(this.#all, budget, this.#out);
+    if (this.kind === 'blocking') return native().waitReadable(this.#all, budget, this.#out);
+    // A spin reads only the fds, so each round costs one read per fd, as a C spinner's does; the
+    // stop eventfd is looked at when a budget runs out (a stop is seen within one budget).
+    const i = native().spinReadable(this.#fds, budget, this.#out);
+    if (i >= 0) return i;
+    return this.#stop.drain() > 0 ? this.#all.length - 1 : -1;
   }
 
   run(onReady: OnReady): void {

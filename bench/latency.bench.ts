@@ -894,7 +894,10 @@ function renderSvg(all: Series[], where: Placement[]): string {
   const panelW = (W - 90 - 50 - gap * (where.length - 1)) / Math.max(where.length, 1);
   const top = 96;
   const plotH = 360;
-  const colors: Record<string, string> = { thread: '#2ca02c', blocking: '#2ca02c', loop: '#1f77b4', epoll: '#1f77b4', spin: '#d62728' };
+  // Each Node path in the colour of its C baseline (the busy poll's is the eventfd spin-read; the
+  // shared-memory spin, the floor, has a colour of its own).
+  const colors: Record<string, string> = { thread: '#2ca02c', blocking: '#2ca02c', loop: '#1f77b4', epoll: '#1f77b4', spin: '#d62728', spinread: '#d62728' };
+  const color = (s: Series) => (s.kind === 'c' && s.path === 'spin' ? '#9467bd' : colors[s.path]);
   const values = all.flatMap((s) => s.curve.map((p) => p[1])).filter((v) => v > 0);
   const yMin = Math.floor(Math.log10(Math.min(...values, 1e3)));
   const yMax = Math.ceil(Math.log10(Math.max(...values, 1e4)));
@@ -929,7 +932,7 @@ function renderSvg(all: Series[], where: Placement[]): string {
     for (const s of all.filter((x) => x.placement === placement.id)) {
       const pts = s.curve.map(([p, v]) => `${X(p >= 100 ? xMax : -Math.log10(1 - p / 100)).toFixed(1)},${Y(v).toFixed(1)}`).join(' ');
       const dash = s.kind === 'c' ? ' stroke-dasharray="6 4"' : '';
-      out.push(`<polyline data-series="${esc(s.id)}" fill="none" stroke="${colors[s.path]}" stroke-width="${s.kind === 'c' ? 1.5 : 2.2}"${dash} points="${pts}"/>`);
+      out.push(`<polyline data-series="${esc(s.id)}" fill="none" stroke="${color(s)}" stroke-width="${s.kind === 'c' ? 1.5 : 2.2}"${dash} points="${pts}"/>`);
     }
     out.push(`</g>`);
   });
@@ -937,13 +940,15 @@ function renderSvg(all: Series[], where: Placement[]): string {
   // Legend: a column per wait path, Node above its C baseline.
   const legend: [string, string, boolean][] = [
     [PATH_LABEL.thread, colors.thread, false], [PATH_LABEL.loop, colors.loop, false], [PATH_LABEL.spin, colors.spin, false],
-    [C_LABEL.blocking, colors.blocking, true], [C_LABEL.epoll, colors.epoll, true], [C_LABEL.spin, colors.spin, true],
+    [C_LABEL.blocking, colors.blocking, true], [C_LABEL.epoll, colors.epoll, true], [C_LABEL.spinread, colors.spinread, true],
+    ['', '', false], ['', '', false], [C_LABEL.spin, '#9467bd', true],
   ];
   const ly = top + plotH + 62;
-  legend.forEach(([label, color, dashed], i) => {
+  legend.forEach(([label, stroke, dashed], i) => {
+    if (label === '') return; // a gap in the grid
     const x = 90 + (i % 3) * 370;
     const y = ly + Math.floor(i / 3) * 22;
-    out.push(`<line x1="${x}" y1="${y}" x2="${x + 36}" y2="${y}" stroke="${color}" stroke-width="${dashed ? 1.5 : 2.2}"${dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
+    out.push(`<line x1="${x}" y1="${y}" x2="${x + 36}" y2="${y}" stroke="${stroke}" stroke-width="${dashed ? 1.5 : 2.2}"${dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
     out.push(`<text x="${x + 44}" y="${y + 4}">${esc(label)}</text>`);
   });
   if (all.some((s) => s.timeBounded)) {

@@ -1,5 +1,5 @@
 // Runs every bundled benchmark (out/bench/*.bench.js) in its own process, passing on our
-// arguments (e.g. --quick); stops at the first failure. The in-process benchmarks come first; the
+// arguments (e.g. --quick); stops at the first failure, and ends with the summary of every target. The in-process benchmarks come first; the
 // latency benchmark (pinned child processes, the longest) runs last.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -11,3 +11,6 @@ for (const file of benches) {
   const r = spawnSync(process.execPath, ['--expose-gc', `out/bench/${file}`, ...process.argv.slice(2)], { stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
+// Every ratio, its target and whether it was met, in one table and in bench/results/summary.json.
+const summary = spawnSync(process.execPath, ['scripts/bench-summary.mjs'], { stdio: 'inherit' });
+process.exit(summary.status ?? 1);

@@ -22,6 +22,7 @@ interface Series {
   curve: [number, number][];
   buckets: [number, number][];
   hdr: string;
+  timeBounded?: boolean;
 }
 interface Results {
   placements: { id: string }[];
@@ -89,6 +90,21 @@ describe('latency benchmark plumbing (--quick --tiny)', () => {
       }
     }
     expect(results.checks).toBe('passed');
+  });
+
+  it('the summary lists every latency ratio with its baseline and target, met exactly when within it', () => {
+    const r = spawnSync(process.execPath, ['scripts/bench-summary.mjs', '--dir', out], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/summary: \d+ of \d+ targets met \(no native\.json, mmio\.json: not run\)/);
+    const rows = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { name: string; value: number; unit: string; baseline: number; ratio: number; target: number; met: boolean }[];
+    // Time-sliced runs (two spinners on one CPU) are reported in latency.md, not judged.
+    const bounded = (placement: string, kind: string, path: string) => results.series.find((y) => y.placement === placement && y.kind === kind && y.path === path)?.timeBounded === true;
+    const counted = results.ratios.filter((x) => !bounded(x.placement, 'node', x.path) && !bounded(x.placement, 'c', x.baseline));
+    expect(rows).toHaveLength(2 * counted.length); // p50 and p99.9 for each
+    for (const row of rows) {
+      expect(row.ratio).toBeCloseTo(row.value / row.baseline, 6);
+      expect(row.met).toBe(row.ratio <= row.target);
+    }
   });
 
   it('runs the server scale part with every notification right and no fd left behind', () => {

@@ -15,6 +15,7 @@
 // ping's routes, so its answers cannot be dropped), and ping says stop before its last ring.
 //
 // Usage: node out/bench/latency-peer.js '<json PeerConfig>'; prints one JSON line (PeerResult).
+import { GCProfiler } from 'node:v8';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import hdr from 'hdr-histogram-js';
@@ -50,6 +51,9 @@ export interface PeerResult {
   histogram: string;
   /** ping: wall time of the measured round trips, ms. */
   elapsedMs: number;
+  /** Garbage collections in this process (thread) while the measured round trips ran: those after
+   *  the first `warmup` (answers, for pong). The target is 0 on every path. */
+  gcs: number;
   /** Eventfd reads that found more than one signal (coalesced doorbells): must be 0. */
   coalesced: number;
   msi: number;
@@ -103,7 +107,26 @@ function histogramOf(samples: Float64Array, from: number, to: number): string {
   return encoded;
 }
 
-function pingResult(cfg: PeerConfig, device: IvshmemDevice, samples: Float64Array, done: number, coalesced: number, msi: number): PeerResult {
+// The garbage collections of the measured window, as V8 records them (synchronously: a blocked
+// event loop would never deliver a PerformanceObserver's entries). Started when `done` reaches
+// the warm-up, by a check each round trip costs one comparison.
+class GcWindow {
+  readonly #profiler = new GCProfiler();
+  #started = false;
+
+  at(done: number, warmup: number): void {
+    if (done === warmup && !this.#started) {
+      this.#started = true;
+      this.#profiler.start();
+    }
+  }
+
+  count(): number {
+    return this.#started ? (this.#profiler.stop()?.statistics.length ?? 0) : 0;
+  }
+}
+
+function pingResult(cfg: PeerConfig, device: IvshmemDevice, samples: Float64Array, done: number, coalesced: number, msi: number, gcs: number): PeerResult {
   const warmup = done >= cfg.total ? cfg.warmup : Math.min(cfg.warmup, Math.floor(done / 10));
   // Round trips over 200 µs, warm-up included (index, ns): where in the run the stalls fell.
   const stalls: [number, number][] = [];
@@ -112,7 +135,7 @@ function pingResult(cfg: PeerConfig, device: IvshmemDevice, samples: Float64Arra
   for (let i = warmup; i < done; i++) elapsed += samples[i];
   return {
     role: 'ping', path: cfg.path, id: device.id, done, warmup, histogram: histogramOf(samples, warmup, done),
-    elapsedMs: elapsed / 1e6, coalesced, msi, counters: device.counters(), stalls,
+    elapsedMs: elapsed / 1e6, gcs, coalesced, msi, counters: device.counters(), stalls,
   };
 }
 
@@ -125,6 +148,7 @@ function runLoop(cfg: PeerConfig): Promise<PeerResult> {
       const ring = (other << 16) | 0;
       let done = 0;
       let msi = 0;
+      const gc = new GcWindow();
       let lastProgress = Date.now();
       let seen = 0;
       const watchdog = setInterval(() => {
@@ -156,10 +180,11 @@ function runLoop(cfg: PeerConfig): Promise<PeerResult> {
           if (stopped) return;
           if (Atomics.load(words, STOP) === 1) {
             stopped = true;
-            finish(() => ({ role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, coalesced: 0, msi, counters: device.counters() }));
+            const gcs = gc.count();
+            finish(() => ({ role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, gcs, coalesced: 0, msi, counters: device.counters() }));
             return;
           }
-          done++;
+          gc.at(++done, cfg.warmup);
           device.mmioWrite(0, DOORBELL, 4, ring);
         };
         return;
@@ -172,10 +197,12 @@ function runLoop(cfg: PeerConfig): Promise<PeerResult> {
         const t1 = performance.now();
         msi++;
         samples[done++] = (t1 - t0) * 1e6;
+        gc.at(done, cfg.warmup);
         if (done >= total || t1 > deadline) {
+          const gcs = gc.count();
           Atomics.store(words, STOP, 1);
           device.mmioWrite(0, DOORBELL, 4, ring);
-          finish(() => pingResult(cfg, device, samples, done, 0, msi));
+          finish(() => pingResult(cfg, device, samples, done, 0, msi, gcs));
           return;
         }
         t0 = performance.now();
@@ -206,6 +233,7 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
   const ring = (other << 16) | 0;
   let coalesced = 0;
   let done = 0;
+  const gc = new GcWindow();
   try {
     if (cfg.role === 'pong') {
       answer = ring;
@@ -220,10 +248,10 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
         if (Atomics.load(words, STOP) === 1) break;
         if (waiter.lastCount !== 1) coalesced++;
         device.fireVector(index); // → sendMsi → rings ping
-        done++;
+        gc.at(++done, cfg.warmup);
         last = performance.now();
       }
-      return { role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, coalesced, msi, counters: device.counters() };
+      return { role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, gcs: gc.count(), coalesced, msi, counters: device.counters() };
     }
     const samples = new Float64Array(cfg.total);
     const total = cfg.total;
@@ -240,11 +268,13 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
       device.fireVector(index);
       const t1 = performance.now();
       samples[done++] = (t1 - t0) * 1e6;
+      gc.at(done, cfg.warmup);
       if (t1 > deadline) break;
     }
+    const gcs = gc.count();
     Atomics.store(words, STOP, 1);
     device.mmioWrite(0, DOORBELL, 4, ring);
-    return pingResult(cfg, device, samples, done, coalesced, msi);
+    return pingResult(cfg, device, samples, done, coalesced, msi, gcs);
   } finally {
     waiter.close();
     device.close();

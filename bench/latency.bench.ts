@@ -287,6 +287,8 @@ interface Series {
   wallMs: number;
   /** Node: round trips over 200 µs, warm-up included, [index, ns] (the first 100). */
   stalls?: [number, number][];
+  /** Node: garbage collections in ping and in pong while the measured round trips ran. */
+  gcs?: { ping: number; pong: number };
   /** The C program's own nearest-rank figures on the same samples (a cross-check of hdr's). */
   cReported?: { p50: number; p99: number; p999: number };
   /** [percentile, ns] points of the percentile curve (the SVG draws these). */
@@ -399,7 +401,7 @@ async function runNode(placement: Placement, path: WaitPath): Promise<Series> {
     const s = seriesOf({
       id: `${placement.id}/node/${path}`, placement: placement.id, kind: 'node', path, label: PATH_LABEL[path],
       cpus: [placement.ping, placement.pong], done: p.done, warmup: p.warmup, timeBounded: p.done < TOTAL,
-      stealPct: stealPct(before, cpuStat()), wallMs, stalls: p.stalls ?? [],
+      stealPct: stealPct(before, cpuStat()), wallMs, stalls: p.stalls ?? [], gcs: { ping: p.gcs, pong: q.gcs },
     }, h);
     h.destroy();
     return s;

@@ -28,8 +28,12 @@ else {
     if (node === undefined || c === undefined || node.timeBounded || c.timeBounded) continue;
     const where = `${label[r.placement]}, ${node.label} vs ${c.label}`;
     add(`latency p50: ${where}`, node.percentiles.p50, 'ns', c.percentiles.p50, r.p50, r.target);
-    // Predictability: the tail against C's tail in the same placement.
+    // Predictability: the tail against C's tail in the same placement, and no GC while measured.
     add(`latency p99.9: ${where}`, node.percentiles.p999, 'ns', c.percentiles.p999, r.p999, 2);
+    if (node.gcs !== undefined) {
+      const gcs = node.gcs.ping + node.gcs.pong;
+      add(`GCs while measured: ${label[r.placement]}, ${node.label} (ping + pong)`, gcs, 'count', 0, NaN, 0, gcs);
+    }
   }
 }
 

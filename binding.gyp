@@ -12,6 +12,7 @@
         "native/listening.cc",
         "native/poller.cc",
         "native/wait.cc",
+        "native/clock.cc",
         "native/kvm.cc",
         "native/kvm-kick.cc"
       ],

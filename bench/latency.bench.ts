@@ -9,7 +9,7 @@
 //      thread  a worker thread per process creates its device with vectorWait 'manual' and loops
 //              on createWaiter('blocking', device.ownVectorFds).waitOnce() → fireVector → sendMsi;
 //      spin    the same with createWaiter('spin', ...).
-//    The ping side times each RT with performance.now() and records it (ns) into an hdr histogram
+//    The ping side times each RT with the addon's CLOCK_MONOTONIC (monotonicNs: no allocation per sample, as with the C side's clock_gettime) and records it (ns) into an hdr histogram
 //    (3 significant digits); the first 10 % of the RTs (at least 5,000) are a warm-up, left out.
 // 2. C baselines (bench/c/pingpong.c, compiled here with cc -O2 into out/bench/): eventfd
 //    ping-pong with a blocking read, with epoll_wait, with spinning non-blocking reads, and a

@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSocket(env, exports);
   InitPoller(env, exports);
   InitWait(env, exports);
+  InitClock(env, exports);
   InitKvm(env, exports);
   InitKvmKick(env, exports);
   return exports;

@@ -44,6 +44,7 @@ int EventfdWriteOne(int fd);
 int ListenerAt(const char* path);
 
 void InitEventfd(Napi::Env env, Napi::Object exports);
+void InitClock(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
 void InitSocket(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);

@@ -74,6 +74,7 @@ export interface RawBinding {
   spinReadable(fds: Int32Array, maxRounds: number, out?: Float64Array): number;
   readBlocking(fd: number, out: Float64Array, timeoutMs?: number): -1 | 0 | 1;
   addStopMark(fd: number): void;
+  monotonicNs(out: Float64Array, index?: number): void;
   setBlocking(fd: number, blocking: boolean): void;
 
   kvmOpen(): number;

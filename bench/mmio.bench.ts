@@ -3,15 +3,19 @@
 // WebAssembly core and its TypeScript twin, at core level and through IvshmemDevice's public API:
 // IntrMask read, IntrMask write, and a doorbell write (decode + route lookup + the glue reading
 // the signal handles). Each tinybench iteration is a batch of 1,024 calls; ns/call = batch time /
-// 1,024 (as in /work/shared/reference/limits.md §3). Before timing, both cores run the same
+// 1,024, so the timer's own cost is spread over the batch. Before timing, both cores run the same
 // pseudo-random op sequence and must agree. GCs during the timed runs are counted.
 //
 // Run: npm run bench [-- --quick]   (needs node --expose-gc; the npm script passes it)
 //
 // Every timed loop below is its own function literal on purpose: closures made from one shared
 // literal share V8 feedback, which would make the call sites polymorphic across the two cores.
-// Two WasmCores exist here (core-level tasks, and the one inside the WASM device), as in a monitor
-// running several devices; so code shared by instances (WasmCore's own methods) sees two.
+// Three WebAssembly instances exist here by default (the no-op baseline's, the core-level tasks'
+// and the one inside the WASM device), as in a monitor running several devices, so code shared
+// by instances (WasmCore's own methods) sees several. --one-instance keeps only the core-level
+// tasks' instance and calls its own no-op: a VMM with one device.
+//
+// Run: node --expose-gc out/bench/mmio.bench.js [--quick] [--one-instance]
 import { writeFileSync } from 'node:fs';
 import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 import type { PerformanceEntry } from 'node:perf_hooks';
@@ -21,6 +25,7 @@ import { COUNTER_COUNT } from '../src/core/abi.js';
 import type { CoreHost, DeviceCore } from '../src/core/abi.js';
 import { createCore } from '../src/core/create-core.js';
 import { compileCore } from '../src/core/wasm-core.js';
+import type { WasmCore } from '../src/core/wasm-core.js';
 import { IvshmemDevice } from '../src/device.js';
 import type { DoorbellSink } from '../src/transport.js';
 import { machine, resultsFile } from './support/results.js';
@@ -28,6 +33,9 @@ import { printTable } from './support/table.js';
 
 const BATCH = 1024;
 const QUICK = process.argv.includes('--quick');
+// One WebAssembly instance in the process, as a VMM with one device has it: the core-level WASM
+// tasks against that same instance's no-op call (the default run holds three instances).
+const ONE = process.argv.includes('--one-instance');
 const TASK_MS = QUICK ? 200 : 1500;
 const WARMUP_MS = QUICK ? 50 : 250;
 const PLAIN_BATCHES = QUICK ? 2_000 : 20_000; // allocation check: batches per task, no harness
@@ -107,16 +115,15 @@ async function makeDevice(core: 'wasm' | 'ts'): Promise<{ device: IvshmemDevice;
   return { device, sink };
 }
 
-// The raw module, for the baseline: one JS→WASM call that does nothing.
-const rawCore = new WebAssembly.Instance(compileCore(), {
-  env: { sendMsi() {}, setIrqLevel() {}, abort() {} },
-}).exports as unknown as { nop(): void };
-const nop = rawCore.nop;
-
 const wasmCore = makeCore('wasm');
+// The baseline: one JS→WASM call that does nothing, on an instance of its own (or, with
+// --one-instance, on the timed core's own instance).
+const nop = ONE ? (wasmCore as WasmCore).nop : (new WebAssembly.Instance(compileCore(), {
+  env: { sendMsi() {}, setIrqLevel() {}, abort() {} },
+}).exports as unknown as { nop(): void }).nop;
 const tsCore = makeCore('ts');
-const wasmDev = await makeDevice('wasm');
-const tsDev = await makeDevice('ts');
+const wasmDev = ONE ? undefined! : await makeDevice('wasm');
+const tsDev = ONE ? undefined! : await makeDevice('ts');
 
 // ---------------------------------------------------------------------------------------------
 // Check: the same pseudo-random op sequence on both cores (and both devices) must agree.
@@ -195,9 +202,9 @@ for (let i = 0; i < BATCH; i++) {
     fail(`doorbell batch value ${i} (0x${BELLS[i].toString(16)}) differs`);
   }
 }
-checkDevices(5_000, 0xfeed);
+if (!ONE) checkDevices(5_000, 0xfeed);
 const mix = doorbellMix();
-console.log(`check: WASM and TS cores agree (reads, signal handles, counters); devices agree (reads, rings, counters)`);
+console.log(`check: WASM and TS cores agree (reads, signal handles, counters)${ONE ? '' : '; devices agree (reads, rings, counters)'}${ONE ? ' [--one-instance]' : ''}`);
 console.log(`doorbell batch: ${mix.sent} sent, ${mix.noPeer} to unknown peers, ${mix.noVector} to unknown vectors (of ${BATCH})`);
 
 // ---------------------------------------------------------------------------------------------
@@ -205,7 +212,7 @@ console.log(`doorbell batch: ${mix.sent} sent, ${mix.noPeer} to unknown peers, $
 
 const out = new Int32Array(1); // results land here, so nothing is optimised away and nothing allocates
 
-const tasks: [name: string, fn: () => void][] = [
+const allTasks: [name: string, fn: () => void][] = [
   ['no-op JS→WASM call', () => {
     for (let i = 0; i < BATCH; i++) nop();
   }],
@@ -276,6 +283,7 @@ const tasks: [name: string, fn: () => void][] = [
     for (let i = 0; i < BATCH; i++) device.mmioWrite(0, 0x0c, 4, BELLS[i]);
   }],
 ];
+const tasks = ONE ? allTasks.filter(([name]) => name.startsWith('no-op') || name.startsWith('core wasm:')) : allTasks;
 
 // ---------------------------------------------------------------------------------------------
 // GC accounting: every 'gc' entry is kept, then attributed to the time windows recorded below.
@@ -429,9 +437,10 @@ console.log(`target: WASM dispatch <= 2x no-op call   ${verdict(targets.wasmDisp
 console.log(`target: p99.9 <= 3x p50                  ${verdict(targets.p999Within3xP50.met)}  ${targets.p999Within3xP50.detail}`);
 console.log(`target: no GC during the run             ${verdict(targets.noGcDuringRun.met)}  ${targets.noGcDuringRun.detail}`);
 
-const file = resultsFile('mmio.json');
+const file = resultsFile(ONE ? 'mmio-one-instance.json' : 'mmio.json');
 writeFileSync(file, JSON.stringify({
-  benchmark: 'mmio dispatch',
+  benchmark: ONE ? 'mmio dispatch, one WebAssembly instance in the process' : 'mmio dispatch',
+  instances: ONE ? 1 : 3,
   ...machine(),
   quick: QUICK,
   batch: BATCH,

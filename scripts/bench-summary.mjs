@@ -53,14 +53,20 @@ else {
   }
 }
 
+const worstDispatch = (results, what) => {
+  const dispatch = results.tasks.filter((t) => t.task.startsWith('core wasm:'));
+  if (dispatch.length === 0) return;
+  const worst = dispatch.reduce((a, b) => (b.ratioToNop > a.ratioToNop ? b : a));
+  const nop = results.tasks.find((t) => t.task.startsWith('no-op'));
+  add(`WASM dispatch (${what}), worst: ${worst.task.replace(/\s+/g, ' ')} vs a no-op call`, worst.p50, 'ns', nop?.p50 ?? NaN, worst.ratioToNop, 2);
+};
+const one = read('mmio-one-instance.json');
+if (one === undefined) missing.push('mmio-one-instance.json');
+else worstDispatch(one, 'one instance, as a VMM with one device');
 const mmio = read('mmio.json');
 if (mmio === undefined) missing.push('mmio.json');
 else {
-  const dispatch = mmio.tasks.filter((t) => t.task.startsWith('core wasm:'));
-  if (dispatch.length > 0) {
-    const worst = dispatch.reduce((a, b) => (b.ratioToNop > a.ratioToNop ? b : a));
-    add(`WASM dispatch, worst: ${worst.task.replace(/\s+/g, ' ')} vs a no-op call`, worst.p50 ?? NaN, 'ns', NaN, worst.ratioToNop, 2);
-  }
+  worstDispatch(mmio, 'three instances in the process');
   const tail = mmio.tasks.reduce((a, b) => (b.tailRatio > a.tailRatio ? b : a));
   add(`MMIO p99.9 / p50, worst: ${tail.task.replace(/\s+/g, ' ')}`, tail.tailRatio, 'ratio', 1, tail.tailRatio, 3);
   const gcs = mmio.tasks.reduce((s, t) => s + t.gcTimed, 0);

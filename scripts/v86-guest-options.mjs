@@ -1,6 +1,6 @@
 // The v86 machine the guest runs in, in one place (tests, example, benchmark and smoke check all
 // boot the same one): the cached Debian files, an initramfs with the uio modules, and the settings
-// measured in shared/reference/v86-notes.md (ACPI off or PCI devices vanish; no network card;
+// found by trying them (ACPI off or PCI devices vanish; no network card;
 // a kernel command line without the slow self-tests).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

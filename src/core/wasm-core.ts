@@ -10,6 +10,7 @@ import { IvshmemError } from '../errors.js';
 type CoreExports = Omit<DeviceCore, 'kind' | 'signals'> & {
   memory: WebAssembly.Memory;
   signalsPointer(): number;
+  nop(): void;
 };
 
 let releaseModule: WebAssembly.Module | undefined;
@@ -50,6 +51,8 @@ export class WasmCore implements DeviceCore {
   readonly stateCommit: CoreExports['stateCommit'];
   readonly msixBarSize: CoreExports['msixBarSize'];
   readonly msixPbaOffset: CoreExports['msixPbaOffset'];
+  /** A call into this instance that does nothing: the baseline a dispatch is measured against. */
+  readonly nop: () => void;
 
   constructor(host: CoreHost, module: WebAssembly.Module = compileCore()) {
     let memory: WebAssembly.Memory | undefined;
@@ -84,6 +87,7 @@ export class WasmCore implements DeviceCore {
     this.stateCommit = x.stateCommit;
     this.msixBarSize = x.msixBarSize;
     this.msixPbaOffset = x.msixPbaOffset;
+    this.nop = x.nop;
     this.signals = this.#view();
   }
 

@@ -2,7 +2,8 @@
 // baseline from the same run, with its target and whether it was met, gathered from the results
 // files the benchmarks wrote (latency.json, native.json, mmio.json; a missing file is skipped and
 // said so). Also written as summary.json: [{ name, value, unit, baseline, ratio, target, met }],
-// where a target is the most `ratio` may be (or, for unit 'ns over C' and 'count', `value`).
+// where a target is the most `ratio` may be (or, for unit 'ns over C' and 'count', `value`); ratio is
+// null where none applies (a count).
 // Usage: node scripts/bench-summary.mjs [--dir bench/results]
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

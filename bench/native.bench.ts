@@ -74,6 +74,13 @@ const compiler = (() => {
   }
 })();
 console.log(`C baseline: ${C_BINARY} (${compiler})`);
+// The floor for a process that touches memory between calls (see bench/c/write_floor.c).
+const FLOOR_BINARY = join(OUT_DIR, 'write_floor');
+try {
+  compileC(join(ROOT, 'bench', 'c', 'write_floor.c'), FLOOR_BINARY);
+} catch (error) {
+  fail((error as Error).message);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Doorbell wire setup and checks.
@@ -362,6 +369,17 @@ console.log(`report: where the time goes                 addon call without a sy
 console.log(`report: memfd mapping vs ArrayBuffer         slowest op ${slowest.task.split(': ')[1]} at ${slowest.ratioToArrayBuffer.toFixed(2)}x; ` +
   mappedRows.map((r) => `${r.task.split(': ')[1]} ${r.ratioToArrayBuffer.toFixed(2)}x`).join(', '));
 
+// The same write(2) from C with 0..128 random cache lines touched between calls: how much of the
+// addon's overhead over the tight C loop is the system call itself costing more in a process that
+// touches memory, as every Node process does.
+const floorRun = spawnSync(FLOOR_BINARY, [QUICK ? '100000' : '400000'], { encoding: 'utf8', timeout: 60_000 });
+if (floorRun.status !== 0) fail(`${FLOOR_BINARY} failed: exit ${floorRun.status} ${floorRun.stderr}`);
+const floor = JSON.parse(floorRun.stdout) as { lines: number[]; writeNs: number[]; loopNs: number[] };
+const floorAt = (lines: number) => floor.writeNs[floor.lines.indexOf(lines)];
+console.log(`report: the syscall floor under memory pressure  C write(2) with 0/8/32/128 random lines touched between calls: ` +
+  `${floor.writeNs.map((n) => n.toFixed(0)).join('/')} ns; addon eventfdSignal ${signalRow.p50.toFixed(0)} ns = ` +
+  `${(signalRow.p50 - floorAt(32)).toFixed(0)} ns over the 32-line floor (a bare addon call: ${bareRow.p50.toFixed(0)} ns)`);
+
 const file = resultsFile('native.json', ROOT);
 writeFileSync(file, JSON.stringify({
   benchmark: 'native addon: eventfd wire and mapped memory',
@@ -370,6 +388,7 @@ writeFileSync(file, JSON.stringify({
   batch: BATCH,
   compiler,
   check: 'passed',
+  writeFloor: { ...floor, unit: 'ns per write(2) with that many random cache lines of 64 MiB touched between calls' },
   eventfd: {
     unit: 'ns per write (batch time / batch, one drain per batch included)',
     rounds: ROUNDS,

@@ -52,6 +52,14 @@ else {
     add(`${label} vs C write(2)`, t.p50, 'ns', c.p50, t.ratioToC, maxRatio);
     add(`${label}: ns over C`, t.p50 - c.p50, 'ns over C', 0, t.ratioToC, maxNs, t.p50 - c.p50);
   }
+  // The floor: the same write(2) from C touching 32 random cache lines between calls, as a
+  // process with a working set does; what the addon adds beyond it is its own.
+  const f = native.writeFloor;
+  const signal = task('addon eventfdSignal');
+  if (f !== undefined && signal !== undefined) {
+    const at32 = f.writeNs[f.lines.indexOf(32)];
+    add('eventfd write through the addon: ns over C write(2) touching 32 lines between calls', signal.p50 - at32, 'ns over C', 0, signal.p50 / at32, 40, signal.p50 - at32);
+  }
 }
 
 const worstDispatch = (results, what) => {

@@ -14,10 +14,7 @@ namespace {
 // 104 days of uptime; a little coarser after).
 Napi::Value MonotonicNs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-    ThrowType(env, "argument out must be a Float64Array");
-  }
-  Napi::Float64Array out = info[0].As<Napi::Float64Array>();
+  Napi::Float64Array out = ArgFloat64Array(info, 0, "out");
   int32_t index = info.Length() > 1 ? ArgInt32(info, 1, "index") : 0;
   if (index < 0 || static_cast<size_t>(index) >= out.ElementLength()) ThrowErrno(env, EINVAL, "clock_gettime");
   timespec ts;

@@ -25,6 +25,8 @@ void InitRegistry(Napi::Env env);
 int32_t ArgInt32(const Napi::CallbackInfo& info, size_t i, const char* name);
 // A list of fds arrives as an Int32Array; anything else is a TypeError naming the argument.
 Napi::Int32Array ArgInt32Array(const Napi::CallbackInfo& info, size_t i, const char* name);
+// Where a result lands without allocating: a Float64Array of at least one element.
+Napi::Float64Array ArgFloat64Array(const Napi::CallbackInfo& info, size_t i, const char* name);
 int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i, const char* name);
 std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name);
@@ -37,6 +39,8 @@ int EventfdRead(int fd, uint64_t* value);
 // One write(2) of 1 to an eventfd, EINTR retried. Returns 0, or the errno of a failed write.
 // EAGAIN counts as success: the counter is at its maximum, so a wake-up is pending already.
 int EventfdWriteOne(int fd);
+// One write(2) of `value`, EINTR retried. Returns 0, or the errno of a failed write (EAGAIN too).
+int EventfdAdd(int fd, uint64_t value);
 
 // 1 when a listening UNIX socket is bound to `path` (found in the kernel's socket table, without
 // connecting), 0 when none is (or nothing is at the path), -1 when the table cannot be read or the

@@ -61,6 +61,14 @@ Napi::Int32Array ArgInt32Array(const Napi::CallbackInfo& info, size_t i, const c
   return info[i].As<Napi::Int32Array>();
 }
 
+Napi::Float64Array ArgFloat64Array(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[i].As<Napi::TypedArray>().ElementLength() < 1) {
+    ThrowType(info.Env(), std::string("argument ") + name + " must be a Float64Array");
+  }
+  return info[i].As<Napi::Float64Array>();
+}
+
 int64_t ArgInt64(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (info.Length() > i && info[i].IsBigInt()) {
     bool lossless = false;

@@ -27,15 +27,19 @@ int EventfdRead(int fd, uint64_t* value) {
   return 0;
 }
 
-int EventfdWriteOne(int fd) {
-  const uint64_t one = 1;
+int EventfdAdd(int fd, uint64_t value) {
   ssize_t n;
   do {
-    n = write(fd, &one, sizeof one);
+    n = write(fd, &value, sizeof value);
   } while (n < 0 && errno == EINTR);
+  return n < 0 ? errno : 0;
+}
+
+int EventfdWriteOne(int fd) {
   // EAGAIN: only a hostile peer gets the counter to its maximum; the doorbell is not lost and
   // must not block or throw.
-  return n < 0 && errno != EAGAIN ? errno : 0;
+  int err = EventfdAdd(fd, 1);
+  return err == EAGAIN ? 0 : err;
 }
 
 namespace {

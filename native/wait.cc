@@ -27,12 +27,7 @@ Args ReadArgs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Int32Array fds = ArgInt32Array(info, 0, "fds");
   if (fds.ElementLength() == 0 || fds.ElementLength() > kMaxFds) ThrowErrno(env, EINVAL, "poll");
-  double* out = nullptr;
-  if (info.Length() > 2 && info[2].IsTypedArray()) {
-    Napi::TypedArray t = info[2].As<Napi::TypedArray>();
-    if (t.TypedArrayType() != napi_float64_array || t.ElementLength() < 1) ThrowType(env, "argument out must be a Float64Array");
-    out = info[2].As<Napi::Float64Array>().Data();
-  }
+  double* out = info.Length() > 2 && info[2].IsTypedArray() ? ArgFloat64Array(info, 2, "out").Data() : nullptr;
   return {fds.Data(), fds.ElementLength(), out};
 }
 
@@ -97,11 +92,7 @@ constexpr uint64_t kStopMark = uint64_t{1} << 62;
 Napi::Value ReadBlocking(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgInt32(info, 0, "fd");
-  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[1].As<Napi::TypedArray>().ElementLength() < 1) {
-    ThrowType(env, "argument out must be a Float64Array");
-  }
-  double* out = info[1].As<Napi::Float64Array>().Data();
+  double* out = ArgFloat64Array(info, 1, "out").Data();
   int32_t timeout = info.Length() > 2 ? ArgInt32(info, 2, "timeoutMs") : -1;
   if (timeout >= 0) {
     const int64_t deadline = NowMs() + timeout;
@@ -134,13 +125,8 @@ Napi::Value ReadBlocking(const Napi::CallbackInfo& info) {
 
 // addStopMark(fd): what stops a readBlocking() on fd, from any thread.
 Napi::Value AddStopMark(const Napi::CallbackInfo& info) {
-  int fd = ArgInt32(info, 0, "fd");
-  const uint64_t mark = kStopMark;
-  ssize_t n;
-  do {
-    n = write(fd, &mark, sizeof mark);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) ThrowErrno(info.Env(), errno, "write");
+  int err = EventfdAdd(ArgInt32(info, 0, "fd"), kStopMark);
+  if (err != 0) ThrowErrno(info.Env(), err, "write");
   return info.Env().Undefined();
 }
 

@@ -339,20 +339,24 @@ export class IvshmemDevice extends EventEmitter {
   /** A guest write; a doorbell write rings the peer's route through the doorbell sink. */
   mmioWrite(bar: number, offset: number, size: number, value: number | bigint): void {
     this.#live();
-    // The guest's access is defined for any address; a value that is no number is the VMM's bug.
-    if (typeof value !== 'number' && typeof value !== 'bigint') throw valueTypeError('mmioWrite', 'a number or a bigint', value);
     if (bar === 2) {
       this.#bar2Write(offset, size, value);
       return;
     }
-    if (!this.#coreArgsValid(bar, offset, size)) return;
+    if (!this.#coreArgsValid(bar, offset, size)) {
+      checkWriteValue(value);
+      return;
+    }
     let n: number;
     if (bar === 0 && size === 4 && typeof value === 'number') {
       n = this.#core.write32(offset, value); // the doorbell's path: two arguments across the boundary
     } else if (typeof value === 'number') {
       n = this.#core.mmioWrite(bar, offset, size, value, size > 4 ? Math.floor(value / TWO_32) : 0);
-    } else {
+    } else if (typeof value === 'bigint') {
       n = this.#core.mmioWrite(bar, offset, size, Number(BigInt.asUintN(32, value)), Number(BigInt.asUintN(32, value >> 32n)));
+    } else {
+      checkWriteValue(value);
+      return;
     }
     if (n !== 0) this.#ring(n);
   }
@@ -388,6 +392,7 @@ export class IvshmemDevice extends EventEmitter {
   }
 
   #bar2Write(offset: number, size: number, value: number | bigint): void {
+    checkWriteValue(value);
     if (!this.#bar2Valid(offset, size)) {
       this.#glueInvalid++;
       return;
@@ -584,4 +589,10 @@ export class IvshmemDevice extends EventEmitter {
 
 function valueTypeError(method: string, wants: string, value: unknown): TypeError {
   return argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', `${method}: the value must be ${wants}, got ${describeValue(value)}`);
+}
+
+// The guest's access is defined for any address; a value that is no number is the VMM's bug.
+// Checked off the doorbell's path, which has tested for a number already.
+function checkWriteValue(value: unknown): void {
+  if (typeof value !== 'number' && typeof value !== 'bigint') throw valueTypeError('mmioWrite', 'a number or a bigint', value);
 }

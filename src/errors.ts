@@ -33,6 +33,7 @@ export type IvshmemErrorCode =
   | 'ERR_IVSHMEM_IN_USE'
   | 'ERR_IVSHMEM_INVALID_FD'
   | 'ERR_IVSHMEM_TRANSPORT'
+  | 'ERR_IVSHMEM_PID_FILE'
   | 'ERR_IVSHMEM_CLOSED';
 
 /**
@@ -50,6 +51,20 @@ export function describeValue(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return `the ${typeof value} ${String(value)}`;
   if (Array.isArray(value)) return 'an array';
   return typeof value === 'function' ? 'a function' : 'an object';
+}
+
+/** An option or argument refused by its rule: "vectors must be an integer 1..2048, got the string \"4\"". */
+export function invalidValue(code: IvshmemErrorCode, name: string, wants: string, value: unknown): IvshmemError {
+  return new IvshmemError(code, `${name} must be ${wants}, got ${describeValue(value)}`);
+}
+
+/** Refuses a key of `options` that is not in `known` (a typo would otherwise be ignored). */
+export function checkKnownKeys(options: object, known: readonly string[], prefix = ''): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `unknown option ${JSON.stringify(prefix + key)} (known: ${known.join(', ')})`);
+    }
+  }
 }
 
 export class IvshmemError extends Error {

@@ -1,6 +1,6 @@
 // Validation of IvshmemDevice options, before anything is built: each refusal names the option,
 // the value and the rule, with a stable code.
-import { describeValue, IvshmemError } from './errors.js';
+import { checkKnownKeys, describeValue, invalidValue, IvshmemError } from './errors.js';
 import type { ConnectionHandover } from './protocol/connection.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import type { DoorbellSink, VmmTransport } from './transport.js';
@@ -107,8 +107,8 @@ const MODES: readonly DeviceMode[] = ['plain', 'doorbell', 'intx'];
 const MAX_BAR32_SIZE = 2 ** 31;
 /** A memory BAR's low four bits are its type flags: sizing shows no BAR smaller than 16 bytes. */
 export const MIN_BAR2_SIZE = 16;
-const OPTION_KEYS = new Set(['mode', 'memory', 'server', 'setupTimeoutMs', 'legacy', 'requireSealedMemory', 'vectorWait', 'size',
-  'vectors', 'id', 'master', 'use64', 'transport', 'doorbell', 'core', 'wasmModule', 'handover']);
+const OPTION_KEYS = ['mode', 'memory', 'server', 'setupTimeoutMs', 'legacy', 'requireSealedMemory', 'vectorWait', 'size',
+  'vectors', 'id', 'master', 'use64', 'transport', 'doorbell', 'core', 'wasmModule', 'handover'];
 
 function isPowerOfTwo(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
@@ -120,16 +120,14 @@ function fail(code: ConstructorParameters<typeof IvshmemError>[0], message: stri
 
 // A value of the wrong type is named as given: "vectors must be a number, got the string \"4\"".
 function expectType(name: string, value: unknown, type: 'number' | 'boolean' | 'string', code: ConstructorParameters<typeof IvshmemError>[0] = 'ERR_IVSHMEM_INVALID_OPTION'): void {
-  if (value !== undefined && typeof value !== type) fail(code, `${name} must be a ${type}, got ${describeValue(value)}`);
+  if (value !== undefined && typeof value !== type) throw invalidValue(code, name, `a ${type}`, value);
 }
 
 export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     fail('ERR_IVSHMEM_INVALID_OPTION', `options must be an object with at least a transport, got ${describeValue(options)}`);
   }
-  for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) fail('ERR_IVSHMEM_INVALID_OPTION', `unknown option ${JSON.stringify(key)} (known: ${[...OPTION_KEYS].join(', ')})`);
-  }
+  checkKnownKeys(options, OPTION_KEYS);
   expectType('vectors', options.vectors, 'number', 'ERR_IVSHMEM_INVALID_VECTORS');
   expectType('size', options.size, 'number', 'ERR_IVSHMEM_INVALID_SIZE');
   expectType('id', options.id, 'number', 'ERR_IVSHMEM_INVALID_PEER');
@@ -201,7 +199,7 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   if (size !== undefined) checkBar2Size(size, available, use64);
 
   if (options.wasmModule !== undefined && !(options.wasmModule instanceof WebAssembly.Module)) {
-    fail('ERR_IVSHMEM_INVALID_OPTION', `wasmModule must be a WebAssembly.Module, got ${describeValue(options.wasmModule)}`);
+    throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'wasmModule', 'a WebAssembly.Module', options.wasmModule);
   }
   const core = options.core ?? 'wasm';
   if (core !== 'wasm' && core !== 'ts') fail('ERR_IVSHMEM_INVALID_OPTION', `core ${JSON.stringify(core)} must be 'wasm' or 'ts'`);

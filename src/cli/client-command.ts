@@ -45,8 +45,9 @@ export async function clientCommand(argv: string[], input = process.stdin, out =
   }
   const path = values['socket-path'] ?? DEFAULT_SOCKET;
   const verbose = values.verbose === true;
-  const vectors = values.vectors === undefined ? CLIENT_MAX_VECTORS : Number(values.vectors);
-  if (!/^\d+$/.test(values.vectors ?? '1') || vectors < 1 || vectors > MAX_VECTORS) {
+  const vectorsText = values.vectors ?? String(CLIENT_MAX_VECTORS);
+  const vectors = Number(vectorsText);
+  if (!/^\d+$/.test(vectorsText) || vectors < 1 || vectors > MAX_VECTORS) {
     err.write(`ivshmem-client: -n takes a number of vectors 1..${MAX_VECTORS}, not ${JSON.stringify(values.vectors)}\n${USAGE}`);
     return 1;
   }
@@ -89,16 +90,14 @@ export async function clientCommand(argv: string[], input = process.stdin, out =
       c.on('protocol-error', (e) => verbose && err.write(`${e.message}\n`));
       c.on('close', () => {
         if (stopped) return;
-        if (c.connection.refusal !== undefined) {
-          refuse(refusalText(c.connection.refusal));
-          c.close();
-          client = undefined;
-          return;
-        }
-        say('disconnected from server\n');
         c.close();
         client = undefined;
-        retry = setTimeout(connect, 1000);
+        const refused = c.connection.refusal;
+        if (refused !== undefined) refuse(refusalText(refused));
+        else {
+          say('disconnected from server\n');
+          retry = setTimeout(connect, 1000);
+        }
       });
     } catch (e) {
       if (stopped) return;

@@ -4,6 +4,7 @@
 // what the file said before (a server we were to take over keeps its pid file); a stop removes it,
 // unless another process has written its own pid there since (a successor that took over).
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { IvshmemError } from '../errors.js';
 
 export class PidFile {
   readonly path: string;
@@ -28,7 +29,7 @@ export class PidFile {
     try {
       writeFileSync(path, `${pid}\n`, { mode: 0o644 });
     } catch (e) {
-      throw new Error(`cannot write pid file ${path}: ${(e as Error).message}`, { cause: e });
+      throw new IvshmemError('ERR_IVSHMEM_PID_FILE', `cannot write pid file ${path}: ${(e as Error).message}`, { cause: e });
     }
     return new PidFile(path, pid, before);
   }

@@ -5,9 +5,8 @@
 // (server/handover.ts) is never noticed at all. Every entry point checks its arguments and the
 // client's state first, so a mistake is a coded error naming it, not a failure deeper down.
 import { EventEmitter } from 'node:events';
-import { MAX_PEERS, MAX_VECTORS } from '../core/abi.js';
-import { argumentError, describeValue, IvshmemError } from '../errors.js';
-import type { IvshmemErrorCode } from '../errors.js';
+import { MAX_VECTORS } from '../core/abi.js';
+import { argumentError, checkKnownKeys, describeValue, invalidValue, IvshmemError } from '../errors.js';
 import { native } from '../native/binding.js';
 import type { RawFdWatcher } from '../native/binding.js';
 import type { EventFd } from '../native/eventfd.js';
@@ -35,14 +34,10 @@ export function isRetryableConnectError(err: unknown): boolean {
   return /^E[A-Z0-9]+$/.test(code);
 }
 
-function refuse(code: IvshmemErrorCode, name: string, wants: string, value: unknown): never {
-  throw new IvshmemError(code, `${name} must be ${wants}, got ${describeValue(value)}`);
-}
-
 function checkMilliseconds(name: string, value: unknown): void {
   if (value === undefined) return;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
-    refuse('ERR_IVSHMEM_INVALID_OPTION', name, `a positive number of milliseconds (at most ${MAX_TIMER_MS})`, value);
+    throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', name, `a positive number of milliseconds (at most ${MAX_TIMER_MS})`, value);
   }
 }
 
@@ -50,29 +45,23 @@ function checkConnectArguments(path: unknown, o: unknown): void {
   if (typeof path !== 'string') throw argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', `path must be a string (the server's socket path), got ${describeValue(path)}`);
   if (path === '') throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', "path must be the server's socket path, got an empty string");
   if (o === undefined) return;
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) refuse('ERR_IVSHMEM_INVALID_OPTION', 'the options', 'an object', o);
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'the options', 'an object', o);
   const options = o as Record<string, unknown>;
-  for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.includes(key)) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `unknown option ${JSON.stringify(key)} (known: ${OPTION_KEYS.join(', ')})`);
-    }
-  }
+  checkKnownKeys(options, OPTION_KEYS);
   const { vectors, setupTimeoutMs, legacy, requireSealedMemory, reconnect } = options;
   if (vectors !== undefined && (typeof vectors !== 'number' || !Number.isInteger(vectors) || vectors < 1 || vectors > MAX_VECTORS)) {
-    refuse('ERR_IVSHMEM_INVALID_VECTORS', 'vectors', `an integer 1..${MAX_VECTORS} (the most vectors per peer to accept)`, vectors);
+    throw invalidValue('ERR_IVSHMEM_INVALID_VECTORS', 'vectors', `an integer 1..${MAX_VECTORS} (the most vectors per peer to accept)`, vectors);
   }
   checkMilliseconds('setupTimeoutMs', setupTimeoutMs);
-  if (legacy !== undefined && typeof legacy !== 'boolean') refuse('ERR_IVSHMEM_INVALID_OPTION', 'legacy', 'a boolean', legacy);
+  if (legacy !== undefined && typeof legacy !== 'boolean') throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'legacy', 'a boolean', legacy);
   if (requireSealedMemory !== undefined && typeof requireSealedMemory !== 'boolean') {
-    refuse('ERR_IVSHMEM_INVALID_OPTION', 'requireSealedMemory', 'a boolean', requireSealedMemory);
+    throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'requireSealedMemory', 'a boolean', requireSealedMemory);
   }
   if (reconnect === undefined || typeof reconnect === 'boolean') return;
   if (reconnect === null || typeof reconnect !== 'object' || Array.isArray(reconnect)) {
-    refuse('ERR_IVSHMEM_INVALID_OPTION', 'reconnect', 'a boolean or { intervalMs }', reconnect);
+    throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'reconnect', 'a boolean or { intervalMs }', reconnect);
   }
-  for (const key of Object.keys(reconnect)) {
-    if (key !== 'intervalMs') throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `unknown option reconnect.${key} (known: intervalMs)`);
-  }
+  checkKnownKeys(reconnect, ['intervalMs'], 'reconnect.');
   checkMilliseconds('reconnect.intervalMs', (reconnect as { intervalMs?: unknown }).intervalMs);
 }
 
@@ -155,9 +144,7 @@ export class IvshmemClient extends EventEmitter {
         // A server this client refuses would be refused again, each time costing its other peers
         // a join and a leave: stop instead of looping.
         if (isRetryableConnectError(err)) this.#scheduleReconnect();
-        else {
-          this.#close(`refused the server: ${(err as Error).message}`);
-        }
+        else this.#close(`refused the server: ${(err as Error).message}`);
         return;
       }
       if (this.#closed) {
@@ -220,8 +207,12 @@ export class IvshmemClient extends EventEmitter {
   }
 
   // A peer's eventfds (our own id: ours); an unknown peer is the caller's mistake.
-  #vectorsOf(peer: number): EventFd[] {
+  #live(): void {
     if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the client is closed');
+  }
+
+  #vectorsOf(peer: number): EventFd[] {
+    this.#live();
     checkNumber('peer', peer);
     const list = peer === this.id ? this.connection.ownVectors : this.connection.peers.get(peer);
     if (list === undefined) throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `cannot find peer_id = ${peer}`);
@@ -243,7 +234,7 @@ export class IvshmemClient extends EventEmitter {
 
   /** Rings every vector of every other peer (QEMU's `int all`). */
   ringEveryone(): void {
-    if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the client is closed');
+    this.#live();
     for (const list of this.connection.peers.values()) for (const e of list) e.signal();
   }
 

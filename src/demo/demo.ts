@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IvshmemError } from '../errors.js';
-import { MAX_MAPPING } from '../native/shared-memory.js';
+import { checkBar2Size } from '../options.js';
 import { IvshmemServer } from '../server/ivshmem-server.js';
 import { MIN_SERVER_SIZE } from '../server/server-memory.js';
 import { removeStaleLeftovers, shmObjectName, tempFolderPrefix } from './leftovers.js';
@@ -178,10 +178,7 @@ export function checkDemoSize(size: number, peers: number): void {
   if (!Number.isSafeInteger(size) || size < least) {
     throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is too small: the demo needs at least ${formatBytes(least)} (peers map the memory in whole pages, and ${peers} peers need ${peers} × ${MAILBOX_BYTES}-byte mailboxes)`);
   }
-  if (2 ** Math.round(Math.log2(size)) !== size) {
-    throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is not a power of two, as the device's BAR2 must be`);
-  }
-  if (size >= MAX_MAPPING) throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is beyond what a process can map (2^47 bytes)`);
+  checkBar2Size(size, Infinity); // and what every peer's device needs of its BAR2
 }
 
 /** Bytes in the largest binary unit that holds them exactly: 256 B, 64 KiB, 1 MiB. */

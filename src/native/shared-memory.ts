@@ -97,14 +97,13 @@ export class SharedMemory extends FdHandle {
     } else {
       throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'memory must name one of shm, path, memfd or hugetlbfs');
     }
-    const memory = new SharedMemory(fd, source, 0, created);
     try {
       const size = settleSize(fd, options.size);
       if (seal && 'memfd' in source) n.sealShrink(fd);
-      return new SharedMemory(memory.release(), source, size, created);
+      return new SharedMemory(fd, source, size, created);
     } catch (err) {
-      memory.removeCreatedName();
-      memory.close();
+      if (created) removeName(source);
+      n.close(fd);
       throw err;
     }
   }
@@ -161,16 +160,21 @@ export class SharedMemory extends FdHandle {
   removeCreatedName(): void {
     if (!this.createdName || this.#nameRemoved) return;
     this.#nameRemoved = true;
-    try {
-      if ('shm' in this.source) native().shmUnlink(shmName(this.source.shm));
-      else if ('path' in this.source) unlinkSync(this.source.path);
-    } catch {
-      // someone removed it already: nothing of ours is left under the name
-    }
+    removeName(this.source);
   }
 
   protected override beforeClose(): void {
     this.unmap();
+  }
+}
+
+// The name of a shm object or file this process created (memfds and hugetlbfs files have none).
+function removeName(source: SharedMemorySource): void {
+  try {
+    if ('shm' in source) native().shmUnlink(shmName(source.shm));
+    else if ('path' in source) unlinkSync(source.path);
+  } catch {
+    // someone removed it already: nothing of ours is left under the name
   }
 }
 

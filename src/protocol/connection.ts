@@ -93,9 +93,7 @@ export class ServerConnection extends EventEmitter {
   #watcher: RawFdWatcher | undefined;
   #closed = false;
   #badMessages = 0;
-  /** Set when this client hung up on a server it cannot work with (more vectors per peer than it
-   *  accepts): connecting again would be refused the same way. */
-  refusal: IvshmemError | undefined;
+  #refusal: IvshmemError | undefined;
 
   private constructor(path: string, socket: UnixSocket, options: ConnectOptions) {
     super();
@@ -187,7 +185,7 @@ export class ServerConnection extends EventEmitter {
         this.emit('protocol-error', err);
         // QEMU's client hangs up on a server that sends more vectors than it has, and so do we.
         if ((err as IvshmemError).code === 'ERR_IVSHMEM_TOO_MANY_VECTORS') {
-          this.refusal = err as IvshmemError;
+          this.#refusal = err as IvshmemError;
           this.#hangUp(`refused the server: ${(err as Error).message}`);
           return;
         }
@@ -340,6 +338,12 @@ export class ServerConnection extends EventEmitter {
   }
 
   /** True once the server went away (the fds received stay usable until close()). */
+  /** Why this client hung up on a server it cannot work with (more vectors per peer than it
+   *  accepts), if it did: connecting again would be refused the same way. */
+  get refusal(): IvshmemError | undefined {
+    return this.#refusal;
+  }
+
   get serverGone(): boolean {
     return this.#socket.closed;
   }

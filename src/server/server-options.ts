@@ -2,13 +2,13 @@
 // option, what it takes and what it was given, with a stable code, so a typo or a string where
 // a number belongs is caught at the call instead of surfacing later as a strange limit.
 import { MAX_VECTORS } from '../core/abi.js';
-import { describeValue, IvshmemError } from '../errors.js';
+import { checkKnownKeys, invalidValue } from '../errors.js';
 import type { IvshmemErrorCode } from '../errors.js';
 
-const KEYS = new Set(['socketPath', 'memory', 'size', 'vectors', 'stallTimeoutMs', 'maxQueuedMessages', 'firstId', 'legacy', 'log']);
+const KEYS = ['socketPath', 'memory', 'size', 'vectors', 'stallTimeoutMs', 'maxQueuedMessages', 'firstId', 'legacy', 'log'];
 
 function refuse(code: IvshmemErrorCode, name: string, wants: string, value: unknown): never {
-  throw new IvshmemError(code, `${name} must be ${wants}, got ${describeValue(value)}`);
+  throw invalidValue(code, name, wants, value);
 }
 
 function integerIn(name: string, value: unknown, lo: number, hi: number, code: IvshmemErrorCode = 'ERR_IVSHMEM_INVALID_OPTION'): void {
@@ -21,9 +21,7 @@ export function checkServerOptions(o: unknown): void {
     refuse('ERR_IVSHMEM_INVALID_OPTION', 'the options', 'an object with at least socketPath', o);
   }
   const options = o as Record<string, unknown>;
-  for (const key of Object.keys(options)) {
-    if (!KEYS.has(key)) throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `unknown option ${JSON.stringify(key)} (known: ${[...KEYS].join(', ')})`);
-  }
+  checkKnownKeys(options, KEYS);
   if (typeof options.socketPath !== 'string' || options.socketPath === '') refuse('ERR_IVSHMEM_INVALID_OPTION', 'socketPath', 'a non-empty path', options.socketPath);
   const memory = options.memory;
   if (memory !== undefined) {

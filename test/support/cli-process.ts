@@ -27,6 +27,8 @@ export interface CliOptions {
   shellPrefix?: string;
   /** waitFor's default time limit. */
   waitMs?: number;
+  /** In a process group of its own, so a signal can go to the group as a terminal's Ctrl-C does. */
+  detached?: boolean;
 }
 
 /** Starts `dist/<script>` with `args` under this Node. */
@@ -34,7 +36,7 @@ export function startCli(script: string, args: string[], options: CliOptions = {
   const argv = [join(dist, script), ...args];
   const child = options.shellPrefix
     ? spawn('sh', ['-c', `${options.shellPrefix} exec "${process.execPath}" ${argv.map((a) => `'${a}'`).join(' ')}`])
-    : spawn(process.execPath, argv);
+    : spawn(process.execPath, argv, { detached: options.detached === true });
   killAfterTest(child);
   let text = '';
   child.stdout.on('data', (d) => (text += d));

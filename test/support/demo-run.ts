@@ -4,15 +4,11 @@
 // <tmpdir>/ivshmem-demo-<pid>-*, and peer processes whose socket lies in that folder. So a test
 // never mistakes another run's files (a parallel test's, or a crashed run's from long ago) for
 // its own, and never removes them either.
-import { spawn } from 'node:child_process';
-import type { ChildProcessByStdio } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
-
-const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+import { startCli } from './cli-process.js';
+import type { CliProcess } from './cli-process.js';
 
 export interface DemoExit {
   code: number | null;
@@ -21,7 +17,7 @@ export interface DemoExit {
 
 export interface DemoRun {
   pid: number;
-  child: ChildProcessByStdio<null, Readable, Readable>;
+  child: CliProcess['child'];
   /** stdout and stderr so far, interleaved. */
   out(): string;
   /** The exit, once the demo is reaped (so its pid is gone from the process table). */
@@ -40,13 +36,11 @@ export interface DemoTraces {
 const runs: DemoRun[] = [];
 
 export function startDemo(args: string[]): DemoRun {
-  const child = spawn(process.execPath, [cli, 'demo', ...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  let text = '';
-  child.stdout.on('data', (d) => (text += d));
-  child.stderr.on('data', (d) => (text += d));
+  const cli = startCli('cli.js', ['demo', ...args], { detached: true });
+  const { child } = cli;
   const exited = new Promise<DemoExit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  const run = { pid: child.pid!, child, out: () => text, exited, closed };
+  const run = { pid: child.pid!, child, out: cli.out, exited, closed };
   runs.push(run);
   return run;
 }

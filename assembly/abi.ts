@@ -6,6 +6,12 @@ export const MODE_PLAIN: i32 = 0;
 export const MODE_DOORBELL: i32 = 1;
 export const MODE_INTX: i32 = 2;
 
+/** BAR0 register offsets (4 bytes each, as in QEMU's ivshmem). */
+export const REG_INTRMASK: u32 = 0x00;
+export const REG_INTRSTATUS: u32 = 0x04;
+export const REG_IVPOSITION: u32 = 0x08;
+export const REG_DOORBELL: u32 = 0x0c;
+
 /** Bits of the control word the PCI function hands to the core after config writes. */
 export const CTRL_MSIX_ENABLE: u32 = 1;
 export const CTRL_MSIX_MASKALL: u32 = 2;

@@ -4,12 +4,10 @@
 import { count } from "./counters";
 import { lookup, NO_PEER } from "./routes";
 import { getIntrMask, setIntrMask, setIntrStatus, takeIntrStatus } from "./interrupts";
-import { C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT } from "./abi";
-
-export const INTRMASK: u32 = 0x00;
-export const INTRSTATUS: u32 = 0x04;
-export const IVPOSITION: u32 = 0x08;
-export const DOORBELL: u32 = 0x0c;
+import {
+  C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT,
+  REG_DOORBELL as DOORBELL, REG_INTRMASK as INTRMASK, REG_INTRSTATUS as INTRSTATUS, REG_IVPOSITION as IVPOSITION,
+} from "./abi";
 
 /** Handles that the last write asks the glue to signal; an access rings at most a few. */
 export const SIGNAL_SLOTS: u32 = 8;
@@ -55,16 +53,25 @@ export function writeDword(offset: u32, value: u32): void {
   else missed = true; // IVPosition is read-only; the rest is reserved
 }
 
-/** Doorbell: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored, as in QEMU). */
+/** Doorbell: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored, as in QEMU).
+ *  The route's handle, counted as sent, or -1 (counted as dropped: no such peer or vector). */
 // @ts-ignore: decorator
 @inline
-function ring(value: u32): void {
+export function route(value: u32): i32 {
   const handle = lookup(value >>> 16, value & 0xff);
   if (handle >= 0) {
     count(C_DOORBELL_SENT);
-    if (signalled < SIGNAL_SLOTS) store<i32>(signals + (signalled << 2), handle);
-    signalled++;
-  } else {
-    count(handle == NO_PEER ? C_DOORBELL_NO_PEER : C_DOORBELL_NO_VECTOR);
+    return handle;
   }
+  count(handle == NO_PEER ? C_DOORBELL_NO_PEER : C_DOORBELL_NO_VECTOR);
+  return -1;
+}
+
+// @ts-ignore: decorator
+@inline
+function ring(value: u32): void {
+  const handle = route(value);
+  if (handle < 0) return;
+  if (signalled < SIGNAL_SLOTS) store<i32>(signals + (signalled << 2), handle);
+  signalled++;
 }

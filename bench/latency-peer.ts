@@ -10,11 +10,13 @@
 //   loop    vectorWait 'loop': the device watches its vectors on the main event loop (uv_poll);
 //   thread  a worker thread creates the device with vectorWait 'manual' and loops on a
 //           blocking waiter's waitOnce() (read(2) on its one vector, on the thread), then fireVector;
-//   spin    the same with a spinning waiter (non-blocking reads in a loop).
+//   spin    the same with a spinning waiter (non-blocking reads in a loop);
+//   adaptive  the same with an adaptive waiter (a budget of non-blocking reads, then poll(2)).
 // Shared memory (BAR2, from the server) carries the handshake: pong says it is ready (it knows
 // ping's routes, so its answers cannot be dropped), and ping says stop before its last ring.
 //
 // Usage: node out/bench/latency-peer.js '<json PeerConfig>'; prints one JSON line (PeerResult).
+import { readFileSync, statSync } from 'node:fs';
 import { GCProfiler } from 'node:v8';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { native } from '../src/native/binding.js';
@@ -23,7 +25,7 @@ import { IvshmemDevice } from '../src/device.js';
 import { createWaiter } from '../src/native/waiter.js';
 import { enableMsix, programVector } from '../test/support/device-harness.js';
 
-export type WaitPath = 'loop' | 'thread' | 'spin';
+export type WaitPath = 'loop' | 'thread' | 'spin' | 'adaptive';
 
 export interface PeerConfig {
   role: 'ping' | 'pong';
@@ -37,6 +39,9 @@ export interface PeerConfig {
   deadlineMs: number;
   /** Give up when nothing happens for this long (a lost doorbell, a dead peer). */
   idleTimeoutMs: number;
+  /** Where V8 writes this process's deoptimisations (the orchestrator starts us with --trace-deopt
+   *  --redirect-code-traces-to=it); absent: not counted. */
+  deoptLog?: string;
 }
 
 export interface PeerResult {
@@ -54,12 +59,19 @@ export interface PeerResult {
   /** Garbage collections in this process (thread) while the measured round trips ran: those after
    *  the first `warmup` (answers, for pong). The target is 0 on every path. */
   gcs: number;
+  /** JIT deoptimisations in this process over the same window (-1: not counted), and the first
+   *  few of them (kind, reason, function). */
+  deopts: number;
+  deoptSamples: string[];
   /** Eventfd reads that found more than one signal (coalesced doorbells): must be 0. */
   coalesced: number;
   msi: number;
   counters: ReturnType<IvshmemDevice['counters']>;
   /** ping: the first 100 round trips over 200 µs, warm-up included: [index, ns]. */
   stalls?: [number, number][];
+  /** pong on a thread path: median ns from its wait returning to its ring back having been made
+   *  (fireVector → sendMsi → doorbell write), over every 16th answer after the warm-up. */
+  answerP50?: number;
 }
 
 const VECTORS = 1;
@@ -107,22 +119,51 @@ function histogramOf(samples: Float64Array, from: number, to: number): string {
   return encoded;
 }
 
-// The garbage collections of the measured window, as V8 records them (synchronously: a blocked
-// event loop would never deliver a PerformanceObserver's entries). Started when `done` reaches
-// the warm-up, by a check each round trip costs one comparison.
-class GcWindow {
+// The measured window's garbage collections, as V8 records them (synchronously: a blocked
+// event loop would never deliver a PerformanceObserver's entries), and its deoptimisations, as
+// V8 appends them to the trace file (one "[bailout (kind: ..., reason: ...): ..." line each, every
+// thread of the process). Started when `done` reaches the warm-up, by a check each round trip
+// costs one comparison.
+class MeasuredWindow {
   readonly #profiler = new GCProfiler();
+  readonly #deoptLog: string | undefined;
   #started = false;
+  #logAt = 0;
+
+  constructor(deoptLog: string | undefined) {
+    this.#deoptLog = deoptLog;
+  }
 
   at(done: number, warmup: number): void {
     if (done === warmup && !this.#started) {
       this.#started = true;
       this.#profiler.start();
+      this.#logAt = this.#logSize();
     }
   }
 
-  count(): number {
-    return this.#started ? (this.#profiler.stop()?.statistics.length ?? 0) : 0;
+  #logSize(): number {
+    try {
+      return statSync(this.#deoptLog!).size;
+    } catch {
+      return 0; // nothing deoptimised yet: V8 creates the file on the first one
+    }
+  }
+
+  /** Ends the window: its GC count, deoptimisation count and the first few deoptimisations. */
+  end(): { gcs: number; deopts: number; deoptSamples: string[] } {
+    const gcs = this.#started ? (this.#profiler.stop()?.statistics.length ?? 0) : 0;
+    if (this.#deoptLog === undefined) return { gcs, deopts: -1, deoptSamples: [] };
+    let lines: string[] = [];
+    if (this.#started) {
+      try {
+        lines = readFileSync(this.#deoptLog).subarray(this.#logAt).toString('utf8').split('\n').filter((l) => l.startsWith('[bailout'));
+      } catch {
+        // no file: no deoptimisation at all
+      }
+    }
+    const sample = (l: string) => /^\[bailout \(kind: ([^,]+), reason: ([^)]*)\).*?<JSFunction ?([^ >]*)/.exec(l)?.slice(1).join(', ') ?? l.slice(0, 120);
+    return { gcs, deopts: lines.length, deoptSamples: lines.slice(0, 5).map(sample) };
   }
 }
 
@@ -135,7 +176,9 @@ const stamp = (slot: 0 | 1): number => {
   return clock[slot];
 };
 
-function pingResult(cfg: PeerConfig, device: IvshmemDevice, samples: Float64Array, done: number, coalesced: number, msi: number, gcs: number): PeerResult {
+type WindowFigures = ReturnType<MeasuredWindow['end']>;
+
+function pingResult(cfg: PeerConfig, device: IvshmemDevice, samples: Float64Array, done: number, coalesced: number, msi: number, w: WindowFigures): PeerResult {
   const warmup = done >= cfg.total ? cfg.warmup : Math.min(cfg.warmup, Math.floor(done / 10));
   // Round trips over 200 µs, warm-up included (index, ns): where in the run the stalls fell.
   const stalls: [number, number][] = [];
@@ -144,7 +187,7 @@ function pingResult(cfg: PeerConfig, device: IvshmemDevice, samples: Float64Arra
   for (let i = warmup; i < done; i++) elapsed += samples[i];
   return {
     role: 'ping', path: cfg.path, id: device.id, done, warmup, histogram: histogramOf(samples, warmup, done),
-    elapsedMs: elapsed / 1e6, gcs, coalesced, msi, counters: device.counters(), stalls,
+    elapsedMs: elapsed / 1e6, ...w, coalesced, msi, counters: device.counters(), stalls,
   };
 }
 
@@ -157,7 +200,7 @@ function runLoop(cfg: PeerConfig): Promise<PeerResult> {
       const ring = (other << 16) | 0;
       let done = 0;
       let msi = 0;
-      const gc = new GcWindow();
+      const gc = new MeasuredWindow(cfg.deoptLog);
       let lastProgress = Date.now();
       let seen = 0;
       const watchdog = setInterval(() => {
@@ -189,8 +232,8 @@ function runLoop(cfg: PeerConfig): Promise<PeerResult> {
           if (stopped) return;
           if (Atomics.load(words, STOP) === 1) {
             stopped = true;
-            const gcs = gc.count();
-            finish(() => ({ role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, gcs, coalesced: 0, msi, counters: device.counters() }));
+            const w = gc.end();
+            finish(() => ({ role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, ...w, coalesced: 0, msi, counters: device.counters() }));
             return;
           }
           gc.at(++done, cfg.warmup);
@@ -208,10 +251,10 @@ function runLoop(cfg: PeerConfig): Promise<PeerResult> {
         samples[done++] = t1 - t0;
         gc.at(done, cfg.warmup);
         if (done >= total || t1 > deadline) {
-          const gcs = gc.count();
+          const w = gc.end();
           Atomics.store(words, STOP, 1);
           device.mmioWrite(0, DOORBELL, 4, ring);
-          finish(() => pingResult(cfg, device, samples, done, 0, msi, gcs));
+          finish(() => pingResult(cfg, device, samples, done, 0, msi, w));
           return;
         }
         t0 = stamp(0);
@@ -235,19 +278,22 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
     },
   };
   const { device, words, other } = await join(cfg, onMsi, 'manual');
-  const waiter = createWaiter(cfg.path === 'thread' ? 'blocking' : 'spin', device.ownVectorFds);
-  // Blocking: no budget, so each wait is the one read(2) (a hung pair is killed by the
-  // orchestrator). Spin: rounds of reads per native call.
-  const budget = cfg.path === 'thread' ? undefined : 10_000;
+  const waiter = createWaiter(cfg.path === 'thread' ? 'blocking' : cfg.path === 'spin' ? 'spin' : 'adaptive', device.ownVectorFds);
+  // Blocking and adaptive: no budget, so each wait is the one read(2) (or the spin, then poll(2));
+  // a hung pair is killed by the orchestrator. Spin: rounds of reads per native call.
+  const budget = cfg.path === 'spin' ? 10_000 : undefined;
   const ring = (other << 16) | 0;
   let coalesced = 0;
   let done = 0;
-  const gc = new GcWindow();
+  const gc = new MeasuredWindow(cfg.deoptLog);
   try {
     if (cfg.role === 'pong') {
       answer = ring;
       Atomics.store(words, PONG_READY, 1);
       let last = stamp(0) / 1e6;
+      // Every 16th answer after the warm-up is timed (as the C pong does): two clock reads each.
+      const answers = new Float64Array(Math.ceil(cfg.total / 16) + 1);
+      let timed = 0;
       for (;;) {
         const index = waiter.waitOnce(budget);
         if (index < 0) {
@@ -256,11 +302,16 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
         }
         if (Atomics.load(words, STOP) === 1) break;
         if (waiter.lastCount !== 1) coalesced++;
+        const sampled = (done & 15) === 0 && done >= cfg.warmup && timed < answers.length;
+        const a = sampled ? stamp(0) : 0;
         device.fireVector(index); // → sendMsi → rings ping
+        if (sampled) answers[timed++] = stamp(1) - a;
         gc.at(++done, cfg.warmup);
         last = stamp(0) / 1e6;
       }
-      return { role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, gcs: gc.count(), coalesced, msi, counters: device.counters() };
+      const window = gc.end();
+      const answerP50 = timed > 0 ? answers.subarray(0, timed).sort()[Math.floor((timed - 1) / 2)] : 0;
+      return { role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, ...window, coalesced, msi, counters: device.counters(), answerP50 };
     }
     const samples = new Float64Array(cfg.total);
     const total = cfg.total;
@@ -280,10 +331,10 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
       gc.at(done, cfg.warmup);
       if (t1 > deadline) break;
     }
-    const gcs = gc.count();
+    const w = gc.end();
     Atomics.store(words, STOP, 1);
     device.mmioWrite(0, DOORBELL, 4, ring);
-    return pingResult(cfg, device, samples, done, coalesced, msi, gcs);
+    return pingResult(cfg, device, samples, done, coalesced, msi, w);
   } finally {
     waiter.close();
     device.close();

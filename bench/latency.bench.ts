@@ -8,7 +8,9 @@
 //      loop    vectorWait 'loop' (uv_poll on the event loop); the transport's sendMsi rings back;
 //      thread  a worker thread per process creates its device with vectorWait 'manual' and loops
 //              on createWaiter('blocking', device.ownVectorFds).waitOnce() → fireVector → sendMsi;
-//      spin    the same with createWaiter('spin', ...).
+//      spin    the same with createWaiter('spin', ...);
+//      adaptive  the same with createWaiter('adaptive', ...) (200 rounds of reads, then poll(2)),
+//              on different CPUs only (on one CPU the peer cannot ring while this one spins).
 //    The ping side times each RT with the addon's CLOCK_MONOTONIC (monotonicNs: no allocation per sample, as with the C side's clock_gettime) and records it (ns) into an hdr histogram
 //    (3 significant digits); the first 10 % of the RTs (at least 5,000) are a warm-up, left out.
 // 2. C baselines (bench/c/pingpong.c, compiled here with cc -O2 into out/bench/): eventfd
@@ -98,13 +100,15 @@ const SCALE_PEERS = TINY ? 16 : QUICK ? 128 : 1024;
 const SCALE_VECTORS = 4;
 const SCALE_STEP_TIMEOUT_MS = 15_000;
 
-const TARGETS: Record<WaitPath, { baseline: CMode; max: number }> = {
+const TARGETS: Record<Exclude<WaitPath, 'adaptive'>, { baseline: CMode; max: number }> = {
   thread: { baseline: 'blocking', max: 1.1 },
   loop: { baseline: 'epoll', max: 1.6 },
   spin: { baseline: 'spinread', max: 1.2 },
 };
 type CMode = 'blocking' | 'epoll' | 'spinread' | 'spin';
-const PATH_LABEL: Record<WaitPath, string> = { loop: 'Node event loop', thread: 'Node worker, blocking wait', spin: 'Node worker, busy poll' };
+const PATH_LABEL: Record<WaitPath, string> = {
+  loop: 'Node event loop', thread: 'Node worker, blocking wait', spin: 'Node worker, busy poll', adaptive: 'Node worker, adaptive wait',
+};
 const C_LABEL: Record<CMode, string> = { blocking: 'C eventfd, blocking read', epoll: 'C eventfd + epoll_wait', spinread: 'C eventfd spin-read', spin: 'C shared-memory spin' };
 
 /** Where ping and pong run (CPU numbers for taskset; -1 = wherever the scheduler puts them). */
@@ -289,6 +293,11 @@ interface Series {
   stalls?: [number, number][];
   /** Node: garbage collections in ping and in pong while the measured round trips ran. */
   gcs?: { ping: number; pong: number };
+  /** Pong's median time from its wait returning to its ring back (every 16th answer after the
+   *  warm-up; C eventfd modes and Node's thread paths). RT ≈ 2 × (wake-up + answer). */
+  answerP50?: number;
+  /** Node: JIT deoptimisations in ping's and pong's process over the same window, and the first few. */
+  deopts?: { ping: number; pong: number; samples: string[] };
   /** The C program's own nearest-rank figures on the same samples (a cross-check of hdr's). */
   cReported?: { p50: number; p99: number; p999: number };
   /** [percentile, ns] points of the percentile curve (the SVG draws these). */
@@ -373,14 +382,17 @@ async function runNode(placement: Placement, path: WaitPath): Promise<Series> {
   const server = IvshmemServer.start({ socketPath: join(scratch, `s${n}.sock`), memory: { shm }, size: 1 << 16, vectors: 1 });
   servers.add(server);
   const deadline = deadlineFor(placement, path);
+  const deoptLog = (role: 'ping' | 'pong') => join(scratch, `deopt-${n}-${role}.log`);
   const cfg = (role: 'ping' | 'pong'): string => JSON.stringify({
-    role, path, socket: server.socketPath, total: TOTAL, warmup: WARMUP, deadlineMs: deadline.ms, idleTimeoutMs: IDLE_MS,
+    role, path, socket: server.socketPath, total: TOTAL, warmup: WARMUP, deadlineMs: deadline.ms, idleTimeoutMs: IDLE_MS, deoptLog: deoptLog(role),
   } satisfies PeerConfig);
+  // V8 appends each deoptimisation to the file as it happens; the peer counts its window's.
+  const nodeArgs = (role: 'ping' | 'pong') => ['--trace-deopt', '--redirect-code-traces', `--redirect-code-traces-to=${deoptLog(role)}`, PEER_SCRIPT, cfg(role)];
   const before = cpuStat();
   const t0 = performance.now();
   try {
-    const pong = start(`pong (${path})`, placement.pong, process.execPath, [PEER_SCRIPT, cfg('pong')]);
-    const ping = start(`ping (${path})`, placement.ping, process.execPath, [PEER_SCRIPT, cfg('ping')]);
+    const pong = start(`pong (${path})`, placement.pong, process.execPath, nodeArgs('pong'));
+    const ping = start(`ping (${path})`, placement.ping, process.execPath, nodeArgs('ping'));
     const [pingExit, pongExit] = await finishPair(ping, pong, deadline.ms + IDLE_MS + 15_000);
     const wallMs = performance.now() - t0;
     const p = lastJson<PeerResult>('ping', pingExit);
@@ -402,12 +414,15 @@ async function runNode(placement: Placement, path: WaitPath): Promise<Series> {
       id: `${placement.id}/node/${path}`, placement: placement.id, kind: 'node', path, label: PATH_LABEL[path],
       cpus: [placement.ping, placement.pong], done: p.done, warmup: p.warmup, timeBounded: p.done < TOTAL,
       stealPct: stealPct(before, cpuStat()), wallMs, stalls: p.stalls ?? [], gcs: { ping: p.gcs, pong: q.gcs },
+      ...(q.answerP50 !== undefined ? { answerP50: q.answerP50 } : {}),
+      deopts: { ping: p.deopts, pong: q.deopts, samples: [...p.deoptSamples.map((x) => `ping: ${x}`), ...q.deoptSamples.map((x) => `pong: ${x}`)] },
     }, h);
     h.destroy();
     return s;
   } finally {
     server.close();
     servers.delete(server);
+    for (const role of ['ping', 'pong'] as const) rmSync(deoptLog(role), { force: true });
   }
 }
 
@@ -428,7 +443,7 @@ async function runC(placement: Placement, mode: CMode): Promise<Series> {
     const [pingExit, pongExit] = await finishPair(ping, pong, deadline.ms + IDLE_MS + 15_000);
     const wallMs = performance.now() - t0;
     const p = lastJson<{ done: number; warmup: number; p50: number; p99: number; p999: number }>('C ping', pingExit);
-    const q = lastJson<{ answered: number }>('C pong', pongExit);
+    const q = lastJson<{ answered: number; answerP50: number }>('C pong', pongExit);
     if (q.answered !== p.done) throw new Error(`CHECK FAILED (C ${mode}, ${placement.label}): pong answered ${q.answered}, ping made ${p.done}`);
     const raw = readFileSync(samplesPath);
     const samples = new BigUint64Array(raw.buffer, raw.byteOffset, raw.byteLength / 8);
@@ -439,6 +454,7 @@ async function runC(placement: Placement, mode: CMode): Promise<Series> {
       id: `${placement.id}/c/${mode}`, placement: placement.id, kind: 'c', path: mode, label: C_LABEL[mode],
       cpus: [placement.ping, placement.pong], done: p.done, warmup: p.warmup, timeBounded: p.done < TOTAL,
       stealPct: stealPct(before, cpuStat()), wallMs, cReported: { p50: p.p50, p99: p.p99, p999: p.p999 },
+      ...(mode === 'spin' ? {} : { answerP50: q.answerP50 }),
     }, h);
     h.destroy();
     return s;
@@ -700,7 +716,11 @@ const ORDER: ({ kind: 'c'; mode: CMode } | { kind: 'node'; path: WaitPath })[] =
   { kind: 'c', mode: 'blocking' }, { kind: 'node', path: 'thread' },
   { kind: 'c', mode: 'epoll' }, { kind: 'node', path: 'loop' },
   { kind: 'c', mode: 'spin' }, { kind: 'c', mode: 'spinread' }, { kind: 'node', path: 'spin' },
+  { kind: 'node', path: 'adaptive' },
 ];
+// The adaptive waiter spins before it blocks: on one CPU, the peer that would ring cannot run meanwhile.
+const runsIn = (step: (typeof ORDER)[number], placement: Placement) =>
+  !(step.kind === 'node' && step.path === 'adaptive' && (placement.ping === placement.pong || TASKSET === null));
 
 const fmtNs = (ns: number): string => {
   if (!Number.isFinite(ns)) return 'n/a';
@@ -711,7 +731,7 @@ const fmtNs = (ns: number): string => {
 
 try {
   for (const placement of placements) {
-    for (const step of ORDER) {
+    for (const step of ORDER.filter((x) => runsIn(x, placement))) {
       const s = step.kind === 'c' ? await runC(placement, step.mode) : await runNode(placement, step.path);
       series.push(s);
       console.log(`  ${placement.label.padEnd(22)} ${s.label.padEnd(28)} p50 ${fmtNs(s.percentiles.p50).padStart(9)}  ` +
@@ -755,6 +775,23 @@ for (const placement of placements) {
 }
 const ratioFor = (s: Series) => (s.kind === 'node' ? ratios.find((r) => r.placement === s.placement && r.path === s.path) : undefined);
 
+// The adaptive waiter against both pure paths it sits between (Node spin and blocking) and their
+// C baselines: where its p50 and p99.9 land. Reported; no target.
+type AdaptiveBase = 'node/spin' | 'node/thread' | 'c/spinread' | 'c/blocking';
+interface AdaptiveComparison { placement: Placement['id']; p50: number; p999: number; vs: Partial<Record<AdaptiveBase, { p50: number; p999: number }>> }
+const adaptive: AdaptiveComparison[] = [];
+for (const placement of placements) {
+  const a = find(placement.id, 'node', 'adaptive');
+  if (a === undefined) continue;
+  const vs: AdaptiveComparison['vs'] = {};
+  for (const base of ['node/spin', 'node/thread', 'c/spinread', 'c/blocking'] as const) {
+    const [kind, path] = base.split('/') as ['node' | 'c', string];
+    const b = find(placement.id, kind, path);
+    if (b !== undefined) vs[base] = { p50: a.percentiles.p50 / b.percentiles.p50, p999: a.percentiles.p999 / b.percentiles.p999 };
+  }
+  adaptive.push({ placement: placement.id, p50: a.percentiles.p50, p999: a.percentiles.p999, vs });
+}
+
 interface Row { cells: string[] }
 const HEAD = ['placement', 'path', 'n', 'p50 RT', 'one-way', 'p99', 'p99.9', 'max', 'vs', 'p50 ×', 'target', 'p99 ×', 'p99.9 ×'];
 const rows: Row[] = [];
@@ -762,10 +799,19 @@ for (const placement of placements) {
   // The shared-memory spin is shown beside the spin path (no system call at all: the floor), its
   // target baseline being the eventfd spin-read.
   const ordered = (['thread', 'loop', 'spin'] as const).flatMap((path) => [...(path === 'spin' ? [find(placement.id, 'c', 'spin')] : []), find(placement.id, 'c', TARGETS[path].baseline), find(placement.id, 'node', path)]);
+  ordered.push(find(placement.id, 'node', 'adaptive'));
   for (const s of ordered) {
     if (s === undefined) continue;
     const r = ratioFor(s);
     const p = s.percentiles;
+    const a = s.path === 'adaptive' ? adaptive.find((x) => x.placement === s.placement)?.vs['c/spinread'] : undefined;
+    if (a !== undefined) {
+      rows.push({
+        cells: [placement.label, s.label, `${p.count}`, fmtNs(p.p50), fmtNs(s.oneWayP50), fmtNs(p.p99), fmtNs(p.p999), fmtNs(p.max),
+          'C spin-read', a.p50.toFixed(2), '(no target)', (p.p99 / find(placement.id, 'c', 'spinread')!.percentiles.p99).toFixed(2), a.p999.toFixed(2)],
+      });
+      continue;
+    }
     rows.push({
       cells: [
         placement.label, s.label, `${p.count}${s.timeBounded ? '*' : ''}`, fmtNs(p.p50), fmtNs(s.oneWayP50), fmtNs(p.p99), fmtNs(p.p999), fmtNs(p.max),
@@ -791,6 +837,50 @@ if (series.some((s) => s.timeBounded)) {
   console.log(`* time-bounded: stopped after ${SPIN_SAME_CPU_MS} ms (same-CPU spin) or ${DEADLINE_MS} ms before ${TOTAL} round trips; ` +
     'two spinners on one CPU hand over only when the scheduler preempts one, so those rows measure time slices.');
 }
+
+// Predictability: each Node path's tail over its median beside its C baseline's, and what the
+// runtime did inside the measured window (garbage collections, JIT deoptimisations).
+const predictability = series.filter((s) => s.kind === 'node').map((s) => {
+  const base = s.path === 'adaptive' ? 'spinread' : TARGETS[s.path as keyof typeof TARGETS].baseline;
+  const c = find(s.placement, 'c', base);
+  const spread = (x: Series) => x.percentiles.p999 / x.percentiles.p50;
+  return {
+    placement: s.placement, path: s.path, baseline: base, nodeSpread: spread(s), cSpread: c ? spread(c) : NaN,
+    gcs: s.gcs!.ping + s.gcs!.pong, deopts: s.deopts!.ping + s.deopts!.pong, deoptSamples: s.deopts!.samples,
+  };
+});
+const predictabilityLine = (x: (typeof predictability)[number]) =>
+  `${placements.find((p) => p.id === x.placement)!.label}, ${PATH_LABEL[x.path as WaitPath]}: p99.9/p50 ${x.nodeSpread.toFixed(1)} ` +
+  `(${C_LABEL[x.baseline]}: ${x.cSpread.toFixed(1)}); in the window ${x.gcs} GCs, ${x.deopts < 0 ? 'deoptimisations not counted' : `${x.deopts} deoptimisations`}` +
+  (x.deoptSamples.length > 0 ? ` (${x.deoptSamples.slice(0, 2).join('; ')})` : '');
+console.log('\npredictability (ping + pong, measured window):');
+for (const x of predictability) console.log(`  ${predictabilityLine(x)}`);
+
+// Where each thread path's gap to C goes: a round trip is two wake-ups and two answers, and pong
+// timed its answers (wait returned → ring made), so 2 × (Node answer − C answer) is what our code
+// adds between waking and ringing; the rest of the gap is in the wake-ups (the kernel waking a
+// thread and the process being switched in, its caches and TLB refilled).
+const breakdown = series.filter((s) => s.kind === 'node' && s.answerP50 !== undefined).flatMap((s) => {
+  const base = s.path === 'adaptive' ? 'spinread' : TARGETS[s.path as keyof typeof TARGETS].baseline;
+  const c = find(s.placement, 'c', base);
+  if (c?.answerP50 === undefined || c.timeBounded || s.timeBounded) return [];
+  const gap = s.percentiles.p50 - c.percentiles.p50;
+  const answers = 2 * (s.answerP50! - c.answerP50);
+  return [{ placement: s.placement, path: s.path, baseline: base, rtGapNs: gap, nodeAnswerNs: s.answerP50!, cAnswerNs: c.answerP50, answersNs: answers, wakeupsNs: gap - answers }];
+});
+const breakdownLine = (x: (typeof breakdown)[number]) =>
+  `${placements.find((p) => p.id === x.placement)!.label}, ${PATH_LABEL[x.path as WaitPath]}: RT p50 ${fmtNs(x.rtGapNs)} over ${C_LABEL[x.baseline]}; ` +
+  `answer (woken → rung back) ${fmtNs(x.nodeAnswerNs)} vs ${fmtNs(x.cAnswerNs)}, so ${fmtNs(x.answersNs)} per RT in our code, ` +
+  `${fmtNs(x.wakeupsNs)} in the two wake-ups`;
+console.log('\nwhere the gap goes (p50; RT ≈ 2 × (wake-up + answer)):');
+for (const x of breakdown) console.log(`  ${breakdownLine(x)}`);
+
+const adaptiveLine = (x: AdaptiveComparison): string =>
+  `adaptive wait, ${placements.find((p) => p.id === x.placement)!.label}: p50 ${fmtNs(x.p50)}, p99.9 ${fmtNs(x.p999)}; ` +
+  (Object.entries(x.vs) as [AdaptiveBase, { p50: number; p999: number }][])
+    .map(([base, r]) => `${r.p50.toFixed(2)}× / ${r.p999.toFixed(2)}× ${base === 'node/spin' ? 'Node busy poll' : base === 'node/thread' ? 'Node blocking' : C_LABEL[base.slice(2) as CMode]}`)
+    .join(', ') + ' (p50 / p99.9)';
+for (const x of adaptive) console.log(adaptiveLine(x));
 
 const sc = scale!;
 console.log();
@@ -849,6 +939,9 @@ writeFileSync(jsonFile, JSON.stringify({
   placements,
   series,
   ratios,
+  adaptive,
+  predictability,
+  breakdown,
   scale: sc,
   checks: checksPassed ? 'passed' : 'FAILED',
   notes,
@@ -862,6 +955,11 @@ md.push(`${meta.date} · Node ${meta.node} · ${meta.cpu} × ${cpuCount} · ${co
 md.push(`| ${HEAD.join(' | ')} |`, `|${HEAD.map((_, i) => (i < 2 || i === 8 || i === 10 ? '---' : '---:')).join('|')}|`);
 for (const r of rows) md.push(`| ${r.cells.join(' | ')} |`);
 md.push('', 'RT = round trip; one-way = p50 RT / 2; × = Node ÷ its C baseline in the same placement (reported, not asserted).');
+for (const x of adaptive) md.push('', `- ${adaptiveLine(x)}`);
+md.push('', '## Predictability (ping + pong, measured window)', '');
+for (const x of predictability) md.push(`- ${predictabilityLine(x)}`);
+md.push('', '## Where the gap goes (p50; a round trip is two wake-ups and two answers)', '');
+for (const x of breakdown) md.push(`- ${breakdownLine(x)}`);
 if (series.some((s) => s.timeBounded)) md.push(`\\* time-bounded (same-CPU spin: ${SPIN_SAME_CPU_MS} ms): two spinners on one CPU hand over only when the scheduler preempts one.`);
 md.push('', `## Server scale: ${sc.peers} peers × ${sc.vectors} vectors`, '');
 md.push(`| ${scaleHead.join(' | ')} |`, `|---|${scaleHead.slice(1).map(() => '---:').join('|')}|`);
@@ -898,7 +996,7 @@ function renderSvg(all: Series[], where: Placement[]): string {
   const plotH = 360;
   // Each Node path in the colour of its C baseline (the busy poll's is the eventfd spin-read; the
   // shared-memory spin, the floor, has a colour of its own).
-  const colors: Record<string, string> = { thread: '#2ca02c', blocking: '#2ca02c', loop: '#1f77b4', epoll: '#1f77b4', spin: '#d62728', spinread: '#d62728' };
+  const colors: Record<string, string> = { thread: '#2ca02c', blocking: '#2ca02c', loop: '#1f77b4', epoll: '#1f77b4', spin: '#d62728', spinread: '#d62728', adaptive: '#ff7f0e' };
   const color = (s: Series) => (s.kind === 'c' && s.path === 'spin' ? '#9467bd' : colors[s.path]);
   const values = all.flatMap((s) => s.curve.map((p) => p[1])).filter((v) => v > 0);
   const yMin = Math.floor(Math.log10(Math.min(...values, 1e3)));
@@ -943,7 +1041,7 @@ function renderSvg(all: Series[], where: Placement[]): string {
   const legend: [string, string, boolean][] = [
     [PATH_LABEL.thread, colors.thread, false], [PATH_LABEL.loop, colors.loop, false], [PATH_LABEL.spin, colors.spin, false],
     [C_LABEL.blocking, colors.blocking, true], [C_LABEL.epoll, colors.epoll, true], [C_LABEL.spinread, colors.spinread, true],
-    ['', '', false], ['', '', false], [C_LABEL.spin, '#9467bd', true],
+    [PATH_LABEL.adaptive, colors.adaptive, false], ['', '', false], [C_LABEL.spin, '#9467bd', true],
   ];
   const ly = top + plotH + 62;
   legend.forEach(([label, stroke, dashed], i) => {

@@ -30,6 +30,7 @@ import { IvshmemDevice } from '../src/device.js';
 import type { DoorbellSink } from '../src/transport.js';
 import { machine, resultsFile } from './support/results.js';
 import { printTable } from './support/table.js';
+import { native } from '../src/native/binding.js';
 
 const BATCH = 1024;
 const QUICK = process.argv.includes('--quick');
@@ -85,6 +86,8 @@ function doorbellValues(count: number, seed: number): Uint32Array {
 }
 
 const BELLS = doorbellValues(BATCH, 0x1f2e3d4c);
+/** One valid route rung again and again, as a guest driver signalling one peer does. */
+const ONE_BELL = ((5 << 16) | 1) >>> 0;
 const noHost: CoreHost = { sendMsi() {}, setIrqLevel() {} };
 
 function makeCore(kind: 'wasm' | 'ts'): DeviceCore {
@@ -118,9 +121,10 @@ async function makeDevice(core: 'wasm' | 'ts'): Promise<{ device: IvshmemDevice;
 const wasmCore = makeCore('wasm');
 // The baseline: one JS→WASM call that does nothing, on an instance of its own (or, with
 // --one-instance, on the timed core's own instance).
-const nop = ONE ? (wasmCore as WasmCore).nop : (new WebAssembly.Instance(compileCore(), {
+const nopInstance = ONE ? (wasmCore as WasmCore) : (new WebAssembly.Instance(compileCore(), {
   env: { sendMsi() {}, setIrqLevel() {}, abort() {} },
-}).exports as unknown as { nop(): void }).nop;
+}).exports as unknown as Pick<WasmCore, 'nop' | 'nopWrite'>);
+const { nop, nopWrite } = nopInstance;
 const tsCore = makeCore('ts');
 const wasmDev = ONE ? undefined! : await makeDevice('wasm');
 const tsDev = ONE ? undefined! : await makeDevice('ts');
@@ -216,6 +220,11 @@ const allTasks: [name: string, fn: () => void][] = [
   ['no-op JS→WASM call', () => {
     for (let i = 0; i < BATCH; i++) nop();
   }],
+  ['no-op JS→WASM call, write32\'s signature', () => {
+    let sum = 0;
+    for (let i = 0; i < BATCH; i++) sum = (sum + nopWrite(0x0c, BELLS[i])) | 0;
+    out[0] ^= sum;
+  }],
   ['core wasm: read IntrMask', () => {
     let sum = 0;
     for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.read32(0x00)) | 0;
@@ -236,7 +245,39 @@ const allTasks: [name: string, fn: () => void][] = [
     for (let i = 0; i < BATCH; i++) sum = (sum + tsCore.write32(0x00, i)) | 0;
     out[0] ^= sum;
   }],
-  ['core wasm: doorbell + glue', () => {
+  // The doorbell's own entry, as IvshmemDevice.mmioWrite uses it: the handle is the result.
+  ['core wasm: doorbell(), one route', () => {
+    let sum = 0;
+    for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.doorbell(ONE_BELL)) | 0;
+    out[0] ^= sum;
+  }],
+  ['core wasm: doorbell(), random mix', () => {
+    let sum = 0;
+    for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.doorbell(BELLS[i])) | 0;
+    out[0] ^= sum;
+  }],
+  ['core ts:   doorbell(), random mix', () => {
+    let sum = 0;
+    for (let i = 0; i < BATCH; i++) sum = (sum + tsCore.doorbell(BELLS[i])) | 0;
+    out[0] ^= sum;
+  }],
+  // The doorbell through write32 three ways, to tell its costs apart: one route (no branch goes
+  // either way at random), the random mix without the handle hand-back, and the mix with it.
+  ['core wasm: doorbell, one route + glue', () => {
+    let sum = 0;
+    for (let i = 0; i < BATCH; i++) {
+      const n = wasmCore.write32(0x0c, ONE_BELL);
+      const signals = wasmCore.signals;
+      for (let j = 0; j < n; j++) sum = (sum + signals[j]) | 0;
+    }
+    out[0] ^= sum;
+  }],
+  ['core wasm: doorbell, random mix', () => {
+    let sum = 0;
+    for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.write32(0x0c, BELLS[i])) | 0;
+    out[0] ^= sum;
+  }],
+  ['core wasm: doorbell, random mix + glue', () => {
     let sum = 0;
     for (let i = 0; i < BATCH; i++) {
       const n = wasmCore.write32(0x0c, BELLS[i]);
@@ -245,7 +286,7 @@ const allTasks: [name: string, fn: () => void][] = [
     }
     out[0] ^= sum;
   }],
-  ['core ts:   doorbell + glue', () => {
+  ['core ts:   doorbell, random mix + glue', () => {
     let sum = 0;
     for (let i = 0; i < BATCH; i++) {
       const n = tsCore.write32(0x0c, BELLS[i]);
@@ -314,15 +355,31 @@ function gcKinds(entries: PerformanceEntry[]): string {
   return [...count].map(([k, n]) => `${n} ${k}`).join(', ') || 'none';
 }
 
-/** Allocation check without the harness: the same batches in a bare loop, no timestamps kept. */
+// Without the harness: the same batches in a bare loop, each timed with the addon's clock into a
+// preallocated array (tinybench keeps a JS number per sample, and its garbage collections land
+// in the timed runs' tails). A GC here is the path's own allocation; the tail is the path's own.
+const clock = new Float64Array(2);
+const plainTimes = new Map<string, Float64Array>();
 function plainLoopCheck(): void {
+  const n = native();
   for (const [name, fn] of tasks) {
+    const times = new Float64Array(PLAIN_BATCHES);
     collect();
     const start = performance.now();
-    for (let b = 0; b < PLAIN_BATCHES; b++) fn();
+    for (let b = 0; b < PLAIN_BATCHES; b++) {
+      n.monotonicNs(clock, 0);
+      fn();
+      n.monotonicNs(clock, 1);
+      times[b] = clock[1] - clock[0];
+    }
     plainWindows.set(name, { start, end: performance.now() });
+    plainTimes.set(name, times.sort());
   }
 }
+const plainAt = (name: string, p: number) => {
+  const t = plainTimes.get(name)!;
+  return t[Math.min(t.length - 1, Math.ceil((p / 100) * t.length) - 1)];
+};
 
 // ---------------------------------------------------------------------------------------------
 // Run
@@ -368,6 +425,10 @@ interface Row {
   gcTimed: number;
   gcTimedKinds: string;
   gcPlainLoop: number;
+  /** The harness-free loop: ns per call at p50 and p99.9 of its batches, and their ratio. */
+  plainP50: number;
+  plainP999: number;
+  plainTailRatio: number;
 }
 
 function latencyOf(task: Task): Statistics {
@@ -395,21 +456,27 @@ const rows: Row[] = bench.tasks.map((task) => {
     gcTimed: timedGcs.length,
     gcTimedKinds: gcKinds(timedGcs),
     gcPlainLoop: gcsIn(plainWindows.get(task.name)).length,
+    plainP50: plainAt(task.name, 50) / BATCH,
+    plainP999: plainAt(task.name, 99.9) / BATCH,
+    plainTailRatio: plainAt(task.name, 99.9) / plainAt(task.name, 50),
   };
 });
 
 function printResults(): void {
-  const header = ['task', 'p50 ns', 'p99 ns', 'p99.9 ns', 'mean ns', 'p50/nop', 'p99.9/p50', 'batches', 'GCs'];
+  const header = ['task', 'p50 ns', 'p99 ns', 'p99.9 ns', 'mean ns', 'p50/nop', 'p99.9/p50', 'batches', 'GCs', 'loop p99.9/p50', 'loop GCs'];
   printTable(header, rows.map((r) => [
     r.task, r.p50.toFixed(2), r.p99.toFixed(2), r.p999.toFixed(2), r.mean.toFixed(2),
     r.ratioToNop.toFixed(2), r.tailRatio.toFixed(2), String(r.batches), String(r.gcTimed),
+    r.plainTailRatio.toFixed(2), String(r.gcPlainLoop),
   ]));
+  console.log('loop = the same batches without the harness, timed into a preallocated array: the tail and the garbage that are the path\'s own');
 }
 
 // Targets (reported, not asserted).
 const dispatchRows = rows.filter((r) => r.task.startsWith('core wasm:'));
 const worstDispatch = dispatchRows.reduce((a, b) => (b.ratioToNop > a.ratioToNop ? b : a));
-const tailMisses = rows.filter((r) => r.tailRatio > 3);
+// Tails and GCs are judged on the harness-free loop: tinybench's own sample keeping allocates.
+const tailMisses = rows.filter((r) => r.plainTailRatio > 3);
 const timedGcTotal = rows.reduce((s, r) => s + r.gcTimed, 0);
 const plainGcTotal = rows.reduce((s, r) => s + r.gcPlainLoop, 0);
 const targets = {
@@ -421,12 +488,12 @@ const targets = {
     met: tailMisses.length === 0,
     detail: tailMisses.length === 0
       ? 'all tasks'
-      : `over 3× in ${tailMisses.length}/${rows.length} tasks: ${tailMisses.map((r) => `${r.task.replace(/\s+/g, ' ')} ${r.tailRatio.toFixed(1)}×`).join('; ')}`,
+      : `over 3× in ${tailMisses.length}/${rows.length} tasks: ${tailMisses.map((r) => `${r.task.replace(/\s+/g, ' ')} ${r.plainTailRatio.toFixed(1)}×`).join('; ')}`,
   },
   noGcDuringRun: {
-    met: timedGcTotal === 0,
-    detail: `${timedGcTotal} GCs in the timed runs (${gcKinds(rows.flatMap((r) => gcsIn(timedWindows.get(r.task))))}); ` +
-      `${plainGcTotal} in the harness-free loop check (${PLAIN_BATCHES} batches per task)`,
+    met: plainGcTotal === 0,
+    detail: `${plainGcTotal} GCs in the harness-free loops (${PLAIN_BATCHES} batches of ${BATCH} calls per task); ` +
+      `${timedGcTotal} in tinybench's timed runs (${gcKinds(rows.flatMap((r) => gcsIn(timedWindows.get(r.task))))}), its sample keeping included`,
   },
 };
 
@@ -434,7 +501,7 @@ printResults();
 console.log();
 const verdict = (met: boolean) => (met ? 'met    ' : 'NOT met');
 console.log(`target: WASM dispatch <= 2x no-op call   ${verdict(targets.wasmDispatchWithin2xNop.met)}  ${targets.wasmDispatchWithin2xNop.detail}`);
-console.log(`target: p99.9 <= 3x p50                  ${verdict(targets.p999Within3xP50.met)}  ${targets.p999Within3xP50.detail}`);
+console.log(`target: loop p99.9 <= 3x p50             ${verdict(targets.p999Within3xP50.met)}  ${targets.p999Within3xP50.detail}`);
 console.log(`target: no GC during the run             ${verdict(targets.noGcDuringRun.met)}  ${targets.noGcDuringRun.detail}`);
 
 const file = resultsFile(ONE ? 'mmio-one-instance.json' : 'mmio.json');

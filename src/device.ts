@@ -3,7 +3,7 @@
 // memory and the monitor's transport, and is the only object a monitor talks to.
 import {
   C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, C_GUEST_INVALID, C_IRQ_DELIVERED,
-  C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER, C_IRQ_PENDED, MODE_DOORBELL,
+  C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER, C_IRQ_PENDED, MODE_DOORBELL, REG_DOORBELL,
   MODE_INTX, MODE_PLAIN, ROUTE_BAD_HANDLE, ROUTE_BAD_PEER, ROUTE_FULL, V_DELIVERED, V_DROPPED_DISABLED,
   V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
 } from './core/abi.js';
@@ -349,7 +349,13 @@ export class IvshmemDevice extends EventEmitter {
     }
     let n: number;
     if (bar === 0 && size === 4 && typeof value === 'number') {
-      n = this.#core.write32(offset, value); // the doorbell's path: two arguments across the boundary
+      if (offset === REG_DOORBELL) {
+        // The write a guest makes most: one argument in, the handle out.
+        const handle = this.#core.doorbell(value);
+        if (handle >= 0) this.#options.doorbell?.ring(handle);
+        return;
+      }
+      n = this.#core.write32(offset, value);
     } else if (typeof value === 'number') {
       n = this.#core.mmioWrite(bar, offset, size, value, size > 4 ? Math.floor(value / TWO_32) : 0);
     } else if (typeof value === 'bigint') {

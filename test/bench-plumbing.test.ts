@@ -23,11 +23,14 @@ interface Series {
   buckets: [number, number][];
   hdr: string;
   timeBounded?: boolean;
+  gcs?: { ping: number; pong: number };
+  deopts?: { ping: number; pong: number; samples: string[] };
 }
 interface Results {
   placements: { id: string }[];
   series: Series[];
   ratios: { placement: string; path: string; baseline: string; p50: number; p99: number; p999: number }[];
+  adaptive: { placement: string; p50: number; p999: number; vs: Record<string, { p50: number; p999: number }> }[];
   scale: {
     peers: number;
     joins: unknown[];
@@ -80,6 +83,8 @@ describe('latency benchmark plumbing (--quick --tiny)', () => {
         expect(s!.curve.length).toBeGreaterThan(2);
         for (let i = 1; i < s!.curve.length; i++) expect(s!.curve[i][1]).toBeGreaterThanOrEqual(s!.curve[i - 1][1]);
         expect(s!.hdr.length).toBeGreaterThan(0);
+        // Node runs count what the runtime did inside the window (the deoptimisations from V8's trace).
+        if (kind === 'node') for (const n of [s!.gcs!.ping, s!.deopts!.ping, s!.deopts!.pong]) expect(Number.isInteger(n) && n >= 0).toBe(true);
       }
       for (const path of ['thread', 'loop', 'spin']) {
         const r = results.ratios.find((x) => x.placement === id && x.path === path);
@@ -92,16 +97,48 @@ describe('latency benchmark plumbing (--quick --tiny)', () => {
     expect(results.checks).toBe('passed');
   });
 
+  it('runs the adaptive waiter where the peers have CPUs of their own, and compares it with both pure paths', () => {
+    const cross = results.placements.filter((p) => p.id === 'cross').map((p) => p.id);
+    expect(results.adaptive.map((a) => a.placement)).toEqual(cross);
+    for (const a of results.adaptive) {
+      const s = results.series.find((x) => x.placement === a.placement && x.kind === 'node' && x.path === 'adaptive')!;
+      expect(a.p50).toBe(s.percentiles.p50);
+      for (const base of ['node/spin', 'node/thread', 'c/spinread', 'c/blocking']) {
+        const [kind, path] = base.split('/');
+        const b = results.series.find((x) => x.placement === a.placement && x.kind === kind && x.path === path)!;
+        expect(a.vs[base].p50).toBeCloseTo(a.p50 / b.percentiles.p50, 9);
+        expect(a.vs[base].p999).toBeCloseTo(a.p999 / b.percentiles.p999, 9);
+      }
+    }
+    expect(results.series.filter((x) => x.path === 'adaptive').map((x) => x.placement)).toEqual(cross); // never on one CPU
+  });
+
   it('the summary lists every latency ratio with its baseline and target, met exactly when within it', () => {
     const r = spawnSync(process.execPath, ['scripts/bench-summary.mjs', '--dir', out], { cwd: root, encoding: 'utf8', timeout: 30_000 });
     expect(r.status, r.stderr).toBe(0);
     // Only the latency benchmark ran here: the others' files are named as not run.
     expect(r.stdout).toMatch(/summary: \d+ of \d+ targets met \(no native\.json, mmio-one-instance\.json, mmio\.json: not run\)/);
-    const rows = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { name: string; value: number; unit: string; baseline: number; ratio: number; target: number; met: boolean }[];
+    const all = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { name: string; value: number; unit: string; baseline: number; ratio: number; target: number | null; met: boolean | null }[];
+    // The adaptive waiter is reported without a target: p50 and p99.9 against each pure Node path.
+    // So are the deoptimisations counted in each judged Node run's window.
+    const reported = all.filter((row) => row.target === null);
+    const deopts = reported.filter((row) => row.name.startsWith('JIT deoptimisations while measured'));
+    expect(reported).toHaveLength(4 * results.adaptive.length + deopts.length);
+    for (const row of reported) {
+      expect(row.met).toBeNull();
+      if (row.unit === 'count') {
+        expect(Number.isInteger(row.value) && row.value >= 0).toBe(true);
+        continue;
+      }
+      expect(row.name).toMatch(/^adaptive wait p(50|99\.9) vs Node (busy poll|blocking wait)/);
+      expect(row.ratio).toBeCloseTo(row.value / row.baseline, 6);
+    }
+    const rows = all.filter((row) => row.target !== null) as { name: string; value: number; unit: string; baseline: number; ratio: number; target: number; met: boolean }[];
     // Time-sliced runs (two spinners on one CPU) are reported in latency.md, not judged.
     const bounded = (placement: string, kind: string, path: string) => results.series.find((y) => y.placement === placement && y.kind === kind && y.path === path)?.timeBounded === true;
     const counted = results.ratios.filter((x) => !bounded(x.placement, 'node', x.path) && !bounded(x.placement, 'c', x.baseline));
     expect(rows).toHaveLength(3 * counted.length); // p50, p99.9 and GCs while measured for each
+    expect(deopts).toHaveLength(counted.length);
     for (const row of rows) {
       if (row.unit === 'count') {
         expect(Number.isInteger(row.value) && row.value >= 0).toBe(true);

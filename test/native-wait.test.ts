@@ -1,5 +1,5 @@
-// Waiting for eventfds three ways (loop: libuv on the calling thread; blocking: poll(2);
-// spin: non-blocking reads): each signal reported once, with its count and the right index;
+// Waiting for eventfds four ways (loop: libuv on the calling thread; blocking: poll(2);
+// spin: non-blocking reads; adaptive: a spin budget, then poll(2)): each signal reported once, with its count and the right index;
 // bounded waits; stopping from another thread; unref() letting a process end; and the loop
 // and blocking waiters inside worker threads.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -36,8 +36,10 @@ afterEach(() => {
   cleanups = [];
 });
 
-describe.each(['loop', 'blocking', 'spin'] as const)('%s waiter', (kind) => {
+describe.each(['loop', 'blocking', 'spin', 'adaptive'] as const)('%s waiter', (kind) => {
   expectNoFdLeak();
+  // Budgets are milliseconds where the wait ends blocked, rounds where it only spins.
+  const blocks = kind === 'blocking' || kind === 'adaptive';
 
   it('reports each signal once, with its count and the index of its fd', async () => {
     const es = eventfds(3);
@@ -58,9 +60,9 @@ describe.each(['loop', 'blocking', 'spin'] as const)('%s waiter', (kind) => {
       expect(reports[2]).toEqual([0, 1]);
       expect(reports).toHaveLength(3);
     } else {
-      expect(waiter.waitOnce(kind === 'blocking' ? 5000 : 100_000)).toBe(1);
+      expect(waiter.waitOnce(blocks ? 5000 : 100_000)).toBe(1);
       expect(waiter.lastCount).toBe(2);
-      expect(waiter.waitOnce(kind === 'blocking' ? 30 : 1000)).toBe(-1); // reported once only
+      expect(waiter.waitOnce(blocks ? 30 : 1000)).toBe(-1); // reported once only
       es[2].signal();
       es[0].signal();
       es[0].signal();
@@ -69,7 +71,7 @@ describe.each(['loop', 'blocking', 'spin'] as const)('%s waiter', (kind) => {
       waiter.stop();
       waiter.run((index, count) => reports.push([index, count]));
       expect(reports).toEqual([[0, 3], [2, 1]]);
-      expect(waiter.waitOnce(kind === 'blocking' ? 10 : 100)).toBe(-1);
+      expect(waiter.waitOnce(blocks ? 10 : 100)).toBe(-1);
     }
     for (const e of es) expect(e.drain()).toBe(0); // the waiter drained what it reported
   });
@@ -79,12 +81,12 @@ describe.each(['loop', 'blocking', 'spin'] as const)('%s waiter', (kind) => {
       const [e] = eventfds(1);
       const waiter = waiterOn(kind, [e.fd], { spinRounds: 5000 });
       const t0 = performance.now();
-      expect(waiter.waitOnce(kind === 'blocking' ? 50 : 20_000)).toBe(-1);
+      expect(waiter.waitOnce(blocks ? 50 : 20_000)).toBe(-1);
       const ms = performance.now() - t0;
-      if (kind === 'blocking') expect(ms).toBeGreaterThanOrEqual(45);
+      if (blocks) expect(ms).toBeGreaterThanOrEqual(45);
       expect(waiter.waitOnce(0)).toBe(-1);
       e.signal();
-      expect(waiter.waitOnce(kind === 'blocking' ? 5000 : undefined)).toBe(0); // default spin budget
+      expect(waiter.waitOnce(blocks ? 5000 : undefined)).toBe(0); // default spin budget
     });
 
     it('returns -1 from waitOnce once stop() was called, and stopWaiter(stopFd, stopValue) stops it too', () => {
@@ -110,6 +112,8 @@ describe('waiter edge cases', () => {
     expect(() => createWaiter('blocking', [-1])).toThrow(TypeError);
     expect(() => createWaiter('spin', [1.5])).toThrow(TypeError);
     expect(() => createWaiter('busy' as WaitKind, [0])).toThrow(/unknown wait kind/);
+    expect(() => createWaiter('adaptive', [0], { spinRounds: -1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => createWaiter('spin', [0], { spinRounds: 2.5 })).toThrow(RangeError);
     const [e] = eventfds(1);
     const loop = waiterOn('loop', [e.fd]);
     expect(() => loop.waitOnce()).toThrow(TypeError);
@@ -245,7 +249,7 @@ describe('a blocking waiter on one fd', () => {
 describe('waiters in worker threads', () => {
   expectNoFdLeak();
 
-  it.each([['blocking', 2], ['spin', 2], ['blocking', 1]] as const)('a %s waiter on %i fds in a worker, woken and stopped from the main thread', async (kind, fdCount) => {
+  it.each([['blocking', 2], ['spin', 2], ['blocking', 1], ['adaptive', 1], ['adaptive', 2]] as const)('a %s waiter on %i fds in a worker, woken and stopped from the main thread', async (kind, fdCount) => {
     const es = eventfds(fdCount);
     const last = fdCount - 1;
     es[last].signal();
@@ -255,7 +259,7 @@ describe('waiters in worker threads', () => {
     try {
       stop = (await run.next((m) => m.type === 'stopFd')) as unknown as { fd: number; value: 'one' | 'mark' };
       // One fd: the waiter blocks in read(2) on it and is stopped through it; more: its own eventfd.
-      expect(stop.value).toBe(fdCount === 1 ? 'mark' : 'one');
+      expect(stop.value).toBe(fdCount === 1 && kind === 'blocking' ? 'mark' : 'one');
       expect(await run.next((m) => m.type === 'ready')).toEqual({ type: 'ready', index: last, count: 2 });
       es[0].signal();
       expect(await run.next((m) => m.type === 'ready' && m.count === 1)).toEqual({ type: 'ready', index: 0, count: 1 });
@@ -263,7 +267,7 @@ describe('waiters in worker threads', () => {
       await run.next((m) => m.type === 'stopped');
       expect(await run.exited).toBe(0);
       expect(run.messages.filter((m) => m.type === 'ready')).toHaveLength(2);
-      if (fdCount > 1) expect(native().isOwnedFd(stop.fd)).toBe(false); // the worker closed its stop eventfd
+      if (stop.value === 'one') expect(native().isOwnedFd(stop.fd)).toBe(false); // the worker closed its stop eventfd
       else {
         // The vector is handed back non-blocking and empty: a drain returns at once.
         expect(es[0].drain()).toBe(0);

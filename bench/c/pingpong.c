@@ -22,7 +22,8 @@
  *   {"mode", "done", "warmup", "p50", "p99", "p999", "min", "max"}   (ns, warm-up excluded)
  * The warm-up is the first `warmup` round trips, or a tenth of them if the deadline came first
  * (the orchestrator applies the same rule to the Node peers).
- * The pong side prints {"answered": n}. Both give up (SIGALRM) after deadline_ms + 30 s.
+ * The pong side prints {"answered": n, "answerP50": ns} (its median time from waking to having rung
+ * back, over every 16th answer after the warm-up; 0 for the shared-memory spin). Both give up (SIGALRM) after deadline_ms + 30 s.
  *
  * Usage: pingpong blocking|epoll|spinread|spin ping|pong <total> <warmup> <deadline_ms> [samples_path]
  * Built at bench time by bench/latency.bench.ts with the system compiler (cc -O2).
@@ -187,6 +188,11 @@ int main(int argc, char **argv) {
   if (!ping) {
     long answered = 0;
     uint64_t last = 0;
+    /* Every 16th answer is timed, from the wait's return to the write's (the Node pong times the
+     * same span): what one side spends between waking and ringing back. */
+    uint64_t *answers = malloc((size_t)(total / 16 + 1) * sizeof *answers);
+    long timed = 0;
+    if (answers == NULL) die("malloc");
     for (;;) {
       if (mode == SPIN) {
         uint64_t v;
@@ -197,11 +203,19 @@ int main(int argc, char **argv) {
       } else {
         uint64_t v = wait_event(mode, ep, own);
         if (v >= STOP_VALUE) break;
+        int sampled = (answered & 15) == 0 && answered >= planned_warmup && timed <= total / 16;
+        uint64_t t0 = sampled ? now_ns() : 0;
         signal_fd(other, 1);
+        if (sampled) answers[timed++] = now_ns() - t0;
       }
       answered++;
     }
-    printf("{\"answered\":%ld}\n", answered);
+    uint64_t answer_p50 = 0;
+    if (timed > 0) {
+      qsort(answers, (size_t)timed, sizeof *answers, compare_u64);
+      answer_p50 = percentile(answers, timed, 50);
+    }
+    printf("{\"answered\":%ld,\"answerP50\":%llu}\n", answered, (unsigned long long)answer_p50);
     return 0;
   }
 

@@ -5,6 +5,12 @@ export const MODE_PLAIN = 0;
 export const MODE_DOORBELL = 1;
 export const MODE_INTX = 2;
 
+// BAR0 register offsets.
+export const REG_INTRMASK = 0x00;
+export const REG_INTRSTATUS = 0x04;
+export const REG_IVPOSITION = 0x08;
+export const REG_DOORBELL = 0x0c;
+
 export const CTRL_MSIX_ENABLE = 1;
 export const CTRL_MSIX_MASKALL = 2;
 export const CTRL_BUS_MASTER = 4;
@@ -64,6 +70,9 @@ export interface DeviceCore {
   read32(offset: number): number;
   /** mmioWrite(0, offset, 4, value, 0) with fewer arguments crossing the boundary. */
   write32(offset: number, value: number): number;
+  /** write32(0x0C, value) with the handle to signal as the result, or -1 for none (counted as
+   *  write32 counts it); signals is left as it was. */
+  doorbell(value: number): number;
   addRoute(peer: number, handle: number): number;
   removePeer(peer: number): number;
   peerVectors(peer: number): number;

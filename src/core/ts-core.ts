@@ -5,6 +5,7 @@ import {
   BAR0_SIZE, C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, C_GUEST_INVALID,
   C_IRQ_DELIVERED, C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER,
   C_IRQ_PENDED, COUNTER_COUNT, V_DELIVERED, V_DROPPED_DISABLED, V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
+  REG_DOORBELL, REG_INTRMASK, REG_INTRSTATUS, REG_IVPOSITION,
   VECTOR_COUNTER_KINDS, CTRL_BUS_MASTER, CTRL_INTX_DISABLE, CTRL_MSIX_ENABLE,
   CTRL_MSIX_MASKALL, MAX_PEERS, MAX_VECTORS, MODE_DOORBELL, MODE_INTX, MODE_PLAIN, ROUTE_BAD_HANDLE,
   ROUTE_BAD_PEER, ROUTE_FULL, SIGNAL_SLOTS,
@@ -255,44 +256,53 @@ export class TsCore implements DeviceCore {
   // ---- BAR0 registers ----
 
   #readDword(offset: number): number {
-    if (offset === 0x00) return this.#intrMask;
-    if (offset === 0x04) {
+    if (offset === REG_INTRMASK) return this.#intrMask;
+    if (offset === REG_INTRSTATUS) {
       const value = this.#intrStatus;
       this.#intrStatus = 0;
       this.#updateLine();
       return value;
     }
-    if (offset === 0x08) return this.#position;
+    if (offset === REG_IVPOSITION) return this.#position;
     this.#missed = true;
     return 0;
   }
 
   #writeDword(offset: number, value: number): void {
     const reg = offset & 0xfc;
-    if (reg === 0x0c) this.#ring(value);
-    else if (reg === 0x00) {
+    if (reg === REG_DOORBELL) this.#ring(value);
+    else if (reg === REG_INTRMASK) {
       this.#intrMask = value >>> 0;
       this.#updateLine();
-    } else if (reg === 0x04) {
+    } else if (reg === REG_INTRSTATUS) {
       this.#intrStatus = value >>> 0;
       this.#updateLine();
     } else this.#missed = true;
   }
 
   #ring(value: number): void {
+    const handle = this.#route(value);
+    if (handle < 0) return;
+    if (this.#signalled < SIGNAL_SLOTS) this.signals[this.#signalled] = handle;
+    this.#signalled++;
+  }
+
+  // The route's handle, counted as sent, or -1 (counted as dropped).
+  #route(value: number): number {
     const peer = value >>> 16;
     const vector = value & 0xff;
     const list = this.#routes[peer];
     if (list === undefined) {
       this.#counters[C_DOORBELL_NO_PEER]++;
-    } else if (vector >= list.length) {
-      this.#counters[C_DOORBELL_NO_VECTOR]++;
-    } else {
-      this.#counters[C_DOORBELL_SENT]++;
-      this.#routeCounts[peer]![vector]++;
-      if (this.#signalled < SIGNAL_SLOTS) this.signals[this.#signalled] = list[vector];
-      this.#signalled++;
+      return -1;
     }
+    if (vector >= list.length) {
+      this.#counters[C_DOORBELL_NO_VECTOR]++;
+      return -1;
+    }
+    this.#counters[C_DOORBELL_SENT]++;
+    this.#routeCounts[peer]![vector]++;
+    return list[vector];
   }
 
   // ---- access splitting (see assembly/access.ts for the rules) ----
@@ -409,6 +419,10 @@ export class TsCore implements DeviceCore {
 
   write32(offset: number, value: number): number {
     return this.mmioWrite(0, offset, 4, value, 0);
+  }
+
+  doorbell(value: number): number {
+    return this.#route(value >>> 0);
   }
 
   mmioWrite(bar: number, offset: number, size: number, lo: number, hi: number): number {

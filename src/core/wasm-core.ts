@@ -11,6 +11,7 @@ type CoreExports = Omit<DeviceCore, 'kind' | 'signals'> & {
   memory: WebAssembly.Memory;
   signalsPointer(): number;
   nop(): void;
+  nopWrite(offset: number, value: number): number;
 };
 
 let releaseModule: WebAssembly.Module | undefined;
@@ -36,6 +37,7 @@ export class WasmCore implements DeviceCore {
   // Direct references to exports whose results need no conversion: no wrapper on the hot path.
   readonly mmioWrite: CoreExports['mmioWrite'];
   readonly write32: CoreExports['write32'];
+  readonly doorbell: CoreExports['doorbell'];
   readonly vectorFired: CoreExports['vectorFired'];
   readonly setControl: CoreExports['setControl'];
   readonly reset: CoreExports['reset'];
@@ -53,6 +55,8 @@ export class WasmCore implements DeviceCore {
   readonly msixPbaOffset: CoreExports['msixPbaOffset'];
   /** A call into this instance that does nothing: the baseline a dispatch is measured against. */
   readonly nop: () => void;
+  /** The same with write32's signature (two numbers in, one out). */
+  readonly nopWrite: (offset: number, value: number) => number;
 
   constructor(host: CoreHost, module: WebAssembly.Module = compileCore()) {
     let memory: WebAssembly.Memory | undefined;
@@ -72,6 +76,7 @@ export class WasmCore implements DeviceCore {
     this.#x = x;
     this.mmioWrite = x.mmioWrite;
     this.write32 = x.write32;
+    this.doorbell = x.doorbell;
     this.vectorFired = x.vectorFired;
     this.setControl = x.setControl;
     this.reset = x.reset;
@@ -88,6 +93,7 @@ export class WasmCore implements DeviceCore {
     this.msixBarSize = x.msixBarSize;
     this.msixPbaOffset = x.msixPbaOffset;
     this.nop = x.nop;
+    this.nopWrite = x.nopWrite;
     this.signals = this.#view();
   }
 

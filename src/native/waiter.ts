@@ -2,19 +2,23 @@
 // fired in native code before reporting it, so one signal is reported once.
 //   loop     — libuv poll handles on the calling thread's event loop (main thread or worker);
 //   blocking — poll(2) on a thread of its own (a worker), the "vCPU thread" pattern;
-//   spin     — non-blocking reads in a loop: lowest latency, one core busy.
+//   spin     — non-blocking reads in a loop: lowest latency, one core busy;
+//   adaptive — spins for a budget of rounds, then blocks in poll(2): near-spin latency while
+//              doorbells come close together, an idle core when they stop (spin-then-park, as
+//              a VMM's halt polling does). Meant for peers on different CPUs: on a shared CPU,
+//              the peer that would ring cannot run while this one spins.
 // run() on a blocking or spin waiter occupies its thread until stop(), which may come from any
 // thread: stopWaiter(stopFd, stopValue). A blocking waiter on one fd (a vCPU thread waiting for
 // its vector) blocks in read(2) itself, one system call per wake-up as in C: it makes the fd's
 // description blocking until close(), so it must be the fd's only reader, and it is stopped
 // through that same fd (a mark added to the counter, far above any doorbell count). With several
-// fds, or spinning, the wait includes a stop eventfd of the waiter's own (stopValue 1).
+// fds, or spinning, the wait includes a stop eventfd of the waiter's own (stopValue 'one').
 import { native } from './binding.js';
 import type { RawFdWatcher } from './binding.js';
 import { EventFd } from './eventfd.js';
 import { IvshmemError, argumentError } from '../errors.js';
 
-export type WaitKind = 'loop' | 'blocking' | 'spin';
+export type WaitKind = 'loop' | 'blocking' | 'spin' | 'adaptive';
 
 /** Called with the index (in the fds given) of the eventfd that fired and its drained counter. */
 export type OnReady = (index: number, count: number) => void;
@@ -40,7 +44,8 @@ export interface EventfdWaiter {
 }
 
 export interface WaiterOptions {
-  /** spin: rounds of reads over all fds per native call (default 10,000). */
+  /** spin: rounds of reads over all fds per native call (default 10,000). adaptive: rounds
+   *  before it blocks (default 200: about 50-100 µs where a read(2) costs 250-500 ns). */
   spinRounds?: number;
   /** loop: called if waiting fails (e.g. an fd was closed underneath). Default: throw. */
   onError?: (err: Error) => void;
@@ -58,8 +63,8 @@ export function createWaiter(kind: WaitKind, fds: readonly number[], options: Wa
   }
   if (kind === 'loop') return new LoopWaiter(fds, options);
   if (kind === 'blocking' && fds.length === 1) return new ReadWaiter(fds[0]);
-  if (kind === 'blocking' || kind === 'spin') return new ThreadWaiter(kind, fds, options);
-  throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', `unknown wait kind ${JSON.stringify(kind)}: use loop, blocking or spin`);
+  if (kind === 'blocking' || kind === 'spin' || kind === 'adaptive') return new ThreadWaiter(kind, fds, options);
+  throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', `unknown wait kind ${JSON.stringify(kind)}: use loop, blocking, spin or adaptive`);
 }
 
 class LoopWaiter implements EventfdWaiter {
@@ -125,8 +130,10 @@ class LoopWaiter implements EventfdWaiter {
   }
 }
 
+type ThreadKind = 'blocking' | 'spin' | 'adaptive';
+
 class ThreadWaiter implements EventfdWaiter {
-  readonly kind: 'blocking' | 'spin';
+  readonly kind: ThreadKind;
   readonly stopValue = 'one' as const;
   readonly #all: Int32Array; // the fds, then our stop eventfd
   readonly #fds: Int32Array; // the fds alone: what a spin reads round after round
@@ -134,12 +141,16 @@ class ThreadWaiter implements EventfdWaiter {
   readonly #out = new Float64Array(1);
   readonly #rounds: number;
 
-  constructor(kind: 'blocking' | 'spin', fds: readonly number[], options: WaiterOptions) {
+  constructor(kind: ThreadKind, fds: readonly number[], options: WaiterOptions) {
+    const rounds = options.spinRounds ?? (kind === 'adaptive' ? 200 : 10_000);
+    if (!Number.isInteger(rounds) || rounds < 0 || rounds > 0x7fffffff) {
+      throw argumentError(RangeError, 'ERR_OUT_OF_RANGE', `spinRounds must be an integer from 0 to 2^31-1, got ${String(rounds)}`);
+    }
     this.kind = kind;
+    this.#rounds = rounds;
     this.#stop = EventFd.create();
     this.#all = Int32Array.from([...fds, this.#stop.fd]);
     this.#fds = Int32Array.from(fds);
-    this.#rounds = options.spinRounds ?? 10_000;
   }
 
   get stopFd(): number {
@@ -150,9 +161,15 @@ class ThreadWaiter implements EventfdWaiter {
     return this.#out[0];
   }
 
+  // budget: milliseconds of blocking (blocking, adaptive; < 0: for ever), rounds (spin).
   #waitIndex(budget: number): number {
     this.#stop.fd; // ERR_IVSHMEM_CLOSED once closed: #all would name fds that are no longer ours
     if (this.kind === 'blocking') return native().waitReadable(this.#all, budget, this.#out);
+    if (this.kind === 'adaptive') {
+      // The stop eventfd is left to the blocking part: a stop is seen within one spin budget.
+      const i = this.#rounds > 0 ? native().spinReadable(this.#fds, this.#rounds, this.#out) : -1;
+      return i >= 0 ? i : native().waitReadable(this.#all, budget, this.#out);
+    }
     // A spin reads only the fds, so each round costs one read per fd, as a C spinner's does; the
     // stop eventfd is looked at when a budget runs out (a stop is seen within one budget).
     const i = native().spinReadable(this.#fds, budget, this.#out);
@@ -163,15 +180,16 @@ class ThreadWaiter implements EventfdWaiter {
   run(onReady: OnReady): void {
     const stopIndex = this.#all.length - 1;
     for (;;) {
-      const i = this.#waitIndex(this.kind === 'blocking' ? -1 : this.#rounds);
+      const i = this.#waitIndex(this.kind === 'spin' ? this.#rounds : -1);
       if (i === stopIndex) return;
       if (i >= 0) onReady(i, this.#out[0]);
     }
   }
 
-  /** budget: milliseconds for blocking (default: forever), rounds for spin (default spinRounds). */
+  /** budget: milliseconds for blocking and for adaptive's blocking part (default: for ever),
+   *  rounds for spin (default spinRounds). */
   waitOnce(budget?: number): number {
-    const i = this.#waitIndex(budget ?? (this.kind === 'blocking' ? -1 : this.#rounds));
+    const i = this.#waitIndex(budget ?? (this.kind === 'spin' ? this.#rounds : -1));
     return i === this.#all.length - 1 ? -1 : i;
   }
 

@@ -42,7 +42,7 @@ function bar2Memory(size: number): ArrayBuffer {
   try {
     return new ArrayBuffer(size);
   } catch (err) {
-    throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `BAR2 size ${size} cannot be allocated in this process: ${(err as Error).message}`);
+    throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `BAR2 size ${size} cannot be allocated in this process: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -157,7 +157,7 @@ export class IvshmemDevice extends EventEmitter {
         mapped = memory.map();
       } catch (err) {
         // e.g. a file the server opened read-only, or a memfd it sealed against writes
-        throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_SHM', `cannot map the server's shared memory: ${(err as Error).message}`);
+        throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_SHM', `cannot map the server's shared memory: ${(err as Error).message}`, { cause: err });
       }
       const device = new IvshmemDevice(
         { ...o, id: conn.id, master, size: memory.size, memory: mapped, doorbell: eventfdDoorbell },

@@ -283,6 +283,19 @@ describe('a hostile server', () => {
       await expectCode(pending, code);
     });
 
+    it('a read-only file as shared memory: the refusal keeps the failed mmap as its cause (errno, syscall)', async () => {
+      const server = fakeServer();
+      const pending = createDevice(server.path);
+      await server.accept();
+      server.send(0);
+      server.send(0);
+      server.send(-1, 'file-readonly');
+      const err = await pending.then(() => undefined, (e: unknown) => e as Error & { cause?: Record<string, unknown> });
+      expect(err).toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_SHM' });
+      expect(err?.cause).toMatchObject({ syscall: 'mmap', code: expect.stringMatching(/^E[A-Z]+$/) });
+      expect(typeof err?.cause?.errno).toBe('number');
+    });
+
     it('a regular file as shared memory is legitimate (QEMU maps whatever the server sends)', async () => {
       const server = fakeServer();
       const pending = createDevice(server.path, 1);

@@ -196,7 +196,6 @@ function alignedRead32(offset: u32): u32 {
   return dword;
 }
 
-/** Same as mmioWrite(0, offset, 4, value, 0), with two arguments instead of five: the doorbell's path. */
 /** A 4-byte write of `value` to Doorbell (BAR0 0x0C), as write32(0x0C, value) makes it, with the
  *  handle as the result (-1: nothing to signal) instead of in signals: the doorbell's own entry,
  *  one call and no access bookkeeping, for the write a guest makes most. */
@@ -204,6 +203,7 @@ export function doorbell(value: u32): i32 {
   return bar0.route(value);
 }
 
+/** Same as mmioWrite(0, offset, 4, value, 0), with two arguments instead of five. */
 export function write32(offset: u32, value: u32): i32 {
   if ((offset & 3) != 0 || offset >= BAR0_SIZE) return mmioWrite(0, offset, 4, value, 0);
   return alignedWrite32(offset, value);

@@ -21,6 +21,7 @@ import { GCProfiler } from 'node:v8';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { native } from '../src/native/binding.js';
 import hdr from 'hdr-histogram-js';
+import { REG_DOORBELL as DOORBELL } from '../src/core/abi.js';
 import { IvshmemDevice } from '../src/device.js';
 import { createWaiter } from '../src/native/waiter.js';
 import { enableMsix, programVector } from '../test/support/device-harness.js';
@@ -75,7 +76,6 @@ export interface PeerResult {
 }
 
 const VECTORS = 1;
-const DOORBELL = 0x0c;
 // Words of BAR2 used for the handshake.
 const PONG_READY = 0;
 const STOP = 16;

@@ -773,6 +773,8 @@ for (const placement of placements) {
     ratios.push({ placement: placement.id, path, baseline: TARGETS[path].baseline, target: TARGETS[path].max, p50: r('p50'), p99: r('p99'), p999: r('p999'), met: r('p50') <= TARGETS[path].max });
   }
 }
+/** The C program a Node path is compared with: the adaptive waiter's is the eventfd spin-read. */
+const baselineOf = (path: WaitPath): CMode => (path === 'adaptive' ? 'spinread' : TARGETS[path].baseline);
 const ratioFor = (s: Series) => (s.kind === 'node' ? ratios.find((r) => r.placement === s.placement && r.path === s.path) : undefined);
 
 // The adaptive waiter against both pure paths it sits between (Node spin and blocking) and their
@@ -841,7 +843,7 @@ if (series.some((s) => s.timeBounded)) {
 // Predictability: each Node path's tail over its median beside its C baseline's, and what the
 // runtime did inside the measured window (garbage collections, JIT deoptimisations).
 const predictability = series.filter((s) => s.kind === 'node').map((s) => {
-  const base = s.path === 'adaptive' ? 'spinread' : TARGETS[s.path as keyof typeof TARGETS].baseline;
+  const base = baselineOf(s.path as WaitPath);
   const c = find(s.placement, 'c', base);
   const spread = (x: Series) => x.percentiles.p999 / x.percentiles.p50;
   return {
@@ -861,7 +863,7 @@ for (const x of predictability) console.log(`  ${predictabilityLine(x)}`);
 // adds between waking and ringing; the rest of the gap is in the wake-ups (the kernel waking a
 // thread and the process being switched in, its caches and TLB refilled).
 const breakdown = series.filter((s) => s.kind === 'node' && s.answerP50 !== undefined).flatMap((s) => {
-  const base = s.path === 'adaptive' ? 'spinread' : TARGETS[s.path as keyof typeof TARGETS].baseline;
+  const base = baselineOf(s.path as WaitPath);
   const c = find(s.placement, 'c', base);
   if (c?.answerP50 === undefined || c.timeBounded || s.timeBounded) return [];
   const gap = s.percentiles.p50 - c.percentiles.p50;

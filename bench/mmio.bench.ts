@@ -21,7 +21,7 @@ import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 import type { PerformanceEntry } from 'node:perf_hooks';
 import { Bench } from 'tinybench';
 import type { Statistics, Task } from 'tinybench';
-import { COUNTER_COUNT } from '../src/core/abi.js';
+import { COUNTER_COUNT, REG_DOORBELL as DOORBELL } from '../src/core/abi.js';
 import type { CoreHost, DeviceCore } from '../src/core/abi.js';
 import { createCore } from '../src/core/create-core.js';
 import { compileCore } from '../src/core/wasm-core.js';
@@ -45,7 +45,6 @@ const PEERS = 64;
 const VECTORS = 4;
 const BAR0 = 0;
 const INTR_MASK = 0x00;
-const DOORBELL = 0x0c;
 
 // ---------------------------------------------------------------------------------------------
 // Setup
@@ -222,7 +221,7 @@ const allTasks: [name: string, fn: () => void][] = [
   }],
   ['no-op JS→WASM call, write32\'s signature', () => {
     let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + nopWrite(0x0c, BELLS[i])) | 0;
+    for (let i = 0; i < BATCH; i++) sum = (sum + nopWrite(DOORBELL, BELLS[i])) | 0;
     out[0] ^= sum;
   }],
   ['core wasm: read IntrMask', () => {
@@ -266,7 +265,7 @@ const allTasks: [name: string, fn: () => void][] = [
   ['core wasm: doorbell, one route + glue', () => {
     let sum = 0;
     for (let i = 0; i < BATCH; i++) {
-      const n = wasmCore.write32(0x0c, ONE_BELL);
+      const n = wasmCore.write32(DOORBELL, ONE_BELL);
       const signals = wasmCore.signals;
       for (let j = 0; j < n; j++) sum = (sum + signals[j]) | 0;
     }
@@ -274,13 +273,13 @@ const allTasks: [name: string, fn: () => void][] = [
   }],
   ['core wasm: doorbell, random mix', () => {
     let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.write32(0x0c, BELLS[i])) | 0;
+    for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.write32(DOORBELL, BELLS[i])) | 0;
     out[0] ^= sum;
   }],
   ['core wasm: doorbell, random mix + glue', () => {
     let sum = 0;
     for (let i = 0; i < BATCH; i++) {
-      const n = wasmCore.write32(0x0c, BELLS[i]);
+      const n = wasmCore.write32(DOORBELL, BELLS[i]);
       const signals = wasmCore.signals;
       for (let j = 0; j < n; j++) sum = (sum + signals[j]) | 0;
     }
@@ -289,7 +288,7 @@ const allTasks: [name: string, fn: () => void][] = [
   ['core ts:   doorbell, random mix + glue', () => {
     let sum = 0;
     for (let i = 0; i < BATCH; i++) {
-      const n = tsCore.write32(0x0c, BELLS[i]);
+      const n = tsCore.write32(DOORBELL, BELLS[i]);
       const signals = tsCore.signals;
       for (let j = 0; j < n; j++) sum = (sum + signals[j]) | 0;
     }
@@ -317,11 +316,11 @@ const allTasks: [name: string, fn: () => void][] = [
   }],
   ['device wasm: doorbell', () => {
     const device = wasmDev.device;
-    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, 0x0c, 4, BELLS[i]);
+    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, DOORBELL, 4, BELLS[i]);
   }],
   ['device ts:   doorbell', () => {
     const device = tsDev.device;
-    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, 0x0c, 4, BELLS[i]);
+    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, DOORBELL, 4, BELLS[i]);
   }],
 ];
 const tasks = ONE ? allTasks.filter(([name]) => name.startsWith('no-op') || name.startsWith('core wasm:')) : allTasks;

@@ -20,6 +20,7 @@ import { readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
 import type { Statistics, Task } from 'tinybench';
+import { REG_DOORBELL } from '../src/core/abi.js';
 import { IvshmemDevice } from '../src/device.js';
 import { native } from '../src/native/binding.js';
 import { EventFd, eventfdDoorbell } from '../src/native/eventfd.js';
@@ -105,7 +106,7 @@ const answerDevice = await IvshmemDevice.create({
   transport: {
     setIrqLevel() {},
     sendMsi: () => {
-      if (answering.ring) answerDevice.mmioWrite(0, 0x0c, 4, RING_PEER1_VECTOR0);
+      if (answering.ring) answerDevice.mmioWrite(0, REG_DOORBELL, 4, RING_PEER1_VECTOR0);
     },
   },
 });
@@ -118,7 +119,7 @@ answerDevice.connectPeerVector(1, answerFd.fd);
 const tally = { ownedCalls: 0, signalBatches: 0, signalDrained: 0, ringBatches: 0, ringDrained: 0, answerBatches: 0, answerDrained: 0 };
 
 // A first ring by hand: the doorbell must reach exactly this eventfd.
-device.mmioWrite(0, 0x0c, 4, RING_PEER1_VECTOR0);
+device.mmioWrite(0, REG_DOORBELL, 4, RING_PEER1_VECTOR0);
 if (ringFd.drain() !== 1 || signalFd.drain() !== 0) fail('CHECK FAILED: the doorbell to peer 1 vector 0 did not signal its eventfd once');
 if (!raw.isOwnedFd(signalFd.fd)) fail('CHECK FAILED: the addon does not know the eventfd it created');
 
@@ -232,7 +233,7 @@ const WIRE_TASKS: [name: string, fn: () => void][] = [
     tally.signalDrained += raw.eventfdDrain(fd);
   }],
   ['device doorbell → eventfd', () => {
-    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, 0x0c, 4, RING_PEER1_VECTOR0);
+    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, REG_DOORBELL, 4, RING_PEER1_VECTOR0);
     tally.ringBatches++;
     tally.ringDrained += ringFd.drain();
   }],

@@ -3,6 +3,7 @@
 // messages to the next peer on the ring through shared memory and a doorbell, waits for the
 // acknowledgement doorbell, and reports what it saw to the parent over IPC.
 import hdr from 'hdr-histogram-js';
+import { REG_DOORBELL } from '../core/abi.js';
 import { IvshmemDevice } from '../device.js';
 import { checksum, mailboxOffset, VECTOR_ACK, VECTOR_MESSAGE } from './mailbox.js';
 import { bucketOf, HISTOGRAM_BUCKETS } from './summary.js';
@@ -73,7 +74,7 @@ export async function runPeer(socketPath: string, vectors: number): Promise<void
   let nextSlot = -1;
   const expectedSeq = new Map<number, number>();
 
-  const ring = (peer: number, vector: number) => device.mmioWrite(0, 0x0c, 4, (peer << 16) | vector);
+  const ring = (peer: number, vector: number) => device.mmioWrite(0, REG_DOORBELL, 4, (peer << 16) | vector);
   const sendOne = () => {
     sent++;
     lastSent = now();

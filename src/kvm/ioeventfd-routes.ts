@@ -4,10 +4,8 @@
 // with no exit. Routes are kept whether or not BAR0 decodes; they are registered at BAR0's
 // current address and follow it when it moves. Any other value written to the Doorbell (bits set
 // in 15..8, unknown peers or vectors) still exits to the device core.
+import { REG_DOORBELL } from '../core/abi.js';
 import type { KvmVm } from './kvm.js';
-
-/** The Doorbell register's offset in BAR0. */
-export const DOORBELL_OFFSET = 0x0c;
 /** The Doorbell register carries the vector in bits 7..0: higher vectors cannot be rung. */
 const DOORBELL_VECTORS = 256;
 
@@ -83,7 +81,7 @@ export class IoeventfdRoutes {
   #register(key: string): void {
     const route = this.#routes.get(key);
     if (route === undefined || this.#base === null) return;
-    const address = this.#base + DOORBELL_OFFSET;
+    const address = this.#base + REG_DOORBELL;
     const datamatch = route.peer * 0x10000 + route.vector;
     try {
       this.#vm.ioeventfd(address, 4, datamatch, route.fd);

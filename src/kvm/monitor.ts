@@ -28,7 +28,8 @@ import { native } from '../native/binding.js';
 import { IvshmemError } from '../errors.js';
 import { Kvm, KVM_CAP, KVM_EXIT, KVM_RUN_INTERRUPTED, KvmVcpu, KvmVm, VcpuKicker } from './kvm.js';
 import { IrqfdRoutes } from './irqfd-routes.js';
-import { DOORBELL_OFFSET, IoeventfdRoutes } from './ioeventfd-routes.js';
+import { IoeventfdRoutes } from './ioeventfd-routes.js';
+import { REG_DOORBELL } from '../core/abi.js';
 import type { IoeventfdRoute } from './ioeventfd-routes.js';
 import type { IrqfdRoute } from './irqfd-routes.js';
 import type { KvmExit, KvmIoExit, KvmMmioExit } from './kvm.js';
@@ -481,7 +482,7 @@ export class KvmMonitor implements VmmTransport {
         const offset = m.address - base;
         if (offset < 0 || offset + m.size > this.#barSize[bar]) continue;
         this.stats.mmio[bar as 0 | 1 | 2]++;
-        if (bar === 0 && m.isWrite && offset === DOORBELL_OFFSET) this.stats.doorbellExits++;
+        if (bar === 0 && m.isWrite && offset === REG_DOORBELL) this.stats.doorbellExits++;
         if (m.isWrite) {
           device.mmioWrite(bar, offset, m.size, m.data);
           if (bar === 1 && this.#irqfds !== null) this.#vectorsChanged(); // the MSI-X table

@@ -161,6 +161,11 @@ class ThreadWaiter implements EventfdWaiter {
     return this.#out[0];
   }
 
+  // A spin's budget is rounds of reads; the others block for ever (milliseconds < 0).
+  #defaultBudget(): number {
+    return this.kind === 'spin' ? this.#rounds : -1;
+  }
+
   // budget: milliseconds of blocking (blocking, adaptive; < 0: for ever), rounds (spin).
   #waitIndex(budget: number): number {
     this.#stop.fd; // ERR_IVSHMEM_CLOSED once closed: #all would name fds that are no longer ours
@@ -180,7 +185,7 @@ class ThreadWaiter implements EventfdWaiter {
   run(onReady: OnReady): void {
     const stopIndex = this.#all.length - 1;
     for (;;) {
-      const i = this.#waitIndex(this.kind === 'spin' ? this.#rounds : -1);
+      const i = this.#waitIndex(this.#defaultBudget());
       if (i === stopIndex) return;
       if (i >= 0) onReady(i, this.#out[0]);
     }
@@ -189,7 +194,7 @@ class ThreadWaiter implements EventfdWaiter {
   /** budget: milliseconds for blocking and for adaptive's blocking part (default: for ever),
    *  rounds for spin (default spinRounds). */
   waitOnce(budget?: number): number {
-    const i = this.#waitIndex(budget ?? (this.kind === 'spin' ? this.#rounds : -1));
+    const i = this.#waitIndex(budget ?? this.#defaultBudget());
     return i === this.#all.length - 1 ? -1 : i;
   }
 

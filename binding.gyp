@@ -13,14 +13,14 @@
         "native/poller.cc",
         "native/wait.cc",
         "native/clock.cc",
-        "native/kvm.cc",
-        "native/kvm-kick.cc"
+        "native/kvm/kvm.cc",
+        "native/kvm/kick.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"]
     }
   ]
 }

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { Kvm } from '../src/kvm/kvm.js';
+import { Kvm } from '../src/monitors/kvm/kvm.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { runPingPongPeer } from '../test/support/kvm-pingpong.js';
 import type { PingPongConfig, PingPongPort } from '../test/support/kvm-pingpong.js';

@@ -19,11 +19,11 @@
 import { readFileSync, statSync } from 'node:fs';
 import { GCProfiler } from 'node:v8';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { native } from '../src/native/binding.js';
+import { native } from '../src/os/binding.js';
 import hdr from 'hdr-histogram-js';
 import { REG_DOORBELL as DOORBELL } from '../src/core/abi.js';
-import { IvshmemDevice } from '../src/device.js';
-import { createWaiter } from '../src/native/waiter.js';
+import { IvshmemDevice } from '../src/device/device.js';
+import { createWaiter } from '../src/os/waiter.js';
 import { enableMsix, programVector } from '../test/support/device-harness.js';
 
 export type WaitPath = 'loop' | 'thread' | 'spin' | 'adaptive';

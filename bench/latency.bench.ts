@@ -30,7 +30,7 @@
 //
 // Run: npm run bench [-- --quick]      node out/bench/latency.bench.js [--quick] [--tiny] [--out DIR]
 //   --quick  5,000 RTs per path, 128 scale peers     (default 100,000 and 1,024)
-//   --tiny   500 RTs, 16 scale peers: plumbing checks only (test/bench-plumbing.test.ts)
+//   --tiny   500 RTs, 16 scale peers: plumbing checks only (test/tools/bench-plumbing.test.ts)
 //   --out    results directory (default bench/results)
 //   CC=<compiler> picks another C compiler.
 //
@@ -50,10 +50,10 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import hdr from 'hdr-histogram-js';
 import type { Histogram, JsHistogram } from 'hdr-histogram-js';
-import { native } from '../src/native/binding.js';
-import { EventFd } from '../src/native/eventfd.js';
-import { SharedMemory } from '../src/native/shared-memory.js';
-import { UnixSocket } from '../src/native/unix-socket.js';
+import { native } from '../src/os/binding.js';
+import { EventFd } from '../src/os/eventfd.js';
+import { SharedMemory } from '../src/os/shared-memory.js';
+import { UnixSocket } from '../src/os/unix-socket.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import type { PeerConfig, PeerResult, WaitPath } from './latency-peer.js';
 import { compileC } from './support/cc.js';

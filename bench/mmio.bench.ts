@@ -26,11 +26,11 @@ import type { CoreHost, DeviceCore } from '../src/core/abi.js';
 import { createCore } from '../src/core/create-core.js';
 import { compileCore } from '../src/core/wasm-core.js';
 import type { WasmCore } from '../src/core/wasm-core.js';
-import { IvshmemDevice } from '../src/device.js';
-import type { DoorbellSink } from '../src/transport.js';
+import { IvshmemDevice } from '../src/device/device.js';
+import type { DoorbellSink } from '../src/device/transport.js';
 import { machine, resultsFile } from './support/results.js';
 import { printTable } from './support/table.js';
-import { native } from '../src/native/binding.js';
+import { native } from '../src/os/binding.js';
 
 const BATCH = 1024;
 const QUICK = process.argv.includes('--quick');

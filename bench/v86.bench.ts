@@ -1,4 +1,4 @@
-// Doorbell figures for a Linux guest in v86 (issue #8): the Debian guest of test/v86.test.ts, our
+// Doorbell figures for a Linux guest in v86 (issue #8): the Debian guest of test/monitors/v86.test.ts, our
 // intx device (V86Transport), an in-process IvshmemServer and an IvshmemClient as the host peer.
 //
 // (i)  guest doorbell write → host peer interrupt. The guest rings the host N times in a shell
@@ -30,9 +30,9 @@ import { join } from 'node:path';
 import hdr from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
 import { IvshmemClient } from '../src/client/ivshmem-client.js';
-import { IvshmemDevice } from '../src/device.js';
+import { IvshmemDevice } from '../src/device/device.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
-import { V86Transport } from '../src/v86/v86-transport.js';
+import { V86Transport } from '../src/monitors/v86/v86-transport.js';
 import { bootGuest, v86Unavailable } from '../test/support/v86-guest.js';
 import type { Guest } from '../test/support/v86-guest.js';
 

@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include <node_buffer.h>
+#include <v8-typed-array.h>
 
 #include "common.h"
 
@@ -204,9 +204,10 @@ void UnmapLeftovers(void* arg) {
 }  // namespace
 
 Napi::ArrayBuffer MappedBuffer(Napi::Env env, void* addr, size_t length) {
-  // Node refuses an external ArrayBuffer beyond this (4 GiB on Node 20), and on that path frees
-  // the finalizer's data twice: refuse it here, as an error a caller can handle.
-  if (length > node::Buffer::kMaxLength) {
+  // Node refuses an external ArrayBuffer beyond V8's typed-array limit (its Buffer::kMaxLength,
+  // 4 GiB on Node 20), and on that path frees the finalizer's data twice: refuse it here, as an
+  // error a caller can handle.
+  if (length > v8::TypedArray::kMaxLength) {
     munmap(addr, length);
     ThrowErrno(env, EOVERFLOW, "mmap");
   }

@@ -17,5 +17,15 @@ if (process.argv.includes('--bench')) {
   const entries = readdirSync('bench').filter((f) => f.endsWith('.ts')).map((f) => `bench/${f}`);
   await build({ ...common, entryPoints: entries, outdir: 'out/bench', packages: 'external' });
 } else {
-  await build({ ...common, entryPoints: ['src/index.ts', 'src/kvm.ts', 'src/cli.ts', 'src/ivshmem-server.ts', 'src/ivshmem-client.ts'], outdir: 'dist' });
+  await build({
+    ...common,
+    entryPoints: {
+      index: 'src/index.ts',
+      kvm: 'src/kvm.ts',
+      cli: 'src/bin/ivshmem.ts',
+      'ivshmem-server': 'src/bin/ivshmem-server.ts',
+      'ivshmem-client': 'src/bin/ivshmem-client.ts',
+    },
+    outdir: 'dist',
+  });
 }

@@ -1,7 +1,7 @@
 // `npm run test:asan`: the native tests once more, against the addon built with AddressSanitizer
 // (test/asan/binding.gyp, built into test/asan/build/ so the package's build/ is untouched), with
 // the sanitizer's runtime preloaded into Node and every process it starts. Fails if vitest fails
-// or if any process wrote a sanitizer report; test/native-asan.test.ts fails unless the ASan build
+// or if any process wrote a sanitizer report; test/os/asan-build.test.ts fails unless the ASan build
 // and runtime really are the ones loaded. Prints one closing line with the counts and wall time.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
@@ -15,15 +15,15 @@ const REPORTS = join(ROOT, 'out/asan');
 // The files whose tests drive the addon directly (sockets, eventfds, memory, waiters, KVM), in
 // this process, in worker threads and in child processes, and the server, whose every client
 // connection, fd passed and doorbell goes through it.
-// hostile-server.test.ts is left out: its control case dies of SIGBUS on purpose, which ASan reports.
+// protocol/hostile-server.test.ts is left out: its control case dies of SIGBUS on purpose, which ASan reports.
 const FILES = [
-  ...readdirSync(join(ROOT, 'test')).filter((f) => /^native-.*\.test\.ts$/.test(f)),
-  'server.test.ts',
-  'kvm.test.ts',
-  'kvm-monitor.test.ts',
-  'kvm-msi.test.ts',
-  'server-handover.test.ts',
-  'device-handover.test.ts',
+  ...readdirSync(join(ROOT, 'test/os')).filter((f) => f.endsWith('.test.ts')).map((f) => `os/${f}`),
+  'server/server.test.ts',
+  'monitors/kvm.test.ts',
+  'monitors/kvm-monitor.test.ts',
+  'monitors/kvm-msi.test.ts',
+  'server/handover.test.ts',
+  'device/handover.test.ts',
 ].map((f) => `test/${f}`);
 
 const t0 = performance.now();

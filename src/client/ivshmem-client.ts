@@ -7,9 +7,9 @@
 import { EventEmitter } from 'node:events';
 import { MAX_VECTORS } from '../core/abi.js';
 import { argumentError, checkKnownKeys, describeValue, invalidValue, IvshmemError } from '../errors.js';
-import { native } from '../native/binding.js';
-import type { RawFdWatcher } from '../native/binding.js';
-import type { EventFd } from '../native/eventfd.js';
+import { native } from '../os/binding.js';
+import type { RawFdWatcher } from '../os/binding.js';
+import type { EventFd } from '../os/eventfd.js';
 import { ServerConnection } from '../protocol/connection.js';
 
 /** QEMU's client refuses peers with more vectors than this; it is the default of `vectors`. */

@@ -1,5 +1,5 @@
 // The numbers-only contract of the device core, shared by the WebAssembly core and its
-// plain-TypeScript twin. Constants mirror assembly/abi.ts (test/core-abi.test.ts keeps them equal).
+// plain-TypeScript twin. Constants mirror assembly/abi.ts (test/core/abi.test.ts keeps them equal).
 
 export const MODE_PLAIN = 0;
 export const MODE_DOORBELL = 1;

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IvshmemError } from '../errors.js';
-import { checkBar2Size } from '../options.js';
+import { checkBar2Size } from '../device/options.js';
 import { IvshmemServer } from '../server/ivshmem-server.js';
 import { MIN_SERVER_SIZE } from '../server/server-memory.js';
 import { removeStaleLeftovers, shmObjectName, tempFolderPrefix } from './leftovers.js';

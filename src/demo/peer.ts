@@ -4,7 +4,7 @@
 // acknowledgement doorbell, and reports what it saw to the parent over IPC.
 import hdr from 'hdr-histogram-js';
 import { REG_DOORBELL } from '../core/abi.js';
-import { IvshmemDevice } from '../device.js';
+import { IvshmemDevice } from '../device/device.js';
 import { checksum, mailboxOffset, VECTOR_ACK, VECTOR_MESSAGE } from './mailbox.js';
 import { bucketOf, HISTOGRAM_BUCKETS } from './summary.js';
 import type { PeerStats } from './summary.js';

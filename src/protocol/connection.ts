@@ -4,11 +4,11 @@
 import { EventEmitter } from 'node:events';
 import { MAX_VECTORS } from '../core/abi.js';
 import { IvshmemError } from '../errors.js';
-import { native } from '../native/binding.js';
-import type { RawFdWatcher } from '../native/binding.js';
-import { EventFd } from '../native/eventfd.js';
-import { SharedMemory } from '../native/shared-memory.js';
-import { UnixSocket } from '../native/unix-socket.js';
+import { native } from '../os/binding.js';
+import type { RawFdWatcher } from '../os/binding.js';
+import { EventFd } from '../os/eventfd.js';
+import { SharedMemory } from '../os/shared-memory.js';
+import { UnixSocket } from '../os/unix-socket.js';
 import { ClientProtocol } from './client-protocol.js';
 import type { ClientEvent } from './client-protocol.js';
 import { MAX_PEER_ID } from './messages.js';

@@ -10,9 +10,9 @@
 //   memory that cannot be sealed (POSIX shm, as QEMU's own server sends) is accepted, as QEMU
 //   does, unless the caller requires sealed memory.
 import { IvshmemError } from '../errors.js';
-import { native } from '../native/binding.js';
-import { fdTarget as openFdTarget } from '../native/fd-kind.js';
-import { MAX_MAPPING, SharedMemory } from '../native/shared-memory.js';
+import { native } from '../os/binding.js';
+import { fdTarget as openFdTarget } from '../os/fd-kind.js';
+import { MAX_MAPPING, SharedMemory } from '../os/shared-memory.js';
 
 export type ReceivedFdKind = 'memory' | 'eventfd';
 

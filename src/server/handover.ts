@@ -30,10 +30,10 @@
 import { EventEmitter } from 'node:events';
 import { chmodSync, readFileSync } from 'node:fs';
 import { IvshmemError } from '../errors.js';
-import { POLL_READABLE, POLL_WRITABLE, native } from '../native/binding.js';
-import type { RawFdWatcher } from '../native/binding.js';
-import { UnixListener, UnixSocket } from '../native/unix-socket.js';
-import type { Message } from '../native/unix-socket.js';
+import { POLL_READABLE, POLL_WRITABLE, native } from '../os/binding.js';
+import type { RawFdWatcher } from '../os/binding.js';
+import { UnixListener, UnixSocket } from '../os/unix-socket.js';
+import type { Message } from '../os/unix-socket.js';
 import type { HandoverState } from './handover-state.js';
 import { IvshmemServer } from './ivshmem-server.js';
 

@@ -8,11 +8,11 @@
 import { EventEmitter } from 'node:events';
 import { MAX_VECTORS } from '../core/abi.js';
 import { IvshmemError } from '../errors.js';
-import { POLL_READABLE, POLL_WRITABLE, native } from '../native/binding.js';
-import type { RawFdWatcher } from '../native/binding.js';
-import { EventFd } from '../native/eventfd.js';
-import type { SharedMemory } from '../native/shared-memory.js';
-import { UnixListener, UnixSocket } from '../native/unix-socket.js';
+import { POLL_READABLE, POLL_WRITABLE, native } from '../os/binding.js';
+import type { RawFdWatcher } from '../os/binding.js';
+import { EventFd } from '../os/eventfd.js';
+import type { SharedMemory } from '../os/shared-memory.js';
+import { UnixListener, UnixSocket } from '../os/unix-socket.js';
 import { PROTOCOL_VERSION, SHM_MESSAGE } from '../protocol/messages.js';
 import type { HandoverPeer, HandoverState } from './handover-state.js';
 import { IdAllocator } from './id-allocator.js';

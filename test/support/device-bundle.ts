@@ -6,8 +6,8 @@ import { bundleModule } from './bundle.js';
 /** Absolute path of the bundle, which exports IvshmemDevice, native, UnixListener and UnixSocket. */
 export function deviceBundle(): string {
   return bundleModule('device', [
-    "export { IvshmemDevice } from './src/device.ts';",
-    "export { native } from './src/native/binding.ts';",
-    "export { UnixListener, UnixSocket } from './src/native/unix-socket.ts';",
+    "export { IvshmemDevice } from './src/device/device.ts';",
+    "export { native } from './src/os/binding.ts';",
+    "export { UnixListener, UnixSocket } from './src/os/unix-socket.ts';",
   ]);
 }

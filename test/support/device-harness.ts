@@ -2,8 +2,8 @@
 // the release WebAssembly build, the debug build (with assertions), and the TypeScript twin.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { IvshmemDevice } from '../../src/device.js';
-import type { IvshmemDeviceOptions } from '../../src/options.js';
+import { IvshmemDevice } from '../../src/device/device.js';
+import type { IvshmemDeviceOptions } from '../../src/device/options.js';
 
 export type CoreVariant = 'wasm-release' | 'wasm-debug' | 'ts';
 export const CORE_VARIANTS: CoreVariant[] = ['wasm-release', 'wasm-debug', 'ts'];

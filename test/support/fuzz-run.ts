@@ -1,12 +1,12 @@
-// The two devices of the hostile-guest fuzz (test/fuzz-guest.test.ts), one on the WebAssembly
+// The two devices of the hostile-guest fuzz (test/device/hostile-guest.test.ts), one on the WebAssembly
 // core and one on its TypeScript twin, and the checks made after every operation driven into
 // both: same results, same host calls in the same order, counters that add up to what the
 // operation could do, pending bits only for masked vectors, an INTx pin reported only on change,
 // BAR mappings that follow the BAR registers, and read-only registers that stay put.
-import { IvshmemDevice } from '../../src/device.js';
-import type { DeviceCounters } from '../../src/device.js';
+import { IvshmemDevice } from '../../src/device/device.js';
+import type { DeviceCounters } from '../../src/device/device.js';
 import { IvshmemError } from '../../src/errors.js';
-import type { MasterOption } from '../../src/options.js';
+import type { MasterOption } from '../../src/device/options.js';
 import { Rng } from './rng.js';
 import {
   bar0PieceValid, bar0Pieces, describeOp, handlePeer, handleVector, isGuestOp, nextOp, routeHandle,

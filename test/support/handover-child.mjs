@@ -1,4 +1,4 @@
-// The receiving side of test/device-handover.test.ts: a process that takes over an ivshmem device
+// The receiving side of test/device/handover.test.ts: a process that takes over an ivshmem device
 // another process handed over. It inherits the connection's fds as stdio 4.. (3 is the IPC channel)
 // and gets the description, the state and the master flag over IPC. Plain JavaScript: it runs the
 // bundle of test/support/device-bundle.ts.

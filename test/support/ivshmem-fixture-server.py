@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# A minimal ivshmem server for one QEMU ivshmem-doorbell client, used by test/qemu-abi.test.ts.
+# A minimal ivshmem server for one QEMU ivshmem-doorbell client, used by test/interop/qemu-abi.test.ts.
 #
 #   ivshmem-fixture-server.py SOCKET_PATH ID VECTORS [SHM_BYTES]
 #

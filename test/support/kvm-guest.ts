@@ -1,5 +1,5 @@
-// The real-mode test guest for KvmMonitor (src/kvm/monitor.ts), shared by kvm-monitor.test.ts,
-// kvm-peers.test.ts and, through the bundle of test/support/kvm-bundle.ts, the child process of
+// The real-mode test guest for KvmMonitor (src/monitors/kvm/monitor.ts), shared by monitors/kvm-monitor.test.ts,
+// monitors/kvm-peers.test.ts and, through the bundle of test/support/kvm-bundle.ts, the child process of
 // test/support/kvm-peer-child.mjs. It does what firmware and a driver would:
 //   phase 1 (ends with OUT done, 1): probe bus 0 through 0xcf8/0xcfc for 1af4:1110, size and
 //     program BAR0 and BAR2, enable memory decoding, read IVPosition, optionally store a dword

@@ -1,4 +1,4 @@
-// Guest A of kvm-peers.test.ts (b): a KVM guest (KvmMonitor + an intx IvshmemDevice) joined to the
+// Guest A of monitors/kvm-peers.test.ts (b): a KVM guest (KvmMonitor + an intx IvshmemDevice) joined to the
 // parent's ivshmem server, in its own process, driven over IPC. Plain JavaScript: it runs the
 // bundle test/support/kvm-bundle.ts builds (src/kvm + test/support/kvm-guest.ts).
 //

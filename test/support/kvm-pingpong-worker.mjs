@@ -1,4 +1,4 @@
-// A worker thread for test/kvm-msi.test.ts: one side of the KVM doorbell ping-pong
+// A worker thread for test/monitors/kvm-msi.test.ts: one side of the KVM doorbell ping-pong
 // (test/support/kvm-pingpong.ts), from the kvm bundle named in workerData.bundle.
 import { parentPort, workerData } from 'node:worker_threads';
 

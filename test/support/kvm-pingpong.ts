@@ -1,6 +1,6 @@
 // One side of a KVM doorbell ping-pong, run in a worker thread (the vCPU's own thread): a
 // KvmMonitor with an MSI-X device joined to an ivshmem server, and the guest of
-// kvm-msi-guest.ts. Shared by test/kvm-msi.test.ts (through the kvm bundle and
+// kvm-msi-guest.ts. Shared by test/monitors/kvm-msi.test.ts (through the kvm bundle and
 // kvm-pingpong-worker.mjs) and bench/kvm-pingpong.bench.ts. Messages on `port`:
 //   → { type: 'ready', id, kickFd, msixctl, irqfds }   after the guest's firmware/driver phase
 //   ← { op: 'go', peer, rounds }                        phase 2 against `peer` (again and again)
@@ -8,9 +8,9 @@
 //   ← { op: 'close' }  → { type: 'closed' }
 //   → { type: 'fatal', error }
 // The host stops a guest that waits forever by signalling its kickFd from any thread.
-import { Kvm } from '../../src/kvm/kvm.js';
-import { KvmMonitor } from '../../src/kvm/monitor.js';
-import type { IvshmemDevice } from '../../src/device.js';
+import { Kvm } from '../../src/monitors/kvm/kvm.js';
+import { KvmMonitor } from '../../src/monitors/kvm/monitor.js';
+import type { IvshmemDevice } from '../../src/device/device.js';
 import { buildMsiGuest, loadMsiGuest } from './kvm-msi-guest.js';
 import type { PingPongRole } from './kvm-msi-guest.js';
 

@@ -3,9 +3,9 @@
 // of an arithmetic marker ($((n+0))): the echoed command line cannot match the printed result.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { IvshmemDevice } from '../../src/device.js';
-import { V86Transport } from '../../src/v86/v86-transport.js';
-import type { V86Emulator } from '../../src/v86/v86-transport.js';
+import type { IvshmemDevice } from '../../src/device/device.js';
+import { V86Transport } from '../../src/monitors/v86/v86-transport.js';
+import type { V86Emulator } from '../../src/monitors/v86/v86-transport.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const require = createRequire(import.meta.url);

@@ -1,5 +1,5 @@
 // One v86 Linux guest with our intx device joined to an ivshmem server, in its own process, driven
-// by its parent over IPC (test/v86-peers.test.ts). Plain JavaScript: it runs the library's esbuild
+// by its parent over IPC (test/monitors/v86-peers.test.ts). Plain JavaScript: it runs the library's esbuild
 // bundle (dist/index.js), as an application would.
 //
 //   node v86-peer-child.mjs SERVER_SOCKET            (spawned with an 'ipc' channel)

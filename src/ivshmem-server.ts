@@ -1,7 +1,0 @@
-#!/usr/bin/env node
-// Entry point of the ivshmem-server command.
-import { serverCommand } from './cli/server-command.js';
-
-serverCommand(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-});

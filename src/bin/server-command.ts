@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { HandoverOffer, takeOver } from '../server/handover.js';
 import { IvshmemServer, MAX_SERVER_VECTORS } from '../server/ivshmem-server.js';
-import { ServerMemory } from '../server/server-memory.js';
+import { ServerMemory } from '../os/server-memory.js';
 import { parseSize } from './size.js';
 
 export const DEFAULT_SOCKET = join(tmpdir(), 'ivshmem_socket');

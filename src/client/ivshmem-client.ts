@@ -7,8 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { MAX_VECTORS } from '../core/abi.js';
 import { argumentError, checkKnownKeys, describeValue, invalidValue, IvshmemError } from '../errors.js';
-import { native } from '../os/binding.js';
-import type { RawFdWatcher } from '../os/binding.js';
+import { FdWatcher } from '../os/fd-watcher.js';
 import type { EventFd } from '../os/eventfd.js';
 import { ServerConnection } from '../protocol/connection.js';
 
@@ -95,7 +94,7 @@ export interface IvshmemClient {
 
 export class IvshmemClient extends EventEmitter {
   #connection: ServerConnection;
-  #watchers: RawFdWatcher[] = [];
+  #watchers: FdWatcher[] = [];
   #closed = false;
   readonly #options: IvshmemClientOptions;
   #retry: NodeJS.Timeout | undefined;
@@ -194,15 +193,9 @@ export class IvshmemClient extends EventEmitter {
   }
 
   #watch(vector: number, fd: number): void {
-    const w = new (native().FdWatcher)(fd, true, (err, count) => {
+    const w = FdWatcher.forSignals(fd, (err, count) => {
       if (err === null && !this.#closed) this.emit('interrupt', vector, count);
-    });
-    try {
-      w.start();
-    } catch (err) {
-      w.close();
-      throw err;
-    }
+    }).started();
     this.#watchers.push(w);
   }
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { IvshmemError } from '../errors.js';
 import { checkBar2Size } from '../device/options.js';
 import { IvshmemServer } from '../server/ivshmem-server.js';
-import { MIN_SERVER_SIZE } from '../server/server-memory.js';
+import { MIN_SERVER_SIZE } from '../os/server-memory.js';
 import { removeStaleLeftovers, shmObjectName, tempFolderPrefix } from './leftovers.js';
 import { MAILBOX_BYTES } from './mailbox.js';
 import { summarize } from './summary.js';

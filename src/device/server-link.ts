@@ -3,8 +3,7 @@
 // vectors is watched on the event loop and fires the core's interrupt logic, and a peer that
 // leaves loses its routes before its eventfds are closed.
 import { IvshmemError } from '../errors.js';
-import { native } from '../os/binding.js';
-import type { RawFdWatcher } from '../os/binding.js';
+import { FdWatcher } from '../os/fd-watcher.js';
 import type { ServerConnection } from '../protocol/connection.js';
 import { publishDeviceClose, publishDeviceError, publishDeviceJoin, publishDevicePeer } from './events.js';
 
@@ -16,7 +15,7 @@ export interface LinkTarget {
 
 export class DoorbellLink {
   readonly connection: ServerConnection;
-  readonly #watchers: RawFdWatcher[] = [];
+  readonly #watchers: FdWatcher[] = [];
   #closed = false;
 
   readonly #watch: boolean;
@@ -58,15 +57,9 @@ export class DoorbellLink {
   #own(target: LinkTarget, id: number, vector: number, fd: number): void {
     target.connectPeerVector(id, fd); // a doorbell to ourselves rings our own vector, as in QEMU
     if (!this.#watch) return;
-    const watcher = new (native().FdWatcher)(fd, true, (err) => {
+    const watcher = FdWatcher.forSignals(fd, (err) => {
       if (err === null && !this.#closed) target.fireVector(vector);
-    });
-    try {
-      watcher.start();
-    } catch (err) {
-      watcher.close();
-      throw err;
-    }
+    }).started();
     this.#watchers.push(watcher);
   }
 

@@ -31,6 +31,11 @@ export class EventFd extends FdHandle {
   }
 }
 
+/** Drains an eventfd known only by number (one a monitor was lent with its release signal). */
+export function drainEventfd(fd: number): number {
+  return native().eventfdDrain(fd);
+}
+
 /** A DoorbellSink whose route handles are eventfd numbers: a ring is one write(2). */
 export const eventfdDoorbell = {
   ring(fd: number): void {

@@ -15,6 +15,11 @@ export function fdTarget(fd: number): string | undefined {
   }
 }
 
+/** What fstat(2) says of the fd: its size, whether it is a regular file, and its identity. */
+export function fdStat(fd: number): { size: number; isFile: boolean; ino: number; dev: number } {
+  return native().fstat(fd);
+}
+
 /** Throws a coded error unless `fd` is an open descriptor of `kind`. */
 export function checkAdoptable(fd: unknown, kind: 'eventfd' | 'memory', owner: string): asserts fd is number {
   if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {

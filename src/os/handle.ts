@@ -39,3 +39,13 @@ export abstract class FdHandle {
 
   protected beforeClose(): void {}
 }
+
+/** Closes an fd number nobody owns (one received and refused, or released by its handle). */
+export function closeFd(fd: number): void {
+  native().close(fd);
+}
+
+/** Makes a received fd non-blocking before anything reads it. */
+export function setNonBlocking(fd: number): void {
+  native().setNonBlocking(fd);
+}

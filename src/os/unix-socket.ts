@@ -1,23 +1,17 @@
-// UNIX stream sockets speaking ivshmem's framing: 8-byte little-endian int64 messages, each with
-// zero or one fd attached. Reads ask for no more than the rest of the current message, so an fd
-// can only arrive with the message it belongs to; a short read waits for the rest; any fd beyond
-// the first for one message is closed at once and counted.
+// UNIX stream sockets carrying ivshmem's records (framing.ts: 8-byte little-endian int64s, each
+// with zero or one fd): the socket reads and sends, the framer decides where a record ends and
+// which fds it keeps; any fd beyond the first for one record is closed at once and counted.
 import { lstatSync, statSync, unlinkSync } from 'node:fs';
 import { IvshmemError } from '../errors.js';
 import { native } from './binding.js';
 import { FdHandle } from './handle.js';
-import { MESSAGE_BYTES, decodeMessage, encodeMessage } from '../protocol/messages.js';
+import { MESSAGE_BYTES, MessageFramer, encodeMessage } from './framing.js';
+import type { Message } from './framing.js';
 
-export interface Message {
-  value: bigint;
-  /** The fd that came with the message (now owned by the receiver), or -1. */
-  fd: number;
-}
+export type { Message } from './framing.js';
 
 export class UnixSocket extends FdHandle {
-  readonly #buffer = new Uint8Array(MESSAGE_BYTES);
-  #have = 0;
-  #fd = -1; // fd received for the message being assembled
+  readonly #framer = new MessageFramer();
   #eof = false;
   /** Fds that arrived beyond one per message and were closed. */
   extraFdsClosed = 0;
@@ -66,7 +60,7 @@ export class UnixSocket extends FdHandle {
 
   /** Bytes of an incomplete message received so far. */
   get partialBytes(): number {
-    return this.#have;
+    return this.#framer.have;
   }
 
   /**
@@ -89,35 +83,26 @@ export class UnixSocket extends FdHandle {
   /** The next complete message, or null when none is complete yet (or at end of stream). */
   receive(): Message | null {
     const n = native();
+    const framer = this.#framer;
     while (!this.#eof) {
-      const r = n.recv(this.fd, this.#buffer, this.#have, MESSAGE_BYTES - this.#have);
-      for (const fd of r.fds) {
-        if (this.#fd < 0) this.#fd = fd;
-        else {
-          n.close(fd);
-          this.extraFdsClosed++;
-        }
-      }
+      const r = n.recv(this.fd, framer.buffer, framer.have, framer.room);
+      const message = framer.took(Math.max(r.bytes, 0), r.fds, this.#refuse);
+      if (message !== null) return message;
       if (r.bytes < 0) return null;
-      if (r.bytes === 0) {
-        this.#eof = true;
-        break;
-      }
-      this.#have += r.bytes;
-      if (this.#have === MESSAGE_BYTES) {
-        const message = { value: decodeMessage(this.#buffer), fd: this.#fd };
-        this.#have = 0;
-        this.#fd = -1;
-        return message;
-      }
+      if (r.bytes === 0) this.#eof = true;
     }
     return null;
   }
 
+  readonly #refuse = (fd: number): void => {
+    native().close(fd);
+    this.extraFdsClosed++;
+  };
+
   protected override beforeClose(): void {
     // An fd that arrived with an incomplete message belongs to nobody else.
-    if (this.#fd >= 0) native().close(this.#fd);
-    this.#fd = -1;
+    const fd = this.#framer.drop();
+    if (fd >= 0) native().close(fd);
   }
 }
 

@@ -14,7 +14,7 @@
 // through that same fd (a mark added to the counter, far above any doorbell count). With several
 // fds, or spinning, the wait includes a stop eventfd of the waiter's own (stopValue 'one').
 import { native } from './binding.js';
-import type { RawFdWatcher } from './binding.js';
+import { FdWatcher } from './fd-watcher.js';
 import { EventFd } from './eventfd.js';
 import { IvshmemError, argumentError } from '../errors.js';
 
@@ -74,7 +74,7 @@ class LoopWaiter implements EventfdWaiter {
   lastCount = 0;
   readonly #fds: readonly number[];
   readonly #onError: (err: Error) => void;
-  #watchers: RawFdWatcher[] = [];
+  #watchers: FdWatcher[] = [];
   #unref = false;
   #closed = false;
 
@@ -88,12 +88,11 @@ class LoopWaiter implements EventfdWaiter {
   run(onReady: OnReady): void {
     if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the waiter is closed');
     this.stop();
-    const n = native();
     try {
       for (const [index, fd] of this.#fds.entries()) {
-        const w = new n.FdWatcher(fd, true, (err, count) => {
+        const w = FdWatcher.forSignals(fd, (err, count) => {
           if (err) this.#onError(err);
-          else onReady(index, count!);
+          else onReady(index, count);
         });
         this.#watchers.push(w);
         w.start();

@@ -4,8 +4,8 @@
 import { EventEmitter } from 'node:events';
 import { MAX_VECTORS } from '../core/abi.js';
 import { IvshmemError } from '../errors.js';
-import { native } from '../os/binding.js';
-import type { RawFdWatcher } from '../os/binding.js';
+import { closeFd } from '../os/handle.js';
+import { FdWatcher } from '../os/fd-watcher.js';
 import { EventFd } from '../os/eventfd.js';
 import { SharedMemory } from '../os/shared-memory.js';
 import { UnixSocket } from '../os/unix-socket.js';
@@ -27,7 +27,7 @@ export function closeReceivedFds(fds: unknown): void {
   for (const fd of fds) {
     if (!Number.isInteger(fd) || fd < 0) continue;
     try {
-      native().close(fd);
+      closeFd(fd);
     } catch {
       // not open: nothing to give back
     }
@@ -90,7 +90,7 @@ export class ServerConnection extends EventEmitter {
   #protocol: ClientProtocol;
   readonly #vectors: number;
   readonly #requireSealed: boolean | undefined;
-  #watcher: RawFdWatcher | undefined;
+  #watcher: FdWatcher | undefined;
   #closed = false;
   #badMessages = 0;
   #refusal: IvshmemError | undefined;
@@ -107,7 +107,7 @@ export class ServerConnection extends EventEmitter {
   #protocolOptions() {
     return {
       vectors: this.#vectors,
-      closeFd: (fd: number) => native().close(fd),
+      closeFd: closeFd,
       checkFd: (fd: number, kind: 'memory' | 'eventfd') => checkReceivedFd(fd, kind, { requireSealedMemory: this.#requireSealed }),
     };
   }
@@ -137,8 +137,7 @@ export class ServerConnection extends EventEmitter {
         if (err) conn.#fail(err, reject);
         else resolve(conn);
       };
-      conn.#watcher = new (native().FdWatcher)(socket.fd, false, () => conn.#readable(settle));
-      conn.#watcher.start();
+      conn.#watcher = FdWatcher.forReadiness(socket.fd, () => conn.#readable(settle)).started();
     });
   }
 
@@ -207,7 +206,7 @@ export class ServerConnection extends EventEmitter {
         try {
           this.memory = SharedMemory.adopt(e.shmFd);
         } catch (err) {
-          native().close(e.shmFd);
+          closeFd(e.shmFd);
           settle(err as Error);
           return;
         }
@@ -297,7 +296,7 @@ export class ServerConnection extends EventEmitter {
     try {
       conn.memory = SharedMemory.adopt(memoryFd);
     } catch (err) {
-      native().close(memoryFd);
+      closeFd(memoryFd);
       conn.close('hand-over refused');
       throw err;
     }
@@ -305,8 +304,7 @@ export class ServerConnection extends EventEmitter {
       const settle = (err: Error | null) => {
         if (err) conn.#hangUp(err.message);
       };
-      conn.#watcher = new (native().FdWatcher)(socketFd, false, () => conn.#readable(settle));
-      conn.#watcher.start();
+      conn.#watcher = FdWatcher.forReadiness(socketFd, () => conn.#readable(settle)).started();
     }
     return conn;
   }

@@ -7,21 +7,10 @@
 //                  then its own id + its own eventfds, once per vector
 //   later:       a peer joins: id + eventfd per vector · a peer leaves: id without fd
 //
-// The pre-2.5 ("legacy") protocol has no version message.
-import { argumentError } from '../errors.js';
+// The pre-2.5 ("legacy") protocol has no version message. How the 8 bytes and the fd travel is
+// the socket's business (os/framing.ts); this file gives the values their meaning.
+export { MESSAGE_BYTES, decodeMessage, encodeMessage } from '../os/framing.js';
 
 export const PROTOCOL_VERSION = 0n;
 export const SHM_MESSAGE = -1n;
 export const MAX_PEER_ID = 65535;
-export const MESSAGE_BYTES = 8;
-
-export function encodeMessage(value: bigint | number): Uint8Array {
-  const bytes = new Uint8Array(MESSAGE_BYTES);
-  new DataView(bytes.buffer).setBigInt64(0, BigInt(value), true);
-  return bytes;
-}
-
-export function decodeMessage(bytes: Uint8Array): bigint {
-  if (bytes.byteLength !== MESSAGE_BYTES) throw argumentError(RangeError, 'ERR_OUT_OF_RANGE', `a message is ${MESSAGE_BYTES} bytes, not ${bytes.byteLength}`);
-  return new DataView(bytes.buffer, bytes.byteOffset, MESSAGE_BYTES).getBigInt64(0, true);
-}

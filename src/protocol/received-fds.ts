@@ -10,8 +10,8 @@
 //   memory that cannot be sealed (POSIX shm, as QEMU's own server sends) is accepted, as QEMU
 //   does, unless the caller requires sealed memory.
 import { IvshmemError } from '../errors.js';
-import { native } from '../os/binding.js';
-import { fdTarget as openFdTarget } from '../os/fd-kind.js';
+import { setNonBlocking } from '../os/handle.js';
+import { fdStat, fdTarget as openFdTarget } from '../os/fd-kind.js';
 import { MAX_MAPPING, SharedMemory } from '../os/shared-memory.js';
 
 export type ReceivedFdKind = 'memory' | 'eventfd';
@@ -28,13 +28,12 @@ export function checkReceivedFd(fd: number, kind: ReceivedFdKind, policy: Receiv
     if (target !== 'anon_inode:[eventfd]') {
       throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_FD', `server sent ${target} where an eventfd belongs`);
     }
-    native().setNonBlocking(fd);
+    setNonBlocking(fd);
     return;
   }
-  const n = native();
   // Seal first, then size: what we measure can then no longer shrink under us.
-  const sealed = n.fstat(fd).isFile && SharedMemory.sealAgainstShrinking(fd);
-  const { size, isFile } = n.fstat(fd);
+  const sealed = fdStat(fd).isFile && SharedMemory.sealAgainstShrinking(fd);
+  const { size, isFile } = fdStat(fd);
   if (!isFile) {
     throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_FD', `server sent ${fdTarget(fd)} where shared memory (a regular file) belongs`);
   }

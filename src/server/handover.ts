@@ -30,8 +30,8 @@
 import { EventEmitter } from 'node:events';
 import { chmodSync, readFileSync } from 'node:fs';
 import { IvshmemError } from '../errors.js';
-import { POLL_READABLE, POLL_WRITABLE, native } from '../os/binding.js';
-import type { RawFdWatcher } from '../os/binding.js';
+import { closeFd } from '../os/handle.js';
+import { FdWatcher, POLL_READABLE, POLL_WRITABLE } from '../os/fd-watcher.js';
 import { UnixListener, UnixSocket } from '../os/unix-socket.js';
 import type { Message } from '../os/unix-socket.js';
 import type { HandoverState } from './handover-state.js';
@@ -62,7 +62,7 @@ export interface HandoverOptions {
 // leaves that word readable behind the error.
 class Channel {
   readonly #socket: UnixSocket;
-  readonly #watcher: RawFdWatcher;
+  readonly #watcher: FdWatcher;
   readonly #out: Message[] = [];
   #ended = false;
   #reading = false;
@@ -71,20 +71,15 @@ class Channel {
 
   constructor(socket: UnixSocket, private readonly onMessage: (m: Message) => void, private readonly onEnd: (reason: string) => void) {
     this.#socket = socket;
-    this.#watcher = new (native().FdWatcher)(socket.fd, false, (err, events = 0) => {
+    // On a failed start the watcher closes itself; the socket stays the caller's to close.
+    this.#watcher = FdWatcher.forReadiness(socket.fd, (err, events) => {
       // libuv reports POLLERR (a peer that died with our message unread) as EBADF.
       if (err !== null) this.#fail(`the control connection failed (poll: ${err.message})`);
       else {
         if ((events & POLL_WRITABLE) !== 0) this.#flush();
         if ((events & POLL_READABLE) !== 0) this.#read();
       }
-    });
-    try {
-      this.#watcher.start(POLL_READABLE);
-    } catch (err) {
-      this.#watcher.close(); // the socket stays the caller's to close
-      throw err;
-    }
+    }).started();
   }
 
   /** Queues a message; true if everything queued so far is written. */
@@ -163,7 +158,7 @@ export class HandoverOffer extends EventEmitter {
   readonly path: string;
   readonly server: IvshmemServer;
   readonly #listener: UnixListener;
-  readonly #watcher: RawFdWatcher;
+  readonly #watcher: FdWatcher;
   readonly #timeoutMs: number;
   readonly #log: (line: string) => void;
   #session: { channel: Channel; timer: NodeJS.Timeout; stateSent: boolean } | undefined;
@@ -190,8 +185,7 @@ export class HandoverOffer extends EventEmitter {
     this.#listener = listener;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#log = options.log ?? (() => {});
-    this.#watcher = new (native().FdWatcher)(listener.fd, false, () => this.#accept());
-    this.#watcher.start();
+    this.#watcher = FdWatcher.forReadiness(listener.fd, () => this.#accept()).started();
   }
 
   #accept(): void {
@@ -223,7 +217,7 @@ export class HandoverOffer extends EventEmitter {
 
   #message(m: Message): void {
     const session = this.#session!;
-    if (m.fd >= 0) native().close(m.fd);
+    if (m.fd >= 0) closeFd(m.fd);
     if (!session.stateSent && m.value === HELLO) {
       session.stateSent = true;
       this.#sendState(session.channel);
@@ -239,7 +233,7 @@ export class HandoverOffer extends EventEmitter {
       this.server.handoverRelease();
       this.#closed = true;
       this.#watcher.close();
-      native().close(this.#listener.release()); // the path stays: the successor listens on it now
+      closeFd(this.#listener.release()); // the path stays: the successor listens on it now
       this.#log(`handed over to a successor on ${this.path}`);
       this.emit('handed-over');
     } else this.#abort(`unexpected message ${m.value} from the successor`);
@@ -420,8 +414,8 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
       channel.close();
       if (server !== undefined) {
         server.handoverRelease(); // our copies only: the holder still serves
-        if (control !== undefined) native().close(control.release());
-      } else for (const fd of received) if (fd >= 0) native().close(fd);
+        if (control !== undefined) closeFd(control.release());
+      } else for (const fd of received) if (fd >= 0) closeFd(fd);
       reject(new IvshmemError('ERR_IVSHMEM_HANDOVER', `cannot take over from ${controlPath}: ${reason}`));
     };
 
@@ -468,7 +462,7 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
         try {
           control = UnixListener.adopt(controlFd, controlPath);
         } catch (err) {
-          native().close(controlFd);
+          closeFd(controlFd);
           throw err;
         }
       } catch (err) {
@@ -483,7 +477,7 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
     const onMessage = (m: Message): void => {
       if (phase === 'fds') {
         if (m.fd < 0 || m.value !== BigInt(received.length)) {
-          if (m.fd >= 0) native().close(m.fd);
+          if (m.fd >= 0) closeFd(m.fd);
           fail(`expected fd ${received.length}, got message ${m.value}${m.fd < 0 ? ' without an fd' : ''}`);
           return;
         }
@@ -492,7 +486,7 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
         return;
       }
       if (m.fd >= 0) {
-        native().close(m.fd);
+        closeFd(m.fd);
         fail(`an fd came with message ${m.value} in phase ${phase}`);
         return;
       }

@@ -8,17 +8,17 @@
 import { EventEmitter } from 'node:events';
 import { MAX_VECTORS } from '../core/abi.js';
 import { IvshmemError } from '../errors.js';
-import { POLL_READABLE, POLL_WRITABLE, native } from '../os/binding.js';
-import type { RawFdWatcher } from '../os/binding.js';
+import { closeFd } from '../os/handle.js';
+import { FdWatcher, POLL_READABLE, POLL_WRITABLE } from '../os/fd-watcher.js';
 import { EventFd } from '../os/eventfd.js';
 import type { SharedMemory } from '../os/shared-memory.js';
 import { UnixListener, UnixSocket } from '../os/unix-socket.js';
 import { PROTOCOL_VERSION, SHM_MESSAGE } from '../protocol/messages.js';
 import type { HandoverPeer, HandoverState } from './handover-state.js';
 import { IdAllocator } from './id-allocator.js';
-import { ServerMemory } from './server-memory.js';
+import { ServerMemory } from '../os/server-memory.js';
 import { checkServerOptions } from './server-options.js';
-import type { ServerMemorySource } from './server-memory.js';
+import type { ServerMemorySource } from '../os/server-memory.js';
 import { publishJoin, publishLeave, publishRefuse } from './server-events.js';
 import type { IvshmemServerStats } from './server-events.js';
 
@@ -56,7 +56,7 @@ interface Peer {
   id: number;
   socket: UnixSocket;
   vectors: EventFd[];
-  watcher: RawFdWatcher;
+  watcher: FdWatcher;
   queue: { value: bigint; fd: number }[];
   /** When the queue last made progress (or became non-empty). */
   stalledSince: number;
@@ -84,7 +84,7 @@ export class IvshmemServer extends EventEmitter {
   readonly vectors: number;
   readonly #memory: ServerMemory;
   readonly #listener: UnixListener;
-  readonly #listenWatcher: RawFdWatcher;
+  readonly #listenWatcher: FdWatcher;
   readonly #peers = new Map<number, Peer>(); // in connection order
   readonly #ids: IdAllocator;
   readonly #log: (line: string) => void;
@@ -149,7 +149,7 @@ export class IvshmemServer extends EventEmitter {
     }
     try {
       this.#reserve = EventFd.create();
-      this.#listenWatcher = new (native().FdWatcher)(this.#listener.fd, false, () => this.#acceptAll());
+      this.#listenWatcher = FdWatcher.forReadiness(this.#listener.fd, () => this.#acceptAll());
     } catch (err) {
       this.#reserve?.close();
       if (adopted) {
@@ -327,7 +327,7 @@ export class IvshmemServer extends EventEmitter {
   // tracks that object for clean-up sees it.
   #watchPeer(fields: Omit<Peer, 'watcher'>): Peer {
     const peer: Peer = Object.assign(fields, {
-      watcher: new (native().FdWatcher)(fields.socket.fd, false, (err, events = 0) => {
+      watcher: FdWatcher.forReadiness(fields.socket.fd, (err, events) => {
         if (err !== null || (events & POLL_READABLE) !== 0) this.#drop(peer, 'the client sent data or hung up');
         else if ((events & POLL_WRITABLE) !== 0) this.#flush(peer);
       }),
@@ -472,7 +472,7 @@ export class IvshmemServer extends EventEmitter {
   // The peers another server handed over, watched only once the hand-over commits. On a throw the
   // fds go back to the caller (released, not closed) with nothing else of ours left open.
   #adoptPeers(state: HandoverState): void {
-    const made: (Omit<Peer, 'watcher'> & { watcher?: RawFdWatcher })[] = [];
+    const made: (Omit<Peer, 'watcher'> & { watcher?: FdWatcher })[] = [];
     try {
       for (const p of state.peers) {
         const socket = UnixSocket.adopt(p.socket);
@@ -559,7 +559,7 @@ export class IvshmemServer extends EventEmitter {
       for (const v of peer.vectors) v.close();
     }
     this.#peers.clear();
-    native().close(this.#listener.release());
+    closeFd(this.#listener.release());
     this.#reserve?.close();
     this.#memory.closeKeepingName();
     // Said the same after a hand-over and after a takeover that failed: in both the other

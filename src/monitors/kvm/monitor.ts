@@ -22,9 +22,8 @@
 import { IvshmemDevice } from '../../device/device.js';
 import type { IvshmemDeviceOptions } from '../../device/options.js';
 import type { BarAddress, VmmTransport } from '../../device/transport.js';
-import { EventFd } from '../../os/eventfd.js';
+import { drainEventfd, EventFd } from '../../os/eventfd.js';
 import type { ServerConnection } from '../../protocol/connection.js';
-import { native } from '../../os/binding.js';
 import { IvshmemError } from '../../errors.js';
 import { Kvm, KVM_CAP, KVM_EXIT, KVM_RUN_INTERRUPTED, KvmVcpu, KvmVm, VcpuKicker } from './kvm.js';
 import { IrqfdRoutes } from './irqfd-routes.js';
@@ -281,7 +280,7 @@ export class KvmMonitor implements VmmTransport {
     const irqfds = this.#irqfds;
     this.#ownFds.forEach((fd, vector) => {
       if (fd < 0 || (irqfds?.has(fd) ?? false)) return;
-      if (native().eventfdDrain(fd) === 0) return;
+      if (drainEventfd(fd) === 0) return;
       this.stats.vectorWakeups++;
       device.fireVector(vector);
     });

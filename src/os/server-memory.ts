@@ -4,8 +4,8 @@
 // a lock on the object, so a second server given the same name refuses to start instead of
 // serving the same memory (or pulling it from under the first one's peers).
 import { IvshmemError } from '../errors.js';
-import { native } from '../os/binding.js';
-import { SharedMemory, shmName } from '../os/shared-memory.js';
+import { native } from './binding.js';
+import { SharedMemory, shmName } from './shared-memory.js';
 
 export type ServerMemorySource = { shm: string } | { hugetlbfs: string };
 

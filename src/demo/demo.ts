@@ -133,7 +133,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       // 'exit' can come before the last messages are read; the channel's end cannot.
       child.on('exit', (code, signal) => (p.exit = { code, signal }));
       child.on('error', (err) => {
-        startFailure ??= new IvshmemError('ERR_IVSHMEM_PROTOCOL', `peer ${i} could not be started: ${err.message}`);
+        startFailure ??= new IvshmemError('ERR_IVSHMEM_PROTOCOL', `peer ${i} could not be started: ${err.message}`, { cause: err });
       });
       await until(() => p.id !== undefined, `peer ${i} did not join`, PEER_START_MS);
     }

@@ -121,7 +121,9 @@ export class ServerConnection extends EventEmitter {
       socket = await UnixSocket.connectRetrying(path, deadline);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-      throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `the server at ${path} did not accept within ${timeoutMs} ms (its backlog stayed full)`);
+      throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `the server at ${path} did not accept within ${timeoutMs} ms (its backlog stayed full)`, {
+        cause: err,
+      });
     }
     return ServerConnection.#setup(path, socket, options, Math.max(1, deadline - Date.now()));
   }

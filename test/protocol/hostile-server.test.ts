@@ -296,6 +296,32 @@ describe('a hostile server', () => {
       expect(typeof err?.cause?.errno).toBe('number');
     });
 
+    it('a server that never accepts (its backlog full): a timeout that keeps the refused connect as its cause', async () => {
+      const listener = UnixListener.listen(join(dir, `s${n++}.sock`), 1);
+      const queued: UnixSocket[] = [];
+      try {
+        // Fill the backlog: Linux queues backlog + 1 connections, then refuses with EAGAIN.
+        for (;;) {
+          try {
+            queued.push(UnixSocket.connect(listener.path));
+          } catch (e) {
+            expect((e as NodeJS.ErrnoException).code).toBe('EAGAIN');
+            break;
+          }
+          expect(queued.length).toBeLessThan(64);
+        }
+        const err = await ServerConnection.connect(listener.path, { vectors: 1, setupTimeoutMs: 50 }).then(
+          () => undefined,
+          (e: unknown) => e as Error & { cause?: Record<string, unknown> },
+        );
+        expect(err).toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_TIMEOUT' });
+        expect(err?.cause).toMatchObject({ code: 'EAGAIN', syscall: 'connect' });
+      } finally {
+        for (const q of queued) q.close();
+        listener.close();
+      }
+    });
+
     it('a regular file as shared memory is legitimate (QEMU maps whatever the server sends)', async () => {
       const server = fakeServer();
       const pending = createDevice(server.path, 1);

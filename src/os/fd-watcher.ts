@@ -8,6 +8,8 @@ import type { RawFdWatcher } from './binding.js';
 
 export { POLL_READABLE, POLL_WRITABLE } from './binding.js';
 
+type RawCallback = (err: Error | null, value?: number) => void;
+
 export class FdWatcher {
   #raw: RawFdWatcher | null;
 
@@ -15,16 +17,20 @@ export class FdWatcher {
     this.#raw = raw;
   }
 
+  // The callbacks go to the addon as they are, with no wrapper, because on the event loop's
+  // doorbell path each wrapper is one more call per wake-up. The addon passes the number on
+  // every success and nothing with an error, so the number means something only when err is null.
+
   /** Reports readiness of `fd` (readable unless start() asks for more) as or-ed POLL_* events;
    *  reads nothing. Not started. */
   static forReadiness(fd: number, onEvent: (err: Error | null, events: number) => void): FdWatcher {
-    return new FdWatcher(new (native().FdWatcher)(fd, false, (err, events = 0) => onEvent(err, events)));
+    return new FdWatcher(new (native().FdWatcher)(fd, false, onEvent as RawCallback));
   }
 
   /** Drains the eventfd `fd` in native code whenever it is readable, and reports how many signals
    *  that read took (one call per batch, as an eventfd counts them). Not started. */
   static forSignals(fd: number, onSignals: (err: Error | null, count: number) => void): FdWatcher {
-    return new FdWatcher(new (native().FdWatcher)(fd, true, (err, count = 0) => onSignals(err, count)));
+    return new FdWatcher(new (native().FdWatcher)(fd, true, onSignals as RawCallback));
   }
 
   get closed(): boolean {

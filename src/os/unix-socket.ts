@@ -13,6 +13,11 @@ export type { Message } from './framing.js';
 export class UnixSocket extends FdHandle {
   readonly #framer = new MessageFramer();
   #eof = false;
+  // Fds beyond a record's first are closed at once; the framer hands them here.
+  readonly #refuse = (fd: number): void => {
+    native().close(fd);
+    this.extraFdsClosed++;
+  };
   /** Fds that arrived beyond one per message and were closed. */
   extraFdsClosed = 0;
 
@@ -93,11 +98,6 @@ export class UnixSocket extends FdHandle {
     }
     return null;
   }
-
-  readonly #refuse = (fd: number): void => {
-    native().close(fd);
-    this.extraFdsClosed++;
-  };
 
   protected override beforeClose(): void {
     // An fd that arrived with an incomplete message belongs to nobody else.

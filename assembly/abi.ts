@@ -12,6 +12,18 @@ export const REG_INTRSTATUS: u32 = 0x04;
 export const REG_IVPOSITION: u32 = 0x08;
 export const REG_DOORBELL: u32 = 0x0c;
 
+/** A Doorbell value: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored). */
+export const DOORBELL_PEER_SHIFT: u32 = 16;
+export const DOORBELL_VECTOR_MASK: u32 = 0xff;
+
+/** An MSI-X table entry: message address (low, high), message data, vector control (bit 0: masked). */
+export const MSIX_ENTRY_SIZE: u32 = 16;
+export const MSIX_ENTRY_ADDR_LO: u32 = 0;
+export const MSIX_ENTRY_ADDR_HI: u32 = 4;
+export const MSIX_ENTRY_DATA: u32 = 8;
+export const MSIX_ENTRY_CTRL: u32 = 12;
+export const MSIX_ENTRY_MASKBIT: u32 = 1;
+
 /** Bits of the control word the PCI function hands to the core after config writes. */
 export const CTRL_MSIX_ENABLE: u32 = 1;
 export const CTRL_MSIX_MASKALL: u32 = 2;

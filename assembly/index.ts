@@ -10,7 +10,7 @@ import { setPosition, signals } from "./registers";
 export { doorbell, mmioRead, mmioWrite, read32, readHigh, write32 } from "./access";
 export { addRoute, removePeer, peerVectors, routeDoorbells } from "./routes";
 export {
-  vectorFired, vectorCounter, setControl, getControl, intxAsserted, stateWords, stateRead, stateWrite, stateCommit,
+  vectorFired, vectorDeliverable, vectorCounter, setControl, getControl, intxAsserted, stateWords, stateRead, stateWrite, stateCommit,
 } from "./interrupts";
 export { counterValue } from "./counters";
 export { setPosition } from "./registers";

@@ -7,7 +7,8 @@ import { count } from "./counters";
 import {
   C_IRQ_DELIVERED, C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER,
   C_IRQ_PENDED, CTRL_BUS_MASTER, CTRL_INTX_DISABLE, CTRL_MSIX_ENABLE, CTRL_MSIX_MASKALL,
-  MODE_DOORBELL, MODE_INTX, V_DELIVERED, V_DROPPED_DISABLED, V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
+  MODE_DOORBELL, MODE_INTX, MSIX_ENTRY_ADDR_HI, MSIX_ENTRY_ADDR_LO, MSIX_ENTRY_CTRL, MSIX_ENTRY_DATA,
+  MSIX_ENTRY_MASKBIT, MSIX_ENTRY_SIZE, V_DELIVERED, V_DROPPED_DISABLED, V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
   VECTOR_COUNTER_KINDS,
 } from "./abi";
 
@@ -16,10 +17,6 @@ import {
 declare function hostSendMsi(addressLo: u32, addressHi: u32, data: u32, vector: u32): void;
 @external("env", "setIrqLevel")
 declare function hostSetIrqLevel(level: i32): void;
-
-const ENTRY_SIZE: u32 = 16;
-const ENTRY_CTRL: u32 = 12;
-const ENTRY_MASKBIT: u32 = 1;
 
 let mode: i32 = 0;
 let vectors: u32 = 0;
@@ -53,7 +50,7 @@ export function interruptsInit(deviceMode: i32, vectorCount: u32): void {
   const countBytes = (vectors * VECTOR_COUNTER_KINDS) << 3;
   if (countBytes > 0) vectorCounts = alloc(countBytes); // alloc() hands out zeroed blocks
   if (mode == MODE_DOORBELL) {
-    table = alloc(vectors * ENTRY_SIZE);
+    table = alloc(vectors * MSIX_ENTRY_SIZE);
     pba = alloc(pbaBytes());
   }
   interruptsReset();
@@ -65,7 +62,7 @@ export function pbaBytes(): u32 {
 }
 
 export function tableBytes(): u32 {
-  return mode == MODE_DOORBELL ? vectors * ENTRY_SIZE : 0;
+  return mode == MODE_DOORBELL ? vectors * MSIX_ENTRY_SIZE : 0;
 }
 
 export function interruptsReset(): void {
@@ -76,7 +73,7 @@ export function interruptsReset(): void {
     memory.fill(table, 0, tableBytes());
     memory.fill(pba, 0, pbaBytes());
     for (let v: u32 = 0; v < vectors; v++) {
-      store<u32>(table + v * ENTRY_SIZE + ENTRY_CTRL, ENTRY_MASKBIT);
+      store<u32>(table + v * MSIX_ENTRY_SIZE + MSIX_ENTRY_CTRL, MSIX_ENTRY_MASKBIT);
     }
   }
   updateLine();
@@ -138,7 +135,7 @@ function functionMasked(): bool {
 // @ts-ignore: decorator
 @inline
 function entryMasked(v: u32): bool {
-  return (load<u32>(table + v * ENTRY_SIZE + ENTRY_CTRL) & ENTRY_MASKBIT) != 0;
+  return (load<u32>(table + v * MSIX_ENTRY_SIZE + MSIX_ENTRY_CTRL) & MSIX_ENTRY_MASKBIT) != 0;
 }
 
 function vectorMasked(v: u32, fmask: bool): bool {
@@ -166,10 +163,10 @@ function deliver(v: u32): void {
     countVector(v, V_DROPPED_NO_MASTER);
     return;
   }
-  const entry = table + v * ENTRY_SIZE;
+  const entry = table + v * MSIX_ENTRY_SIZE;
   count(C_IRQ_DELIVERED);
   countVector(v, V_DELIVERED);
-  hostSendMsi(load<u32>(entry), load<u32>(entry, 4), load<u32>(entry, 8), v);
+  hostSendMsi(load<u32>(entry, MSIX_ENTRY_ADDR_LO), load<u32>(entry, MSIX_ENTRY_ADDR_HI), load<u32>(entry, MSIX_ENTRY_DATA), v);
 }
 
 function notify(v: u32): void {
@@ -214,6 +211,14 @@ export function vectorFired(v: u32): void {
   notify(v);
 }
 
+/** 1 while a signal on vector v would go out at once as its MSI-X message (MSI-X enabled, the
+ *  function and the entry unmasked, bus mastering on), else 0: while it is 1 a monitor may have
+ *  the kernel deliver the vector's eventfd itself (a KVM irqfd), and this core never sees it. */
+export function vectorDeliverable(v: u32): i32 {
+  if (mode != MODE_DOORBELL || v >= vectors) return 0;
+  return !functionMasked() && !entryMasked(v) && (control & CTRL_BUS_MASTER) != 0 ? 1 : 0;
+}
+
 /** New control bits from the PCI function (command register and MSI-X Message Control). */
 export function setControl(flags: u32): void {
   const wasFunctionMasked = functionMasked();
@@ -235,7 +240,7 @@ export function tableReadDword(offset: u32): u32 {
 }
 
 export function tableWriteDword(offset: u32, value: u32): void {
-  const v = offset / ENTRY_SIZE;
+  const v = offset / MSIX_ENTRY_SIZE;
   const was = vectorMasked(v, functionMasked());
   store<u32>(table + offset, value);
   maskUpdated(v, was);

@@ -5,7 +5,7 @@ import { count } from "./counters";
 import { lookup, NO_PEER } from "./routes";
 import { getIntrMask, setIntrMask, setIntrStatus, takeIntrStatus } from "./interrupts";
 import {
-  C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT,
+  C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, DOORBELL_PEER_SHIFT, DOORBELL_VECTOR_MASK,
   REG_DOORBELL as DOORBELL, REG_INTRMASK as INTRMASK, REG_INTRSTATUS as INTRSTATUS, REG_IVPOSITION as IVPOSITION,
 } from "./abi";
 
@@ -58,7 +58,7 @@ export function writeDword(offset: u32, value: u32): void {
 // @ts-ignore: decorator
 @inline
 export function route(value: u32): i32 {
-  const handle = lookup(value >>> 16, value & 0xff);
+  const handle = lookup(value >>> DOORBELL_PEER_SHIFT, value & DOORBELL_VECTOR_MASK);
   if (handle >= 0) {
     count(C_DOORBELL_SENT);
     return handle;

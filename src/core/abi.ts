@@ -11,6 +11,18 @@ export const REG_INTRSTATUS = 0x04;
 export const REG_IVPOSITION = 0x08;
 export const REG_DOORBELL = 0x0c;
 
+/** A Doorbell value: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored). */
+export const DOORBELL_PEER_SHIFT = 16;
+export const DOORBELL_VECTOR_MASK = 0xff;
+
+/** An MSI-X table entry: message address (low, high), message data, vector control (bit 0: masked). */
+export const MSIX_ENTRY_SIZE = 16;
+export const MSIX_ENTRY_ADDR_LO = 0;
+export const MSIX_ENTRY_ADDR_HI = 4;
+export const MSIX_ENTRY_DATA = 8;
+export const MSIX_ENTRY_CTRL = 12;
+export const MSIX_ENTRY_MASKBIT = 1;
+
 export const CTRL_MSIX_ENABLE = 1;
 export const CTRL_MSIX_MASKALL = 2;
 export const CTRL_BUS_MASTER = 4;
@@ -77,6 +89,9 @@ export interface DeviceCore {
   removePeer(peer: number): number;
   peerVectors(peer: number): number;
   vectorFired(vector: number): void;
+  /** 1 while a signal on `vector` would go out at once as its MSI-X message (MSI-X enabled,
+   *  function and entry unmasked, bus mastering on), else 0. */
+  vectorDeliverable(vector: number): number;
   setControl(flags: number): void;
   getControl(): number;
   intxAsserted(): number;

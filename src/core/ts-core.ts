@@ -240,6 +240,12 @@ export class TsCore implements DeviceCore {
     this.#notify(v);
   }
 
+  vectorDeliverable(vector: number): number {
+    const v = vector >>> 0;
+    if (this.#mode !== MODE_DOORBELL || v >= this.#vectors) return 0;
+    return !this.#vectorMasked(v, this.#functionMasked()) && (this.#control & CTRL_BUS_MASTER) !== 0 ? 1 : 0;
+  }
+
   setControl(flags: number): void {
     const was = this.#functionMasked();
     this.#control = flags >>> 0;

@@ -39,6 +39,7 @@ export class WasmCore implements DeviceCore {
   readonly write32: CoreExports['write32'];
   readonly doorbell: CoreExports['doorbell'];
   readonly vectorFired: CoreExports['vectorFired'];
+  readonly vectorDeliverable: CoreExports['vectorDeliverable'];
   readonly setControl: CoreExports['setControl'];
   readonly reset: CoreExports['reset'];
   readonly setPosition: CoreExports['setPosition'];
@@ -78,6 +79,7 @@ export class WasmCore implements DeviceCore {
     this.write32 = x.write32;
     this.doorbell = x.doorbell;
     this.vectorFired = x.vectorFired;
+    this.vectorDeliverable = x.vectorDeliverable;
     this.setControl = x.setControl;
     this.reset = x.reset;
     this.setPosition = x.setPosition;

@@ -17,6 +17,8 @@ import { SharedMemory } from '../os/shared-memory.js';
 import { eventfdDoorbell } from '../os/eventfd.js';
 import { ServerConnection, closeReceivedFds } from '../protocol/connection.js';
 import { DoorbellLink } from './server-link.js';
+import type { LinkTarget } from './server-link.js';
+import { RouteHooks } from './route-hooks.js';
 import type { DeviceHandover, IvshmemDeviceOptions, ResolvedOptions } from './options.js';
 import { IvshmemFunction } from './pci/ivshmem-function.js';
 import type { BarInfo, DeviceMode } from './pci/ivshmem-function.js';
@@ -83,6 +85,8 @@ export class IvshmemDevice extends EventEmitter {
   readonly #size: number;
   readonly #shared: SharedMemory | undefined;
   #link: DoorbellLink | undefined = undefined;
+  readonly #hooks: RouteHooks;
+  #released = false;
   #glueInvalid = 0;
   #mapped: BarAddress[] = [null, null, null];
   #closed = false;
@@ -163,11 +167,49 @@ export class IvshmemDevice extends EventEmitter {
         { ...o, id: conn.id, master, size: memory.size, memory: mapped, doorbell: eventfdDoorbell },
         undefined,
       );
-      device.#link = new DoorbellLink(conn, device, o.vectorWait === 'loop');
+      device.#link = new DoorbellLink(conn, device.#linkTarget(), o.vectorWait === 'loop');
       return device;
     } catch (err) {
       conn.close();
       throw err;
+    }
+  }
+
+  // The one door for what the server says: each change reaches the core and the transport's
+  // fast-path hooks together.
+  #linkTarget(): LinkTarget {
+    return {
+      peerVector: (peer, vector, fd) => {
+        this.connectPeerVector(peer, fd);
+        this.#hooks.peerVector(peer, vector, fd);
+      },
+      peerLeft: (peer) => {
+        this.#hooks.peerLeft(peer);
+        this.disconnectPeer(peer);
+      },
+      ownVector: (vector, fd) => {
+        this.connectPeerVector(this.id, fd); // a doorbell to ourselves rings our own vector, as in QEMU
+        this.#hooks.peerVector(this.id, vector, fd);
+        this.#hooks.ownVector(vector, fd);
+      },
+      fireVector: (vector) => this.fireVector(vector),
+      releasing: () => this.#release(),
+    };
+  }
+
+  // The connection is about to close its fds or pass them on: nothing of the monitor's may stay
+  // registered on them, and the guest loses the device (every BAR unmapped, accesses refused).
+  #release(): void {
+    this.#released = true;
+    this.#hooks.release();
+    for (const bar of this.bars) {
+      if (this.#mapped[bar.index] === null) continue;
+      this.#mapped[bar.index] = null;
+      try {
+        this.#transport.barMapped?.(bar.index, null);
+      } catch (err) {
+        this.#transportFailed('barMapped', err);
+      }
     }
   }
 
@@ -205,6 +247,7 @@ export class IvshmemDevice extends EventEmitter {
       },
     };
     this.#core = createCore(host, { kind: o.core, wasm: o.wasmModule });
+    this.#hooks = new RouteHooks(transport, this.#core, o.vectorWait === 'manual', (call, err) => this.#transportFailed(call, err));
     if (this.#core.init(MODE_NUMBER[o.mode], o.vectors, o.id) !== 0) {
       throw new IvshmemError('ERR_IVSHMEM_INVALID_VECTORS', `the core refused mode ${o.mode} with ${o.vectors} vectors`);
     }
@@ -225,7 +268,7 @@ export class IvshmemDevice extends EventEmitter {
   // a throw has no caller that could handle it. The interrupt counts as delivered (the device did
   // its part); the failure is counted, emitted as 'error' to a listener, published on the
   // ivshmem:device:error channel, and, with nobody listening, warned about once.
-  #transportFailed(call: 'sendMsi' | 'setIrqLevel', cause: unknown): void {
+  #transportFailed(call: string, cause: unknown): void {
     this.#transportErrors++;
     const err = new IvshmemError('ERR_IVSHMEM_TRANSPORT', `the VMM transport's ${call}() threw: ${(cause as Error)?.message ?? String(cause)}`, { cause });
     publishDeviceError({ socketPath: this.#options.server ?? '', id: this.id, code: err.code, message: err.message });
@@ -271,6 +314,12 @@ export class IvshmemDevice extends EventEmitter {
   #live(): void {
     if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the device is closed');
     if (this.#handedOver) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the device was handed over to another process');
+    if (this.#released) throw new IvshmemError('ERR_IVSHMEM_CLOSED', "the device's server connection was closed");
+  }
+
+  /** True once the device let go of its guest: closed, handed over, or its server connection closed. */
+  get released(): boolean {
+    return this.#closed || this.#handedOver || this.#released;
   }
 
   // ---- configuration space ----
@@ -299,7 +348,10 @@ export class IvshmemDevice extends EventEmitter {
 
   #configChanged(): void {
     const flags = this.#function.controlFlags();
-    if (flags !== this.#core.getControl()) this.#core.setControl(flags);
+    if (flags !== this.#core.getControl()) {
+      this.#core.setControl(flags);
+      this.#hooks.msixChanged();
+    }
     this.#updateMappings();
   }
 
@@ -365,6 +417,7 @@ export class IvshmemDevice extends EventEmitter {
       return;
     }
     if (n !== 0) this.#ring(n);
+    if (bar === 1) this.#hooks.msixChanged(); // the MSI-X table
   }
 
   // The core takes u32 arguments: a fraction or a number past 2^32 would be truncated onto a
@@ -499,6 +552,7 @@ export class IvshmemDevice extends EventEmitter {
     this.#live();
     this.#function.reset();
     this.#core.reset();
+    this.#hooks.msixChanged();
     this.#updateMappings();
   }
 
@@ -573,6 +627,7 @@ export class IvshmemDevice extends EventEmitter {
     s.words.forEach((w, i) => this.#core.stateWrite(i, w));
     if (s.memory !== undefined) new Uint8Array(this.sharedMemory.buffer, 0, this.#size).set(s.memory);
     this.#core.stateCommit();
+    this.#hooks.msixChanged();
     this.#updateMappings();
   }
 

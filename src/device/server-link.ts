@@ -1,16 +1,26 @@
-// Joins a device to an ivshmem server: every eventfd the server announces becomes a route in the
-// device core (the route handle is the eventfd number, rung by one write), every one of our own
-// vectors is watched on the event loop and fires the core's interrupt logic, and a peer that
-// leaves loses its routes before its eventfds are closed.
+// Joins a device to an ivshmem server, the one door through which what the server says about peers
+// enters the device: every eventfd the server announces becomes a route in the device core (the
+// route handle is the eventfd number, rung by one write) and in the transport's fast-path hooks in
+// the same step, every one of our own vectors is watched on the event loop (unless the embedder
+// waits on them) and fires the core's interrupt logic, and a peer that leaves, or a connection that
+// lets go of its fds, loses its routes before those eventfds are closed.
 import { IvshmemError } from '../errors.js';
 import { FdWatcher } from '../os/fd-watcher.js';
 import type { ServerConnection } from '../protocol/connection.js';
 import { publishDeviceClose, publishDeviceError, publishDeviceJoin, publishDevicePeer } from './events.js';
 
+/** What the link tells the device; each call changes the core's routes and the transport's hooks together. */
 export interface LinkTarget {
-  connectPeerVector(peer: number, handle: number): number;
-  disconnectPeer(peer: number): number;
+  /** The server announced vector `vector` of `peer` on eventfd `fd` (vectors arrive in order). */
+  peerVector(peer: number, vector: number, fd: number): void;
+  /** `peer` left; its eventfds are closed after this returns. */
+  peerLeft(peer: number): void;
+  /** One of our own vectors, on eventfd `fd`. */
+  ownVector(vector: number, fd: number): void;
+  /** Our own vector was signalled (only while the link watches them). */
   fireVector(vector: number): void;
+  /** Every fd the connection received is about to be closed or passed on. */
+  releasing(): void;
 }
 
 export class DoorbellLink {
@@ -26,18 +36,19 @@ export class DoorbellLink {
     this.#watch = watch;
     const id = connection.id;
     // What arrived with setup is already in the connection's tables; later changes come as events.
-    for (const [peer, eventfds] of connection.peers) for (const e of eventfds) target.connectPeerVector(peer, e.fd);
-    connection.ownVectors.forEach((e, vector) => this.#own(target, id, vector, e.fd));
+    for (const [peer, eventfds] of connection.peers) eventfds.forEach((e, vector) => target.peerVector(peer, vector, e.fd));
+    connection.ownVectors.forEach((e, vector) => this.#own(target, vector, e.fd));
     connection.on('peer-vector', (peer, vector, e) => {
-      this.#report(() => target.connectPeerVector(peer, e.fd));
+      this.#report(() => target.peerVector(peer, vector, e.fd));
       publishDevicePeer({ socketPath: connection.path, id, peer, change: 'vector', vectors: vector + 1 });
     });
-    connection.on('own-vector', (vector, e) => this.#report(() => this.#own(target, id, vector, e.fd)));
+    connection.on('own-vector', (vector, e) => this.#report(() => this.#own(target, vector, e.fd)));
     connection.on('peer-left', (peer) => {
       const vectors = connection.peers.get(peer)?.length ?? 0;
-      this.#report(() => target.disconnectPeer(peer));
+      this.#report(() => target.peerLeft(peer));
       publishDevicePeer({ socketPath: connection.path, id, peer, change: 'left', vectors });
     });
+    connection.once('releasing', () => target.releasing());
     connection.on('protocol-error', (err) => publishDeviceError({ socketPath: connection.path, id, code: err.code, message: err.message }));
     connection.on('close', (reason) => publishDeviceClose({ socketPath: connection.path, id, reason }));
     publishDeviceJoin({ socketPath: connection.path, id, vectors: connection.ownVectors.length, peers: [...connection.peers.keys()] });
@@ -54,8 +65,8 @@ export class DoorbellLink {
     }
   }
 
-  #own(target: LinkTarget, id: number, vector: number, fd: number): void {
-    target.connectPeerVector(id, fd); // a doorbell to ourselves rings our own vector, as in QEMU
+  #own(target: LinkTarget, vector: number, fd: number): void {
+    target.ownVector(vector, fd);
     if (!this.#watch) return;
     const watcher = FdWatcher.forSignals(fd, (err) => {
       if (err === null && !this.#closed) target.fireVector(vector);

@@ -80,7 +80,7 @@ function apply(s: Subject, o: Op): unknown {
       return [c.mmioRead(o.bar, o.offset, o.size), c.readHigh()];
     case 'write': {
       const n = c.mmioWrite(o.bar, o.offset, o.size, o.lo, o.hi);
-      return [n, ...c.signals.slice(0, n)];
+      return [n, ...c.signals.slice(0, n), deliverable(c)];
     }
     case 'read32':
       return [c.read32(o.offset), c.readHigh()];
@@ -92,7 +92,7 @@ function apply(s: Subject, o: Op): unknown {
       return c.doorbell(o.value);
     case 'control':
       c.setControl(o.flags);
-      return c.getControl();
+      return [c.getControl(), deliverable(c)];
     case 'fire':
       c.vectorFired(o.vector);
       return c.intxAsserted();
@@ -110,6 +110,8 @@ function apply(s: Subject, o: Op): unknown {
   }
 }
 
+// Which vectors (and two past the end, which must say 0) MSI-X would deliver right now.
+const deliverable = (c: DeviceCore) => Array.from({ length: 10 }, (_, v) => c.vectorDeliverable(v)).join('');
 const counters = (c: DeviceCore) => Array.from({ length: COUNTER_COUNT }, (_, i) => c.counterValue(i));
 // Per-vector counters (for vectors and kinds past the end too: both must say 0) and per-route doorbells.
 const vectorCounters = (c: DeviceCore, vectors: number) =>

@@ -89,6 +89,9 @@ describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAP
       const device = await monitor.createDevice({ mode: 'doorbell', vectors: 1, server: server.socketPath });
       cleanups.push(() => device.close());
       await until(() => device.peerVectors(client.id) === 1, 'the device hears of the client');
+      // The monitor follows the device through its transport hooks alone: the device's link is the
+      // connection's only listener.
+      for (const event of ['peer-vector', 'own-vector', 'peer-left', 'releasing']) expect(device.connection!.listenerCount(event), event).toBe(1);
       loadMsiGuest(monitor, buildMsiGuest('responder'), client.id << 16, 1);
       expect(monitor.run().done).toBe(1);
       expect(monitor.irqfds.length).toBe(1);

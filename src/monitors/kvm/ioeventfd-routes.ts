@@ -1,13 +1,11 @@
-// The outbound fast path of QEMU's ivshmem on KVM (`ioeventfd=on`): one KVM ioeventfd per
-// (peer, vector) route of a server-joined device, on BAR0's Doorbell register (length 4,
-// datamatch (peer << 16) | vector), so a guest's ring signals the peer's eventfd in the kernel
-// with no exit. Routes are kept whether or not BAR0 decodes; they are registered at BAR0's
-// current address and follow it when it moves. Any other value written to the Doorbell (bits set
-// in 15..8, unknown peers or vectors) still exits to the device core.
-import { REG_DOORBELL } from '../../core/abi.js';
+// The outbound fast path of QEMU's ivshmem on KVM (`ioeventfd=on`): one KVM ioeventfd for each
+// doorbell route the device announces through its addIoEventFd hook (a write of the route's
+// datamatch to BAR0's Doorbell), so a guest's ring signals the peer's eventfd in the kernel with
+// no exit. Routes are kept whether or not their BAR decodes; they are registered at the BAR's
+// current address and follow it when it moves. Any other value written to the Doorbell still
+// exits to the device core.
+import type { IoEventFd } from '../../device/transport.js';
 import type { KvmVm } from './kvm.js';
-/** The Doorbell register carries the vector in bits 7..0: higher vectors cannot be rung. */
-const DOORBELL_VECTORS = 256;
 
 /** One doorbell route registered as a KVM ioeventfd. */
 export interface IoeventfdRoute {
@@ -15,9 +13,10 @@ export interface IoeventfdRoute {
   vector: number;
   /** The eventfd a matching write signals. */
   fd: number;
-  /** Guest-physical address: BAR0 + 0x0C. */
+  /** Guest-physical address: the BAR's address plus the register's offset. */
   address: number;
-  /** (peer << 16) | vector. */
+  size: number;
+  /** The value the write must carry: (peer << 16) | vector. */
   datamatch: number;
 }
 
@@ -32,12 +31,12 @@ export interface IoeventfdCounts {
 export class IoeventfdRoutes {
   readonly #vm: KvmVm;
   readonly #counts: IoeventfdCounts;
-  /** Known routes ("peer:vector" -> eventfd). */
-  readonly #routes = new Map<string, { peer: number; vector: number; fd: number }>();
-  /** The routes registered with KVM, at #base. */
+  /** Known routes, by "peer:vector". */
+  readonly #routes = new Map<string, IoEventFd>();
+  /** The routes registered with KVM, at their BAR's address. */
   readonly #registered = new Map<string, IoeventfdRoute>();
-  /** BAR0's guest-physical address, or null while it does not decode. */
-  #base: number | null = null;
+  /** Each BAR's guest-physical address, or null while it does not decode. */
+  readonly #base: (number | null)[] = [null, null, null];
 
   constructor(vm: KvmVm, counts: IoeventfdCounts) {
     this.#vm = vm;
@@ -49,27 +48,26 @@ export class IoeventfdRoutes {
     return [...this.#registered.values()].map((r) => ({ ...r }));
   }
 
-  add(peer: number, vector: number, fd: number): void {
-    if (vector >= DOORBELL_VECTORS) return; // the register cannot name it; QEMU's registration would never match a valid ring
-    const key = `${peer}:${vector}`;
+  add(route: IoEventFd): void {
+    const key = `${route.peer}:${route.vector}`;
     this.#unregister(key);
-    this.#routes.set(key, { peer, vector, fd });
+    this.#routes.set(key, route);
     this.#register(key);
   }
 
-  removePeer(peer: number): void {
-    for (const [key, route] of [...this.#routes]) {
-      if (route.peer !== peer) continue;
-      this.#unregister(key);
-      this.#routes.delete(key);
-    }
+  remove(route: IoEventFd): void {
+    const key = `${route.peer}:${route.vector}`;
+    if (this.#routes.get(key)?.fd !== route.fd) return;
+    this.#unregister(key);
+    this.#routes.delete(key);
   }
 
-  /** BAR0 moved or stopped decoding (null): every registration follows it. */
-  moveTo(base: number | null): void {
-    for (const key of [...this.#registered.keys()]) this.#unregister(key);
-    this.#base = base;
-    for (const key of this.#routes.keys()) this.#register(key);
+  /** A BAR moved or stopped decoding (null): the registrations on it follow. */
+  moveTo(bar: number, base: number | null): void {
+    if (this.#base[bar] === base) return;
+    for (const key of [...this.#registered.keys()]) if (this.#routes.get(key)?.bar === bar) this.#unregister(key);
+    this.#base[bar] = base;
+    for (const [key, route] of this.#routes) if (route.bar === bar) this.#register(key);
   }
 
   /** Deassigns everything and forgets the routes (before the VM or the eventfds close). */
@@ -80,17 +78,18 @@ export class IoeventfdRoutes {
 
   #register(key: string): void {
     const route = this.#routes.get(key);
-    if (route === undefined || this.#base === null) return;
-    const address = this.#base + REG_DOORBELL;
-    const datamatch = route.peer * 0x10000 + route.vector;
+    const base = route === undefined ? null : this.#base[route.bar];
+    if (route === undefined || base === null) return;
+    const address = base + route.offset;
+    const { datamatch, size } = route;
     try {
-      this.#vm.ioeventfd(address, 4, datamatch, route.fd);
+      this.#vm.ioeventfd(address, size, datamatch, route.fd);
     } catch {
       this.#counts.ioeventfdErrors++; // e.g. KVM's io-bus limit: this route keeps exiting to the WASM core
       return;
     }
     this.#counts.ioeventfdsAssigned++;
-    this.#registered.set(key, { peer: route.peer, vector: route.vector, fd: route.fd, address, datamatch });
+    this.#registered.set(key, { peer: route.peer, vector: route.vector, fd: route.fd, address, size, datamatch });
   }
 
   #unregister(key: string): void {
@@ -98,7 +97,7 @@ export class IoeventfdRoutes {
     if (r === undefined) return;
     this.#registered.delete(key);
     try {
-      this.#vm.removeIoeventfd(r.address, 4, r.datamatch, r.fd);
+      this.#vm.removeIoeventfd(r.address, r.size, r.datamatch, r.fd);
       this.#counts.ioeventfdsDeassigned++;
     } catch {
       this.#counts.ioeventfdErrors++; // not expected: the monitor deassigns before the eventfd is closed or passed on

@@ -9,11 +9,14 @@
 //     buffer is an mmap'ed ArrayBuffer; otherwise BAR2 accesses exit and are dispatched too;
 //   - INTx through the in-kernel irqchip: setIrqLevel drives the IRQ line `irq` (a PIC pin);
 //   - MSI-X messages through KVM_SIGNAL_MSI (KVM drops them until the guest enables its LAPIC);
-//   - optionally (`irqfd: true`) QEMU's inbound fast path: each of our own vectors that MSI-X
-//     would deliver is a KVM irqfd routed to its message (src/monitors/kvm/irqfd-routes.ts);
-//   - optionally (`ioeventfd: true`) QEMU's doorbell fast path: one KVM ioeventfd per (peer, vector)
-//     route of a server-joined device on BAR0's Doorbell (src/monitors/kvm/ioeventfd-routes.ts), so a
-//     matching ring signals the peer's eventfd in the kernel with no exit.
+//   - optionally (`irqfd: true`) QEMU's inbound fast path: each of our own vectors the device
+//     says MSI-X would deliver (its vectorDeliverable hook) is a KVM irqfd routed to its message
+//     (irqfd-routes.ts);
+//   - optionally (`ioeventfd: true`) QEMU's doorbell fast path: one KVM ioeventfd per doorbell
+//     route the device announces (its addIoEventFd hook; ioeventfd-routes.ts), so a matching ring
+//     signals the peer's eventfd in the kernel with no exit.
+// The monitor learns all of this from the device's transport hooks alone: it never listens to the
+// server connection or reads the MSI-X table to decide what KVM delivers.
 // One real-mode vCPU runs on the thread that created the monitor — give it a worker thread, as
 // KVM_RUN blocks: run() returns when the guest writes the "done" port, or when another thread
 // (or process) signals `kickFd`. While the guest runs, a VcpuKicker (native/kvm/kick.cc) watches
@@ -21,9 +24,9 @@
 // KVM_RUN, so a peer's doorbell reaches the device core and the guest even while it sits in HLT.
 import { IvshmemDevice } from '../../device/device.js';
 import type { IvshmemDeviceOptions } from '../../device/options.js';
-import type { BarAddress, VmmTransport } from '../../device/transport.js';
+import type { BarAddress, IoEventFd, MsiMessage, VmmTransport } from '../../device/transport.js';
+import { PCI_INTERRUPT_LINE } from '../../device/pci/registers.js';
 import { drainEventfd, EventFd } from '../../os/eventfd.js';
-import type { ServerConnection } from '../../protocol/connection.js';
 import { IvshmemError } from '../../errors.js';
 import { Kvm, KVM_CAP, KVM_EXIT, KVM_RUN_INTERRUPTED, KvmVcpu, KvmVm, VcpuKicker } from './kvm.js';
 import { IrqfdRoutes } from './irqfd-routes.js';
@@ -140,8 +143,6 @@ export class KvmMonitor implements VmmTransport {
   #closed = false;
   /** The doorbell routes, followed while the outbound fast path is on. */
   readonly #ioeventfds: IoeventfdRoutes;
-  #unfollow: (() => void) | undefined;
-  #unfollowOwn: (() => void) | undefined;
   readonly #kick: EventFd;
   /** Null when KVM lacks KVM_CAP_IMMEDIATE_EXIT: then nothing interrupts a running guest. */
   readonly #kicker: VcpuKicker | null;
@@ -200,41 +201,10 @@ export class KvmMonitor implements VmmTransport {
     }
     this.#device = device;
     for (const b of device.bars) this.#barSize[b.index] = b.size;
-    device.configWrite(0x3c, 1, this.irq); // Interrupt Line, as a PC BIOS fills it in
-    const connection = device.connection;
-    if (connection === undefined) return;
-    if (device.vectorWait === 'manual') {
-      this.#ownFds = [...device.ownVectorFds];
-      const onOwn = (vector: number, e: EventFd) => {
-        this.#ownFds[vector] = e.fd;
-        this.#vectorsChanged(true);
-      };
-      connection.on('own-vector', onOwn);
-      this.#unfollowOwn = () => connection.off('own-vector', onOwn);
-      this.#vectorsChanged(true);
-    }
-    if (this.ioeventfd) this.#follow(device, connection);
-    // Before the connection closes its fds, or passes them to another process, nothing of ours may
-    // stay registered on them (irqfds and ioeventfds hold the files; the kicker polls the numbers).
-    const onReleasing = () => this.#deviceReleased();
-    connection.once('releasing', onReleasing);
-    this.#unlistenRelease = () => connection.off('releasing', onReleasing);
+    device.configWrite(PCI_INTERRUPT_LINE, 1, this.irq); // as a PC BIOS fills it in
+    // A device handed over to us may have BARs programmed already, announced before it had a slot.
+    for (const b of device.bars) this.barMapped(b.index, device.barAddress(b.index));
   }
-
-  #unlistenRelease: (() => void) | undefined;
-
-  // The device's fds are going away (closed or handed over): unregister them all, stop mapping its
-  // memory into the guest, and refuse to run the guest from now on.
-  #deviceReleased(): void {
-    this.#released = true;
-    if (this.#closed) return; // the VM, and everything registered with it, is gone already
-    this.#unregisterAll();
-    this.#ownFds = [];
-    this.#watchFds();
-    this.#dropBar2Slot();
-  }
-
-  #released = false;
 
   /** The own vectors KVM delivers as irqfds right now (empty without the fast path, or while MSI-X would not deliver). */
   get irqfds(): IrqfdRoute[] {
@@ -246,28 +216,14 @@ export class KvmMonitor implements VmmTransport {
     return this.#kicker !== null;
   }
 
-  // Stops following the connection and deassigns every irqfd and ioeventfd.
+  // Deassigns every irqfd and ioeventfd.
   #unregisterAll(): void {
-    this.#unfollow?.();
-    this.#unfollow = undefined;
-    this.#unfollowOwn?.();
-    this.#unfollowOwn = undefined;
-    this.#unlistenRelease?.();
-    this.#unlistenRelease = undefined;
     this.#ioeventfds.clear();
     this.#irqfds?.clear();
   }
 
-  // MSI-X state (or, with fdsChanged, our vectors) changed: re-derive the irqfds, and tell the
-  // kicker what to watch if that set moved.
-  #vectorsChanged(fdsChanged = false): void {
-    const device = this.#device;
-    if (this.#closed || device === undefined) return;
-    const irqfdsMoved = this.#irqfds !== null && this.#irqfds.sync(device, this.#ownFds);
-    if (fdsChanged || irqfdsMoved) this.#watchFds();
-  }
-
   #watchFds(): void {
+    if (this.#closed) return;
     const irqfds = this.#irqfds;
     this.#kicker?.setFds([this.#kick.fd, ...this.#ownFds.filter((fd) => fd >= 0 && !(irqfds?.has(fd) ?? false))]);
   }
@@ -289,30 +245,6 @@ export class KvmMonitor implements VmmTransport {
   /** The doorbell routes registered as KVM ioeventfds right now (empty without the fast path or while BAR0 does not decode). */
   get ioeventfds(): IoeventfdRoute[] {
     return this.#ioeventfds.registered;
-  }
-
-  // ---- doorbell fast path ----
-
-  // Takes the routes the connection already has, and follows joins and leaves. Listeners run
-  // before the connection closes a leaving peer's eventfds, so deassigning by fd still works.
-  #follow(device: IvshmemDevice, connection: ServerConnection): void {
-    const id = connection.id;
-    const routes = this.#ioeventfds;
-    for (const [peer, eventfds] of connection.peers) eventfds.forEach((e, vector) => routes.add(peer, vector, e.fd));
-    device.ownVectorFds.forEach((fd, vector) => routes.add(id, vector, fd)); // a doorbell to ourselves, as in QEMU
-    const onPeerVector = (peer: number, vector: number, e: EventFd) => routes.add(peer, vector, e.fd);
-    const onOwnVector = (vector: number, e: EventFd) => routes.add(id, vector, e.fd);
-    // A leaving peer's listeners run before the connection closes its eventfds, so deassigning
-    // by fd still names the right files; the rest goes on 'releasing' (see attach).
-    const onPeerLeft = (peer: number) => routes.removePeer(peer);
-    connection.on('peer-vector', onPeerVector);
-    connection.on('own-vector', onOwnVector);
-    connection.on('peer-left', onPeerLeft);
-    this.#unfollow = () => {
-      connection.off('peer-vector', onPeerVector);
-      connection.off('own-vector', onOwnVector);
-      connection.off('peer-left', onPeerLeft);
-    };
   }
 
   get device(): IvshmemDevice | undefined {
@@ -344,10 +276,11 @@ export class KvmMonitor implements VmmTransport {
 
   barMapped(bar: number, address: BarAddress): void {
     this.#barBase[bar] = address === null ? -1 : Number(address);
-    if (bar === 0 && !this.#closed) this.#ioeventfds.moveTo(this.#barBase[0] < 0 ? null : this.#barBase[0]); // the ioeventfds follow BAR0
-    if (bar !== 2 || this.#closed) return;
+    if (this.#closed) return;
+    this.#ioeventfds.moveTo(bar, address === null ? null : Number(address)); // the ioeventfds follow their BAR
+    if (bar !== 2) return;
     this.#dropBar2Slot();
-    if (this.#released) return;
+    if (this.#device?.released !== false) return;
     const buffer = this.#device?.sharedMemory.buffer;
     if (address === null || !(buffer instanceof ArrayBuffer)) return;
     try {
@@ -356,6 +289,28 @@ export class KvmMonitor implements VmmTransport {
     } catch {
       // Not page-aligned (a plain ArrayBuffer): BAR2 accesses exit and are dispatched instead.
     }
+  }
+
+  // The device's fast-path hooks: it says which routes exist and which of our vectors MSI-X
+  // would deliver; the monitor only carries that into KVM.
+
+  addIoEventFd(route: IoEventFd): void {
+    if (this.ioeventfd && !this.#closed) this.#ioeventfds.add(route);
+  }
+
+  removeIoEventFd(route: IoEventFd): void {
+    if (!this.#closed) this.#ioeventfds.remove(route);
+  }
+
+  vectorFd(vector: number, fd: number): void {
+    this.#ownFds[vector] = fd;
+    this.#watchFds();
+  }
+
+  vectorDeliverable(vector: number, fd: number, message: MsiMessage | null): void {
+    if (this.#irqfds === null || this.#closed) return;
+    this.#irqfds.set(vector, fd, message);
+    this.#watchFds();
   }
 
   #dropBar2Slot(): void {
@@ -403,7 +358,7 @@ export class KvmMonitor implements VmmTransport {
 
   /** Runs the guest until it writes the done port; throws on an exit it cannot handle or after maxExits. */
   run(maxExits = 100_000): MonitorRunResult {
-    if (this.#released || this.#device?.closed === true) {
+    if (this.#device?.released === true) {
       this.#dropBar2Slot(); // its memory may be unmapped: the guest must not reach it
       throw new KvmMonitorError('the device was closed or handed over: this guest cannot run any more');
     }
@@ -450,7 +405,6 @@ export class KvmMonitor implements VmmTransport {
         this.stats.configWrites++;
         if (target) {
           this.#device!.configWrite(reg, size, io.data);
-          if (this.#irqfds !== null) this.#vectorsChanged(); // MSI-X enable/mask, bus master
         }
       } else {
         this.stats.configReads++;
@@ -482,10 +436,8 @@ export class KvmMonitor implements VmmTransport {
         if (offset < 0 || offset + m.size > this.#barSize[bar]) continue;
         this.stats.mmio[bar as 0 | 1 | 2]++;
         if (bar === 0 && m.isWrite && offset === REG_DOORBELL) this.stats.doorbellExits++;
-        if (m.isWrite) {
-          device.mmioWrite(bar, offset, m.size, m.data);
-          if (bar === 1 && this.#irqfds !== null) this.#vectorsChanged(); // the MSI-X table
-        } else this.vcpu.completeMmioRead(device.mmioRead(bar, offset, m.size));
+        if (m.isWrite) device.mmioWrite(bar, offset, m.size, m.data);
+        else this.vcpu.completeMmioRead(device.mmioRead(bar, offset, m.size));
         return;
       }
     }

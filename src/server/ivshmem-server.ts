@@ -2,9 +2,9 @@
 // socket, the shared memory object and every peer's eventfds, and speaks protocol version 0 in
 // QEMU's exact message order. One client can never stop it: a client that sends anything, hangs
 // up, or stops reading is dropped and the others are told; EMFILE and id exhaustion refuse only
-// the connection that hit them. What a full socket cannot take waits in that client's queue,
-// flushed when the socket becomes writable; a queue over its limit, or one that makes no progress
-// for the stall timeout, drops its client, so a non-reader costs bounded memory and never blocks.
+// the connection that hit them. What a full socket cannot take waits in that client's outbox
+// (outbox.ts: bounded, with a stall clock); a client whose outbox is over its limit, or makes no
+// progress for the stall timeout, is dropped, so a non-reader costs bounded memory and never blocks.
 import { EventEmitter } from 'node:events';
 import { MAX_VECTORS } from '../core/abi.js';
 import { IvshmemError } from '../errors.js';
@@ -16,6 +16,8 @@ import { UnixListener, UnixSocket } from '../os/unix-socket.js';
 import { PROTOCOL_VERSION, SHM_MESSAGE } from '../protocol/messages.js';
 import type { HandoverPeer, HandoverState } from './handover-state.js';
 import { IdAllocator } from './id-allocator.js';
+import { Outbox } from './outbox.js';
+import type { QueuedMessage } from './outbox.js';
 import { ServerMemory } from '../os/server-memory.js';
 import { checkServerOptions } from './server-options.js';
 import type { ServerMemorySource } from '../os/server-memory.js';
@@ -57,14 +59,8 @@ interface Peer {
   socket: UnixSocket;
   vectors: EventFd[];
   watcher: FdWatcher;
-  queue: { value: bigint; fd: number }[];
-  /** When the queue last made progress (or became non-empty). */
-  stalledSince: number;
-  /** The watcher also waits for writability (the queue is not empty). */
-  wantsWrite: boolean;
-  /** Queue length that drops this client: unbounded during its setup (bounded by the peer table
-   *  anyway), then maxQueuedMessages beyond what of its setup is still queued, until that is out. */
-  queueLimit: number;
+  /** What its full socket could not take yet, with the queue's limit and stall clock. */
+  outbox: Outbox;
   /** The other peers were told of this one (so they must be told when it goes). */
   announced: boolean;
   joined: boolean;
@@ -265,7 +261,7 @@ export class IvshmemServer extends EventEmitter {
     }
     let peer: Peer;
     try {
-      peer = this.#watchPeer({ id, socket, vectors, queue: [], queueLimit: Infinity, stalledSince: 0, wantsWrite: false, announced: false, joined: false });
+      peer = this.#watchPeer({ id, socket, vectors, announced: false, joined: false });
       try {
         peer.watcher.start(POLL_READABLE);
       } catch (err) {
@@ -294,7 +290,7 @@ export class IvshmemServer extends EventEmitter {
     for (const other of existing) if (other.failed !== undefined) this.#drop(other, other.failed);
     if (peer.failed !== undefined) this.#drop(peer, peer.failed);
     if (peer.socket.closed) return; // dropped while sending
-    peer.queueLimit = this.#maxQueue + peer.queue.length;
+    peer.outbox.openLimit(this.#maxQueue);
     peer.joined = true;
     this.#stats.joins++;
     this.#log(`new peer id = ${id}`);
@@ -322,78 +318,33 @@ export class IvshmemServer extends EventEmitter {
     for (const v of vectors) this.#send(peer, BigInt(id), v.fd);
   }
 
-  // Gives a peer its socket's watcher (not started): anything a client sends, and its hang-up, end
-  // it; writability flushes its queue. The watcher is added to `fields` itself, so a caller that
-  // tracks that object for clean-up sees it.
-  #watchPeer(fields: Omit<Peer, 'watcher'>): Peer {
-    const peer: Peer = Object.assign(fields, {
-      watcher: FdWatcher.forReadiness(fields.socket.fd, (err, events) => {
-        if (err !== null || (events & POLL_READABLE) !== 0) this.#drop(peer, 'the client sent data or hung up');
-        else if ((events & POLL_WRITABLE) !== 0) this.#flush(peer);
-      }),
+  // Gives a peer its socket's watcher (not started) and its outbox: anything a client sends, and
+  // its hang-up, end it; writability flushes the outbox. The watcher is added to `fields` itself,
+  // so a caller that tracks that object for clean-up sees it.
+  #watchPeer(fields: Omit<Peer, 'watcher' | 'outbox'>, queued?: { queue: QueuedMessage[]; limit: number }): Peer {
+    const watcher = FdWatcher.forReadiness(fields.socket.fd, (err, events) => {
+      if (err !== null || (events & POLL_READABLE) !== 0) this.#drop(peer, 'the client sent data or hung up');
+      else if ((events & POLL_WRITABLE) !== 0) this.#flush(peer);
     });
+    const outbox = new Outbox(fields.socket, this.#stats, (on) => watcher.start(on ? POLL_READABLE | POLL_WRITABLE : POLL_READABLE), queued?.queue, queued?.limit);
+    const peer: Peer = Object.assign(fields, { watcher, outbox });
     return peer;
   }
 
-  // Sends in order; what the socket cannot take now waits in the peer's queue.
+  // Sends in order; what the socket cannot take now waits in the peer's outbox.
   #send(peer: Peer, value: bigint, fd = -1): void {
     if (peer.socket.closed || peer.failed !== undefined) return;
-    if (peer.queue.length === 0) {
-      try {
-        if (peer.socket.send(value, fd)) {
-          this.#stats.messagesSent++;
-          return;
-        }
-      } catch (err) {
-        this.#drop(peer, `send failed: ${(err as Error).message}`);
-        return;
-      }
-      peer.stalledSince = Date.now();
-    }
-    if (peer.queue.length >= peer.queueLimit) {
-      this.#stats.slowReaderDrops++;
-      this.#drop(peer, `the client stopped reading: more than ${this.#maxQueue} messages queued`);
-      return;
-    }
-    // A queued fd is the server's own (the shm object, or a live peer's eventfd): #drop removes
-    // a leaving peer's fds from every queue before closing them.
-    peer.queue.push({ value, fd });
-    this.#stats.messagesQueued++;
-    if (peer.queue.length > this.#stats.peakQueue) this.#stats.peakQueue = peer.queue.length;
-    if (!peer.wantsWrite) {
-      peer.wantsWrite = true;
-      peer.watcher.start(POLL_READABLE | POLL_WRITABLE);
-    }
-    this.#armStallCheck();
+    const queued = peer.outbox.length;
+    const failure = peer.outbox.send(value, fd, this.#maxQueue);
+    if (failure !== null) this.#drop(peer, failure);
+    else if (peer.outbox.length > queued) this.#armStallCheck();
   }
 
-  // The socket has room again: send what fits, and stop asking for writability once it is all out.
+  // The socket has room again: send what fits.
   #flush(peer: Peer): void {
-    let sent = 0;
-    while (sent < peer.queue.length && !peer.socket.closed) {
-      const { value, fd } = peer.queue[sent];
-      let ok: boolean;
-      try {
-        ok = peer.socket.send(value, fd);
-      } catch (err) {
-        this.#drop(peer, `send failed: ${(err as Error).message}`);
-        return;
-      }
-      if (!ok) break;
-      sent++;
-    }
     if (peer.socket.closed) return;
-    if (sent > 0) {
-      peer.queue.splice(0, sent);
-      this.#stats.messagesQueued -= sent;
-      this.#stats.messagesSent += sent;
-      peer.stalledSince = Date.now();
-    }
-    if (peer.queue.length < this.#maxQueue && peer.joined) peer.queueLimit = this.#maxQueue;
-    if (peer.queue.length === 0 && peer.wantsWrite) {
-      peer.wantsWrite = false;
-      peer.watcher.start(POLL_READABLE);
-    }
+    const failure = peer.outbox.flush(this.#maxQueue, peer.joined);
+    if (failure !== null) this.#drop(peer, failure);
   }
 
   // One timer for all queues: a client whose queue made no progress for the stall timeout goes.
@@ -404,11 +355,11 @@ export class IvshmemServer extends EventEmitter {
       const now = Date.now();
       let next = Infinity;
       for (const peer of [...this.#peers.values()]) {
-        if (peer.queue.length === 0 || peer.socket.closed) continue;
+        if (peer.outbox.length === 0 || peer.socket.closed) continue;
         // Our own event loop may have been too busy to hear of writability: look for ourselves.
         this.#flush(peer);
-        if (peer.queue.length === 0 || peer.socket.closed) continue;
-        const left = peer.stalledSince + this.#stallMs - now;
+        if (peer.outbox.length === 0 || peer.socket.closed) continue;
+        const left = peer.outbox.stallLeft(now, this.#stallMs);
         if (left <= 0) {
           this.#stats.slowReaderDrops++;
           this.#drop(peer, 'the client stopped reading');
@@ -427,14 +378,13 @@ export class IvshmemServer extends EventEmitter {
     }
     peer.watcher.close();
     peer.socket.close();
-    this.#stats.messagesQueued -= peer.queue.length;
-    peer.queue = [];
+    peer.outbox.clear();
     const known = this.#peers.delete(peer.id);
     if (known && peer.announced && this.#closed) {
       // Shutting down: every other peer goes next, with its queue. Tell those that keep up, now,
       // and queue nothing (sifting thousands of slow readers' queues per leave took minutes).
       for (const other of this.#peers.values()) {
-        if (other.queue.length > 0 || other.socket.closed) continue;
+        if (other.outbox.length > 0 || other.socket.closed) continue;
         try {
           if (other.socket.send(BigInt(peer.id))) this.#stats.messagesSent++;
         } catch {
@@ -446,12 +396,8 @@ export class IvshmemServer extends EventEmitter {
       for (const other of this.#peers.values()) {
         // Announcements of this peer still queued for a slow client must not go out with fds we
         // are about to close; if none of them went out, that client never knew it and needs no notice.
-        const before = other.queue.length;
-        if (before > 0) {
-          other.queue = other.queue.filter((m) => !(m.value === BigInt(peer.id) && mine.has(m.fd)));
-          this.#stats.messagesQueued -= before - other.queue.length;
-        }
-        if (before - other.queue.length === peer.vectors.length) continue;
+        const unsent = other.outbox.forget((m) => m.value === BigInt(peer.id) && mine.has(m.fd));
+        if (unsent === peer.vectors.length) continue;
         this.#send(other, BigInt(peer.id));
       }
     }
@@ -472,14 +418,14 @@ export class IvshmemServer extends EventEmitter {
   // The peers another server handed over, watched only once the hand-over commits. On a throw the
   // fds go back to the caller (released, not closed) with nothing else of ours left open.
   #adoptPeers(state: HandoverState): void {
-    const made: (Omit<Peer, 'watcher'> & { watcher?: FdWatcher })[] = [];
+    const made: (Omit<Peer, 'watcher' | 'outbox'> & { watcher?: FdWatcher })[] = [];
     try {
       for (const p of state.peers) {
         const socket = UnixSocket.adopt(p.socket);
         const vectors = p.vectors.map((fd) => EventFd.adopt(fd));
-        const fields = { ...p, socket, vectors, queue: p.queue.map((m) => ({ ...m })), stalledSince: Date.now(), wantsWrite: false };
+        const fields = { id: p.id, socket, vectors, announced: p.announced, joined: p.joined };
         made.push(fields);
-        const peer = this.#watchPeer(fields);
+        const peer = this.#watchPeer(fields, { queue: p.queue.map((m) => ({ ...m })), limit: p.queueLimit });
         this.#peers.set(peer.id, peer);
       }
     } catch (err) {
@@ -512,7 +458,7 @@ export class IvshmemServer extends EventEmitter {
   handoverSuspend(): HandoverState {
     if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the server is closed');
     if (this.#suspended) throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'a hand-over is already under way');
-    for (const peer of [...this.#peers.values()]) if (peer.queue.length > 0) this.#flush(peer);
+    for (const peer of [...this.#peers.values()]) if (peer.outbox.length > 0) this.#flush(peer);
     this.#suspended = true;
     if (this.#stallTimer !== undefined) clearTimeout(this.#stallTimer);
     this.#stallTimer = undefined;
@@ -520,7 +466,7 @@ export class IvshmemServer extends EventEmitter {
     const peers: HandoverPeer[] = [];
     for (const p of this.#peers.values()) {
       p.watcher.stop();
-      peers.push({ id: p.id, socket: p.socket.fd, vectors: p.vectors.map((v) => v.fd), queue: p.queue.map((m) => ({ ...m })), queueLimit: p.queueLimit, announced: p.announced, joined: p.joined });
+      peers.push({ id: p.id, socket: p.socket.fd, vectors: p.vectors.map((v) => v.fd), queue: p.outbox.snapshot(), queueLimit: p.outbox.limit, announced: p.announced, joined: p.joined });
     }
     const { messagesQueued: _, ...counters } = this.#stats;
     return {
@@ -536,11 +482,7 @@ export class IvshmemServer extends EventEmitter {
     if (!this.#suspended || this.#closed) return;
     this.#suspended = false;
     this.#listenWatcher.start();
-    for (const peer of this.#peers.values()) {
-      peer.wantsWrite = peer.queue.length > 0;
-      peer.stalledSince = Date.now();
-      peer.watcher.start(peer.wantsWrite ? POLL_READABLE | POLL_WRITABLE : POLL_READABLE);
-    }
+    for (const peer of this.#peers.values()) peer.outbox.resume();
     if (this.#stats.messagesQueued > 0) this.#armStallCheck();
     this.#log(`serving ${this.#peers.size} peers on ${this.socketPath}`);
   }

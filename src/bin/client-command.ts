@@ -7,12 +7,12 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { CLIENT_MAX_VECTORS, IvshmemClient, isRetryableConnectError } from '../client/ivshmem-client.js';
 import { MAX_VECTORS } from '../core/abi.js';
-import { DEFAULT_SOCKET } from './server-command.js';
+import { DEFAULT_SOCKET_PATH } from '../protocol/messages.js';
 
 const USAGE = `Usage: ivshmem-client [OPTION]...
   -h, --help               show this help and exit
   -v, --verbose            print more
-  -S, --socket-path PATH   the server's socket (default ${DEFAULT_SOCKET})
+  -S, --socket-path PATH   the server's socket (default ${DEFAULT_SOCKET_PATH})
   -n, --vectors N          accept peers with up to N vectors, 1..${MAX_VECTORS} (default ${CLIENT_MAX_VECTORS}, as QEMU's client)
 `;
 
@@ -43,7 +43,7 @@ export async function clientCommand(argv: string[], input = process.stdin, out =
     out.write(USAGE);
     return 0;
   }
-  const path = values['socket-path'] ?? DEFAULT_SOCKET;
+  const path = values['socket-path'] ?? DEFAULT_SOCKET_PATH;
   const verbose = values.verbose === true;
   const vectorsText = values.vectors ?? String(CLIENT_MAX_VECTORS);
   const vectors = Number(vectorsText);

@@ -5,15 +5,13 @@
 // --takeover on its successor (src/server/handover.ts).
 import { daemonize, readinessChannel } from './daemon.js';
 import { PidFile } from './pid-file.js';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { HandoverOffer, takeOver } from '../server/handover.js';
 import { IvshmemServer, MAX_SERVER_VECTORS } from '../server/ivshmem-server.js';
 import { ServerMemory } from '../os/server-memory.js';
+import { DEFAULT_SOCKET_PATH } from '../protocol/messages.js';
 import { parseSize } from './size.js';
 
-export const DEFAULT_SOCKET = join(tmpdir(), 'ivshmem_socket');
 const DEFAULT_PIDFILE = '/var/run/ivshmem-server.pid';
 // Each ends the server the same way: peers told, socket, shm name and pid file removed.
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
@@ -23,7 +21,7 @@ const USAGE = `Usage: ivshmem-server [OPTION]...
   -v, --verbose            print what happens (needs -F)
   -F, --foreground         stay in the foreground (default: run in the background)
   -p, --pidfile FILE       write the server's pid to FILE (default in the background: ${DEFAULT_PIDFILE})
-  -S, --socket-path PATH   listening socket (default ${DEFAULT_SOCKET})
+  -S, --socket-path PATH   listening socket (default ${DEFAULT_SOCKET_PATH})
   -M, --shm NAME           POSIX shared memory object name (default ivshmem)
   -m, --memory-dir DIR     use an unlinked file in DIR instead, e.g. a hugetlbfs mount
   -l, --size SIZE          shared memory size, K/M/G suffixes allowed (default 4M; rounded up to a power of two)
@@ -96,7 +94,7 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
     err.write(`ivshmem-server: cannot parse n_vectors (1..${MAX_SERVER_VECTORS})\n`);
     return 1;
   }
-  const socketPath = v['socket-path'] ?? DEFAULT_SOCKET;
+  const socketPath = v['socket-path'] ?? DEFAULT_SOCKET_PATH;
   const statsInterval = v['stats-interval'] === undefined ? undefined : Number(v['stats-interval']);
   if (statsInterval !== undefined && !(Number.isFinite(statsInterval) && statsInterval > 0 && statsInterval <= 2 ** 31 / 1000)) {
     err.write(`ivshmem-server: --stats-interval takes a positive number of seconds\nTry 'ivshmem-server -h' for more information.\n`);

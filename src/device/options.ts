@@ -1,7 +1,8 @@
 // Validation of IvshmemDevice options, before anything is built: each refusal names the option,
 // the value and the rule, with a stable code.
 import { checkKnownKeys, describeValue, invalidValue, IvshmemError } from '../errors.js';
-import type { ConnectionHandover } from '../protocol/connection.js';
+import type { ConnectionHandover } from '../protocol/connection-handover.js';
+import type { ModelOptions } from './model.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import type { DoorbellSink, VmmTransport } from './transport.js';
 import { MAX_PEERS, MAX_VECTORS } from '../core/abi.js';
@@ -79,27 +80,12 @@ export interface DeviceHandover {
   master: boolean;
 }
 
-export interface ResolvedOptions {
-  mode: DeviceMode;
-  server: string | undefined;
+export interface ResolvedOptions extends ModelOptions {
   masterOption: MasterOption;
   setupTimeoutMs: number;
   requireSealedMemory: boolean;
   legacy: boolean;
-  vectorWait: 'loop' | 'manual';
-  /** Set for ArrayBuffer memory; for a source, filled in once the object is open and mapped. */
-  memory: ArrayBuffer | SharedArrayBuffer | undefined;
   source: SharedMemorySource | undefined;
-  /** For a source without a size, filled in from the object. */
-  size: number | undefined;
-  vectors: number;
-  id: number;
-  master: boolean;
-  use64: boolean;
-  transport: VmmTransport;
-  doorbell: DoorbellSink | undefined;
-  core: 'wasm' | 'ts';
-  wasmModule: WebAssembly.Module | undefined;
   handover: DeviceHandover | undefined;
 }
 

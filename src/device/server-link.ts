@@ -7,21 +7,8 @@
 import { IvshmemError } from '../errors.js';
 import { FdWatcher } from '../os/fd-watcher.js';
 import type { ServerConnection } from '../protocol/connection.js';
+import type { LinkTarget } from './model.js';
 import { publishDeviceClose, publishDeviceError, publishDeviceJoin, publishDevicePeer } from './events.js';
-
-/** What the link tells the device; each call changes the core's routes and the transport's hooks together. */
-export interface LinkTarget {
-  /** The server announced vector `vector` of `peer` on eventfd `fd` (vectors arrive in order). */
-  peerVector(peer: number, vector: number, fd: number): void;
-  /** `peer` left; its eventfds are closed after this returns. */
-  peerLeft(peer: number): void;
-  /** One of our own vectors, on eventfd `fd`. */
-  ownVector(vector: number, fd: number): void;
-  /** Our own vector was signalled (only while the link watches them). */
-  fireVector(vector: number): void;
-  /** Every fd the connection received is about to be closed or passed on. */
-  releasing(): void;
-}
 
 export class DoorbellLink {
   readonly connection: ServerConnection;
@@ -48,7 +35,7 @@ export class DoorbellLink {
       this.#report(() => target.peerLeft(peer));
       publishDevicePeer({ socketPath: connection.path, id, peer, change: 'left', vectors });
     });
-    connection.once('releasing', () => target.releasing());
+    connection.once('releasing', (why) => target.releasing(why));
     connection.on('protocol-error', (err) => publishDeviceError({ socketPath: connection.path, id, code: err.code, message: err.message }));
     connection.on('close', (reason) => publishDeviceClose({ socketPath: connection.path, id, reason }));
     publishDeviceJoin({ socketPath: connection.path, id, vectors: connection.ownVectors.length, peers: [...connection.peers.keys()] });

@@ -13,6 +13,7 @@ import { ClientProtocol } from './client-protocol.js';
 import type { ClientEvent } from './client-protocol.js';
 import { MAX_PEER_ID } from './messages.js';
 import { checkReceivedFd } from './received-fds.js';
+import type { ConnectionHandover } from './connection-handover.js';
 
 // One wake-up reads at most this many messages, so a server that writes as fast as we read
 // cannot starve the event loop (the poll handle reports the socket again on the next turn).
@@ -45,20 +46,7 @@ export interface ConnectOptions {
   requireSealedMemory?: boolean;
 }
 
-/**
- * A connection described for another process (see ServerConnection.handOver): `fds` travel beside
- * it in this order — the server socket (absent once the server went away), the memory, our
- * vectors, then each peer's vectors in the order of `peers`.
- */
-export interface ConnectionHandover {
-  format: 1;
-  path: string;
-  id: number;
-  vectors: number;
-  serverGone: boolean;
-  own: number;
-  peers: [peer: number, vectors: number][];
-}
+export type { ConnectionHandover } from './connection-handover.js';
 
 export interface ServerConnection {
   on(event: 'peer-vector', listener: (peer: number, vector: number, eventfd: EventFd) => void): this;

@@ -9,8 +9,14 @@
 //
 // The pre-2.5 ("legacy") protocol has no version message. How the 8 bytes and the fd travel is
 // the socket's business (os/framing.ts); this file gives the values their meaning.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 export { MESSAGE_BYTES, decodeMessage, encodeMessage } from '../os/framing.js';
 
 export const PROTOCOL_VERSION = 0n;
 export const SHM_MESSAGE = -1n;
 export const MAX_PEER_ID = 65535;
+
+/** Where QEMU's ivshmem-server listens and its ivshmem-client connects unless told otherwise. */
+export const DEFAULT_SOCKET_PATH = join(tmpdir(), 'ivshmem_socket');

@@ -51,7 +51,10 @@ async function main(): Promise<void> {
 
   async function measure(mode: Mode): Promise<number[]> {
     const server = IvshmemServer.start({
-      socketPath: join(dir, `${mode}.sock`), memory: { shm: `ivshmem-kvm-pingpong-${process.pid}-${mode}` }, size: 0x10000, vectors: 1,
+      socketPath: join(dir, `${mode}.sock`),
+      memory: { shm: `ivshmem-kvm-pingpong-${process.pid}-${mode}` },
+      size: 0x10000,
+      vectors: 1,
     });
     const fast = mode !== 'wasm';
     const peers = (['initiator', 'responder'] as const).map((role) => {
@@ -121,21 +124,42 @@ async function main(): Promise<void> {
   const fastUs = median(results.get('fast')!);
   const rows = modes.map((mode) => {
     const xs = results.get(mode)!;
-    return { mode, path: LABELS[mode], usPerRoundTripMedian: median(xs), min: Math.min(...xs), max: Math.max(...xs), overFast: median(xs) / fastUs, loops: xs };
+    return {
+      mode,
+      path: LABELS[mode],
+      usPerRoundTripMedian: median(xs),
+      min: Math.min(...xs),
+      max: Math.max(...xs),
+      overFast: median(xs) / fastUs,
+      loops: xs,
+    };
   });
   const header = ['path', 'µs/round trip p50', 'min', 'max', '÷ fast'];
-  const cells = rows.map((r) => [r.path, r.usPerRoundTripMedian.toFixed(2), r.min.toFixed(2), r.max.toFixed(2), `${r.overFast.toFixed(2)}×`]);
+  const cells = rows.map((r) => [
+    r.path,
+    r.usPerRoundTripMedian.toFixed(2),
+    r.min.toFixed(2),
+    r.max.toFixed(2),
+    `${r.overFast.toFixed(2)}×`,
+  ]);
   printTable(header, cells);
 
   const file = resultsFile('kvm-pingpong.json');
-  writeFileSync(file, JSON.stringify({
-    benchmark: 'kvm doorbell round trip: guest A rings B, B interrupted, B rings A, A interrupted',
-    ...machine(),
-    quick: QUICK,
-    roundTripsPerLoop: N,
-    loops: RUNS,
-    unit: "µs per round trip (host time of the initiator's loop / N), median over loops",
-    paths: rows,
-  }, null, 2) + '\n');
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        benchmark: 'kvm doorbell round trip: guest A rings B, B interrupted, B rings A, A interrupted',
+        ...machine(),
+        quick: QUICK,
+        roundTripsPerLoop: N,
+        loops: RUNS,
+        unit: "µs per round trip (host time of the initiator's loop / N), median over loops",
+        paths: rows,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   console.log(`\nwrote ${file}`);
 }

@@ -74,7 +74,9 @@ function buildGuest(slot: number): Asm16 {
   a.jcc('jne', 'ring');
   a.outb(MONITOR_DONE_PORT, 2);
   a.jmp('bench');
-  a.dd('bar0seg', BAR0_GPA >> 4).dd('count').dd('doorbell');
+  a.dd('bar0seg', BAR0_GPA >> 4)
+    .dd('count')
+    .dd('doorbell');
   return a;
 }
 
@@ -83,7 +85,10 @@ function buildGuest(slot: number): Asm16 {
 
 const dir = mkdtempSync(join(tmpdir(), 'ivshmem-kvm-bench-'));
 const server = IvshmemServer.start({
-  socketPath: join(dir, 's.sock'), memory: { shm: `ivshmem-kvm-bench-${process.pid}` }, size: SHM_SIZE, vectors: 1,
+  socketPath: join(dir, 's.sock'),
+  memory: { shm: `ivshmem-kvm-bench-${process.pid}` },
+  size: SHM_SIZE,
+  vectors: 1,
 });
 const peer = await ServerConnection.connect(server.socketPath, { vectors: 1 });
 await until(() => peer.ownVectors.length === 1, 'the peer gets its eventfd');
@@ -122,7 +127,13 @@ const wasmPath = await makePath('WASM path', false);
 const fastPath = await makePath('fast path', true);
 peerEventfd.drain();
 
-interface Round { ns: number; rings: number; exits: number; doorbellExits: number; coreSent: number }
+interface Round {
+  ns: number;
+  rings: number;
+  exits: number;
+  doorbellExits: number;
+  coreSent: number;
+}
 
 /** One guest loop of `count` rings; the host times monitor.run() and drains the peer's counter. */
 function runLoop(path: Path, count: number): Round {
@@ -136,7 +147,9 @@ function runLoop(path: Path, count: number): Round {
   if (r.done !== 2) fail(`${path.name}: the loop ended with ${r.done}`);
   const rings = peerEventfd.drain();
   return {
-    ns: Number(t1 - t0), rings, exits: r.exits,
+    ns: Number(t1 - t0),
+    rings,
+    exits: r.exits,
     doorbellExits: path.monitor.stats.doorbellExits - exitsBefore,
     coreSent: path.device.counters().doorbellsSent - sentBefore,
   };
@@ -156,9 +169,16 @@ function writeGuestImage(count: number): void {
 
 function runC(count: number): Round {
   writeGuestImage(count);
-  const args = [GUEST_IMAGE, `0x${CODE_GPA.toString(16)}`, `0x${BAR0_GPA.toString(16)}`, `0x${MONITOR_DONE_PORT.toString(16)}`, '1'];
+  const args = [
+    GUEST_IMAGE,
+    `0x${CODE_GPA.toString(16)}`,
+    `0x${BAR0_GPA.toString(16)}`,
+    `0x${MONITOR_DONE_PORT.toString(16)}`,
+    '1',
+  ];
   const r = spawnSync(C_BINARY, args, { encoding: 'utf8', timeout: 120_000 });
-  if (r.error !== undefined || r.status !== 0) fail(`${C_BINARY} failed: ${r.error?.message ?? `exit ${r.status}`} ${r.stderr}`);
+  if (r.error !== undefined || r.status !== 0)
+    fail(`${C_BINARY} failed: ${r.error?.message ?? `exit ${r.status}`} ${r.stderr}`);
   let parsed: { rounds: { ns: number; rings: number; exits: number }[] };
   try {
     parsed = JSON.parse(r.stdout) as typeof parsed;
@@ -172,7 +192,10 @@ function runC(count: number): Round {
 const compiler = (() => {
   try {
     const how = compileC(C_SOURCE, C_BINARY, { optional: true });
-    if (how === null) console.warn(`kvm.bench: no C compiler ('${C_COMPILER}' not found): the C monitor baseline is skipped (install gcc or set CC)`);
+    if (how === null)
+      console.warn(
+        `kvm.bench: no C compiler ('${C_COMPILER}' not found): the C monitor baseline is skipped (install gcc or set CC)`,
+      );
     return how;
   } catch (error) {
     return fail((error as Error).message);
@@ -198,7 +221,9 @@ function check(mode: Mode, round: Round, count: number): void {
   if (mode === 'c' && round.exits !== count + 1) fail(`c: ${round.exits} exits, not ${count + 1}`);
 }
 
-console.log(`kvm.bench: ${N} rings per loop, ${ROUNDS} rounds${QUICK ? ' [--quick]' : ''}; C monitor: ${compiler ?? 'skipped'}`);
+console.log(
+  `kvm.bench: ${N} rings per loop, ${ROUNDS} rounds${QUICK ? ' [--quick]' : ''}; C monitor: ${compiler ?? 'skipped'}`,
+);
 for (const mode of modes) check(mode, run(mode, WARMUP_RINGS), WARMUP_RINGS);
 const results = new Map<Mode, Round[]>(modes.map((m) => [m, []]));
 for (let i = 0; i < ROUNDS; i++) {
@@ -241,38 +266,55 @@ const ratios = {
   wasmOverC: cUs === undefined ? null : wasmUs / cUs,
 };
 const target = {
-  wasmMonitorWithin1_1xC: cUs === undefined
-    ? { met: null, detail: 'C monitor skipped' }
-    : { met: ratios.wasmOverC! <= TARGET_RATIO_C, detail: `WASM-path monitor ÷ C monitor = ${ratios.wasmOverC!.toFixed(3)}× (target ≤ ${TARGET_RATIO_C}×)` },
+  wasmMonitorWithin1_1xC:
+    cUs === undefined
+      ? { met: null, detail: 'C monitor skipped' }
+      : {
+          met: ratios.wasmOverC! <= TARGET_RATIO_C,
+          detail: `WASM-path monitor ÷ C monitor = ${ratios.wasmOverC!.toFixed(3)}× (target ≤ ${TARGET_RATIO_C}×)`,
+        },
 };
 
 const header = ['path', 'µs/ring p50', 'min', 'max', 'exits/loop', 'rings ok'];
 const cells = rows.map((r) => [
-  r.path, r.usPerRingMedian.toFixed(3), r.usPerRingMin.toFixed(3), r.usPerRingMax.toFixed(3), String(r.exitsPerLoop),
+  r.path,
+  r.usPerRingMedian.toFixed(3),
+  r.usPerRingMin.toFixed(3),
+  r.usPerRingMax.toFixed(3),
+  String(r.exitsPerLoop),
   `${ROUNDS}×${N}`,
 ]);
 printTable(header, cells);
 console.log();
 console.log(`ratio: WASM path ÷ fast path   ${ratios.wasmOverFast.toFixed(2)}×`);
 if (ratios.wasmOverC !== null) {
-  console.log(`ratio: WASM path ÷ C monitor   ${ratios.wasmOverC.toFixed(3)}×   target ≤ ${TARGET_RATIO_C}×: ${target.wasmMonitorWithin1_1xC.met ? 'met' : 'NOT met'} (reported, not asserted)`);
+  console.log(
+    `ratio: WASM path ÷ C monitor   ${ratios.wasmOverC.toFixed(3)}×   target ≤ ${TARGET_RATIO_C}×: ${target.wasmMonitorWithin1_1xC.met ? 'met' : 'NOT met'} (reported, not asserted)`,
+  );
 }
 
 const file = resultsFile('kvm.json', ROOT);
-writeFileSync(file, JSON.stringify({
-  benchmark: 'kvm doorbell: guest ring → peer eventfd',
-  ...machine(),
-  quick: QUICK,
-  ringsPerLoop: N,
-  rounds: ROUNDS,
-  warmupRings: WARMUP_RINGS,
-  compiler,
-  unit: 'µs per ring (host time of the whole guest loop / N), median over rounds',
-  check: 'passed: the peer eventfd counter equals N after every loop',
-  paths: rows,
-  ratios,
-  target,
-}, null, 2) + '\n');
+writeFileSync(
+  file,
+  JSON.stringify(
+    {
+      benchmark: 'kvm doorbell: guest ring → peer eventfd',
+      ...machine(),
+      quick: QUICK,
+      ringsPerLoop: N,
+      rounds: ROUNDS,
+      warmupRings: WARMUP_RINGS,
+      compiler,
+      unit: 'µs per ring (host time of the whole guest loop / N), median over rounds',
+      check: 'passed: the peer eventfd counter equals N after every loop',
+      paths: rows,
+      ratios,
+      target,
+    },
+    null,
+    2,
+  ) + '\n',
+);
 console.log(`\nwrote ${file}`);
 
 // ---------------------------------------------------------------------------------------------

@@ -83,9 +83,17 @@ const STOP = 16;
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A device on the server, set up as a guest driver would: memory + bus master, MSI-X on, vector unmasked. */
-async function join(cfg: PeerConfig, onMsi: { fn: (vector: number) => void }, vectorWait: 'loop' | 'manual'): Promise<{ device: IvshmemDevice; words: Int32Array; other: number }> {
+async function join(
+  cfg: PeerConfig,
+  onMsi: { fn: (vector: number) => void },
+  vectorWait: 'loop' | 'manual',
+): Promise<{ device: IvshmemDevice; words: Int32Array; other: number }> {
   const device = await IvshmemDevice.create({
-    mode: 'doorbell', vectors: VECTORS, server: cfg.socket, vectorWait, setupTimeoutMs: 10_000,
+    mode: 'doorbell',
+    vectors: VECTORS,
+    server: cfg.socket,
+    vectorWait,
+    setupTimeoutMs: 10_000,
     transport: { setIrqLevel() {}, sendMsi: (_address, _data, vector) => onMsi.fn(vector) },
   });
   enableMsix(device);
@@ -112,7 +120,12 @@ async function join(cfg: PeerConfig, onMsi: { fn: (vector: number) => void }, ve
 }
 
 function histogramOf(samples: Float64Array, from: number, to: number): string {
-  const h = hdr.build({ bitBucketSize: 64, lowestDiscernibleValue: 1, highestTrackableValue: 1e11, numberOfSignificantValueDigits: 3 });
+  const h = hdr.build({
+    bitBucketSize: 64,
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 1e11,
+    numberOfSignificantValueDigits: 3,
+  });
   for (let i = from; i < to; i++) h.recordValue(Math.max(1, Math.round(samples[i])));
   const encoded = hdr.encodeIntoCompressedBase64(h);
   h.destroy();
@@ -157,12 +170,18 @@ class MeasuredWindow {
     let lines: string[] = [];
     if (this.#started) {
       try {
-        lines = readFileSync(this.#deoptLog).subarray(this.#logAt).toString('utf8').split('\n').filter((l) => l.startsWith('[bailout'));
+        lines = readFileSync(this.#deoptLog)
+          .subarray(this.#logAt)
+          .toString('utf8')
+          .split('\n')
+          .filter((l) => l.startsWith('[bailout'));
       } catch {
         // no file: no deoptimisation at all
       }
     }
-    const sample = (l: string) => /^\[bailout \(kind: ([^,]+), reason: ([^)]*)\).*?<JSFunction ?([^ >]*)/.exec(l)?.slice(1).join(', ') ?? l.slice(0, 120);
+    const sample = (l: string) =>
+      /^\[bailout \(kind: ([^,]+), reason: ([^)]*)\).*?<JSFunction ?([^ >]*)/.exec(l)?.slice(1).join(', ') ??
+      l.slice(0, 120);
     return { gcs, deopts: lines.length, deoptSamples: lines.slice(0, 5).map(sample) };
   }
 }
@@ -178,16 +197,35 @@ const stamp = (slot: 0 | 1): number => {
 
 type WindowFigures = ReturnType<MeasuredWindow['end']>;
 
-function pingResult(cfg: PeerConfig, device: IvshmemDevice, samples: Float64Array, done: number, coalesced: number, msi: number, w: WindowFigures): PeerResult {
+function pingResult(
+  cfg: PeerConfig,
+  device: IvshmemDevice,
+  samples: Float64Array,
+  done: number,
+  coalesced: number,
+  msi: number,
+  w: WindowFigures,
+): PeerResult {
   const warmup = done >= cfg.total ? cfg.warmup : Math.min(cfg.warmup, Math.floor(done / 10));
   // Round trips over 200 µs, warm-up included (index, ns): where in the run the stalls fell.
   const stalls: [number, number][] = [];
-  for (let i = 0; i < done && stalls.length < 100; i++) if (samples[i] > 200_000) stalls.push([i, Math.round(samples[i])]);
+  for (let i = 0; i < done && stalls.length < 100; i++)
+    if (samples[i] > 200_000) stalls.push([i, Math.round(samples[i])]);
   let elapsed = 0;
   for (let i = warmup; i < done; i++) elapsed += samples[i];
   return {
-    role: 'ping', path: cfg.path, id: device.id, done, warmup, histogram: histogramOf(samples, warmup, done),
-    elapsedMs: elapsed / 1e6, ...w, coalesced, msi, counters: device.counters(), stalls,
+    role: 'ping',
+    path: cfg.path,
+    id: device.id,
+    done,
+    warmup,
+    histogram: histogramOf(samples, warmup, done),
+    elapsedMs: elapsed / 1e6,
+    ...w,
+    coalesced,
+    msi,
+    counters: device.counters(),
+    stalls,
   };
 }
 
@@ -233,7 +271,19 @@ function runLoop(cfg: PeerConfig): Promise<PeerResult> {
           if (Atomics.load(words, STOP) === 1) {
             stopped = true;
             const w = gc.end();
-            finish(() => ({ role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, ...w, coalesced: 0, msi, counters: device.counters() }));
+            finish(() => ({
+              role: 'pong',
+              path: cfg.path,
+              id: device.id,
+              done,
+              warmup: 0,
+              histogram: '',
+              elapsedMs: 0,
+              ...w,
+              coalesced: 0,
+              msi,
+              counters: device.counters(),
+            }));
             return;
           }
           gc.at(++done, cfg.warmup);
@@ -278,7 +328,10 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
     },
   };
   const { device, words, other } = await join(cfg, onMsi, 'manual');
-  const waiter = createWaiter(cfg.path === 'thread' ? 'blocking' : cfg.path === 'spin' ? 'spin' : 'adaptive', device.ownVectorFds);
+  const waiter = createWaiter(
+    cfg.path === 'thread' ? 'blocking' : cfg.path === 'spin' ? 'spin' : 'adaptive',
+    device.ownVectorFds,
+  );
   // Blocking and adaptive: no budget, so each wait is the one read(2) (or the spin, then poll(2));
   // a hung pair is killed by the orchestrator. Spin: rounds of reads per native call.
   const budget = cfg.path === 'spin' ? 10_000 : undefined;
@@ -297,7 +350,8 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
       for (;;) {
         const index = waiter.waitOnce(budget);
         if (index < 0) {
-          if (stamp(1) / 1e6 - last > cfg.idleTimeoutMs) throw new Error(`pong (${cfg.path}): no doorbell for ${cfg.idleTimeoutMs} ms after ${done} round trips`);
+          if (stamp(1) / 1e6 - last > cfg.idleTimeoutMs)
+            throw new Error(`pong (${cfg.path}): no doorbell for ${cfg.idleTimeoutMs} ms after ${done} round trips`);
           continue;
         }
         if (Atomics.load(words, STOP) === 1) break;
@@ -311,7 +365,20 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
       }
       const window = gc.end();
       const answerP50 = timed > 0 ? answers.subarray(0, timed).sort()[Math.floor((timed - 1) / 2)] : 0;
-      return { role: 'pong', path: cfg.path, id: device.id, done, warmup: 0, histogram: '', elapsedMs: 0, ...window, coalesced, msi, counters: device.counters(), answerP50 };
+      return {
+        role: 'pong',
+        path: cfg.path,
+        id: device.id,
+        done,
+        warmup: 0,
+        histogram: '',
+        elapsedMs: 0,
+        ...window,
+        coalesced,
+        msi,
+        counters: device.counters(),
+        answerP50,
+      };
     }
     const samples = new Float64Array(cfg.total);
     const total = cfg.total;
@@ -322,7 +389,8 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
       device.mmioWrite(0, DOORBELL, 4, ring);
       let index: number;
       while ((index = waiter.waitOnce(budget)) < 0) {
-        if (stamp(1) - t0 > idle * 1e6) throw new Error(`ping (${cfg.path}): no answer for ${idle} ms after ${done} round trips`);
+        if (stamp(1) - t0 > idle * 1e6)
+          throw new Error(`ping (${cfg.path}): no answer for ${idle} ms after ${done} round trips`);
       }
       if (waiter.lastCount !== 1) coalesced++;
       device.fireVector(index);
@@ -345,7 +413,7 @@ async function runThread(cfg: PeerConfig): Promise<PeerResult> {
 
 if (isMainThread) {
   const fail = (err: unknown) => {
-    process.stderr.write(`latency-peer: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.stderr.write(`latency-peer: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);
   };
   const print = (r: PeerResult) => {

@@ -108,7 +108,11 @@ class CountingSink implements DoorbellSink {
 async function makeDevice(core: 'wasm' | 'ts'): Promise<{ device: IvshmemDevice; sink: CountingSink }> {
   const sink = new CountingSink();
   const device = await IvshmemDevice.create({
-    mode: 'doorbell', vectors: VECTORS, memory: new ArrayBuffer(4096), core, doorbell: sink,
+    mode: 'doorbell',
+    vectors: VECTORS,
+    memory: new ArrayBuffer(4096),
+    core,
+    doorbell: sink,
     transport: { setIrqLevel() {}, sendMsi() {} },
   });
   for (let p = 0; p < PEERS; p++) {
@@ -120,9 +124,11 @@ async function makeDevice(core: 'wasm' | 'ts'): Promise<{ device: IvshmemDevice;
 const wasmCore = makeCore('wasm');
 // The baseline: one JS→WASM call that does nothing, on an instance of its own (or, with
 // --one-instance, on the timed core's own instance).
-const nopInstance = ONE ? (wasmCore as WasmCore) : (new WebAssembly.Instance(compileCore(), {
-  env: { sendMsi() {}, setIrqLevel() {}, abort() {} },
-}).exports as unknown as Pick<WasmCore, 'nop' | 'nopWrite'>);
+const nopInstance = ONE
+  ? (wasmCore as WasmCore)
+  : (new WebAssembly.Instance(compileCore(), {
+      env: { sendMsi() {}, setIrqLevel() {}, abort() {} },
+    }).exports as unknown as Pick<WasmCore, 'nop' | 'nopWrite'>);
 const { nop, nopWrite } = nopInstance;
 const tsCore = makeCore('ts');
 const wasmDev = ONE ? undefined! : await makeDevice('wasm');
@@ -154,14 +160,16 @@ function checkCores(a: DeviceCore, b: DeviceCore, ops: number, seed: number): vo
       const w = kind < 5 ? size : 4;
       const n = a.mmioWrite(BAR0, at, w, value, 0);
       const m = b.mmioWrite(BAR0, at, w, value, 0);
-      if (n !== m) fail(`op ${i}: write bar0+0x${at.toString(16)}/${w} = 0x${value.toString(16)}: wasm n=${n}, ts n=${m}`);
+      if (n !== m)
+        fail(`op ${i}: write bar0+0x${at.toString(16)}/${w} = 0x${value.toString(16)}: wasm n=${n}, ts n=${m}`);
       for (let j = 0; j < n; j++) {
         if (a.signals[j] !== b.signals[j]) fail(`op ${i}: signal ${j}: wasm ${a.signals[j]}, ts ${b.signals[j]}`);
       }
     }
   }
   for (let c = 0; c < COUNTER_COUNT; c++) {
-    if (a.counterValue(c) !== b.counterValue(c)) fail(`counter ${c}: wasm ${a.counterValue(c)}, ts ${b.counterValue(c)}`);
+    if (a.counterValue(c) !== b.counterValue(c))
+      fail(`counter ${c}: wasm ${a.counterValue(c)}, ts ${b.counterValue(c)}`);
   }
 }
 
@@ -207,8 +215,12 @@ for (let i = 0; i < BATCH; i++) {
 }
 if (!ONE) checkDevices(5_000, 0xfeed);
 const mix = doorbellMix();
-console.log(`check: WASM and TS cores agree (reads, signal handles, counters)${ONE ? '' : '; devices agree (reads, rings, counters)'}${ONE ? ' [--one-instance]' : ''}`);
-console.log(`doorbell batch: ${mix.sent} sent, ${mix.noPeer} to unknown peers, ${mix.noVector} to unknown vectors (of ${BATCH})`);
+console.log(
+  `check: WASM and TS cores agree (reads, signal handles, counters)${ONE ? '' : '; devices agree (reads, rings, counters)'}${ONE ? ' [--one-instance]' : ''}`,
+);
+console.log(
+  `doorbell batch: ${mix.sent} sent, ${mix.noPeer} to unknown peers, ${mix.noVector} to unknown vectors (of ${BATCH})`,
+);
 
 // ---------------------------------------------------------------------------------------------
 // Timed tasks: each call of a task function is one batch of BATCH calls.
@@ -216,112 +228,169 @@ console.log(`doorbell batch: ${mix.sent} sent, ${mix.noPeer} to unknown peers, $
 const out = new Int32Array(1); // results land here, so nothing is optimised away and nothing allocates
 
 const allTasks: [name: string, fn: () => void][] = [
-  ['no-op JS→WASM call', () => {
-    for (let i = 0; i < BATCH; i++) nop();
-  }],
-  ['no-op JS→WASM call, write32\'s signature', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + nopWrite(DOORBELL, BELLS[i])) | 0;
-    out[0] ^= sum;
-  }],
-  ['core wasm: read IntrMask', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.read32(0x00)) | 0;
-    out[0] ^= sum;
-  }],
-  ['core ts:   read IntrMask', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + tsCore.read32(0x00)) | 0;
-    out[0] ^= sum;
-  }],
-  ['core wasm: write IntrMask', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.write32(0x00, i)) | 0;
-    out[0] ^= sum;
-  }],
-  ['core ts:   write IntrMask', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + tsCore.write32(0x00, i)) | 0;
-    out[0] ^= sum;
-  }],
+  [
+    'no-op JS→WASM call',
+    () => {
+      for (let i = 0; i < BATCH; i++) nop();
+    },
+  ],
+  [
+    "no-op JS→WASM call, write32's signature",
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + nopWrite(DOORBELL, BELLS[i])) | 0;
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'core wasm: read IntrMask',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.read32(0x00)) | 0;
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'core ts:   read IntrMask',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + tsCore.read32(0x00)) | 0;
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'core wasm: write IntrMask',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.write32(0x00, i)) | 0;
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'core ts:   write IntrMask',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + tsCore.write32(0x00, i)) | 0;
+      out[0] ^= sum;
+    },
+  ],
   // The doorbell's own entry, as IvshmemDevice.mmioWrite uses it: the handle is the result.
-  ['core wasm: doorbell(), one route', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.doorbell(ONE_BELL)) | 0;
-    out[0] ^= sum;
-  }],
-  ['core wasm: doorbell(), random mix', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.doorbell(BELLS[i])) | 0;
-    out[0] ^= sum;
-  }],
-  ['core ts:   doorbell(), random mix', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + tsCore.doorbell(BELLS[i])) | 0;
-    out[0] ^= sum;
-  }],
+  [
+    'core wasm: doorbell(), one route',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.doorbell(ONE_BELL)) | 0;
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'core wasm: doorbell(), random mix',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.doorbell(BELLS[i])) | 0;
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'core ts:   doorbell(), random mix',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + tsCore.doorbell(BELLS[i])) | 0;
+      out[0] ^= sum;
+    },
+  ],
   // The doorbell through write32 three ways, to tell its costs apart: one route (no branch goes
   // either way at random), the random mix without the handle hand-back, and the mix with it.
-  ['core wasm: doorbell, one route + glue', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) {
-      const n = wasmCore.write32(DOORBELL, ONE_BELL);
-      const signals = wasmCore.signals;
-      for (let j = 0; j < n; j++) sum = (sum + signals[j]) | 0;
-    }
-    out[0] ^= sum;
-  }],
-  ['core wasm: doorbell, random mix', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.write32(DOORBELL, BELLS[i])) | 0;
-    out[0] ^= sum;
-  }],
-  ['core wasm: doorbell, random mix + glue', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) {
-      const n = wasmCore.write32(DOORBELL, BELLS[i]);
-      const signals = wasmCore.signals;
-      for (let j = 0; j < n; j++) sum = (sum + signals[j]) | 0;
-    }
-    out[0] ^= sum;
-  }],
-  ['core ts:   doorbell, random mix + glue', () => {
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) {
-      const n = tsCore.write32(DOORBELL, BELLS[i]);
-      const signals = tsCore.signals;
-      for (let j = 0; j < n; j++) sum = (sum + signals[j]) | 0;
-    }
-    out[0] ^= sum;
-  }],
-  ['device wasm: read IntrMask', () => {
-    const device = wasmDev.device;
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + device.mmioRead(0, 0x00, 4)) | 0;
-    out[0] ^= sum;
-  }],
-  ['device ts:   read IntrMask', () => {
-    const device = tsDev.device;
-    let sum = 0;
-    for (let i = 0; i < BATCH; i++) sum = (sum + device.mmioRead(0, 0x00, 4)) | 0;
-    out[0] ^= sum;
-  }],
-  ['device wasm: write IntrMask', () => {
-    const device = wasmDev.device;
-    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, 0x00, 4, i);
-  }],
-  ['device ts:   write IntrMask', () => {
-    const device = tsDev.device;
-    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, 0x00, 4, i);
-  }],
-  ['device wasm: doorbell', () => {
-    const device = wasmDev.device;
-    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, DOORBELL, 4, BELLS[i]);
-  }],
-  ['device ts:   doorbell', () => {
-    const device = tsDev.device;
-    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, DOORBELL, 4, BELLS[i]);
-  }],
+  [
+    'core wasm: doorbell, one route + glue',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) {
+        const n = wasmCore.write32(DOORBELL, ONE_BELL);
+        const signals = wasmCore.signals;
+        for (let j = 0; j < n; j++) sum = (sum + signals[j]) | 0;
+      }
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'core wasm: doorbell, random mix',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + wasmCore.write32(DOORBELL, BELLS[i])) | 0;
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'core wasm: doorbell, random mix + glue',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) {
+        const n = wasmCore.write32(DOORBELL, BELLS[i]);
+        const signals = wasmCore.signals;
+        for (let j = 0; j < n; j++) sum = (sum + signals[j]) | 0;
+      }
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'core ts:   doorbell, random mix + glue',
+    () => {
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) {
+        const n = tsCore.write32(DOORBELL, BELLS[i]);
+        const signals = tsCore.signals;
+        for (let j = 0; j < n; j++) sum = (sum + signals[j]) | 0;
+      }
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'device wasm: read IntrMask',
+    () => {
+      const device = wasmDev.device;
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + device.mmioRead(0, 0x00, 4)) | 0;
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'device ts:   read IntrMask',
+    () => {
+      const device = tsDev.device;
+      let sum = 0;
+      for (let i = 0; i < BATCH; i++) sum = (sum + device.mmioRead(0, 0x00, 4)) | 0;
+      out[0] ^= sum;
+    },
+  ],
+  [
+    'device wasm: write IntrMask',
+    () => {
+      const device = wasmDev.device;
+      for (let i = 0; i < BATCH; i++) device.mmioWrite(0, 0x00, 4, i);
+    },
+  ],
+  [
+    'device ts:   write IntrMask',
+    () => {
+      const device = tsDev.device;
+      for (let i = 0; i < BATCH; i++) device.mmioWrite(0, 0x00, 4, i);
+    },
+  ],
+  [
+    'device wasm: doorbell',
+    () => {
+      const device = wasmDev.device;
+      for (let i = 0; i < BATCH; i++) device.mmioWrite(0, DOORBELL, 4, BELLS[i]);
+    },
+  ],
+  [
+    'device ts:   doorbell',
+    () => {
+      const device = tsDev.device;
+      for (let i = 0; i < BATCH; i++) device.mmioWrite(0, DOORBELL, 4, BELLS[i]);
+    },
+  ],
 ];
 const tasks = ONE ? allTasks.filter(([name]) => name.startsWith('no-op') || name.startsWith('core wasm:')) : allTasks;
 
@@ -332,7 +401,10 @@ const gcEntries: PerformanceEntry[] = [];
 const gcObserver = new PerformanceObserver((list) => gcEntries.push(...list.getEntries()));
 gcObserver.observe({ entryTypes: ['gc'] });
 
-interface Window { start: number; end: number }
+interface Window {
+  start: number;
+  end: number;
+}
 const timedWindows = new Map<string, Window>();
 const plainWindows = new Map<string, Window>();
 
@@ -342,8 +414,10 @@ function gcsIn(w: Window | undefined): PerformanceEntry[] {
 
 function gcKinds(entries: PerformanceEntry[]): string {
   const names: Record<number, string> = {
-    [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor', [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
-    [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental', [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+    [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+    [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+    [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+    [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
   };
   const count = new Map<string, number>();
   for (const e of entries) {
@@ -398,7 +472,9 @@ const bench = new Bench({
 });
 for (const [name, fn] of tasks) bench.add(name, fn);
 
-console.log(`running ${tasks.length} tasks, ${TASK_MS} ms each (+${WARMUP_MS} ms warmup), batch ${BATCH}${QUICK ? ' [--quick]' : ''}`);
+console.log(
+  `running ${tasks.length} tasks, ${TASK_MS} ms each (+${WARMUP_MS} ms warmup), batch ${BATCH}${QUICK ? ' [--quick]' : ''}`,
+);
 await bench.run();
 plainLoopCheck();
 await new Promise((resolve) => setTimeout(resolve, 100)); // let the observer deliver
@@ -462,13 +538,38 @@ const rows: Row[] = bench.tasks.map((task) => {
 });
 
 function printResults(): void {
-  const header = ['task', 'p50 ns', 'p99 ns', 'p99.9 ns', 'mean ns', 'p50/nop', 'p99.9/p50', 'batches', 'GCs', 'loop p99.9/p50', 'loop GCs'];
-  printTable(header, rows.map((r) => [
-    r.task, r.p50.toFixed(2), r.p99.toFixed(2), r.p999.toFixed(2), r.mean.toFixed(2),
-    r.ratioToNop.toFixed(2), r.tailRatio.toFixed(2), String(r.batches), String(r.gcTimed),
-    r.plainTailRatio.toFixed(2), String(r.gcPlainLoop),
-  ]));
-  console.log('loop = the same batches without the harness, timed into a preallocated array: the tail and the garbage that are the path\'s own');
+  const header = [
+    'task',
+    'p50 ns',
+    'p99 ns',
+    'p99.9 ns',
+    'mean ns',
+    'p50/nop',
+    'p99.9/p50',
+    'batches',
+    'GCs',
+    'loop p99.9/p50',
+    'loop GCs',
+  ];
+  printTable(
+    header,
+    rows.map((r) => [
+      r.task,
+      r.p50.toFixed(2),
+      r.p99.toFixed(2),
+      r.p999.toFixed(2),
+      r.mean.toFixed(2),
+      r.ratioToNop.toFixed(2),
+      r.tailRatio.toFixed(2),
+      String(r.batches),
+      String(r.gcTimed),
+      r.plainTailRatio.toFixed(2),
+      String(r.gcPlainLoop),
+    ]),
+  );
+  console.log(
+    "loop = the same batches without the harness, timed into a preallocated array: the tail and the garbage that are the path's own",
+  );
 }
 
 // Targets (reported, not asserted).
@@ -485,13 +586,15 @@ const targets = {
   },
   p999Within3xP50: {
     met: tailMisses.length === 0,
-    detail: tailMisses.length === 0
-      ? 'all tasks'
-      : `over 3× in ${tailMisses.length}/${rows.length} tasks: ${tailMisses.map((r) => `${r.task.replace(/\s+/g, ' ')} ${r.plainTailRatio.toFixed(1)}×`).join('; ')}`,
+    detail:
+      tailMisses.length === 0
+        ? 'all tasks'
+        : `over 3× in ${tailMisses.length}/${rows.length} tasks: ${tailMisses.map((r) => `${r.task.replace(/\s+/g, ' ')} ${r.plainTailRatio.toFixed(1)}×`).join('; ')}`,
   },
   noGcDuringRun: {
     met: plainGcTotal === 0,
-    detail: `${plainGcTotal} GCs in the harness-free loops (${PLAIN_BATCHES} batches of ${BATCH} calls per task); ` +
+    detail:
+      `${plainGcTotal} GCs in the harness-free loops (${PLAIN_BATCHES} batches of ${BATCH} calls per task); ` +
       `${timedGcTotal} in tinybench's timed runs (${gcKinds(rows.flatMap((r) => gcsIn(timedWindows.get(r.task))))}), its sample keeping included`,
   },
 };
@@ -499,24 +602,37 @@ const targets = {
 printResults();
 console.log();
 const verdict = (met: boolean) => (met ? 'met    ' : 'NOT met');
-console.log(`target: WASM dispatch <= 2x no-op call   ${verdict(targets.wasmDispatchWithin2xNop.met)}  ${targets.wasmDispatchWithin2xNop.detail}`);
-console.log(`target: loop p99.9 <= 3x p50             ${verdict(targets.p999Within3xP50.met)}  ${targets.p999Within3xP50.detail}`);
-console.log(`target: no GC during the run             ${verdict(targets.noGcDuringRun.met)}  ${targets.noGcDuringRun.detail}`);
+console.log(
+  `target: WASM dispatch <= 2x no-op call   ${verdict(targets.wasmDispatchWithin2xNop.met)}  ${targets.wasmDispatchWithin2xNop.detail}`,
+);
+console.log(
+  `target: loop p99.9 <= 3x p50             ${verdict(targets.p999Within3xP50.met)}  ${targets.p999Within3xP50.detail}`,
+);
+console.log(
+  `target: no GC during the run             ${verdict(targets.noGcDuringRun.met)}  ${targets.noGcDuringRun.detail}`,
+);
 
 const file = resultsFile(ONE ? 'mmio-one-instance.json' : 'mmio.json');
-writeFileSync(file, JSON.stringify({
-  benchmark: ONE ? 'mmio dispatch, one WebAssembly instance in the process' : 'mmio dispatch',
-  instances: ONE ? 1 : 3,
-  ...machine(),
-  quick: QUICK,
-  batch: BATCH,
-  taskTimeMs: TASK_MS,
-  warmupTimeMs: WARMUP_MS,
-  timestampProvider: bench.timestampProvider.name,
-  unit: 'ns per call (batch time / batch)',
-  setup: { mode: 'doorbell', peers: PEERS, vectors: VECTORS, doorbellMix: mix },
-  check: 'passed',
-  tasks: rows,
-  targets,
-}, null, 2) + '\n');
+writeFileSync(
+  file,
+  JSON.stringify(
+    {
+      benchmark: ONE ? 'mmio dispatch, one WebAssembly instance in the process' : 'mmio dispatch',
+      instances: ONE ? 1 : 3,
+      ...machine(),
+      quick: QUICK,
+      batch: BATCH,
+      taskTimeMs: TASK_MS,
+      warmupTimeMs: WARMUP_MS,
+      timestampProvider: bench.timestampProvider.name,
+      unit: 'ns per call (batch time / batch)',
+      setup: { mode: 'doorbell', peers: PEERS, vectors: VECTORS, doorbellMix: mix },
+      check: 'passed',
+      tasks: rows,
+      targets,
+    },
+    null,
+    2,
+  ) + '\n',
+);
 console.log(`\nwrote ${file}`);

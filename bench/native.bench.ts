@@ -55,11 +55,24 @@ const collect: () => void = typeof gc === 'function' ? gc : () => {};
 // ---------------------------------------------------------------------------------------------
 // The C baseline: compiled first, then run at the start of every round of the eventfd tasks.
 
-interface CResult { batch: number; batches: number; p50: number; p99: number; p999: number; mean: number; min: number; max: number }
+interface CResult {
+  batch: number;
+  batches: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  mean: number;
+  min: number;
+  max: number;
+}
 
 function runC(): CResult {
-  const r = spawnSync(C_BINARY, [String(BATCH), String(ROUND_MS), String(ROUND_WARMUP_MS)], { encoding: 'utf8', timeout: 30_000 });
-  if (r.error !== undefined || r.status !== 0) fail(`${C_BINARY} failed: ${r.error?.message ?? `exit ${r.status}`} ${r.stderr}`);
+  const r = spawnSync(C_BINARY, [String(BATCH), String(ROUND_MS), String(ROUND_WARMUP_MS)], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (r.error !== undefined || r.status !== 0)
+    fail(`${C_BINARY} failed: ${r.error?.message ?? `exit ${r.status}`} ${r.stderr}`);
   try {
     return JSON.parse(r.stdout) as CResult;
   } catch {
@@ -91,7 +104,10 @@ const raw = native();
 const signalFd = EventFd.create();
 const ringFd = EventFd.create();
 const device = await IvshmemDevice.create({
-  mode: 'doorbell', vectors: 1, memory: new ArrayBuffer(4096), doorbell: eventfdDoorbell,
+  mode: 'doorbell',
+  vectors: 1,
+  memory: new ArrayBuffer(4096),
+  doorbell: eventfdDoorbell,
   transport: { setIrqLevel() {}, sendMsi() {} },
 });
 device.connectPeerVector(1, ringFd.fd);
@@ -102,7 +118,10 @@ const RING_PEER1_VECTOR0 = 1 << 16;
 // with that ring, once with a transport that does nothing (the interrupt half alone).
 const answering = { ring: true };
 const answerDevice = await IvshmemDevice.create({
-  mode: 'doorbell', vectors: 1, memory: new ArrayBuffer(4096), doorbell: eventfdDoorbell,
+  mode: 'doorbell',
+  vectors: 1,
+  memory: new ArrayBuffer(4096),
+  doorbell: eventfdDoorbell,
   transport: {
     setIrqLevel() {},
     sendMsi: () => {
@@ -116,11 +135,20 @@ const answerFd = EventFd.create();
 answerDevice.connectPeerVector(1, answerFd.fd);
 
 // Every signal must reach its eventfd: counted per batch here, compared with the drains below.
-const tally = { ownedCalls: 0, signalBatches: 0, signalDrained: 0, ringBatches: 0, ringDrained: 0, answerBatches: 0, answerDrained: 0 };
+const tally = {
+  ownedCalls: 0,
+  signalBatches: 0,
+  signalDrained: 0,
+  ringBatches: 0,
+  ringDrained: 0,
+  answerBatches: 0,
+  answerDrained: 0,
+};
 
 // A first ring by hand: the doorbell must reach exactly this eventfd.
 device.mmioWrite(0, REG_DOORBELL, 4, RING_PEER1_VECTOR0);
-if (ringFd.drain() !== 1 || signalFd.drain() !== 0) fail('CHECK FAILED: the doorbell to peer 1 vector 0 did not signal its eventfd once');
+if (ringFd.drain() !== 1 || signalFd.drain() !== 0)
+  fail('CHECK FAILED: the doorbell to peer 1 vector 0 did not signal its eventfd once');
 if (!raw.isOwnedFd(signalFd.fd)) fail('CHECK FAILED: the addon does not know the eventfd it created');
 
 // ---------------------------------------------------------------------------------------------
@@ -129,7 +157,8 @@ if (!raw.isOwnedFd(signalFd.fd)) fail('CHECK FAILED: the addon does not know the
 const shm = SharedMemory.open({ memfd: 'bench' }, { size: MEM_SIZE });
 const mapped = shm.map();
 const plain = new ArrayBuffer(MEM_SIZE);
-if (mapped.byteLength !== MEM_SIZE) fail(`CHECK FAILED: the memfd mapping has ${mapped.byteLength} bytes, not ${MEM_SIZE}`);
+if (mapped.byteLength !== MEM_SIZE)
+  fail(`CHECK FAILED: the memfd mapping has ${mapped.byteLength} bytes, not ${MEM_SIZE}`);
 // The mapping is the memfd's memory: a store through it is what read(2) of the fd returns.
 new Float64Array(mapped)[MEM_SIZE / 8 - 1] = Math.E;
 const probe = Buffer.alloc(8);
@@ -174,7 +203,10 @@ function sumU32Plain(a: Uint32Array): number {
 type MemOp = 'f64 fill' | 'f64 sum' | 'u32 fill' | 'u32 sum';
 const MEM_OPS: readonly MemOp[] = ['f64 fill', 'f64 sum', 'u32 fill', 'u32 sum'];
 
-function memTasks(buffer: ArrayBuffer, sums: { f64: typeof sumF64Plain; u32: typeof sumU32Plain }): Record<MemOp, () => void> {
+function memTasks(
+  buffer: ArrayBuffer,
+  sums: { f64: typeof sumF64Plain; u32: typeof sumU32Plain },
+): Record<MemOp, () => void> {
   const f64 = new Float64Array(buffer);
   const u32 = new Uint32Array(buffer);
   const { f64: sumF64, u32: sumU32 } = sums;
@@ -220,33 +252,48 @@ function makeBench(time: number, warmupTime: number, iterations = 64, warmupIter
 }
 
 const WIRE_TASKS: [name: string, fn: () => void][] = [
-  ['addon isOwnedFd, no syscall', () => {
-    const fd = signalFd.fd;
-    let owned = 0;
-    for (let i = 0; i < BATCH; i++) owned += raw.isOwnedFd(fd) ? 1 : 0;
-    tally.ownedCalls += owned;
-  }],
-  ['addon eventfdSignal', () => {
-    const fd = signalFd.fd;
-    for (let i = 0; i < BATCH; i++) raw.eventfdSignal(fd);
-    tally.signalBatches++;
-    tally.signalDrained += raw.eventfdDrain(fd);
-  }],
-  ['device doorbell → eventfd', () => {
-    for (let i = 0; i < BATCH; i++) device.mmioWrite(0, REG_DOORBELL, 4, RING_PEER1_VECTOR0);
-    tally.ringBatches++;
-    tally.ringDrained += ringFd.drain();
-  }],
-  ['device fireVector → MSI-X, no ring', () => {
-    answering.ring = false;
-    for (let i = 0; i < BATCH; i++) answerDevice.fireVector(0);
-    answering.ring = true;
-  }],
-  ['device answer: fireVector → MSI-X → doorbell → eventfd', () => {
-    for (let i = 0; i < BATCH; i++) answerDevice.fireVector(0);
-    tally.answerBatches++;
-    tally.answerDrained += answerFd.drain();
-  }],
+  [
+    'addon isOwnedFd, no syscall',
+    () => {
+      const fd = signalFd.fd;
+      let owned = 0;
+      for (let i = 0; i < BATCH; i++) owned += raw.isOwnedFd(fd) ? 1 : 0;
+      tally.ownedCalls += owned;
+    },
+  ],
+  [
+    'addon eventfdSignal',
+    () => {
+      const fd = signalFd.fd;
+      for (let i = 0; i < BATCH; i++) raw.eventfdSignal(fd);
+      tally.signalBatches++;
+      tally.signalDrained += raw.eventfdDrain(fd);
+    },
+  ],
+  [
+    'device doorbell → eventfd',
+    () => {
+      for (let i = 0; i < BATCH; i++) device.mmioWrite(0, REG_DOORBELL, 4, RING_PEER1_VECTOR0);
+      tally.ringBatches++;
+      tally.ringDrained += ringFd.drain();
+    },
+  ],
+  [
+    'device fireVector → MSI-X, no ring',
+    () => {
+      answering.ring = false;
+      for (let i = 0; i < BATCH; i++) answerDevice.fireVector(0);
+      answering.ring = true;
+    },
+  ],
+  [
+    'device answer: fireVector → MSI-X → doorbell → eventfd',
+    () => {
+      for (let i = 0; i < BATCH; i++) answerDevice.fireVector(0);
+      tally.answerBatches++;
+      tally.answerDrained += answerFd.drain();
+    },
+  ],
 ];
 
 function latencyOf(task: Task): Statistics {
@@ -258,8 +305,10 @@ function latencyOf(task: Task): Statistics {
 const perWrite = (ms: number) => (ms * 1e6) / BATCH;
 type Figures = Pick<CResult, 'p50' | 'p99' | 'p999' | 'mean' | 'min' | 'batches'>;
 
-console.log(`running the C baseline and ${WIRE_TASKS.length} eventfd tasks in ${ROUNDS} rounds of ${ROUND_MS} ms each, ` +
-  `then 8 memory tasks (64 MiB) in as many rounds; batch ${BATCH}${QUICK ? ' [--quick]' : ''}`);
+console.log(
+  `running the C baseline and ${WIRE_TASKS.length} eventfd tasks in ${ROUNDS} rounds of ${ROUND_MS} ms each, ` +
+    `then 8 memory tasks (64 MiB) in as many rounds; batch ${BATCH}${QUICK ? ' [--quick]' : ''}`,
+);
 
 /** Per round: the C figures and each JavaScript task's, in ns/write. */
 const rounds: { c: CResult; tasks: Record<string, Figures> }[] = [];
@@ -272,19 +321,28 @@ for (let round = 0; round < ROUNDS; round++) {
   for (const task of wire.tasks) {
     const l = latencyOf(task);
     tasks[task.name] = {
-      p50: perWrite(l.p50), p99: perWrite(l.p99), p999: perWrite(l.p999), mean: perWrite(l.mean), min: perWrite(l.min), batches: l.samplesCount,
+      p50: perWrite(l.p50),
+      p99: perWrite(l.p99),
+      p999: perWrite(l.p999),
+      mean: perWrite(l.mean),
+      min: perWrite(l.min),
+      batches: l.samplesCount,
     };
   }
   rounds.push({ c, tasks });
 }
 
-if (tally.ownedCalls === 0 || tally.ownedCalls % BATCH !== 0) fail('CHECK FAILED: isOwnedFd answered false during the run');
+if (tally.ownedCalls === 0 || tally.ownedCalls % BATCH !== 0)
+  fail('CHECK FAILED: isOwnedFd answered false during the run');
 if (tally.signalDrained !== tally.signalBatches * BATCH) {
   fail(`CHECK FAILED: ${tally.signalBatches * BATCH} eventfd signals, ${tally.signalDrained} drained`);
 }
-if (tally.ringDrained !== tally.ringBatches * BATCH) fail(`CHECK FAILED: ${tally.ringBatches * BATCH} doorbells, ${tally.ringDrained} drained`);
-if (tally.answerDrained !== tally.answerBatches * BATCH) fail(`CHECK FAILED: ${tally.answerBatches * BATCH} answers, ${tally.answerDrained} rings drained`);
-if (device.counters().doorbellsSent !== tally.ringBatches * BATCH + 1) fail('CHECK FAILED: the device counted a different number of doorbells');
+if (tally.ringDrained !== tally.ringBatches * BATCH)
+  fail(`CHECK FAILED: ${tally.ringBatches * BATCH} doorbells, ${tally.ringDrained} drained`);
+if (tally.answerDrained !== tally.answerBatches * BATCH)
+  fail(`CHECK FAILED: ${tally.answerBatches * BATCH} answers, ${tally.answerDrained} rings drained`);
+if (device.counters().doorbellsSent !== tally.ringBatches * BATCH + 1)
+  fail('CHECK FAILED: the device counted a different number of doorbells');
 
 // Rounds again, and within a round the two buffers alternate op by op, so drift in the machine's
 // speed falls on both alike.
@@ -307,11 +365,13 @@ for (let round = 0; round < ROUNDS; round++) {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-
 interface WireRow {
   task: string;
   /** Medians over the rounds of each round's figure, ns/write. */
-  p50: number; p99: number; p999: number; mean: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  mean: number;
   /** The lowest batch of all rounds. */
   min: number;
   batches: number;
@@ -346,8 +406,10 @@ const wireRows: WireRow[] = [
 interface MemRow {
   task: string;
   /** Medians over the rounds, ms per pass over the buffer. */
-  p50Ms: number; p99Ms: number;
-  gbPerS: number; meanGbPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  gbPerS: number;
+  meanGbPerS: number;
   passes: number;
   /** Median over the rounds of (this GB/s / the ArrayBuffer's GB/s in that round). */
   ratioToArrayBuffer: number;
@@ -369,15 +431,33 @@ const memRows: MemRow[] = Object.keys(memRounds[0]).map((task) => {
   };
 });
 
-
-printTable(['eventfd write', 'p50 ns', 'p99 ns', 'p99.9 ns', 'mean ns', 'min ns', 'p50/C', 'p50/C range', 'batches'], wireRows.map((r) => [
-  r.task, r.p50.toFixed(1), r.p99.toFixed(1), r.p999.toFixed(1), r.mean.toFixed(1), r.min.toFixed(1), r.ratioToC.toFixed(2),
-  `${r.ratioToCRange[0].toFixed(2)}–${r.ratioToCRange[1].toFixed(2)}`, String(r.batches),
-]));
-printTable(['memory, 64 MiB pass', 'p50 ms', 'p99 ms', 'GB/s (p50)', 'GB/s (mean)', '÷ ArrayBuffer', 'range', 'passes'], memRows.map((r) => [
-  r.task, r.p50Ms.toFixed(2), r.p99Ms.toFixed(2), r.gbPerS.toFixed(2), r.meanGbPerS.toFixed(2), r.ratioToArrayBuffer.toFixed(2),
-  `${r.ratioRange[0].toFixed(2)}–${r.ratioRange[1].toFixed(2)}`, String(r.passes),
-]));
+printTable(
+  ['eventfd write', 'p50 ns', 'p99 ns', 'p99.9 ns', 'mean ns', 'min ns', 'p50/C', 'p50/C range', 'batches'],
+  wireRows.map((r) => [
+    r.task,
+    r.p50.toFixed(1),
+    r.p99.toFixed(1),
+    r.p999.toFixed(1),
+    r.mean.toFixed(1),
+    r.min.toFixed(1),
+    r.ratioToC.toFixed(2),
+    `${r.ratioToCRange[0].toFixed(2)}–${r.ratioToCRange[1].toFixed(2)}`,
+    String(r.batches),
+  ]),
+);
+printTable(
+  ['memory, 64 MiB pass', 'p50 ms', 'p99 ms', 'GB/s (p50)', 'GB/s (mean)', '÷ ArrayBuffer', 'range', 'passes'],
+  memRows.map((r) => [
+    r.task,
+    r.p50Ms.toFixed(2),
+    r.p99Ms.toFixed(2),
+    r.gbPerS.toFixed(2),
+    r.meanGbPerS.toFixed(2),
+    r.ratioToArrayBuffer.toFixed(2),
+    `${r.ratioRange[0].toFixed(2)}–${r.ratioRange[1].toFixed(2)}`,
+    String(r.passes),
+  ]),
+);
 
 const cRow = wireRows[0];
 const bareRow = wireRows.find((r) => r.task === 'addon isOwnedFd, no syscall')!;
@@ -386,19 +466,35 @@ const ringRow = wireRows.find((r) => r.task === 'device doorbell → eventfd')!;
 const mappedRows = memRows.filter((r) => r.task.startsWith(MAPPED_LABEL));
 const slowest = mappedRows.reduce((a, b) => (b.ratioToArrayBuffer < a.ratioToArrayBuffer ? b : a));
 const targets = {
-  addonSignalWithin1_2xC: { met: signalRow.ratioToC <= TARGET_RATIO, ratio: signalRow.ratioToC, range: signalRow.ratioToCRange },
-  doorbellRingWithin1_2xC: { met: ringRow.ratioToC <= TARGET_RATIO, ratio: ringRow.ratioToC, range: ringRow.ratioToCRange },
+  addonSignalWithin1_2xC: {
+    met: signalRow.ratioToC <= TARGET_RATIO,
+    ratio: signalRow.ratioToC,
+    range: signalRow.ratioToCRange,
+  },
+  doorbellRingWithin1_2xC: {
+    met: ringRow.ratioToC <= TARGET_RATIO,
+    ratio: ringRow.ratioToC,
+    range: ringRow.ratioToCRange,
+  },
 };
 const verdict = (met: boolean) => (met ? 'met    ' : 'NOT met');
 const range = (r: WireRow) => `rounds ${r.ratioToCRange[0].toFixed(2)}–${r.ratioToCRange[1].toFixed(2)}`;
 console.log();
 console.log(`C p50 per round: ${cRow.roundP50s.map((x) => x.toFixed(1)).join(', ')} ns/write`);
-console.log(`target: addon eventfdSignal <= 1.2x C        ${verdict(targets.addonSignalWithin1_2xC.met)}  ${signalRow.ratioToC.toFixed(2)}x median (${range(signalRow)}; ${signalRow.p50.toFixed(1)} vs ${cRow.p50.toFixed(1)} ns)`);
-console.log(`target: doorbell ring path <= 1.2x C         ${verdict(targets.doorbellRingWithin1_2xC.met)}  ${ringRow.ratioToC.toFixed(2)}x median (${range(ringRow)}; ${ringRow.p50.toFixed(1)} vs ${cRow.p50.toFixed(1)} ns)`);
-console.log(`report: where the time goes                 addon call without a syscall (isOwnedFd) ${bareRow.p50.toFixed(1)} ns; addon signal - C ${(signalRow.p50 - cRow.p50).toFixed(1)} ns; ` +
-  `device doorbell - addon signal ${(ringRow.p50 - signalRow.p50).toFixed(1)} ns (medians)`);
-console.log(`report: memfd mapping vs ArrayBuffer         slowest op ${slowest.task.split(': ')[1]} at ${slowest.ratioToArrayBuffer.toFixed(2)}x; ` +
-  mappedRows.map((r) => `${r.task.split(': ')[1]} ${r.ratioToArrayBuffer.toFixed(2)}x`).join(', '));
+console.log(
+  `target: addon eventfdSignal <= 1.2x C        ${verdict(targets.addonSignalWithin1_2xC.met)}  ${signalRow.ratioToC.toFixed(2)}x median (${range(signalRow)}; ${signalRow.p50.toFixed(1)} vs ${cRow.p50.toFixed(1)} ns)`,
+);
+console.log(
+  `target: doorbell ring path <= 1.2x C         ${verdict(targets.doorbellRingWithin1_2xC.met)}  ${ringRow.ratioToC.toFixed(2)}x median (${range(ringRow)}; ${ringRow.p50.toFixed(1)} vs ${cRow.p50.toFixed(1)} ns)`,
+);
+console.log(
+  `report: where the time goes                 addon call without a syscall (isOwnedFd) ${bareRow.p50.toFixed(1)} ns; addon signal - C ${(signalRow.p50 - cRow.p50).toFixed(1)} ns; ` +
+    `device doorbell - addon signal ${(ringRow.p50 - signalRow.p50).toFixed(1)} ns (medians)`,
+);
+console.log(
+  `report: memfd mapping vs ArrayBuffer         slowest op ${slowest.task.split(': ')[1]} at ${slowest.ratioToArrayBuffer.toFixed(2)}x; ` +
+    mappedRows.map((r) => `${r.task.split(': ')[1]} ${r.ratioToArrayBuffer.toFixed(2)}x`).join(', '),
+);
 
 // The same write(2) from C with 0..128 random cache lines touched between calls: how much of the
 // addon's overhead over the tight C loop is the system call itself costing more in a process that
@@ -407,31 +503,51 @@ const floorRun = spawnSync(FLOOR_BINARY, [QUICK ? '100000' : '400000'], { encodi
 if (floorRun.status !== 0) fail(`${FLOOR_BINARY} failed: exit ${floorRun.status} ${floorRun.stderr}`);
 const floor = JSON.parse(floorRun.stdout) as { lines: number[]; writeNs: number[]; loopNs: number[] };
 const floorAt = (lines: number) => floor.writeNs[floor.lines.indexOf(lines)];
-console.log(`report: the syscall floor under memory pressure  C write(2) with 0/8/32/128 random lines touched between calls: ` +
-  `${floor.writeNs.map((n) => n.toFixed(0)).join('/')} ns; addon eventfdSignal ${signalRow.p50.toFixed(0)} ns = ` +
-  `${(signalRow.p50 - floorAt(32)).toFixed(0)} ns over the 32-line floor (a bare addon call: ${bareRow.p50.toFixed(0)} ns)`);
+console.log(
+  `report: the syscall floor under memory pressure  C write(2) with 0/8/32/128 random lines touched between calls: ` +
+    `${floor.writeNs.map((n) => n.toFixed(0)).join('/')} ns; addon eventfdSignal ${signalRow.p50.toFixed(0)} ns = ` +
+    `${(signalRow.p50 - floorAt(32)).toFixed(0)} ns over the 32-line floor (a bare addon call: ${bareRow.p50.toFixed(0)} ns)`,
+);
 
 const file = resultsFile('native.json', ROOT);
-writeFileSync(file, JSON.stringify({
-  benchmark: 'native addon: eventfd wire and mapped memory',
-  ...machine(),
-  quick: QUICK,
-  batch: BATCH,
-  compiler,
-  check: 'passed',
-  writeFloor: { ...floor, unit: 'ns per write(2) with that many random cache lines of 64 MiB touched between calls' },
-  eventfd: {
-    unit: 'ns per write (batch time / batch, one drain per batch included)',
-    rounds: ROUNDS,
-    roundTimeMs: ROUND_MS,
-    roundWarmupMs: ROUND_WARMUP_MS,
-    summary: 'medians over the rounds; ratioToC is the median of per-round ratios',
-    tasks: wireRows,
-    perRound: rounds,
-  },
-  memory: { unit: 'one pass over the buffer', bytes: MEM_SIZE, rounds: ROUNDS, roundTimeMs: ROUND_MS, summary: 'medians over the rounds', tasks: memRows, perRound: memRounds },
-  targets,
-}, null, 2) + '\n');
+writeFileSync(
+  file,
+  JSON.stringify(
+    {
+      benchmark: 'native addon: eventfd wire and mapped memory',
+      ...machine(),
+      quick: QUICK,
+      batch: BATCH,
+      compiler,
+      check: 'passed',
+      writeFloor: {
+        ...floor,
+        unit: 'ns per write(2) with that many random cache lines of 64 MiB touched between calls',
+      },
+      eventfd: {
+        unit: 'ns per write (batch time / batch, one drain per batch included)',
+        rounds: ROUNDS,
+        roundTimeMs: ROUND_MS,
+        roundWarmupMs: ROUND_WARMUP_MS,
+        summary: 'medians over the rounds; ratioToC is the median of per-round ratios',
+        tasks: wireRows,
+        perRound: rounds,
+      },
+      memory: {
+        unit: 'one pass over the buffer',
+        bytes: MEM_SIZE,
+        rounds: ROUNDS,
+        roundTimeMs: ROUND_MS,
+        summary: 'medians over the rounds',
+        tasks: memRows,
+        perRound: memRounds,
+      },
+      targets,
+    },
+    null,
+    2,
+  ) + '\n',
+);
 console.log(`\nwrote ${file}`);
 
 device.close();

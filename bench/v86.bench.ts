@@ -52,17 +52,31 @@ if (unavailable !== null) {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const newHistogram = () => hdr.build({ bitBucketSize: 64, numberOfSignificantValueDigits: 3, highestTrackableValue: 600e6 });
+const newHistogram = () =>
+  hdr.build({ bitBucketSize: 64, numberOfSignificantValueDigits: 3, highestTrackableValue: 600e6 });
 
-interface Summary { count: number; min: number; p50: number; p90: number; p99: number; max: number; mean: number }
+interface Summary {
+  count: number;
+  min: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
 /** Percentiles in ms of samples given in ms (recorded in µs). */
 function summarize(samples: number[]): Summary {
   const h: Histogram = newHistogram();
   for (const s of samples) h.recordValue(Math.max(1, Math.round(s * 1000)));
   const ms = (us: number) => Math.round(us) / 1000;
   const out = {
-    count: h.totalCount, min: ms(h.minNonZeroValue), p50: ms(h.getValueAtPercentile(50)), p90: ms(h.getValueAtPercentile(90)),
-    p99: ms(h.getValueAtPercentile(99)), max: ms(h.maxValue), mean: ms(h.mean),
+    count: h.totalCount,
+    min: ms(h.minNonZeroValue),
+    p50: ms(h.getValueAtPercentile(50)),
+    p90: ms(h.getValueAtPercentile(90)),
+    p99: ms(h.getValueAtPercentile(99)),
+    max: ms(h.maxValue),
+    mean: ms(h.mean),
   };
   h.destroy();
   return out;
@@ -75,7 +89,12 @@ const diffs = (t: number[]) => t.slice(1).map((x, i) => x - t[i]);
 // ---- setup ----
 
 const dir = mkdtempSync(join(tmpdir(), 'ivshmem-v86-bench-'));
-const server = IvshmemServer.start({ socketPath: join(dir, 'server.sock'), memory: { shm: `ivshmem-v86-bench-${process.pid}` }, size: 1 << 20, vectors: 1 });
+const server = IvshmemServer.start({
+  socketPath: join(dir, 'server.sock'),
+  memory: { shm: `ivshmem-v86-bench-${process.pid}` },
+  size: 1 << 20,
+  vectors: 1,
+});
 const host = await IvshmemClient.connect(server.socketPath, { vectors: 1 });
 const transport = new V86Transport();
 const device = await IvshmemDevice.create({ mode: 'intx', vectors: 1, server: server.socketPath, transport });
@@ -101,7 +120,9 @@ try {
   const tBoot = performance.now();
   guest = await bootGuest(device, transport, 120_000);
   const bootMs = performance.now() - tBoot;
-  console.log(`v86.bench: guest booted in ${(bootMs / 1000).toFixed(1)} s; ${QUICK ? 'quick: ' : ''}${ROUNDS * PER_ROUND} rings, ${WAKES} wake-ups`);
+  console.log(
+    `v86.bench: guest booted in ${(bootMs / 1000).toFixed(1)} s; ${QUICK ? 'quick: ' : ''}${ROUNDS * PER_ROUND} rings, ${WAKES} wake-ups`,
+  );
   await guest.run("echo '1af4 1110' > /sys/bus/pci/drivers/uio_pci_generic/new_id; ls /dev/uio0");
 
   // Console markers "<NAME>" timestamped as v86 emits their last byte.
@@ -117,7 +138,8 @@ try {
   const marker = async (name: string, ms = 20_000) => {
     const end = Date.now() + ms;
     while (!markers.has(name)) {
-      if (Date.now() > end) throw new Error(`the guest never printed <${name}>; console:\n${guest!.output().slice(-1500)}`);
+      if (Date.now() > end)
+        throw new Error(`the guest never printed <${name}>; console:\n${guest!.output().slice(-1500)}`);
       await sleep(1);
     }
     return markers.get(name)!;
@@ -150,7 +172,9 @@ try {
     const end = Date.now() + 5000;
     while (interrupts.length + coalesced < PER_ROUND && Date.now() < end) await sleep(5);
     if (interrupts.length + coalesced !== PER_ROUND || doorbellWrites.length !== PER_ROUND) {
-      throw new Error(`(i): ${PER_ROUND} rings, ${doorbellWrites.length} doorbell writes, ${interrupts.length} interrupt events (+${coalesced} coalesced)`);
+      throw new Error(
+        `(i): ${PER_ROUND} rings, ${doorbellWrites.length} doorbell writes, ${interrupts.length} interrupt events (+${coalesced} coalesced)`,
+      );
     }
     gaps.push(...diffs(interrupts));
     typedToLastMs += interrupts[interrupts.length - 1] - t;
@@ -167,10 +191,15 @@ try {
 
   // ---- (ii) host doorbell → guest uio wake-up ----
   const iterations = WARMUP + WAKES;
-  guest.send(`(exec 3</dev/uio0; devmem 0x${BAR0.toString(16)} 32 0xffffffff; ` + loop(
-    'echo "<A$((i+1000))>"; dd bs=4 count=1 <&3 >/dev/null 2>&1; echo "<W$((i+1000))>"; ' +
-    `devmem 0x${(BAR0 + 4).toString(16)} 32 >/dev/null; printf '\\001' | dd of=${UIO_CONFIG} bs=1 seek=5 count=1 conv=notrunc 2>/dev/null`,
-    iterations) + '; echo "<D$((7+0))>")');
+  guest.send(
+    `(exec 3</dev/uio0; devmem 0x${BAR0.toString(16)} 32 0xffffffff; ` +
+      loop(
+        'echo "<A$((i+1000))>"; dd bs=4 count=1 <&3 >/dev/null 2>&1; echo "<W$((i+1000))>"; ' +
+          `devmem 0x${(BAR0 + 4).toString(16)} 32 >/dev/null; printf '\\001' | dd of=${UIO_CONFIG} bs=1 seek=5 count=1 conv=notrunc 2>/dev/null`,
+        iterations,
+      ) +
+      '; echo "<D$((7+0))>")',
+  );
   const wake: number[] = [];
   const cycle: number[] = [];
   for (let i = 0; i < iterations; i++) {
@@ -195,13 +224,17 @@ try {
   console.log('(i) guest doorbell write (devmem in a shell loop) → host peer interrupt, host clock:');
   console.log(row('interrupt inter-arrival', interArrival));
   console.log(row('doorbell write (v86 MMIO callback) → interrupt', writeToInterrupt));
-  console.log(`  ${ROUNDS} loops of ${PER_ROUND} rings: ${perRingTotal.toFixed(2)} ms per ring (typed → Nth interrupt, / N); ` +
-    `whole loop ${loopPerIteration.toFixed(2)} ms/iteration; same loop reading IVPosition instead: ${baselinePerIteration.toFixed(2)} ms/iteration`);
+  console.log(
+    `  ${ROUNDS} loops of ${PER_ROUND} rings: ${perRingTotal.toFixed(2)} ms per ring (typed → Nth interrupt, / N); ` +
+      `whole loop ${loopPerIteration.toFixed(2)} ms/iteration; same loop reading IVPosition instead: ${baselinePerIteration.toFixed(2)} ms/iteration`,
+  );
   console.log('(ii) host ring (IvshmemClient.ring) → guest, host clock, console bytes timestamped as v86 emits them:');
   console.log(row('ring → woken marker (dd on /dev/uio0 returned)', wakeSummary));
   console.log(row('ring → re-armed (IntrStatus read, INTx re-enabled)', cycleSummary));
-  console.log('  bounds: each devmem/dd is a busybox process start in the guest (tens of ms); every BAR access is a JS callback in v86;');
-  console.log('  the host peer\'s fd watcher shares the event loop with v86, which yields between time slices.');
+  console.log(
+    '  bounds: each devmem/dd is a busybox process start in the guest (tens of ms); every BAR access is a JS callback in v86;',
+  );
+  console.log("  the host peer's fd watcher shares the event loop with v86, which yields between time slices.");
 
   const results = {
     benchmark: 'v86 guest doorbells: guest → host peer and host peer → guest (uio)',
@@ -215,11 +248,12 @@ try {
     bootMs: Math.round(bootMs),
     unit: 'ms, host clock (performance.now); percentiles from hdr-histogram-js at µs resolution',
     guestToHost: {
-      method: 'guest shell loop of N `devmem <BAR0+0xc> 32 <host id << 16>`; the host timestamps each IvshmemClient interrupt event. ' +
+      method:
+        'guest shell loop of N `devmem <BAR0+0xc> 32 <host id << 16>`; the host timestamps each IvshmemClient interrupt event. ' +
         'Guest timestamps are not comparable with the host clock, so the figures are host-side: inter-arrival of the interrupts, and ' +
         '(time from typing the loop to the Nth interrupt) / N. Rounds alternate a baseline loop of `devmem` reads of IVPosition and ' +
         'the doorbell loop. writeToInterrupt: from v86 calling the device for the doorbell write to the ' +
-        'interrupt event, both host-side (the library\'s part plus the wait for v86 to yield).',
+        "interrupt event, both host-side (the library's part plus the wait for v86 to yield).",
       rounds: ROUNDS,
       ringsPerRound: PER_ROUND,
       coalescedInterrupts: coalescedTotal,
@@ -230,7 +264,8 @@ try {
       baselineDevmemReadLoopPerIterationMs: baselinePerIteration,
     },
     hostToGuest: {
-      method: 'guest keeps /dev/uio0 open and loops: echo <A>; dd bs=4 count=1 (blocks); echo <W>; read IntrStatus; re-arm INTx via config byte 5. ' +
+      method:
+        'guest keeps /dev/uio0 open and loops: echo <A>; dd bs=4 count=1 (blocks); echo <W>; read IntrStatus; re-arm INTx via config byte 5. ' +
         `The host waits for <A> plus ${PAUSE_MS} ms, rings vector 0 with its client, and takes the time until <W> (wake) and the next <A> (cycle).`,
       samples: WAKES,
       warmup: WARMUP,
@@ -238,8 +273,9 @@ try {
       wake: wakeSummary,
       cycle: cycleSummary,
     },
-    bounds: 'v86 runs each BAR access as a JS callback; each devmem/dd in the guest is a busybox process start (~20–40 ms); ' +
-      'the host peer\'s fd watcher runs on the same Node event loop as v86, which yields between time slices.',
+    bounds:
+      'v86 runs each BAR access as a JS callback; each devmem/dd in the guest is a busybox process start (~20–40 ms); ' +
+      "the host peer's fd watcher runs on the same Node event loop as v86, which yields between time slices.",
   };
   const resultsDir = join(process.cwd(), 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });

@@ -15,13 +15,22 @@ const rows = [];
 const missing = [];
 // target null: reported beside the others, judged by nobody (met null).
 const add = (name, value, unit, baseline, ratio, target, judged = ratio) =>
-  rows.push({ name, value, unit, baseline, ratio, target, met: target === null ? null : Number.isFinite(judged) && judged <= target });
+  rows.push({
+    name,
+    value,
+    unit,
+    baseline,
+    ratio,
+    target,
+    met: target === null ? null : Number.isFinite(judged) && judged <= target,
+  });
 
 const latency = read('latency.json');
 if (latency === undefined) missing.push('latency.json');
 else {
   const label = Object.fromEntries(latency.placements.map((p) => [p.id, p.label]));
-  const series = (placement, kind, path) => latency.series.find((s) => s.placement === placement && s.kind === kind && s.path === path);
+  const series = (placement, kind, path) =>
+    latency.series.find((s) => s.placement === placement && s.kind === kind && s.path === path);
   for (const r of latency.ratios) {
     const node = series(r.placement, 'node', r.path);
     const c = series(r.placement, 'c', r.baseline);
@@ -38,12 +47,22 @@ else {
     }
     if (node.deopts !== undefined && node.deopts.ping >= 0) {
       const deopts = node.deopts.ping + node.deopts.pong;
-      add(`JIT deoptimisations while measured: ${label[r.placement]}, ${node.label} (ping + pong)`, deopts, 'count', 0, NaN, null);
+      add(
+        `JIT deoptimisations while measured: ${label[r.placement]}, ${node.label} (ping + pong)`,
+        deopts,
+        'count',
+        0,
+        NaN,
+        null,
+      );
     }
   }
   // The adaptive waiter has no target: where it lands between the two pure paths is the finding.
   for (const a of latency.adaptive ?? []) {
-    for (const [base, name] of [['node/spin', 'Node busy poll'], ['node/thread', 'Node blocking wait']]) {
+    for (const [base, name] of [
+      ['node/spin', 'Node busy poll'],
+      ['node/thread', 'Node blocking wait'],
+    ]) {
       const r = a.vs[base];
       if (r === undefined) continue;
       add(`adaptive wait p50 vs ${name}: ${label[a.placement]}`, a.p50, 'ns', a.p50 / r.p50, r.p50, null);
@@ -72,7 +91,15 @@ else {
   const signal = task('addon eventfdSignal');
   if (f !== undefined && signal !== undefined) {
     const at32 = f.writeNs[f.lines.indexOf(32)];
-    add('eventfd write through the addon: ns over C write(2) touching 32 lines between calls', signal.p50 - at32, 'ns over C', 0, signal.p50 / at32, 40, signal.p50 - at32);
+    add(
+      'eventfd write through the addon: ns over C write(2) touching 32 lines between calls',
+      signal.p50 - at32,
+      'ns over C',
+      0,
+      signal.p50 / at32,
+      40,
+      signal.p50 - at32,
+    );
   }
 }
 
@@ -81,7 +108,14 @@ const worstDispatch = (results, what) => {
   if (dispatch.length === 0) return;
   const worst = dispatch.reduce((a, b) => (b.ratioToNop > a.ratioToNop ? b : a));
   const nop = results.tasks.find((t) => t.task.startsWith('no-op'));
-  add(`WASM dispatch (${what}), worst: ${worst.task.replace(/\s+/g, ' ')} vs a no-op call`, worst.p50, 'ns', nop?.p50 ?? NaN, worst.ratioToNop, 2);
+  add(
+    `WASM dispatch (${what}), worst: ${worst.task.replace(/\s+/g, ' ')} vs a no-op call`,
+    worst.p50,
+    'ns',
+    nop?.p50 ?? NaN,
+    worst.ratioToNop,
+    2,
+  );
 };
 const one = read('mmio-one-instance.json');
 if (one === undefined) missing.push('mmio-one-instance.json');
@@ -93,20 +127,42 @@ else {
   // Judged on the harness-free loops (the path's own tail and garbage); tinybench's runs, whose
   // sample keeping allocates, are reported beside them.
   const tail = mmio.tasks.reduce((a, b) => (b.plainTailRatio > a.plainTailRatio ? b : a));
-  add(`MMIO p99.9 / p50 (harness-free loop), worst: ${tail.task.replace(/\s+/g, ' ')}`, tail.plainTailRatio, 'ratio', 1, tail.plainTailRatio, 3);
+  add(
+    `MMIO p99.9 / p50 (harness-free loop), worst: ${tail.task.replace(/\s+/g, ' ')}`,
+    tail.plainTailRatio,
+    'ratio',
+    1,
+    tail.plainTailRatio,
+    3,
+  );
   const plain = mmio.tasks.reduce((s, t) => s + t.gcPlainLoop, 0);
   add('GCs in the harness-free MMIO loops (every task)', plain, 'count', 0, NaN, 0, plain);
   const gcs = mmio.tasks.reduce((s, t) => s + t.gcTimed, 0);
-  add('GCs during the timed MMIO runs (tinybench\'s samples included)', gcs, 'count', 0, NaN, null);
+  add("GCs during the timed MMIO runs (tinybench's samples included)", gcs, 'count', 0, NaN, null);
 }
 
-const ns = (v) => (v >= 1e6 ? `${(v / 1e6).toFixed(2)} ms` : v >= 10_000 ? `${(v / 1000).toFixed(1)} µs` : `${v.toFixed(0)} ns`);
-const fmt = (v, unit) => (!Number.isFinite(v) ? '' : unit === 'ns' || unit === 'ns over C' ? ns(v) : String(+v.toFixed(2)));
-const cells = rows.map((r) => [r.name, fmt(r.value, r.unit), fmt(r.baseline, r.unit), Number.isFinite(r.ratio) ? r.ratio.toFixed(2) : '', r.target === null ? '' : `≤ ${r.target}`, r.met === null ? '(reported)' : r.met ? 'met' : 'NOT met']);
+const ns = (v) =>
+  v >= 1e6 ? `${(v / 1e6).toFixed(2)} ms` : v >= 10_000 ? `${(v / 1000).toFixed(1)} µs` : `${v.toFixed(0)} ns`;
+const fmt = (v, unit) =>
+  !Number.isFinite(v) ? '' : unit === 'ns' || unit === 'ns over C' ? ns(v) : String(+v.toFixed(2));
+const cells = rows.map((r) => [
+  r.name,
+  fmt(r.value, r.unit),
+  fmt(r.baseline, r.unit),
+  Number.isFinite(r.ratio) ? r.ratio.toFixed(2) : '',
+  r.target === null ? '' : `≤ ${r.target}`,
+  r.met === null ? '(reported)' : r.met ? 'met' : 'NOT met',
+]);
 const head = ['measure', 'value', 'baseline', 'ratio', 'target', ''];
 const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-const line = (c) => c.map((s, i) => (i === 0 || i === 5 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ').trimEnd();
-console.log(`\nsummary: ${rows.filter((r) => r.met).length} of ${rows.filter((r) => r.met !== null).length} targets met${missing.length ? ` (no ${missing.join(', ')}: not run)` : ''}`);
+const line = (c) =>
+  c
+    .map((s, i) => (i === 0 || i === 5 ? s.padEnd(widths[i]) : s.padStart(widths[i])))
+    .join('  ')
+    .trimEnd();
+console.log(
+  `\nsummary: ${rows.filter((r) => r.met).length} of ${rows.filter((r) => r.met !== null).length} targets met${missing.length ? ` (no ${missing.join(', ')}: not run)` : ''}`,
+);
 console.log(line(head));
 console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 for (const c of cells) console.log(line(c));

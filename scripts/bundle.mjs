@@ -14,7 +14,9 @@ const common = {
 };
 
 if (process.argv.includes('--bench')) {
-  const entries = readdirSync('bench').filter((f) => f.endsWith('.ts')).map((f) => `bench/${f}`);
+  const entries = readdirSync('bench')
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => `bench/${f}`);
   await build({ ...common, entryPoints: entries, outdir: 'out/bench', packages: 'external' });
 } else {
   await build({

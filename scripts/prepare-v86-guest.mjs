@@ -19,8 +19,20 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync,
-  renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -44,7 +56,9 @@ function fail(message) {
 /** Runs a command synchronously; returns { status, stdout, stderr } (never throws unless `check`). */
 function run(cmd, args, { check = true, cwd, what } = {}) {
   const r = spawnSync(cmd, args, {
-    cwd, encoding: 'utf8', maxBuffer: 64 << 20,
+    cwd,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' },
   });
   if (r.error) fail(`${what ?? cmd}: cannot run ${cmd}: ${r.error.message}`);
@@ -55,7 +69,12 @@ function run(cmd, args, { check = true, cwd, what } = {}) {
 }
 
 function tail(text, lines = 15) {
-  return String(text ?? '').trimEnd().split('\n').slice(-lines).map((l) => `    ${l}`).join('\n');
+  return String(text ?? '')
+    .trimEnd()
+    .split('\n')
+    .slice(-lines)
+    .map((l) => `    ${l}`)
+    .join('\n');
 }
 
 function have(cmd) {
@@ -138,7 +157,11 @@ async function lock(path, say) {
       }
     }
     if (!alive) {
-      try { unlinkSync(path); } catch { /* another waiter removed it */ }
+      try {
+        unlinkSync(path);
+      } catch {
+        /* another waiter removed it */
+      }
       continue;
     }
     if (Date.now() > deadline) fail(`timed out waiting for ${path} (held by pid ${pid})`);
@@ -186,8 +209,10 @@ async function populate(dir, say) {
     }
     const errs = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => /^(E:|W:|Err:)/.test(l.trim()));
     updateError = `exit ${r.status}\n${tail(errs.join('\n') || r.stderr)}`;
-    say(`apt-get update: exit ${r.status} after ${((performance.now() - t) / 1000).toFixed(1)} s: `
-      + `${errs.find((l) => l.startsWith('E:'))?.slice(0, 160) ?? errs[0] ?? ''}`);
+    say(
+      `apt-get update: exit ${r.status} after ${((performance.now() - t) / 1000).toFixed(1)} s: ` +
+        `${errs.find((l) => l.startsWith('E:'))?.slice(0, 160) ?? errs[0] ?? ''}`,
+    );
     found = resolvePackages();
     if (found.ok) {
       say('apt-get update: tolerating the error, the needed packages resolve');
@@ -199,9 +224,11 @@ async function populate(dir, say) {
   // 3. Kernel ABI: linux-image-686:i386 depends on linux-image-<ABI>-686.
   if (!found?.ok) found = resolvePackages();
   if (!found.ok) {
-    fail(`${found.reason}`
-      + (updateError ? `\n  apt-get update also failed: ${updateError}` : '')
-      + '\n  (an i386 686 kernel is only in Debian 12 bookworm; keep bookworm in the apt sources)');
+    fail(
+      `${found.reason}` +
+        (updateError ? `\n  apt-get update also failed: ${updateError}` : '') +
+        '\n  (an i386 686 kernel is only in Debian 12 bookworm; keep bookworm in the apt sources)',
+    );
   }
   const { abi, kernelPkg } = found;
   say(`kernel ABI: ${abi} -> ${kernelPkg}:i386`);
@@ -214,8 +241,10 @@ async function populate(dir, say) {
     say(`apt-get download ${pkgs.join(' ')} (into ${tmp})`);
     const dl = run('apt-get', ['download', '-q', ...pkgs], { cwd: tmp, check: false });
     if (dl.status !== 0) {
-      fail(`apt-get download failed (exit ${dl.status}):\n${tail(dl.stderr || dl.stdout)}`
-        + (updateError ? `\n  apt-get update had failed: ${updateError}` : ''));
+      fail(
+        `apt-get download failed (exit ${dl.status}):\n${tail(dl.stderr || dl.stdout)}` +
+          (updateError ? `\n  apt-get update had failed: ${updateError}` : ''),
+      );
     }
     const debs = readdirSync(tmp).filter((f) => f.endsWith('.deb'));
     const find = (prefix) => {
@@ -228,8 +257,9 @@ async function populate(dir, say) {
     say(`downloaded ${debs.length} packages, ${mb.toFixed(1)} MB in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
     const version = (path) => {
-      const [pkg, ver, arch] = run('dpkg-deb', ['-f', path, 'Package', 'Version', 'Architecture']).stdout
-        .split('\n').map((l) => l.replace(/^\w+:\s*/, '').trim());
+      const [pkg, ver, arch] = run('dpkg-deb', ['-f', path, 'Package', 'Version', 'Architecture'])
+        .stdout.split('\n')
+        .map((l) => l.replace(/^\w+:\s*/, '').trim());
       return { package: pkg, version: ver, architecture: arch };
     };
 
@@ -289,8 +319,12 @@ function resolvePackages() {
   const deps = run('apt-cache', ['depends', 'linux-image-686:i386'], { check: false });
   const m = /Depends:\s*linux-image-(\d+\.\d+\.\d+-\d+)-686(?::i386)?\s*$/m.exec(deps.stdout);
   if (!m) {
-    return { ok: false, reason: 'cannot resolve the kernel ABI from `apt-cache depends linux-image-686:i386`'
-      + ` (exit ${deps.status}):\n${tail(deps.stdout + deps.stderr)}` };
+    return {
+      ok: false,
+      reason:
+        'cannot resolve the kernel ABI from `apt-cache depends linux-image-686:i386`' +
+        ` (exit ${deps.status}):\n${tail(deps.stdout + deps.stderr)}`,
+    };
   }
   const abi = m[1];
   const kernelPkg = `linux-image-${abi}-686-unsigned`;
@@ -310,30 +344,49 @@ function resolvePackages() {
 function extract(debPath, outDir, members) {
   return new Promise((resolvePromise, reject) => {
     const dpkg = spawn('dpkg-deb', ['--fsys-tarfile', debPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const tar = spawn('tar', ['-x', '--no-same-owner', '-C', outDir, ...members], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const tar = spawn('tar', ['-x', '--no-same-owner', '-C', outDir, ...members], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
     let errs = '';
-    dpkg.stderr.on('data', (d) => { errs += d; });
-    tar.stderr.on('data', (d) => { errs += d; });
+    dpkg.stderr.on('data', (d) => {
+      errs += d;
+    });
+    tar.stderr.on('data', (d) => {
+      errs += d;
+    });
     dpkg.stdout.pipe(tar.stdin);
-    tar.stdin.on('error', () => { /* tar exited early; reported through its exit code */ });
+    tar.stdin.on('error', () => {
+      /* tar exited early; reported through its exit code */
+    });
     const codes = {};
     const done = () => {
       if (!('dpkg' in codes && 'tar' in codes)) return;
       if (codes.tar === 0 && codes.dpkg === 0) return resolvePromise();
-      reject(new PrepareError(`extracting ${members.join(' ')} from ${debPath} failed`
-        + ` (dpkg-deb exit ${codes.dpkg}, tar exit ${codes.tar}):\n${tail(errs)}`));
+      reject(
+        new PrepareError(
+          `extracting ${members.join(' ')} from ${debPath} failed` +
+            ` (dpkg-deb exit ${codes.dpkg}, tar exit ${codes.tar}):\n${tail(errs)}`,
+        ),
+      );
     };
     dpkg.on('error', reject);
     tar.on('error', reject);
-    dpkg.on('close', (c) => { codes.dpkg = c; done(); });
-    tar.on('close', (c) => { codes.tar = c; done(); });
+    dpkg.on('close', (c) => {
+      codes.dpkg = c;
+      done();
+    });
+    tar.on('close', (c) => {
+      codes.tar = c;
+      done();
+    });
   });
 }
 
 /** Cheap sanity checks so a wrong file is reported here rather than as a guest that does not boot. */
 function checkFormats(sources, abi) {
   const head = (name, n) => readFileSync(sources[name]).subarray(0, n);
-  const isElf386 = (b) => b[0] === 0x7f && b.toString('latin1', 1, 4) === 'ELF' && b[4] === 1 && b.readUInt16LE(18) === 3;
+  const isElf386 = (b) =>
+    b[0] === 0x7f && b.toString('latin1', 1, 4) === 'ELF' && b[4] === 1 && b.readUInt16LE(18) === 3;
   for (const name of ['busybox', 'uio.ko', 'uio_pci_generic.ko']) {
     if (!isElf386(head(name, 20))) fail(`${sources[name]} is not a 32-bit i386 ELF file`);
   }

@@ -17,7 +17,9 @@ const REPORTS = join(ROOT, 'out/asan');
 // connection, fd passed and doorbell goes through it.
 // protocol/hostile-server.test.ts is left out: its control case dies of SIGBUS on purpose, which ASan reports.
 const FILES = [
-  ...readdirSync(join(ROOT, 'test/os')).filter((f) => f.endsWith('.test.ts')).map((f) => `os/${f}`),
+  ...readdirSync(join(ROOT, 'test/os'))
+    .filter((f) => f.endsWith('.test.ts'))
+    .map((f) => `os/${f}`),
   'server/server.test.ts',
   'monitors/kvm.test.ts',
   'monitors/kvm-monitor.test.ts',
@@ -50,7 +52,10 @@ function nodeGyp() {
 function buildAddon() {
   const gyp = nodeGyp();
   for (const step of ['configure', 'build']) {
-    const r = spawnSync(process.execPath, [gyp, step, '--jobs=max', '--loglevel=warn'], { cwd: ASAN_DIR, stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [gyp, step, '--jobs=max', '--loglevel=warn'], {
+      cwd: ASAN_DIR,
+      stdio: 'inherit',
+    });
     if (r.status !== 0) fail(`node-gyp ${step} of the ASan addon failed`);
   }
   if (!readFileSync(ADDON).includes('__asan_init')) fail(`${ADDON} is not instrumented`);
@@ -66,7 +71,8 @@ function asanRuntime() {
     fail('g++ not found: it is needed to build the addon and to find libasan');
   }
   // g++ echoes the bare name back when it has no such file.
-  if (!name.startsWith('/') || !existsSync(name)) fail(`libasan.so not found (g++ says ${name}); install gcc's libasan`);
+  if (!name.startsWith('/') || !existsSync(name))
+    fail(`libasan.so not found (g++ says ${name}); install gcc's libasan`);
   return realpathSync(name);
 }
 
@@ -92,7 +98,14 @@ delete env.CI; // vitest's CI reporter would overwrite the main suite's out/vite
 
 const vitest = spawn(
   process.execPath,
-  [join(ROOT, 'node_modules/vitest/vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${REPORTS}/vitest-report.json`, ...FILES],
+  [
+    join(ROOT, 'node_modules/vitest/vitest.mjs'),
+    'run',
+    '--reporter=default',
+    '--reporter=json',
+    `--outputFile.json=${REPORTS}/vitest-report.json`,
+    ...FILES,
+  ],
   { cwd: ROOT, env, stdio: 'inherit' },
 );
 // Every test is bounded by itself; this only stops a hung run from holding CI forever.
@@ -116,8 +129,12 @@ let counts = 'no vitest report';
 try {
   const r = JSON.parse(readFileSync(join(REPORTS, 'vitest-report.json'), 'utf8'));
   counts = `${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped in ${r.testResults.length} files`;
-} catch {}
+} catch {
+  // no report: the run failed before vitest wrote one, which the exit code already says
+}
 const seconds = ((performance.now() - t0) / 1000).toFixed(1);
 const ok = code === 0 && reports.length === 0;
-console.log(`ASan native tests: ${ok ? 'PASS' : 'FAIL'} — ${counts}, ${reports.length} sanitizer reports, ${seconds} s (build included)`);
+console.log(
+  `ASan native tests: ${ok ? 'PASS' : 'FAIL'} — ${counts}, ${reports.length} sanitizer reports, ${seconds} s (build included)`,
+);
 process.exit(ok ? 0 : 1);

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { GUEST_DIR } from './prepare-v86-guest.mjs';
 import { buildInitramfs, defaultInit } from './v86-initramfs.mjs';
 
-export const GUEST_CMDLINE = 'console=ttyS0 quiet cryptomgr.notests noisapnp nokaslr mitigations=off random.trust_cpu=on';
+export const GUEST_CMDLINE =
+  'console=ttyS0 quiet cryptomgr.notests noisapnp nokaslr mitigations=off random.trust_cpu=on';
 
 /**
  * Options for `new V86(...)`: /init prints READY-42 after `extraInit`, then runs a shell on ttyS0.

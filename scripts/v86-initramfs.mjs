@@ -39,8 +39,19 @@ export function writeCpio(entries) {
     const nameBytes = encoder.encode(`${name}\0`);
     const isDir = (mode & 0o170000) === S_IFDIR;
     const fields = [
-      ino, mode, 0 /* uid */, 0 /* gid */, isDir ? 2 : 1 /* nlink */, 0 /* mtime */, data.length,
-      0, 0 /* devmajor, devminor */, rdev[0], rdev[1], nameBytes.length, 0 /* check */,
+      ino,
+      mode,
+      0 /* uid */,
+      0 /* gid */,
+      isDir ? 2 : 1 /* nlink */,
+      0 /* mtime */,
+      data.length,
+      0,
+      0 /* devmajor, devminor */,
+      rdev[0],
+      rdev[1],
+      nameBytes.length,
+      0 /* check */,
     ];
     const header = encoder.encode(`070701${fields.map(hex).join('')}`);
     const headAndName = new Uint8Array(header.length + nameBytes.length);
@@ -70,8 +81,10 @@ export function writeCpio(entries) {
  * @returns {Uint8Array} an uncompressed newc cpio archive
  */
 export function buildInitramfs({ busybox, modules = [], init }) {
-  if (!(busybox instanceof Uint8Array) || busybox.length === 0) throw new TypeError('busybox: non-empty Uint8Array expected');
-  if (typeof init !== 'string' || !init.startsWith('#!')) throw new TypeError('init: a script starting with #! expected');
+  if (!(busybox instanceof Uint8Array) || busybox.length === 0)
+    throw new TypeError('busybox: non-empty Uint8Array expected');
+  if (typeof init !== 'string' || !init.startsWith('#!'))
+    throw new TypeError('init: a script starting with #! expected');
   const dirs = ['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'dev', 'proc', 'sys', 'tmp', 'lib', 'lib/modules'];
   const entries = [
     ...dirs.map((name) => ({ name, mode: S_IFDIR | 0o755 })),

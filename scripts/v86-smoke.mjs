@@ -41,7 +41,11 @@ function waitFor(marker, from = 0, timeoutMs = TIMEOUT_MS) {
     };
     const timer = setTimeout(() => {
       waiters.splice(waiters.indexOf(w), 1);
-      reject(new Error(`timed out after ${timeoutMs / 1000} s waiting for ${marker}; serial output so far:\n${text.slice(-3000)}`));
+      reject(
+        new Error(
+          `timed out after ${timeoutMs / 1000} s waiting for ${marker}; serial output so far:\n${text.slice(-3000)}`,
+        ),
+      );
     }, timeoutMs);
     waiters.push(w);
     w.check();

@@ -19,9 +19,11 @@ if (!Number.isInteger(loops) || loops < 0) {
 const command = positionals.length > 0 ? positionals : ['npx', 'vitest', 'run'];
 
 // Each loop spins, and exits as soon as its parent is gone (its IPC channel closes).
-const spinner = 'process.on("disconnect", () => process.exit(0)); for (;;) { const end = Date.now() + 50; while (Date.now() < end); await new Promise((r) => setImmediate(r)); }';
+const spinner =
+  'process.on("disconnect", () => process.exit(0)); for (;;) { const end = Date.now() + 50; while (Date.now() < end); await new Promise((r) => setImmediate(r)); }';
 const busy = Array.from({ length: loops }, () =>
-  spawn(process.execPath, ['--input-type=module', '-e', spinner], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+  spawn(process.execPath, ['--input-type=module', '-e', spinner], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }),
+);
 const stopLoad = () => {
   for (const b of busy) if (b.exitCode === null) b.kill('SIGKILL');
 };
@@ -32,7 +34,9 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.exit(130);
   });
 }
-console.error(`with-load: ${loops} busy loop(s) on ${availableParallelism()} CPU(s) while running: ${command.join(' ')}`);
+console.error(
+  `with-load: ${loops} busy loop(s) on ${availableParallelism()} CPU(s) while running: ${command.join(' ')}`,
+);
 const run = spawn(command[0], command.slice(1), { stdio: 'inherit' });
 run.on('exit', (code, signal) => {
   stopLoad();

@@ -40,7 +40,11 @@ export type IvshmemErrorCode =
  * A TypeError or RangeError for a bad argument, coded as Node codes its own
  * (ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE, ERR_OUT_OF_RANGE).
  */
-export function argumentError<E extends TypeError | RangeError>(Kind: new (message: string) => E, code: string, message: string): E & { code: string } {
+export function argumentError<E extends TypeError | RangeError>(
+  Kind: new (message: string) => E,
+  code: string,
+  message: string,
+): E & { code: string } {
   return Object.assign(new Kind(message), { code });
 }
 
@@ -48,7 +52,8 @@ export function argumentError<E extends TypeError | RangeError>(Kind: new (messa
 export function describeValue(value: unknown): string {
   if (value === null || value === undefined) return String(value);
   if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return `the ${typeof value} ${String(value)}`;
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean')
+    return `the ${typeof value} ${String(value)}`;
   if (Array.isArray(value)) return 'an array';
   return typeof value === 'function' ? 'a function' : 'an object';
 }
@@ -62,7 +67,10 @@ export function invalidValue(code: IvshmemErrorCode, name: string, wants: string
 export function checkKnownKeys(options: object, known: readonly string[], prefix = ''): void {
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `unknown option ${JSON.stringify(prefix + key)} (known: ${known.join(', ')})`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_INVALID_OPTION',
+        `unknown option ${JSON.stringify(prefix + key)} (known: ${known.join(', ')})`,
+      );
     }
   }
 }

@@ -20,9 +20,19 @@ export type { IvshmemServerOptions } from './server/ivshmem-server.js';
 export { HandoverOffer, takeOver } from './server/handover.js';
 export type { HandoverOptions, TakenOver } from './server/handover.js';
 export { JOIN_CHANNEL, LEAVE_CHANNEL, REFUSE_CHANNEL } from './server/server-events.js';
-export { DEVICE_CLOSE_CHANNEL, DEVICE_ERROR_CHANNEL, DEVICE_JOIN_CHANNEL, DEVICE_PEER_CHANNEL } from './device/events.js';
+export {
+  DEVICE_CLOSE_CHANNEL,
+  DEVICE_ERROR_CHANNEL,
+  DEVICE_JOIN_CHANNEL,
+  DEVICE_PEER_CHANNEL,
+} from './device/events.js';
 export type { DeviceCloseEvent, DeviceErrorEvent, DeviceJoinEvent, DevicePeerEvent } from './device/events.js';
-export type { IvshmemServerStats, ServerJoinEvent, ServerLeaveEvent, ServerRefuseEvent } from './server/server-events.js';
+export type {
+  IvshmemServerStats,
+  ServerJoinEvent,
+  ServerLeaveEvent,
+  ServerRefuseEvent,
+} from './server/server-events.js';
 export { IvshmemClient } from './client/ivshmem-client.js';
 export type { IvshmemClientOptions } from './client/ivshmem-client.js';
 export { ServerConnection } from './protocol/connection.js';

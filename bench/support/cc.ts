@@ -22,8 +22,10 @@ export function compileC(source: string, binary: string, options: CompileOptions
   const r = spawnSync(C_COMPILER, args, { encoding: 'utf8' });
   if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
     if (options.optional) return null;
-    throw new Error(`no C compiler: '${C_COMPILER}' was not found. The baseline is a C program compiled at bench time; ` +
-      'install one (e.g. apt-get install gcc) or point CC at it.');
+    throw new Error(
+      `no C compiler: '${C_COMPILER}' was not found. The baseline is a C program compiled at bench time; ` +
+        'install one (e.g. apt-get install gcc) or point CC at it.',
+    );
   }
   if (r.error !== undefined) throw new Error(`${C_COMPILER} could not run: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${C_COMPILER} ${args.join(' ')} failed (exit ${r.status}):\n${r.stderr}`);

@@ -9,7 +9,8 @@ export function median(xs: readonly number[]): number {
 
 export function printTable(header: readonly string[], cells: readonly string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: readonly string[]) => c.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
+  const line = (c: readonly string[]) =>
+    c.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
   console.log();
   console.log(line(header));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));

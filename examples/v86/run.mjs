@@ -30,7 +30,12 @@ const transport = new V86Transport();
 const device = await IvshmemDevice.create({ mode: 'intx', vectors: 1, server: socketPath, transport });
 say(`server on ${socketPath} (shm ${shm}); host peer id ${host.id}, guest device id ${device.id}`);
 // Ctrl-C: the server removes its socket and shm object on close.
-process.once('SIGINT', () => { device.close(); host.close(); server.close(); process.exit(130); });
+process.once('SIGINT', () => {
+  device.close();
+  host.close();
+  server.close();
+  process.exit(130);
+});
 
 // 3. The guest: v86 with the device attached when the emulator is loaded, before the CPU runs.
 // acpi off (with ACPI this guest loses most PCI devices), no network card, fast kernel cmdline.
@@ -43,7 +48,9 @@ emulator.add_listener('emulator-loaded', () => {
 // The serial console. Output is found between two echoed sums ($((n+0))): the tty also echoes
 // the command lines themselves, where the sums are not computed yet.
 let consoleText = '';
-emulator.add_listener('serial0-output-byte', (byte) => { consoleText += String.fromCharCode(byte); });
+emulator.add_listener('serial0-output-byte', (byte) => {
+  consoleText += String.fromCharCode(byte);
+});
 async function waitFor(marker, from = 0, timeoutMs = 60_000) {
   const end = Date.now() + timeoutMs;
   while (consoleText.indexOf(marker, from) < 0) {
@@ -60,7 +67,12 @@ async function guest(command) {
   emulator.serial0_send(`echo B-$((${id}+0)); ${command}\necho E-$((${id}+0))\n`);
   const start = (await waitFor(`B-${id}\r\n`, from)) + `B-${id}\r\n`.length;
   const end = await waitFor(`E-${id}`, start);
-  return consoleText.slice(start, end).split('\r\n').filter((line) => !line.includes('echo E-$((')).join('\n').trim();
+  return consoleText
+    .slice(start, end)
+    .split('\r\n')
+    .filter((line) => !line.includes('echo E-$(('))
+    .join('\n')
+    .trim();
 }
 
 let exitCode = 0;
@@ -70,11 +82,15 @@ try {
   say(`guest booted in ${ms(t)}`);
 
   t = performance.now();
-  const found = await guest('for d in /sys/bus/pci/devices/*; do [ "$(cat $d/vendor):$(cat $d/device)" = 0x1af4:0x1110 ] && echo "$d irq $(cat $d/irq)" && head -3 $d/resource; done');
+  const found = await guest(
+    'for d in /sys/bus/pci/devices/*; do [ "$(cat $d/vendor):$(cat $d/device)" = 0x1af4:0x1110 ] && echo "$d irq $(cat $d/irq)" && head -3 $d/resource; done',
+  );
   say(`guest finds the device (${ms(t)}):\n${found}`);
 
   t = performance.now();
-  const uio = await guest("echo '1af4 1110' > /sys/bus/pci/drivers/uio_pci_generic/new_id && cat /sys/class/uio/uio0/name && ls /dev/uio0");
+  const uio = await guest(
+    "echo '1af4 1110' > /sys/bus/pci/drivers/uio_pci_generic/new_id && cat /sys/class/uio/uio0/name && ls /dev/uio0",
+  );
   say(`guest binds uio_pci_generic (${ms(t)}): ${uio.replace(/\n/g, ', ')}`);
 
   t = performance.now();
@@ -85,8 +101,10 @@ try {
   const greeting = `Hello guest ${device.id}, from host peer ${host.id}!`.padEnd(40, ' ');
   hostMemory.set(new TextEncoder().encode(greeting), 0x100);
   t = performance.now();
-  const read = await guest(`for o in $(seq 0 4 ${greeting.length - 4}); do v=$(devmem $((0x${(BAR2 + 0x100).toString(16)}+o)) 32); ` +
-    'printf "\\x${v:8:2}\\x${v:6:2}\\x${v:4:2}\\x${v:2:2}"; done; echo');
+  const read = await guest(
+    `for o in $(seq 0 4 ${greeting.length - 4}); do v=$(devmem $((0x${(BAR2 + 0x100).toString(16)}+o)) 32); ` +
+      'printf "\\x${v:8:2}\\x${v:6:2}\\x${v:4:2}\\x${v:2:2}"; done; echo',
+  );
   say(`host wrote a greeting at BAR2+0x100; the guest read: "${read.trimEnd()}" (${ms(t)})`);
 
   // The guest rings the host: a doorbell write (peer id << 16 | vector) to BAR0+12.
@@ -97,7 +115,9 @@ try {
   say(`guest rang the host: the host peer's vector 0 fired ${ms(t)} after the command was typed`);
 
   // The host rings the guest: the guest waits in read(/dev/uio0) (IntrMask on first), INTx wakes it.
-  await guest(`devmem 0x${BAR0.toString(16)} 32 0xffffffff; (dd if=/dev/uio0 bs=4 count=1 2>/dev/null | od -An -tu4; echo WOKE-$((40+2))) &`);
+  await guest(
+    `devmem 0x${BAR0.toString(16)} 32 0xffffffff; (dd if=/dev/uio0 bs=4 count=1 2>/dev/null | od -An -tu4; echo WOKE-$((40+2))) &`,
+  );
   await sleep(500); // let dd block
   const from = consoleText.length;
   t = performance.now();

@@ -22,7 +22,12 @@ int <peer> all: notify all vectors of a peer
 int all: notify all vectors of all peers (excepting us)
 `;
 
-export async function clientCommand(argv: string[], input = process.stdin, out = process.stdout, err = process.stderr): Promise<number> {
+export async function clientCommand(
+  argv: string[],
+  input = process.stdin,
+  out = process.stdout,
+  err = process.stderr,
+): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
@@ -48,7 +53,9 @@ export async function clientCommand(argv: string[], input = process.stdin, out =
   const vectorsText = values.vectors ?? String(CLIENT_MAX_VECTORS);
   const vectors = Number(vectorsText);
   if (!/^\d+$/.test(vectorsText) || vectors < 1 || vectors > MAX_VECTORS) {
-    err.write(`ivshmem-client: -n takes a number of vectors 1..${MAX_VECTORS}, not ${JSON.stringify(values.vectors)}\n${USAGE}`);
+    err.write(
+      `ivshmem-client: -n takes a number of vectors 1..${MAX_VECTORS}, not ${JSON.stringify(values.vectors)}\n${USAGE}`,
+    );
     return 1;
   }
   let client: IvshmemClient | undefined;

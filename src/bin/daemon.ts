@@ -15,11 +15,15 @@ const READY_TIMEOUT_MS = 60_000;
 export async function daemonize(argv: string[], pidfile: string, err: NodeJS.WritableStream): Promise<number> {
   // Whatever came before our own arguments (e.g. the umbrella's "server") is kept.
   const prefix = process.argv.slice(2, process.argv.length - argv.length);
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...prefix, ...argv, '-F', '-p', pidfile], {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-    env: { ...process.env, [READY_FD_ENV]: String(READY_FD) },
-  });
+  const child = spawn(
+    process.execPath,
+    [...process.execArgv, process.argv[1], ...prefix, ...argv, '-F', '-p', pidfile],
+    {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+      env: { ...process.env, [READY_FD_ENV]: String(READY_FD) },
+    },
+  );
   const channel = child.stdio[READY_FD] as Readable;
   let said = '';
   channel.setEncoding('utf8');
@@ -42,7 +46,9 @@ export async function daemonize(argv: string[], pidfile: string, err: NodeJS.Wri
   }
   if (outcome === 'timeout') {
     child.kill('SIGTERM');
-    err.write(`ivshmem-server: the server did not report that it started within ${READY_TIMEOUT_MS / 1000} s; stopped it\n`);
+    err.write(
+      `ivshmem-server: the server did not report that it started within ${READY_TIMEOUT_MS / 1000} s; stopped it\n`,
+    );
     return 1;
   }
   if (outcome.startsWith('error ')) err.write(`ivshmem-server: ${outcome.slice(6).trim()}\n`);

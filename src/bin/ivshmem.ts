@@ -42,7 +42,11 @@ function bar2Memory(size: number): ArrayBuffer {
   try {
     return new ArrayBuffer(size);
   } catch (err) {
-    throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `BAR2 size ${size} cannot be allocated in this process: ${(err as Error).message}`, { cause: err });
+    throw new IvshmemError(
+      'ERR_IVSHMEM_INVALID_SIZE',
+      `BAR2 size ${size} cannot be allocated in this process: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
@@ -76,17 +80,27 @@ async function info(args: string[]): Promise<void> {
     console.log(JSON.stringify(found, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2));
     return;
   }
-  console.log(`${hex(found.vendor, 4).slice(2)}:${hex(found.device, 4).slice(2)} RAM memory: Inter-VM shared memory (rev ${found.revision.toString(16).padStart(2, '0')}), mode ${mode}`);
-  console.log(`  subsystem ${hex(found.subsystemVendor, 4).slice(2)}:${hex(found.subsystem, 4).slice(2)}, class ${hex(found.classCode, 4)}, interrupt pin ${found.interruptPin === 0 ? 'none' : 'INTA'}`);
+  console.log(
+    `${hex(found.vendor, 4).slice(2)}:${hex(found.device, 4).slice(2)} RAM memory: Inter-VM shared memory (rev ${found.revision.toString(16).padStart(2, '0')}), mode ${mode}`,
+  );
+  console.log(
+    `  subsystem ${hex(found.subsystemVendor, 4).slice(2)}:${hex(found.subsystem, 4).slice(2)}, class ${hex(found.classCode, 4)}, interrupt pin ${found.interruptPin === 0 ? 'none' : 'INTA'}`,
+  );
   for (const bar of found.bars) {
-    console.log(`  BAR${bar.index}: memory, ${bar.is64 ? '64-bit' : '32-bit'}, ${bar.prefetchable ? 'prefetchable' : 'non-prefetchable'}, size ${bar.size} bytes`);
+    console.log(
+      `  BAR${bar.index}: memory, ${bar.is64 ? '64-bit' : '32-bit'}, ${bar.prefetchable ? 'prefetchable' : 'non-prefetchable'}, size ${bar.size} bytes`,
+    );
   }
   for (const cap of found.capabilities) console.log(`  capability ${hex(cap.id, 2)} at ${hex(cap.offset, 2)}`);
   if (found.msix) {
     const m = found.msix;
-    console.log(`  MSI-X: ${m.tableSize} vectors, table BAR${m.tableBar}+${hex(m.tableOffset, 3)}, PBA BAR${m.pbaBar}+${hex(m.pbaOffset, 3)}`);
+    console.log(
+      `  MSI-X: ${m.tableSize} vectors, table BAR${m.tableBar}+${hex(m.tableOffset, 3)}, PBA BAR${m.pbaBar}+${hex(m.pbaOffset, 3)}`,
+    );
   }
-  console.log(`  IVPosition ${device.mmioRead(0, 8, 4)}; registers IntrMask ${hex(device.mmioRead(0, 0, 4), 8)}, IntrStatus ${hex(device.mmioRead(0, 4, 4), 8)}`);
+  console.log(
+    `  IVPosition ${device.mmioRead(0, 8, 4)}; registers IntrMask ${hex(device.mmioRead(0, 0, 4), 8)}, IntrStatus ${hex(device.mmioRead(0, 4, 4), 8)}`,
+  );
   device.close();
 }
 
@@ -109,13 +123,17 @@ async function demo(args: string[]): Promise<number> {
     size: parseSize(values.size!),
     durationMs: Number(values.duration) * 1000,
     cliPath: fileURLToPath(import.meta.url),
-    onProgress: values.json ? undefined : (line) => {
-      progressShown = true;
-      process.stdout.write(tty ? `\r${line}` : `${line}\n`);
-    },
-    onStaleRemoved: values.json ? undefined : (paths) => {
-      process.stdout.write(`removed what an earlier demo that died left behind: ${paths.join(', ')}\n`);
-    },
+    onProgress: values.json
+      ? undefined
+      : (line) => {
+          progressShown = true;
+          process.stdout.write(tty ? `\r${line}` : `${line}\n`);
+        },
+    onStaleRemoved: values.json
+      ? undefined
+      : (paths) => {
+          process.stdout.write(`removed what an earlier demo that died left behind: ${paths.join(', ')}\n`);
+        },
   }).catch((err: unknown) => {
     // Finish the progress line, so the error does not overwrite it.
     if (tty && progressShown) process.stdout.write('\n');
@@ -130,10 +148,15 @@ async function demo(args: string[]): Promise<number> {
 function bench(args: string[]): number {
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
   if (!existsSync(join(root, 'scripts', 'run-bench.mjs'))) {
-    process.stderr.write('ivshmem bench: the benchmarks need the source checkout (bench/, scripts/); run npm run bench there\n');
+    process.stderr.write(
+      'ivshmem bench: the benchmarks need the source checkout (bench/, scripts/); run npm run bench there\n',
+    );
     return 1;
   }
-  for (const step of [['scripts/bundle.mjs', '--bench'], ['scripts/run-bench.mjs', ...args]]) {
+  for (const step of [
+    ['scripts/bundle.mjs', '--bench'],
+    ['scripts/run-bench.mjs', ...args],
+  ]) {
     const r = spawnSync(process.execPath, step, { cwd: root, stdio: 'inherit' });
     if (r.status !== 0) return r.status ?? 1;
   }

@@ -29,7 +29,9 @@ export class PidFile {
     try {
       writeFileSync(path, `${pid}\n`, { mode: 0o644 });
     } catch (e) {
-      throw new IvshmemError('ERR_IVSHMEM_PID_FILE', `cannot write pid file ${path}: ${(e as Error).message}`, { cause: e });
+      throw new IvshmemError('ERR_IVSHMEM_PID_FILE', `cannot write pid file ${path}: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     return new PidFile(path, pid, before);
   }

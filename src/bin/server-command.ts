@@ -96,8 +96,13 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
   }
   const socketPath = v['socket-path'] ?? DEFAULT_SOCKET_PATH;
   const statsInterval = v['stats-interval'] === undefined ? undefined : Number(v['stats-interval']);
-  if (statsInterval !== undefined && !(Number.isFinite(statsInterval) && statsInterval > 0 && statsInterval <= 2 ** 31 / 1000)) {
-    err.write(`ivshmem-server: --stats-interval takes a positive number of seconds\nTry 'ivshmem-server -h' for more information.\n`);
+  if (
+    statsInterval !== undefined &&
+    !(Number.isFinite(statsInterval) && statsInterval > 0 && statsInterval <= 2 ** 31 / 1000)
+  ) {
+    err.write(
+      `ivshmem-server: --stats-interval takes a positive number of seconds\nTry 'ivshmem-server -h' for more information.\n`,
+    );
     return 1;
   }
 
@@ -168,7 +173,8 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
   }
   ready?.ok();
   server.on('refused', (reason) => err.write(`ivshmem-server: refused a connection: ${reason}\n`));
-  const printStats = () => out.write(`${JSON.stringify({ stats: 'ivshmem-server', time: new Date().toISOString(), ...server.stats() })}\n`);
+  const printStats = () =>
+    out.write(`${JSON.stringify({ stats: 'ivshmem-server', time: new Date().toISOString(), ...server.stats() })}\n`);
   process.on('SIGUSR2', printStats);
   const timer = statsInterval === undefined ? undefined : setInterval(printStats, statsInterval * 1000);
   return await new Promise<number>((resolve) => {

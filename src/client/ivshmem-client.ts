@@ -36,23 +36,48 @@ export function isRetryableConnectError(err: unknown): boolean {
 function checkMilliseconds(name: string, value: unknown): void {
   if (value === undefined) return;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
-    throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', name, `a positive number of milliseconds (at most ${MAX_TIMER_MS})`, value);
+    throw invalidValue(
+      'ERR_IVSHMEM_INVALID_OPTION',
+      name,
+      `a positive number of milliseconds (at most ${MAX_TIMER_MS})`,
+      value,
+    );
   }
 }
 
 function checkConnectArguments(path: unknown, o: unknown): void {
-  if (typeof path !== 'string') throw argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', `path must be a string (the server's socket path), got ${describeValue(path)}`);
-  if (path === '') throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', "path must be the server's socket path, got an empty string");
+  if (typeof path !== 'string')
+    throw argumentError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `path must be a string (the server's socket path), got ${describeValue(path)}`,
+    );
+  if (path === '')
+    throw argumentError(
+      TypeError,
+      'ERR_INVALID_ARG_VALUE',
+      "path must be the server's socket path, got an empty string",
+    );
   if (o === undefined) return;
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'the options', 'an object', o);
+  if (o === null || typeof o !== 'object' || Array.isArray(o))
+    throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'the options', 'an object', o);
   const options = o as Record<string, unknown>;
   checkKnownKeys(options, OPTION_KEYS);
   const { vectors, setupTimeoutMs, legacy, requireSealedMemory, reconnect } = options;
-  if (vectors !== undefined && (typeof vectors !== 'number' || !Number.isInteger(vectors) || vectors < 1 || vectors > MAX_VECTORS)) {
-    throw invalidValue('ERR_IVSHMEM_INVALID_VECTORS', 'vectors', `an integer 1..${MAX_VECTORS} (the most vectors per peer to accept)`, vectors);
+  if (
+    vectors !== undefined &&
+    (typeof vectors !== 'number' || !Number.isInteger(vectors) || vectors < 1 || vectors > MAX_VECTORS)
+  ) {
+    throw invalidValue(
+      'ERR_IVSHMEM_INVALID_VECTORS',
+      'vectors',
+      `an integer 1..${MAX_VECTORS} (the most vectors per peer to accept)`,
+      vectors,
+    );
   }
   checkMilliseconds('setupTimeoutMs', setupTimeoutMs);
-  if (legacy !== undefined && typeof legacy !== 'boolean') throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'legacy', 'a boolean', legacy);
+  if (legacy !== undefined && typeof legacy !== 'boolean')
+    throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'legacy', 'a boolean', legacy);
   if (requireSealedMemory !== undefined && typeof requireSealedMemory !== 'boolean') {
     throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'requireSealedMemory', 'a boolean', requireSealedMemory);
   }
@@ -65,7 +90,8 @@ function checkConnectArguments(path: unknown, o: unknown): void {
 }
 
 function checkNumber(name: string, value: unknown): asserts value is number {
-  if (typeof value !== 'number') throw argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', `${name} must be a number, got ${describeValue(value)}`);
+  if (typeof value !== 'number')
+    throw argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', `${name} must be a number, got ${describeValue(value)}`);
 }
 
 export interface IvshmemClientOptions {
@@ -122,7 +148,8 @@ export class IvshmemClient extends EventEmitter {
     connection.on('protocol-error', (err) => this.emit('protocol-error', err));
     connection.on('close', (reason) => {
       if (this.#closed || !this.#options.reconnect) this.emit('close', reason);
-      else if (connection.refusal !== undefined) this.#close(reason); // it would refuse it again
+      else if (connection.refusal !== undefined)
+        this.#close(reason); // it would refuse it again
       else if (connection === this.#connection) {
         this.emit('disconnect', reason);
         this.#scheduleReconnect();
@@ -216,7 +243,8 @@ export class IvshmemClient extends EventEmitter {
   ring(peer: number, vector: number): void {
     checkNumber('vector', vector);
     const eventfd = this.#vectorsOf(peer)[vector];
-    if (eventfd === undefined) throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `peer ${peer} has no vector ${vector}`);
+    if (eventfd === undefined)
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `peer ${peer} has no vector ${vector}`);
     eventfd.signal();
   }
 

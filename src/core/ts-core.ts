@@ -2,13 +2,40 @@
 // core in tests and its baseline in benchmarks. Same contract (DeviceCore), same results, same
 // host calls, same counters; only the storage differs (typed arrays instead of linear memory).
 import {
-  BAR0_SIZE, C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, C_GUEST_INVALID,
-  C_IRQ_DELIVERED, C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER,
-  C_IRQ_PENDED, COUNTER_COUNT, V_DELIVERED, V_DROPPED_DISABLED, V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
-  REG_DOORBELL, REG_INTRMASK, REG_INTRSTATUS, REG_IVPOSITION,
-  VECTOR_COUNTER_KINDS, CTRL_BUS_MASTER, CTRL_INTX_DISABLE, CTRL_MSIX_ENABLE,
-  CTRL_MSIX_MASKALL, MAX_PEERS, MAX_VECTORS, MODE_DOORBELL, MODE_INTX, MODE_PLAIN, ROUTE_BAD_HANDLE,
-  ROUTE_BAD_PEER, ROUTE_FULL, SIGNAL_SLOTS,
+  BAR0_SIZE,
+  C_DOORBELL_NO_PEER,
+  C_DOORBELL_NO_VECTOR,
+  C_DOORBELL_SENT,
+  C_GUEST_INVALID,
+  C_IRQ_DELIVERED,
+  C_IRQ_DROPPED_BAD_VECTOR,
+  C_IRQ_DROPPED_DISABLED,
+  C_IRQ_DROPPED_NO_MASTER,
+  C_IRQ_PENDED,
+  COUNTER_COUNT,
+  V_DELIVERED,
+  V_DROPPED_DISABLED,
+  V_DROPPED_NO_MASTER,
+  V_FIRED,
+  V_PENDED,
+  REG_DOORBELL,
+  REG_INTRMASK,
+  REG_INTRSTATUS,
+  REG_IVPOSITION,
+  VECTOR_COUNTER_KINDS,
+  CTRL_BUS_MASTER,
+  CTRL_INTX_DISABLE,
+  CTRL_MSIX_ENABLE,
+  CTRL_MSIX_MASKALL,
+  MAX_PEERS,
+  MAX_VECTORS,
+  MODE_DOORBELL,
+  MODE_INTX,
+  MODE_PLAIN,
+  ROUTE_BAD_HANDLE,
+  ROUTE_BAD_PEER,
+  ROUTE_FULL,
+  SIGNAL_SLOTS,
 } from './abi.js';
 import type { CoreHost, DeviceCore } from './abi.js';
 
@@ -401,7 +428,7 @@ export class TsCore implements DeviceCore {
     if (size < 1 || size > 8 || offset > MAX_OFFSET) {
       this.#missed = true;
     } else {
-      for (let done = 0; done < size; ) {
+      for (let done = 0; done < size;) {
         const pos = offset + done;
         this.#regionAt(bar, pos);
         const len = this.#pieceLength(pos, size - done);
@@ -446,7 +473,7 @@ export class TsCore implements DeviceCore {
       this.#missed = true;
     } else {
       const value = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
-      for (let done = 0; done < size; ) {
+      for (let done = 0; done < size;) {
         const pos = offset + done;
         this.#regionAt(bar, pos);
         const len = this.#pieceLength(pos, size - done);

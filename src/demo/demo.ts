@@ -52,17 +52,25 @@ const PEER_EXIT_MS = 10_000;
 const POLL_MS = 10;
 
 const interrupted = (signal: string) =>
-  new IvshmemError('ERR_IVSHMEM_INTERRUPTED', `interrupted by ${signal}: peers stopped, server closed, socket and shared memory removed`);
+  new IvshmemError(
+    'ERR_IVSHMEM_INTERRUPTED',
+    `interrupted by ${signal}: peers stopped, server closed, socket and shared memory removed`,
+  );
 
 // The shm object and folder are named after this process, so one process runs one demo at a time.
 let active = false;
 
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
-  if (!Number.isInteger(o.peers) || o.peers < 2 || o.peers > 64) throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'peers must be 2..64');
+  if (!Number.isInteger(o.peers) || o.peers < 2 || o.peers > 64)
+    throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'peers must be 2..64');
   if (!Number.isInteger(o.vectors) || o.vectors < 2 || o.vectors > 64) {
-    throw new IvshmemError('ERR_IVSHMEM_INVALID_VECTORS', 'the demo needs 2..64 vectors: one for messages, one for acknowledgements');
+    throw new IvshmemError(
+      'ERR_IVSHMEM_INVALID_VECTORS',
+      'the demo needs 2..64 vectors: one for messages, one for acknowledgements',
+    );
   }
-  if (!(o.durationMs > 0 && o.durationMs <= 60_000)) throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'duration must be within 1 ms..60 s');
+  if (!(o.durationMs > 0 && o.durationMs <= 60_000))
+    throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'duration must be within 1 ms..60 s');
   checkDemoSize(o.size, o.peers);
   if (active) throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'a demo is already running in this process');
   active = true;
@@ -90,7 +98,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       const { code, signal } = p.exit;
       // Ctrl-C can reach a peer that has not yet set itself to ignore it.
       if (signal && (STOP_SIGNALS as readonly string[]).includes(signal)) return interrupted(signal);
-      return new IvshmemError('ERR_IVSHMEM_PROTOCOL', `peer ${p.index} exited (${signal ?? `code ${code}`}) before it finished`);
+      return new IvshmemError(
+        'ERR_IVSHMEM_PROTOCOL',
+        `peer ${p.index} exited (${signal ?? `code ${code}`}) before it finished`,
+      );
     }
     return undefined;
   };
@@ -100,7 +111,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       const f = failure();
       if (f) throw f;
       if (holds()) return;
-      if (Date.now() > deadline) throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `${what} within ${ms / 1000} s`);
+      if (Date.now() > deadline)
+        throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `${what} within ${ms / 1000} s`);
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
   };
@@ -115,12 +127,19 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     if (stale.length > 0) o.onStaleRemoved?.(stale);
     dir = mkdtempSync(join(tmpdir(), tempFolderPrefix(process.pid)));
     const socketPath = join(dir, 'server.sock');
-    server = IvshmemServer.start({ socketPath, memory: { shm: shmObjectName(process.pid) }, size: o.size, vectors: o.vectors });
+    server = IvshmemServer.start({
+      socketPath,
+      memory: { shm: shmObjectName(process.pid) },
+      size: o.size,
+      vectors: o.vectors,
+    });
     const srv = server;
 
     // Peers join one at a time, so ids (and the ring) follow start order.
     for (let i = 0; i < o.peers; i++) {
-      const child = fork(o.cliPath, ['__demo-peer', socketPath, String(o.vectors)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child = fork(o.cliPath, ['__demo-peer', socketPath, String(o.vectors)], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
       const p: Peer = { index: i, child, ringReady: false, disconnected: false };
       peers.push(p);
       child.on('message', (m: FromPeer) => {
@@ -133,7 +152,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       // 'exit' can come before the last messages are read; the channel's end cannot.
       child.on('exit', (code, signal) => (p.exit = { code, signal }));
       child.on('error', (err) => {
-        startFailure ??= new IvshmemError('ERR_IVSHMEM_PROTOCOL', `peer ${i} could not be started: ${err.message}`, { cause: err });
+        startFailure ??= new IvshmemError('ERR_IVSHMEM_PROTOCOL', `peer ${i} could not be started: ${err.message}`, {
+          cause: err,
+        });
       });
       await until(() => p.id !== undefined, `peer ${i} did not join`, PEER_START_MS);
     }
@@ -150,12 +171,20 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     ticker = setInterval(() => {
       const sum = (f: (s: PeerStats) => number) => peers.reduce((a, p) => a + (p.latest ? f(p.latest) : 0), 0);
       const elapsed = ((Date.now() - started) / 1000).toFixed(1);
-      o.onProgress?.(`${elapsed}s  ${o.peers} peers  ${sum((s) => s.sent)} messages  ${sum((s) => s.doorbellsSent)} doorbells  ${sum((s) => s.interrupts)} interrupts`);
+      o.onProgress?.(
+        `${elapsed}s  ${o.peers} peers  ${sum((s) => s.sent)} messages  ${sum((s) => s.doorbellsSent)} doorbells  ${sum((s) => s.interrupts)} interrupts`,
+      );
     }, 250);
     await until(() => peers.every((p) => p.done), 'not every peer reported', o.durationMs + PEER_START_MS);
-    return summarize(peers.map((p) => p.done!).sort((a, b) => a.id - b.id), {
-      peers: o.peers, vectors: o.vectors, sizeBytes: srv.memory.size, durationMs: o.durationMs,
-    });
+    return summarize(
+      peers.map((p) => p.done!).sort((a, b) => a.id - b.id),
+      {
+        peers: o.peers,
+        vectors: o.vectors,
+        sizeBytes: srv.memory.size,
+        durationMs: o.durationMs,
+      },
+    );
   } finally {
     clearInterval(ticker);
     // What is on the file system goes first and synchronously, so even a SIGKILL arriving while we
@@ -176,7 +205,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
 export function checkDemoSize(size: number, peers: number): void {
   const least = Math.max(MIN_SERVER_SIZE, peers * MAILBOX_BYTES);
   if (!Number.isSafeInteger(size) || size < least) {
-    throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is too small: the demo needs at least ${formatBytes(least)} (peers map the memory in whole pages, and ${peers} peers need ${peers} × ${MAILBOX_BYTES}-byte mailboxes)`);
+    throw new IvshmemError(
+      'ERR_IVSHMEM_INVALID_SIZE',
+      `size ${size} is too small: the demo needs at least ${formatBytes(least)} (peers map the memory in whole pages, and ${peers} peers need ${peers} × ${MAILBOX_BYTES}-byte mailboxes)`,
+    );
   }
   checkBar2Size(size, Infinity); // and what every peer's device needs of its BAR2
 }
@@ -194,10 +226,12 @@ export function formatBytes(n: number): string {
 
 /** The summary as a person reads it. */
 export function formatSummary(s: DemoSummary): string {
-  const lat = (p: DemoSummary['latencyUs']['oneWay']) => `p50 ${p.p50} µs   p99 ${p.p99} µs   p99.9 ${p.p999} µs   max ${p.max} µs`;
+  const lat = (p: DemoSummary['latencyUs']['oneWay']) =>
+    `p50 ${p.p50} µs   p99 ${p.p99} µs   p99.9 ${p.p999} µs   max ${p.max} µs`;
   const peak = Math.max(1, ...s.histogram.map((b) => b.count));
   // Columns as wide as their widest entry, so every row's bar starts and its count ends in line.
-  const width = (f: (b: DemoSummary['histogram'][number]) => number) => Math.max(1, ...s.histogram.map((b) => String(f(b)).length));
+  const width = (f: (b: DemoSummary['histogram'][number]) => number) =>
+    Math.max(1, ...s.histogram.map((b) => String(f(b)).length));
   const [fromW, toW, countW] = [width((b) => b.fromUs), width((b) => b.toUs), width((b) => b.count)];
   const bars = s.histogram.map((b) => {
     const range = `${String(b.fromUs).padStart(fromW)}–${String(b.toUs).padEnd(toW)} µs`;

@@ -15,4 +15,3 @@ export function checksum(seq: number, from: number, lo: number, hi: number): num
 export function mailboxOffset(slot: number): number {
   return slot * MAILBOX_BYTES;
 }
-

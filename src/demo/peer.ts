@@ -31,8 +31,18 @@ export async function runPeer(socketPath: string, vectors: number): Promise<void
   // A closed channel is reported by 'disconnect' above; the callback keeps a send racing it from
   // becoming an 'error' event.
   const send = (message: unknown) => process.connected && process.send?.(message, () => {});
-  const oneWay = hdr.build({ bitBucketSize: 64, lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
-  const roundTrip = hdr.build({ bitBucketSize: 64, lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
+  const oneWay = hdr.build({
+    bitBucketSize: 64,
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60e9,
+    numberOfSignificantValueDigits: 3,
+  });
+  const roundTrip = hdr.build({
+    bitBucketSize: 64,
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60e9,
+    numberOfSignificantValueDigits: 3,
+  });
   let interrupts = 0;
   const buckets = new Array<number>(HISTOGRAM_BUCKETS).fill(0);
   let onInterrupt: (vector: number) => void = () => {};
@@ -117,7 +127,13 @@ export async function runPeer(socketPath: string, vectors: number): Promise<void
   const report = (type: 'progress' | 'done'): PeerStats & { type: string } => {
     const c = device.counters();
     return {
-      type, id: device.id, sent, received, acked, corrupt, interrupts,
+      type,
+      id: device.id,
+      sent,
+      received,
+      acked,
+      corrupt,
+      interrupts,
       doorbellsSent: c.doorbellsSent,
       doorbellsDropped: c.doorbellsDropped.noPeer + c.doorbellsDropped.noVector,
       oneWay: type === 'done' ? hdr.encodeIntoCompressedBase64(oneWay) : '',

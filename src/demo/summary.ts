@@ -78,11 +78,21 @@ export function summarize(
   const sum = (f: (r: PeerStats) => number) => reports.reduce((a, r) => a + f(r), 0);
   return {
     ...setup,
-    messages: { sent: sum((r) => r.sent), received: sum((r) => r.received), acknowledged: sum((r) => r.acked), corrupt: sum((r) => r.corrupt) },
+    messages: {
+      sent: sum((r) => r.sent),
+      received: sum((r) => r.received),
+      acknowledged: sum((r) => r.acked),
+      corrupt: sum((r) => r.corrupt),
+    },
     doorbells: { sent: sum((r) => r.doorbellsSent), dropped: sum((r) => r.doorbellsDropped) },
     interrupts: sum((r) => r.interrupts),
     latencyUs: { oneWay: percentiles(oneWay), roundTrip: percentiles(roundTrip) },
-    histogram: histogram(reports.reduce((acc, r) => acc.map((c, i) => c + (r.buckets[i] ?? 0)), new Array<number>(HISTOGRAM_BUCKETS).fill(0))),
+    histogram: histogram(
+      reports.reduce(
+        (acc, r) => acc.map((c, i) => c + (r.buckets[i] ?? 0)),
+        new Array<number>(HISTOGRAM_BUCKETS).fill(0),
+      ),
+    ),
     perPeer: reports.map(({ oneWay: _o, roundTrip: _r, buckets: _b, ...rest }) => rest),
   };
 }

@@ -48,7 +48,10 @@ export class IvshmemDevice extends DeviceModel {
   // memory are known, so the guest never sees an unset IVPosition.
   static async #join(o: ResolvedOptions, path: string): Promise<IvshmemDevice> {
     const conn = await ServerConnection.connect(path, {
-      vectors: o.vectors, legacy: o.legacy, setupTimeoutMs: o.setupTimeoutMs, requireSealedMemory: o.requireSealedMemory,
+      vectors: o.vectors,
+      legacy: o.legacy,
+      setupTimeoutMs: o.setupTimeoutMs,
+      requireSealedMemory: o.requireSealedMemory,
     });
     return IvshmemDevice.#onConnection(o, conn);
   }
@@ -59,7 +62,10 @@ export class IvshmemDevice extends DeviceModel {
     const { description, fds } = h.connection;
     if (description?.vectors !== o.vectors) {
       closeReceivedFds(fds);
-      throw new IvshmemError('ERR_IVSHMEM_HANDOVER', `the handed-over device has ${description?.vectors} vectors, this one ${o.vectors}`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_HANDOVER',
+        `the handed-over device has ${description?.vectors} vectors, this one ${o.vectors}`,
+      );
     }
     const conn = ServerConnection.adopt(description, fds, { requireSealedMemory: o.requireSealedMemory });
     const device = IvshmemDevice.#onConnection({ ...o, masterOption: h.master ? 'on' : 'off' }, conn, true);
@@ -78,7 +84,10 @@ export class IvshmemDevice extends DeviceModel {
       checkBar2Size(memory.size, memory.size, o.use64);
       const masterOption = o.masterOption;
       if (masterOption === 'on' && conn.id !== 0 && !handedOver) {
-        throw new IvshmemError('ERR_IVSHMEM_MASTER', `master must connect to the server before any peers (the server gave id ${conn.id})`);
+        throw new IvshmemError(
+          'ERR_IVSHMEM_MASTER',
+          `master must connect to the server before any peers (the server gave id ${conn.id})`,
+        );
       }
       const master = masterOption === 'on' || (masterOption === 'auto' && conn.id === 0);
       let mapped: ArrayBuffer;
@@ -86,7 +95,11 @@ export class IvshmemDevice extends DeviceModel {
         mapped = memory.map();
       } catch (err) {
         // e.g. a file the server opened read-only, or a memfd it sealed against writes
-        throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_SHM', `cannot map the server's shared memory: ${(err as Error).message}`, { cause: err });
+        throw new IvshmemError(
+          'ERR_IVSHMEM_PROTOCOL_SHM',
+          `cannot map the server's shared memory: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
       const device = new IvshmemDevice(
         { ...o, id: conn.id, master, size: memory.size, memory: mapped, doorbell: eventfdDoorbell },
@@ -125,7 +138,8 @@ export class IvshmemDevice extends DeviceModel {
   handOver(): DeviceHandover {
     this.checkLive();
     const link = this.#link;
-    if (link === undefined) throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'only a device on a server can be handed over');
+    if (link === undefined)
+      throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'only a device on a server can be handed over');
     const state = this.encodeState(false);
     const connection = link.handOver(); // the link hears 'releasing': from here on guest accesses are refused
     return { connection, state, master: this.master };

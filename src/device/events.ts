@@ -10,10 +10,30 @@ export const DEVICE_PEER_CHANNEL = 'ivshmem:device:peer';
 export const DEVICE_ERROR_CHANNEL = 'ivshmem:device:error';
 export const DEVICE_CLOSE_CHANNEL = 'ivshmem:device:close';
 
-export interface DeviceJoinEvent { socketPath: string; id: number; vectors: number; peers: number[] }
-export interface DevicePeerEvent { socketPath: string; id: number; peer: number; change: 'vector' | 'left'; vectors: number }
-export interface DeviceErrorEvent { socketPath: string; id: number; code: string; message: string }
-export interface DeviceCloseEvent { socketPath: string; id: number; reason: string }
+export interface DeviceJoinEvent {
+  socketPath: string;
+  id: number;
+  vectors: number;
+  peers: number[];
+}
+export interface DevicePeerEvent {
+  socketPath: string;
+  id: number;
+  peer: number;
+  change: 'vector' | 'left';
+  vectors: number;
+}
+export interface DeviceErrorEvent {
+  socketPath: string;
+  id: number;
+  code: string;
+  message: string;
+}
+export interface DeviceCloseEvent {
+  socketPath: string;
+  id: number;
+  reason: string;
+}
 
 const joinChannel = channel(DEVICE_JOIN_CHANNEL);
 const peerChannel = channel(DEVICE_PEER_CHANNEL);
@@ -27,7 +47,14 @@ export function publishDeviceJoin(e: DeviceJoinEvent): void {
 }
 
 export function publishDevicePeer(e: DevicePeerEvent): void {
-  debug('device %d on %s: peer %d %s (%d vectors)', e.id, e.socketPath, e.peer, e.change === 'left' ? 'left' : 'announced a vector', e.vectors);
+  debug(
+    'device %d on %s: peer %d %s (%d vectors)',
+    e.id,
+    e.socketPath,
+    e.peer,
+    e.change === 'left' ? 'left' : 'announced a vector',
+    e.vectors,
+  );
   if (peerChannel.hasSubscribers) peerChannel.publish(e);
 }
 

@@ -4,10 +4,27 @@
 // interrupt and route change. IvshmemDevice (device.ts) adds what needs the OS: creating the
 // device on shared memory or a server, handing it over, closing what it opened.
 import {
-  C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, C_GUEST_INVALID, C_IRQ_DELIVERED,
-  C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER, C_IRQ_PENDED, MODE_DOORBELL, REG_DOORBELL,
-  MODE_INTX, MODE_PLAIN, ROUTE_BAD_HANDLE, ROUTE_BAD_PEER, ROUTE_FULL, V_DELIVERED, V_DROPPED_DISABLED,
-  V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
+  C_DOORBELL_NO_PEER,
+  C_DOORBELL_NO_VECTOR,
+  C_DOORBELL_SENT,
+  C_GUEST_INVALID,
+  C_IRQ_DELIVERED,
+  C_IRQ_DROPPED_BAD_VECTOR,
+  C_IRQ_DROPPED_DISABLED,
+  C_IRQ_DROPPED_NO_MASTER,
+  C_IRQ_PENDED,
+  MODE_DOORBELL,
+  REG_DOORBELL,
+  MODE_INTX,
+  MODE_PLAIN,
+  ROUTE_BAD_HANDLE,
+  ROUTE_BAD_PEER,
+  ROUTE_FULL,
+  V_DELIVERED,
+  V_DROPPED_DISABLED,
+  V_DROPPED_NO_MASTER,
+  V_FIRED,
+  V_PENDED,
 } from '../core/abi.js';
 import type { CoreHost, DeviceCore } from '../core/abi.js';
 import { createCore } from '../core/create-core.js';
@@ -134,7 +151,12 @@ export class DeviceModel extends EventEmitter {
         this.#hooks.ownVector(vector, fd);
       },
       fireVector: (vector) => this.fireVector(vector),
-      releasing: (why) => this.#release(why === 'handover' ? 'the device was handed over to another process' : "the device's server connection was closed"),
+      releasing: (why) =>
+        this.#release(
+          why === 'handover'
+            ? 'the device was handed over to another process'
+            : "the device's server connection was closed",
+        ),
     };
   }
 
@@ -188,9 +210,14 @@ export class DeviceModel extends EventEmitter {
       },
     };
     this.#core = createCore(host, { kind: o.core, wasm: o.wasmModule });
-    this.#hooks = new RouteHooks(transport, this.#core, o.vectorWait === 'manual', (call, err) => this.#transportFailed(call, err));
+    this.#hooks = new RouteHooks(transport, this.#core, o.vectorWait === 'manual', (call, err) =>
+      this.#transportFailed(call, err),
+    );
     if (this.#core.init(MODE_NUMBER[o.mode], o.vectors, o.id) !== 0) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_VECTORS', `the core refused mode ${o.mode} with ${o.vectors} vectors`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_INVALID_VECTORS',
+        `the core refused mode ${o.mode} with ${o.vectors} vectors`,
+      );
     }
     this.#function = new IvshmemFunction({
       mode: o.mode,
@@ -211,12 +238,19 @@ export class DeviceModel extends EventEmitter {
   // ivshmem:device:error channel, and, with nobody listening, warned about once.
   #transportFailed(call: string, cause: unknown): void {
     this.#transportErrors++;
-    const err = new IvshmemError('ERR_IVSHMEM_TRANSPORT', `the VMM transport's ${call}() threw: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    const err = new IvshmemError(
+      'ERR_IVSHMEM_TRANSPORT',
+      `the VMM transport's ${call}() threw: ${(cause as Error)?.message ?? String(cause)}`,
+      { cause },
+    );
     publishDeviceError({ socketPath: this.#options.server ?? '', id: this.id, code: err.code, message: err.message });
     if (this.listenerCount('error') > 0) this.emit('error', err);
     else if (!this.#transportWarned) {
       this.#transportWarned = true;
-      process.emitWarning(`${err.message} (listen for the device's 'error' event to handle this; counters().transportErrors counts them)`, { code: err.code });
+      process.emitWarning(
+        `${err.message} (listen for the device's 'error' event to handle this; counters().transportErrors counts them)`,
+        { code: err.code },
+      );
     }
   }
 
@@ -259,7 +293,10 @@ export class DeviceModel extends EventEmitter {
   }
 
   #configAccessValid(offset: number, size: number): boolean {
-    const ok = (size === 1 || size === 2 || size === 4) && Number.isInteger(offset) && offset >= 0 &&
+    const ok =
+      (size === 1 || size === 2 || size === 4) &&
+      Number.isInteger(offset) &&
+      offset >= 0 &&
       offset + size <= PCI_CONFIG_SPACE_SIZE;
     if (!ok) this.#glueInvalid++;
     return ok;
@@ -300,7 +337,7 @@ export class DeviceModel extends EventEmitter {
   mmioRead(bar: number, offset: number, size: number): number | bigint;
   mmioRead(bar: number, offset: number, size: number): number | bigint {
     this.checkLive();
-    if (bar === 0 && size === 4 && (offset >>> 0) === offset) return this.#core.read32(offset);
+    if (bar === 0 && size === 4 && offset >>> 0 === offset) return this.#core.read32(offset);
     if (bar === 2) return this.#bar2Read(offset, size);
     if (!this.#coreArgsValid(bar, offset, size)) return size === 8 ? 0n : 0;
     const lo = this.#core.mmioRead(bar, offset, size);
@@ -330,7 +367,13 @@ export class DeviceModel extends EventEmitter {
     } else if (typeof value === 'number') {
       n = this.#core.mmioWrite(bar, offset, size, value, size > 4 ? Math.floor(value / TWO_32) : 0);
     } else if (typeof value === 'bigint') {
-      n = this.#core.mmioWrite(bar, offset, size, Number(BigInt.asUintN(32, value)), Number(BigInt.asUintN(32, value >> 32n)));
+      n = this.#core.mmioWrite(
+        bar,
+        offset,
+        size,
+        Number(BigInt.asUintN(32, value)),
+        Number(BigInt.asUintN(32, value >> 32n)),
+      );
     } else {
       checkWriteValue(value);
       return;
@@ -342,7 +385,7 @@ export class DeviceModel extends EventEmitter {
   // The core takes u32 arguments: a fraction or a number past 2^32 would be truncated onto a
   // register (offset 2^32 + 0x0c would ring the doorbell), so such an access hits nothing.
   #coreArgsValid(bar: number, offset: number, size: number): boolean {
-    const ok = (bar >>> 0) === bar && (offset >>> 0) === offset && (size >>> 0) === size;
+    const ok = bar >>> 0 === bar && offset >>> 0 === offset && size >>> 0 === size;
     if (!ok) this.#glueInvalid++;
     return ok;
   }
@@ -395,7 +438,10 @@ export class DeviceModel extends EventEmitter {
     }
     const r = Number.isInteger(peer) ? this.#core.addRoute(peer, handle) : ROUTE_BAD_PEER;
     if (r === ROUTE_FULL) {
-      throw new IvshmemError('ERR_IVSHMEM_TOO_MANY_VECTORS', `Too many eventfd received, device has ${this.vectors} vectors (peer ${peer})`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_TOO_MANY_VECTORS',
+        `Too many eventfd received, device has ${this.vectors} vectors (peer ${peer})`,
+      );
     }
     if (r === ROUTE_BAD_PEER || r === ROUTE_BAD_HANDLE) {
       throw new IvshmemError('ERR_IVSHMEM_INVALID_PEER', `peer id ${peer} is out of range 0..65535`);
@@ -514,12 +560,16 @@ export class DeviceModel extends EventEmitter {
   protected decodeState(bytes: Uint8Array): void {
     const s = decodeState(bytes);
     const mismatch = (what: string, theirs: unknown, ours: unknown) =>
-      new IvshmemError('ERR_IVSHMEM_STATE_MISMATCH', `state is for a device with ${what} ${theirs}, this one has ${ours}`);
+      new IvshmemError(
+        'ERR_IVSHMEM_STATE_MISMATCH',
+        `state is for a device with ${what} ${theirs}, this one has ${ours}`,
+      );
     if (s.mode !== MODE_NUMBER[this.mode]) throw mismatch('mode', s.mode, MODE_NUMBER[this.mode]);
     if (s.vectors !== this.vectors) throw mismatch('vectors', s.vectors, this.vectors);
     if (s.bar2Size !== this.#size) throw mismatch('BAR2 size', s.bar2Size, this.#size);
     if (s.use64 !== this.#options.use64) throw mismatch('use64', s.use64, this.#options.use64);
-    if (s.words.length !== this.#core.stateWords()) throw mismatch('core words', s.words.length, this.#core.stateWords());
+    if (s.words.length !== this.#core.stateWords())
+      throw mismatch('core words', s.words.length, this.#core.stateWords());
     // The PBA is padded to 64-bit words; a pending bit past the last vector belongs to no vector
     // and nothing would ever clear it.
     if (this.mode === 'doorbell') {
@@ -533,7 +583,10 @@ export class DeviceModel extends EventEmitter {
     }
     const at = this.#function.readOnlyMismatch(s.config);
     if (at >= 0) {
-      throw new IvshmemError('ERR_IVSHMEM_STATE_MISMATCH', `config byte 0x${at.toString(16)} is read-only and differs (0x${s.config[at].toString(16)} in the state)`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_STATE_MISMATCH',
+        `config byte 0x${at.toString(16)} is read-only and differs (0x${s.config[at].toString(16)} in the state)`,
+      );
     }
     // The control word is derived from config space; disagreement means a damaged state.
     const previous = this.#function.snapshot();
@@ -553,15 +606,19 @@ export class DeviceModel extends EventEmitter {
   #migratable(): void {
     if (this.migrationBlocker !== null) throw new IvshmemError('ERR_IVSHMEM_MIGRATION_BLOCKED', this.migrationBlocker);
   }
-
 }
 
 function valueTypeError(method: string, wants: string, value: unknown): TypeError {
-  return argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', `${method}: the value must be ${wants}, got ${describeValue(value)}`);
+  return argumentError(
+    TypeError,
+    'ERR_INVALID_ARG_TYPE',
+    `${method}: the value must be ${wants}, got ${describeValue(value)}`,
+  );
 }
 
 // The guest's access is defined for any address; a value that is no number is the VMM's bug.
 // Checked off the doorbell's path, which has tested for a number already.
 function checkWriteValue(value: unknown): void {
-  if (typeof value !== 'number' && typeof value !== 'bigint') throw valueTypeError('mmioWrite', 'a number or a bigint', value);
+  if (typeof value !== 'number' && typeof value !== 'bigint')
+    throw valueTypeError('mmioWrite', 'a number or a bigint', value);
 }

@@ -93,8 +93,25 @@ const MODES: readonly DeviceMode[] = ['plain', 'doorbell', 'intx'];
 const MAX_BAR32_SIZE = 2 ** 31;
 /** A memory BAR's low four bits are its type flags: sizing shows no BAR smaller than 16 bytes. */
 export const MIN_BAR2_SIZE = 16;
-const OPTION_KEYS = ['mode', 'memory', 'server', 'setupTimeoutMs', 'legacy', 'requireSealedMemory', 'vectorWait', 'size',
-  'vectors', 'id', 'master', 'use64', 'transport', 'doorbell', 'core', 'wasmModule', 'handover'];
+const OPTION_KEYS = [
+  'mode',
+  'memory',
+  'server',
+  'setupTimeoutMs',
+  'legacy',
+  'requireSealedMemory',
+  'vectorWait',
+  'size',
+  'vectors',
+  'id',
+  'master',
+  'use64',
+  'transport',
+  'doorbell',
+  'core',
+  'wasmModule',
+  'handover',
+];
 
 function isPowerOfTwo(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
@@ -105,13 +122,21 @@ function fail(code: ConstructorParameters<typeof IvshmemError>[0], message: stri
 }
 
 // A value of the wrong type is named as given: "vectors must be a number, got the string \"4\"".
-function expectType(name: string, value: unknown, type: 'number' | 'boolean' | 'string', code: ConstructorParameters<typeof IvshmemError>[0] = 'ERR_IVSHMEM_INVALID_OPTION'): void {
+function expectType(
+  name: string,
+  value: unknown,
+  type: 'number' | 'boolean' | 'string',
+  code: ConstructorParameters<typeof IvshmemError>[0] = 'ERR_IVSHMEM_INVALID_OPTION',
+): void {
   if (value !== undefined && typeof value !== type) throw invalidValue(code, name, `a ${type}`, value);
 }
 
 export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    fail('ERR_IVSHMEM_INVALID_OPTION', `options must be an object with at least a transport, got ${describeValue(options)}`);
+    fail(
+      'ERR_IVSHMEM_INVALID_OPTION',
+      `options must be an object with at least a transport, got ${describeValue(options)}`,
+    );
   }
   checkKnownKeys(options, OPTION_KEYS);
   expectType('vectors', options.vectors, 'number', 'ERR_IVSHMEM_INVALID_VECTORS');
@@ -129,27 +154,44 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   const { memory, transport, handover } = options;
   let server = options.server;
   if (handover !== undefined) {
-    if (handover === null || typeof handover !== 'object' || typeof handover.connection?.description?.path !== 'string'
-      || !Array.isArray(handover.connection.fds) || !(handover.state instanceof Uint8Array)) {
+    if (
+      handover === null ||
+      typeof handover !== 'object' ||
+      typeof handover.connection?.description?.path !== 'string' ||
+      !Array.isArray(handover.connection.fds) ||
+      !(handover.state instanceof Uint8Array)
+    ) {
       fail('ERR_IVSHMEM_INVALID_OPTION', 'handover must be what IvshmemDevice.handOver() returned');
     }
     for (const k of ['server', 'id', 'master'] as const) {
-      if (options[k] !== undefined) fail('ERR_IVSHMEM_INVALID_OPTION', `${k} comes with the hand-over: do not pass it with handover`);
+      if (options[k] !== undefined)
+        fail('ERR_IVSHMEM_INVALID_OPTION', `${k} comes with the hand-over: do not pass it with handover`);
     }
     server = handover.connection.description.path; // checked below as a server-joined device
   }
   const source = isSharedMemorySource(memory) ? memory : undefined;
-  const isBuffer = memory instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && memory instanceof SharedArrayBuffer);
+  const isBuffer =
+    memory instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && memory instanceof SharedArrayBuffer);
   if (server !== undefined) {
     if (typeof server !== 'string' || server === '') fail('ERR_IVSHMEM_INVALID_OPTION', 'server must be a socket path');
-    if (mode === 'plain') fail('ERR_IVSHMEM_INVALID_OPTION', 'a plain device has no server: use mode doorbell (or intx)');
+    if (mode === 'plain')
+      fail('ERR_IVSHMEM_INVALID_OPTION', 'a plain device has no server: use mode doorbell (or intx)');
     for (const k of ['memory', 'size', 'doorbell'] as const) {
-      if (options[k] !== undefined) fail('ERR_IVSHMEM_INVALID_OPTION', `${k} comes from the server: do not pass it with server`);
+      if (options[k] !== undefined)
+        fail('ERR_IVSHMEM_INVALID_OPTION', `${k} comes from the server: do not pass it with server`);
     }
   } else if (!isBuffer && source === undefined) {
-    fail('ERR_IVSHMEM_INVALID_OPTION', 'memory must be { shm }, { path }, { memfd }, { hugetlbfs } or an ArrayBuffer (or give a server)');
+    fail(
+      'ERR_IVSHMEM_INVALID_OPTION',
+      'memory must be { shm }, { path }, { memfd }, { hugetlbfs } or an ArrayBuffer (or give a server)',
+    );
   }
-  if (transport === null || typeof transport !== 'object' || typeof transport.setIrqLevel !== 'function' || typeof transport.sendMsi !== 'function') {
+  if (
+    transport === null ||
+    typeof transport !== 'object' ||
+    typeof transport.setIrqLevel !== 'function' ||
+    typeof transport.sendMsi !== 'function'
+  ) {
     fail('ERR_IVSHMEM_INVALID_OPTION', 'transport must implement setIrqLevel() and sendMsi()');
   }
 
@@ -166,7 +208,8 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     fail('ERR_IVSHMEM_INVALID_PEER', `id ${id} is out of range 0..${MAX_PEERS - 1}`);
   }
   if (mode === 'plain' && id !== 0) fail('ERR_IVSHMEM_INVALID_PEER', 'a plain device has no peer id (IVPosition is 0)');
-  if (server !== undefined && options.id !== undefined) fail('ERR_IVSHMEM_INVALID_OPTION', 'id comes from the server: do not pass it with server');
+  if (server !== undefined && options.id !== undefined)
+    fail('ERR_IVSHMEM_INVALID_OPTION', 'id comes from the server: do not pass it with server');
 
   const masterOption = options.master ?? 'off';
   if (masterOption !== 'on' && masterOption !== 'off' && masterOption !== 'auto') {
@@ -179,7 +222,11 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
 
   const use64 = options.use64 ?? true;
   if (typeof use64 !== 'boolean') fail('ERR_IVSHMEM_INVALID_OPTION', 'use64 must be a boolean');
-  if (!use64 && mode !== 'intx') fail('ERR_IVSHMEM_INVALID_OPTION', 'use64: false exists only for the intx (legacy) mode; plain and doorbell BAR2 is always 64-bit');
+  if (!use64 && mode !== 'intx')
+    fail(
+      'ERR_IVSHMEM_INVALID_OPTION',
+      'use64: false exists only for the intx (legacy) mode; plain and doorbell BAR2 is always 64-bit',
+    );
   const available = isBuffer ? (memory as ArrayBuffer).byteLength : Infinity;
   const size = options.size ?? (isBuffer ? available : undefined);
   if (size !== undefined) checkBar2Size(size, available, use64);
@@ -188,30 +235,55 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'wasmModule', 'a WebAssembly.Module', options.wasmModule);
   }
   const core = options.core ?? 'wasm';
-  if (core !== 'wasm' && core !== 'ts') fail('ERR_IVSHMEM_INVALID_OPTION', `core ${JSON.stringify(core)} must be 'wasm' or 'ts'`);
+  if (core !== 'wasm' && core !== 'ts')
+    fail('ERR_IVSHMEM_INVALID_OPTION', `core ${JSON.stringify(core)} must be 'wasm' or 'ts'`);
   if (options.doorbell !== undefined && typeof options.doorbell?.ring !== 'function') {
     fail('ERR_IVSHMEM_INVALID_OPTION', 'doorbell must implement ring(handle)');
   }
 
   const vectorWait = options.vectorWait ?? 'loop';
-  if (vectorWait !== 'loop' && vectorWait !== 'manual') fail('ERR_IVSHMEM_INVALID_OPTION', "vectorWait must be 'loop' or 'manual'");
+  if (vectorWait !== 'loop' && vectorWait !== 'manual')
+    fail('ERR_IVSHMEM_INVALID_OPTION', "vectorWait must be 'loop' or 'manual'");
   const setupTimeoutMs = options.setupTimeoutMs ?? 5000;
-  if (!(setupTimeoutMs > 0)) fail('ERR_IVSHMEM_INVALID_OPTION', 'setupTimeoutMs must be a positive number of milliseconds');
+  if (!(setupTimeoutMs > 0))
+    fail('ERR_IVSHMEM_INVALID_OPTION', 'setupTimeoutMs must be a positive number of milliseconds');
 
   return {
-    mode, server, masterOption, setupTimeoutMs, requireSealedMemory: options.requireSealedMemory === true, legacy: options.legacy === true, vectorWait, memory: isBuffer ? (memory as ArrayBuffer) : undefined, source, size, vectors, id, master, use64,
-    transport, doorbell: options.doorbell, core, wasmModule: options.wasmModule, handover,
+    mode,
+    server,
+    masterOption,
+    setupTimeoutMs,
+    requireSealedMemory: options.requireSealedMemory === true,
+    legacy: options.legacy === true,
+    vectorWait,
+    memory: isBuffer ? (memory as ArrayBuffer) : undefined,
+    source,
+    size,
+    vectors,
+    id,
+    master,
+    use64,
+    transport,
+    doorbell: options.doorbell,
+    core,
+    wasmModule: options.wasmModule,
+    handover,
   };
 }
 
 /** BAR2 size rules: a power of two, no larger than what backs it, within a 32-bit BAR if use64 is off. */
 export function checkBar2Size(size: number, available: number, use64 = true): void {
   if (size === 0) fail('ERR_IVSHMEM_INVALID_SIZE', 'size is 0: BAR2 needs at least one power-of-two block of memory');
-  if (size < MIN_BAR2_SIZE) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is below ${MIN_BAR2_SIZE} bytes, the smallest a PCI memory BAR can be`);
+  if (size < MIN_BAR2_SIZE)
+    fail(
+      'ERR_IVSHMEM_INVALID_SIZE',
+      `size ${size} is below ${MIN_BAR2_SIZE} bytes, the smallest a PCI memory BAR can be`,
+    );
   if (!isPowerOfTwo(size)) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is not a power of two (PCI BARs must be)`);
   if (size >= MAX_MAPPING) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is beyond the address space (2^47 bytes)`);
   if (size > available) {
     fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is larger than the memory object (${available} bytes)`);
   }
-  if (!use64 && size > MAX_BAR32_SIZE) fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} does not fit a 32-bit BAR (at most 2 GiB)`);
+  if (!use64 && size > MAX_BAR32_SIZE)
+    fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} does not fit a 32-bit BAR (at most 2 GiB)`);
 }

@@ -62,9 +62,13 @@ export function decodeState(input: Uint8Array): DeviceState {
   }
   const version = view.getUint16(4, true);
   if (version > STATE_VERSION) {
-    throw new IvshmemError('ERR_IVSHMEM_STATE_VERSION', `state format version ${version} is newer than this library reads (${STATE_VERSION})`);
+    throw new IvshmemError(
+      'ERR_IVSHMEM_STATE_VERSION',
+      `state format version ${version} is newer than this library reads (${STATE_VERSION})`,
+    );
   }
-  if (version < 1) throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', `state format version ${version} does not exist`);
+  if (version < 1)
+    throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', `state format version ${version} does not exist`);
   if (input.byteLength < WORDS_AT + 4) {
     throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', `state is truncated (${input.byteLength} bytes)`);
   }

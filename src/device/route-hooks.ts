@@ -5,7 +5,12 @@
 // so the monitor never re-derives it. Each hook hears of a change once, and of every end before
 // the fd concerned is closed or passed on.
 import {
-  DOORBELL_PEER_SHIFT, DOORBELL_VECTOR_MASK, MSIX_ENTRY_ADDR_HI, MSIX_ENTRY_ADDR_LO, MSIX_ENTRY_DATA, MSIX_ENTRY_SIZE,
+  DOORBELL_PEER_SHIFT,
+  DOORBELL_VECTOR_MASK,
+  MSIX_ENTRY_ADDR_HI,
+  MSIX_ENTRY_ADDR_LO,
+  MSIX_ENTRY_DATA,
+  MSIX_ENTRY_SIZE,
   REG_DOORBELL,
 } from '../core/abi.js';
 import type { DeviceCore } from '../core/abi.js';
@@ -38,7 +43,13 @@ export class RouteHooks {
     // The register names vectors 0..255 only: a higher one can never be rung, so the kernel gets no route for it.
     if (this.#released || this.#transport.addIoEventFd === undefined || vector > DOORBELL_VECTOR_MASK) return;
     const route: IoEventFd = {
-      bar: 0, offset: REG_DOORBELL, size: 4, datamatch: ((peer << DOORBELL_PEER_SHIFT) | vector) >>> 0, fd, peer, vector,
+      bar: 0,
+      offset: REG_DOORBELL,
+      size: 4,
+      datamatch: ((peer << DOORBELL_PEER_SHIFT) | vector) >>> 0,
+      fd,
+      peer,
+      vector,
     };
     const routes = this.#ioeventfds.get(peer) ?? [];
     routes.push(route);
@@ -48,7 +59,8 @@ export class RouteHooks {
 
   /** `peer` left: its routes go, while their eventfds are still open. */
   peerLeft(peer: number): void {
-    for (const route of this.#ioeventfds.get(peer) ?? []) this.#call('removeIoEventFd', () => this.#transport.removeIoEventFd?.(route));
+    for (const route of this.#ioeventfds.get(peer) ?? [])
+      this.#call('removeIoEventFd', () => this.#transport.removeIoEventFd?.(route));
     this.#ioeventfds.delete(peer);
   }
 
@@ -82,7 +94,9 @@ export class RouteHooks {
     return { address: read(MSIX_ENTRY_ADDR_HI) * 2 ** 32 + read(MSIX_ENTRY_ADDR_LO), data: read(MSIX_ENTRY_DATA) };
   }
 
-  /** The device gives up its connection's fds (closed, or handed over): every hook hears that each one ends. Idempotent. */
+  /**
+   * The device gives up its connection's fds (closed, or handed over): every hook hears that each one ends. Idempotent.
+   */
   release(): void {
     if (this.#released) return;
     this.#released = true;

@@ -23,7 +23,8 @@ export class DoorbellLink {
     this.#watch = watch;
     const id = connection.id;
     // What arrived with setup is already in the connection's tables; later changes come as events.
-    for (const [peer, eventfds] of connection.peers) eventfds.forEach((e, vector) => target.peerVector(peer, vector, e.fd));
+    for (const [peer, eventfds] of connection.peers)
+      eventfds.forEach((e, vector) => target.peerVector(peer, vector, e.fd));
     connection.ownVectors.forEach((e, vector) => this.#own(target, vector, e.fd));
     connection.on('peer-vector', (peer, vector, e) => {
       this.#report(() => target.peerVector(peer, vector, e.fd));
@@ -36,9 +37,16 @@ export class DoorbellLink {
       publishDevicePeer({ socketPath: connection.path, id, peer, change: 'left', vectors });
     });
     connection.once('releasing', (why) => target.releasing(why));
-    connection.on('protocol-error', (err) => publishDeviceError({ socketPath: connection.path, id, code: err.code, message: err.message }));
+    connection.on('protocol-error', (err) =>
+      publishDeviceError({ socketPath: connection.path, id, code: err.code, message: err.message }),
+    );
     connection.on('close', (reason) => publishDeviceClose({ socketPath: connection.path, id, reason }));
-    publishDeviceJoin({ socketPath: connection.path, id, vectors: connection.ownVectors.length, peers: [...connection.peers.keys()] });
+    publishDeviceJoin({
+      socketPath: connection.path,
+      id,
+      vectors: connection.ownVectors.length,
+      peers: [...connection.peers.keys()],
+    });
   }
 
   // These run inside the socket's watcher callback, where a throw would be fatal to the process:

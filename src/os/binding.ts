@@ -69,7 +69,11 @@ export interface RawBinding {
   /** how: 0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR (the default). */
   shutdown(fd: number, how?: number): void;
 
-  FdWatcher: new (fd: number, drainEventfd: boolean, callback: (err: Error | null, count?: number) => void) => RawFdWatcher;
+  FdWatcher: new (
+    fd: number,
+    drainEventfd: boolean,
+    callback: (err: Error | null, count?: number) => void,
+  ) => RawFdWatcher;
   waitReadable(fds: Int32Array, timeoutMs: number, out?: Float64Array): number;
   spinReadable(fds: Int32Array, maxRounds: number, out?: Float64Array): number;
   readBlocking(fd: number, out: Float64Array, timeoutMs?: number): -1 | 0 | 1;
@@ -87,7 +91,14 @@ export interface RawBinding {
   kvmSetRealMode(vcpuFd: number, rip: number): void;
   /** The exit reason, or -1 when a signal interrupted KVM_RUN. */
   kvmRun(vcpuFd: number, run: ArrayBuffer): number;
-  kvmIoeventfd(vmFd: number, addr: number | bigint, len: number, datamatch: number | bigint, eventfd: number, deassign?: boolean): void;
+  kvmIoeventfd(
+    vmFd: number,
+    addr: number | bigint,
+    len: number,
+    datamatch: number | bigint,
+    eventfd: number,
+    deassign?: boolean,
+  ): void;
   kvmCreateIrqchip(vmFd: number): void;
   kvmIrqLine(vmFd: number, irq: number, level: number): void;
   kvmIrqfd(vmFd: number, gsi: number, eventfd: number, deassign?: boolean): void;
@@ -105,7 +116,8 @@ const ADDON = join('build', 'Release', 'ivshmem_native.node');
 function findAddon(): string {
   const override = process.env.IVSHMEM_NATIVE_ADDON;
   if (override) {
-    if (!override.startsWith('/')) throw new IvshmemError('ERR_IVSHMEM_NATIVE', `IVSHMEM_NATIVE_ADDON must be an absolute path, not ${override}`);
+    if (!override.startsWith('/'))
+      throw new IvshmemError('ERR_IVSHMEM_NATIVE', `IVSHMEM_NATIVE_ADDON must be an absolute path, not ${override}`);
     return override;
   }
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -113,7 +125,10 @@ function findAddon(): string {
     if (existsSync(join(dir, ADDON))) return join(dir, ADDON);
     dir = dirname(dir);
   }
-  throw new IvshmemError('ERR_IVSHMEM_NATIVE', `the native addon ${ADDON} is missing: run npm install (it builds it with node-gyp)`);
+  throw new IvshmemError(
+    'ERR_IVSHMEM_NATIVE',
+    `the native addon ${ADDON} is missing: run npm install (it builds it with node-gyp)`,
+  );
 }
 
 let loaded: RawBinding | undefined;

@@ -23,13 +23,17 @@ export function fdStat(fd: number): { size: number; isFile: boolean; ino: number
 /** Throws a coded error unless `fd` is an open descriptor of `kind`. */
 export function checkAdoptable(fd: unknown, kind: 'eventfd' | 'memory', owner: string): asserts fd is number {
   if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
-    throw new IvshmemError('ERR_IVSHMEM_INVALID_FD', `${owner}.adopt: fd must be an open file descriptor, got ${describeValue(fd)}`);
+    throw new IvshmemError(
+      'ERR_IVSHMEM_INVALID_FD',
+      `${owner}.adopt: fd must be an open file descriptor, got ${describeValue(fd)}`,
+    );
   }
   const target = fdTarget(fd);
   if (target === undefined) throw new IvshmemError('ERR_IVSHMEM_INVALID_FD', `${owner}.adopt: fd ${fd} is not open`);
   const fits = kind === 'eventfd' ? target === 'anon_inode:[eventfd]' : native().fstat(fd).isFile;
   if (!fits) {
-    const wants = kind === 'eventfd' ? 'an eventfd' : 'shared memory (a regular file: memfd, /dev/shm, tmpfs, hugetlbfs)';
+    const wants =
+      kind === 'eventfd' ? 'an eventfd' : 'shared memory (a regular file: memfd, /dev/shm, tmpfs, hugetlbfs)';
     throw new IvshmemError('ERR_IVSHMEM_INVALID_FD', `${owner}.adopt: fd ${fd} is ${target}, not ${wants}`);
   }
 }

@@ -12,12 +12,17 @@ export abstract class FdHandle {
 
   /** The file descriptor, while open. */
   get fd(): number {
-    if (this.#fd < 0) throw new IvshmemError('ERR_IVSHMEM_CLOSED', `${this.constructor.name} is closed`);
+    this.checkOpen();
     return this.#fd;
   }
 
   get closed(): boolean {
     return this.#fd < 0;
+  }
+
+  /** Throws ERR_IVSHMEM_CLOSED once closed: for methods that must not act on a closed handle. */
+  protected checkOpen(): void {
+    if (this.#fd < 0) throw new IvshmemError('ERR_IVSHMEM_CLOSED', `${this.constructor.name} is closed`);
   }
 
   /** Closes the fd; later calls do nothing. */

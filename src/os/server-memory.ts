@@ -34,14 +34,23 @@ export class ServerMemory {
    *  for a size no peer could use. */
   static sizeFor(requested: number): number {
     if (typeof requested !== 'number' || !Number.isSafeInteger(requested) || requested <= 0) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${String(requested)} is not a positive whole number of bytes`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_INVALID_SIZE',
+        `size ${String(requested)} is not a positive whole number of bytes`,
+      );
     }
     if (requested < MIN_SERVER_SIZE) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${requested} is below ${MIN_SERVER_SIZE} bytes: peers map shared memory in whole pages`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_INVALID_SIZE',
+        `size ${requested} is below ${MIN_SERVER_SIZE} bytes: peers map shared memory in whole pages`,
+      );
     }
     const size = 2 ** Math.ceil(Math.log2(requested));
     if (size > MAX_SERVER_SIZE) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `size ${requested} is above the ${MAX_SERVER_SIZE} bytes (64 TiB) a device can map`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_INVALID_SIZE',
+        `size ${requested} is above the ${MAX_SERVER_SIZE} bytes (64 TiB) a device can map`,
+      );
     }
     return size;
   }
@@ -111,12 +120,18 @@ function openNamed(source: { shm: string }, size: number): Opened {
     // duplicates of `fd`, and a lock on that would outlive us in every one of them.
     lock = n.shmOpen(name, false, false, 0);
     if (!lockWithin(lock, created ? 50 : 0)) {
-      throw new IvshmemError('ERR_IVSHMEM_IN_USE', `the shared memory object ${name} is in use by another running ivshmem server: give this one another name (-M)`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_IN_USE',
+        `the shared memory object ${name} is in use by another running ivshmem server: give this one another name (-M)`,
+      );
     }
     const actual = n.fstat(fd).size;
     if (created) n.ftruncate(fd, size);
     else if (actual !== size) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `the shared memory object ${name} exists with ${actual} bytes, not ${size}; it was not created by this server, so it is left as it is: ask for its size, or remove /dev/shm${name} first`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_INVALID_SIZE',
+        `the shared memory object ${name} exists with ${actual} bytes, not ${size}; it was not created by this server, so it is left as it is: ask for its size, or remove /dev/shm${name} first`,
+      );
     }
     return { fd, created, lock };
   } catch (err) {

@@ -27,8 +27,11 @@ export interface OpenOptions extends CreateOptions {
 }
 
 export function isSharedMemorySource(value: unknown): value is SharedMemorySource {
-  return typeof value === 'object' && value !== null &&
-    ['shm', 'path', 'memfd', 'hugetlbfs'].some((k) => typeof (value as Record<string, unknown>)[k] === 'string');
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    ['shm', 'path', 'memfd', 'hugetlbfs'].some((k) => typeof (value as Record<string, unknown>)[k] === 'string')
+  );
 }
 
 // <linux/fcntl.h>
@@ -70,16 +73,18 @@ export class SharedMemory extends FdHandle {
     // Without a size a new object could only be refused as empty: only open an existing one, so
     // a refusal never leaves an empty object behind under the name.
     if (options.size === undefined && create !== 'never' && ('shm' in source || 'path' in source)) {
-      if (create === 'always') throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', 'no size was given for the object to create');
+      if (create === 'always')
+        throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', 'no size was given for the object to create');
       return SharedMemory.open(source, { ...options, create: 'never' });
     }
     let fd: number;
     let created = false;
     if ('shm' in source || 'path' in source) {
       // Exclusive first, so we know whether the name is ours: a failure below removes only that.
-      const openNamed = (create: boolean, exclusive: boolean) => ('shm' in source
-        ? n.shmOpen(shmName(source.shm), create, exclusive, mode)
-        : n.openFile(source.path, create, exclusive, mode));
+      const openNamed = (create: boolean, exclusive: boolean) =>
+        'shm' in source
+          ? n.shmOpen(shmName(source.shm), create, exclusive, mode)
+          : n.openFile(source.path, create, exclusive, mode);
       if (create === 'never') fd = openNamed(false, false);
       else {
         try {
@@ -134,7 +139,10 @@ export class SharedMemory extends FdHandle {
   /** The MAP_SHARED mapping of the whole object, made on first use. */
   map(): ArrayBuffer {
     if (this.#buffer === undefined && this.size > MAX_BUFFER_BYTES) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `${this.size} bytes cannot be mapped as one ArrayBuffer: Node ${process.version} allows at most ${MAX_BUFFER_BYTES}`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_INVALID_SIZE',
+        `${this.size} bytes cannot be mapped as one ArrayBuffer: Node ${process.version} allows at most ${MAX_BUFFER_BYTES}`,
+      );
     }
     if (this.#buffer === undefined) this.#buffer = native().mmap(this.fd, this.size);
     return this.#buffer;
@@ -193,7 +201,8 @@ function settleSize(fd: number, wanted: number | undefined): number {
   const n = native();
   const actual = n.fstat(fd).size;
   if (wanted === undefined) {
-    if (actual === 0) throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', 'the memory object is empty and no size was given');
+    if (actual === 0)
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', 'the memory object is empty and no size was given');
     checkSize(actual, 'object size');
     return actual;
   }
@@ -203,7 +212,10 @@ function settleSize(fd: number, wanted: number | undefined): number {
     return wanted;
   }
   if (actual < wanted) {
-    throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', `the memory object has ${actual} bytes, fewer than the ${wanted} requested`);
+    throw new IvshmemError(
+      'ERR_IVSHMEM_INVALID_SIZE',
+      `the memory object has ${actual} bytes, fewer than the ${wanted} requested`,
+    );
   }
   return wanted;
 }

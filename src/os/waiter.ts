@@ -64,7 +64,11 @@ export function createWaiter(kind: WaitKind, fds: readonly number[], options: Wa
   if (kind === 'loop') return new LoopWaiter(fds, options);
   if (kind === 'blocking' && fds.length === 1) return new ReadWaiter(fds[0]);
   if (kind === 'blocking' || kind === 'spin' || kind === 'adaptive') return new ThreadWaiter(kind, fds, options);
-  throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', `unknown wait kind ${JSON.stringify(kind)}: use loop, blocking, spin or adaptive`);
+  throw argumentError(
+    TypeError,
+    'ERR_INVALID_ARG_VALUE',
+    `unknown wait kind ${JSON.stringify(kind)}: use loop, blocking, spin or adaptive`,
+  );
 }
 
 class LoopWaiter implements EventfdWaiter {
@@ -80,9 +84,11 @@ class LoopWaiter implements EventfdWaiter {
 
   constructor(fds: readonly number[], options: WaiterOptions) {
     this.#fds = fds;
-    this.#onError = options.onError ?? ((err) => {
-      throw err;
-    });
+    this.#onError =
+      options.onError ??
+      ((err) => {
+        throw err;
+      });
   }
 
   run(onReady: OnReady): void {
@@ -105,7 +111,11 @@ class LoopWaiter implements EventfdWaiter {
   }
 
   waitOnce(): number {
-    throw argumentError(TypeError, 'ERR_INVALID_ARG_VALUE', 'a loop waiter reports through run(); use a blocking or spin waiter to wait in place');
+    throw argumentError(
+      TypeError,
+      'ERR_INVALID_ARG_VALUE',
+      'a loop waiter reports through run(); use a blocking or spin waiter to wait in place',
+    );
   }
 
   stop(): void {
@@ -143,7 +153,11 @@ class ThreadWaiter implements EventfdWaiter {
   constructor(kind: ThreadKind, fds: readonly number[], options: WaiterOptions) {
     const rounds = options.spinRounds ?? (kind === 'adaptive' ? 200 : 10_000);
     if (!Number.isInteger(rounds) || rounds < 0 || rounds > 0x7fffffff) {
-      throw argumentError(RangeError, 'ERR_OUT_OF_RANGE', `spinRounds must be an integer from 0 to 2^31-1, got ${String(rounds)}`);
+      throw argumentError(
+        RangeError,
+        'ERR_OUT_OF_RANGE',
+        `spinRounds must be an integer from 0 to 2^31-1, got ${String(rounds)}`,
+      );
     }
     this.kind = kind;
     this.#rounds = rounds;
@@ -167,7 +181,8 @@ class ThreadWaiter implements EventfdWaiter {
 
   // budget: milliseconds of blocking (blocking, adaptive; < 0: for ever), rounds (spin).
   #waitIndex(budget: number): number {
-    this.#stop.fd; // ERR_IVSHMEM_CLOSED once closed: #all would name fds that are no longer ours
+    // ERR_IVSHMEM_CLOSED once closed: #all would name fds that are no longer ours
+    if (this.#stop.closed) throw new IvshmemError('ERR_IVSHMEM_CLOSED', 'the waiter is closed');
     if (this.kind === 'blocking') return native().waitReadable(this.#all, budget, this.#out);
     if (this.kind === 'adaptive') {
       // The stop eventfd is left to the blocking part: a stop is seen within one spin budget.

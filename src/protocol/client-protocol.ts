@@ -51,7 +51,11 @@ export class ClientProtocol {
    * A protocol already past setup, for a connection handed over by another process: our id and
    * how many vectors each peer (ourselves included) has announced so far.
    */
-  static resume(options: ClientProtocolOptions, id: number, counts: Iterable<readonly [number, number]>): ClientProtocol {
+  static resume(
+    options: ClientProtocolOptions,
+    id: number,
+    counts: Iterable<readonly [number, number]>,
+  ): ClientProtocol {
     const p = new ClientProtocol(options);
     p.#id = id;
     p.#phase = 'ready';
@@ -83,15 +87,22 @@ export class ClientProtocol {
       case 'failed':
         throw protocolError('ERR_IVSHMEM_PROTOCOL', 'the connection already failed');
       case 'version':
-        if (fd >= 0) throw protocolError('ERR_IVSHMEM_PROTOCOL_VERSION', 'server sent invalid version message (it carried an fd)');
+        if (fd >= 0)
+          throw protocolError('ERR_IVSHMEM_PROTOCOL_VERSION', 'server sent invalid version message (it carried an fd)');
         if (value !== PROTOCOL_VERSION) {
-          throw protocolError('ERR_IVSHMEM_PROTOCOL_VERSION', `server sent version ${value}, expecting ${PROTOCOL_VERSION}`);
+          throw protocolError(
+            'ERR_IVSHMEM_PROTOCOL_VERSION',
+            `server sent version ${value}, expecting ${PROTOCOL_VERSION}`,
+          );
         }
         this.#phase = 'id';
         return [];
       case 'id':
         if (fd >= 0 || value < 0n || value > BigInt(MAX_PEER_ID)) {
-          throw protocolError('ERR_IVSHMEM_PROTOCOL_ID', `server sent invalid ID message (${value}${fd >= 0 ? ' with an fd' : ''})`);
+          throw protocolError(
+            'ERR_IVSHMEM_PROTOCOL_ID',
+            `server sent invalid ID message (${value}${fd >= 0 ? ' with an fd' : ''})`,
+          );
         }
         this.#id = Number(value);
         this.#phase = 'setup';
@@ -106,7 +117,8 @@ export class ClientProtocol {
       throw protocolError('ERR_IVSHMEM_PROTOCOL_VALUE', `server sent invalid message ${value}`);
     }
     if (value === SHM_MESSAGE) {
-      if (fd < 0) throw protocolError('ERR_IVSHMEM_PROTOCOL_SHM', "server didn't provide fd with shared memory message");
+      if (fd < 0)
+        throw protocolError('ERR_IVSHMEM_PROTOCOL_SHM', "server didn't provide fd with shared memory message");
       if (this.#phase === 'ready' || this.#shmFd >= 0) {
         throw protocolError('ERR_IVSHMEM_PROTOCOL_SHM', 'server sent unexpected shared memory message');
       }
@@ -127,7 +139,10 @@ export class ClientProtocol {
   #vector(peer: number, fd: number): ClientEvent {
     const vector = this.#counts.get(peer) ?? 0;
     if (vector >= this.#vectors) {
-      throw protocolError('ERR_IVSHMEM_TOO_MANY_VECTORS', `Too many eventfd received, device has ${this.#vectors} vectors (peer ${peer})`);
+      throw protocolError(
+        'ERR_IVSHMEM_TOO_MANY_VECTORS',
+        `Too many eventfd received, device has ${this.#vectors} vectors (peer ${peer})`,
+      );
     }
     this.#checkFd(fd, 'eventfd');
     this.#counts.set(peer, vector + 1);
@@ -135,7 +150,8 @@ export class ClientProtocol {
   }
 
   #left(peer: number): ClientEvent {
-    if (peer === this.#id || !this.#counts.has(peer)) throw protocolError('ERR_IVSHMEM_PROTOCOL_PEER', `invalid peer ${peer}`);
+    if (peer === this.#id || !this.#counts.has(peer))
+      throw protocolError('ERR_IVSHMEM_PROTOCOL_PEER', `invalid peer ${peer}`);
     this.#counts.delete(peer);
     // A setup that announced and then removed a peer hands out nothing for it.
     this.#held = this.#held.filter((e) => {
@@ -153,7 +169,10 @@ export class ClientProtocol {
     if (this.#phase === 'ready' || this.#phase === 'failed') return;
     const where = this.#phase;
     this.abort();
-    throw protocolError('ERR_IVSHMEM_PROTOCOL_EOF', `server closed the connection during setup (waiting for ${where === 'setup' ? 'the shared memory message' : `the ${where} message`})`);
+    throw protocolError(
+      'ERR_IVSHMEM_PROTOCOL_EOF',
+      `server closed the connection during setup (waiting for ${where === 'setup' ? 'the shared memory message' : `the ${where} message`})`,
+    );
   }
 
   /** Gives up: closes every fd still held. Idempotent. */

@@ -96,7 +96,8 @@ export class ServerConnection extends EventEmitter {
     return {
       vectors: this.#vectors,
       closeFd: closeFd,
-      checkFd: (fd: number, kind: 'memory' | 'eventfd') => checkReceivedFd(fd, kind, { requireSealedMemory: this.#requireSealed }),
+      checkFd: (fd: number, kind: 'memory' | 'eventfd') =>
+        checkReceivedFd(fd, kind, { requireSealedMemory: this.#requireSealed }),
     };
   }
 
@@ -109,18 +110,33 @@ export class ServerConnection extends EventEmitter {
       socket = await UnixSocket.connectRetrying(path, deadline);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-      throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `the server at ${path} did not accept within ${timeoutMs} ms (its backlog stayed full)`, {
-        cause: err,
-      });
+      throw new IvshmemError(
+        'ERR_IVSHMEM_PROTOCOL_TIMEOUT',
+        `the server at ${path} did not accept within ${timeoutMs} ms (its backlog stayed full)`,
+        {
+          cause: err,
+        },
+      );
     }
     return ServerConnection.#setup(path, socket, options, Math.max(1, deadline - Date.now()));
   }
 
-  static #setup(path: string, socket: UnixSocket, options: ConnectOptions, timeoutMs: number): Promise<ServerConnection> {
+  static #setup(
+    path: string,
+    socket: UnixSocket,
+    options: ConnectOptions,
+    timeoutMs: number,
+  ): Promise<ServerConnection> {
     const conn = new ServerConnection(path, socket, options);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        conn.#fail(new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `the server at ${path} did not finish setup within ${options.setupTimeoutMs ?? 5000} ms`), reject);
+        conn.#fail(
+          new IvshmemError(
+            'ERR_IVSHMEM_PROTOCOL_TIMEOUT',
+            `the server at ${path} did not finish setup within ${options.setupTimeoutMs ?? 5000} ms`,
+          ),
+          reject,
+        );
       }, timeoutMs);
       const settle = (err: Error | null) => {
         clearTimeout(timer);
@@ -179,7 +195,13 @@ export class ServerConnection extends EventEmitter {
           return;
         }
         if (++this.#badMessages >= MAX_BAD_MESSAGES) {
-          this.emit('protocol-error', new IvshmemError('ERR_IVSHMEM_PROTOCOL_FLOOD', `the server at ${this.path} sent ${this.#badMessages} bad messages: dropping the connection`));
+          this.emit(
+            'protocol-error',
+            new IvshmemError(
+              'ERR_IVSHMEM_PROTOCOL_FLOOD',
+              `the server at ${this.path} sent ${this.#badMessages} bad messages: dropping the connection`,
+            ),
+          );
           this.#hangUp('the server sent too many bad messages');
           return;
         }
@@ -232,7 +254,8 @@ export class ServerConnection extends EventEmitter {
    */
   handOver(): { description: ConnectionHandover; fds: number[] } {
     if (this.#closed) throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'the connection is closed');
-    if (this.#protocol.phase !== 'ready') throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'the connection is still in setup');
+    if (this.#protocol.phase !== 'ready')
+      throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'the connection is still in setup');
     const serverGone = this.#socket.closed;
     if (!serverGone && this.#socket.partialBytes > 0) {
       throw new IvshmemError('ERR_IVSHMEM_HANDOVER', 'a message from the server is half read: try again');
@@ -246,7 +269,15 @@ export class ServerConnection extends EventEmitter {
       peers.push([peer, list.length]);
       fds.push(...list.map((e) => e.fd));
     }
-    const description: ConnectionHandover = { format: 1, path: this.path, id: this.id, vectors: this.#vectors, serverGone, own: this.ownVectors.length, peers };
+    const description: ConnectionHandover = {
+      format: 1,
+      path: this.path,
+      id: this.id,
+      vectors: this.#vectors,
+      serverGone,
+      own: this.ownVectors.length,
+      peers,
+    };
     return { description, fds };
   }
 
@@ -255,14 +286,22 @@ export class ServerConnection extends EventEmitter {
    * order). Each fd is checked as if the server had just sent it; on any refusal every fd is
    * closed and the error thrown.
    */
-  static adopt(description: ConnectionHandover, fds: readonly number[], options: Omit<ConnectOptions, 'vectors' | 'legacy'> = {}): ServerConnection {
+  static adopt(
+    description: ConnectionHandover,
+    fds: readonly number[],
+    options: Omit<ConnectOptions, 'vectors' | 'legacy'> = {},
+  ): ServerConnection {
     const closeAll = () => closeReceivedFds(fds);
     const d = description;
     if (!ServerConnection.#validHandover(d, fds)) {
       closeAll();
-      throw new IvshmemError('ERR_IVSHMEM_HANDOVER', `not a connection hand-over this library can take (${Array.isArray(fds) ? fds.length : 'no'} fds)`);
+      throw new IvshmemError(
+        'ERR_IVSHMEM_HANDOVER',
+        `not a connection hand-over this library can take (${Array.isArray(fds) ? fds.length : 'no'} fds)`,
+      );
     }
-    const check = (fd: number, kind: 'memory' | 'eventfd') => checkReceivedFd(fd, kind, { requireSealedMemory: options.requireSealedMemory });
+    const check = (fd: number, kind: 'memory' | 'eventfd') =>
+      checkReceivedFd(fd, kind, { requireSealedMemory: options.requireSealedMemory });
     let at = 0;
     const socketFd = d.serverGone ? -1 : fds[at++];
     const memoryFd = fds[at++];
@@ -274,7 +313,10 @@ export class ServerConnection extends EventEmitter {
       for (const fd of [...own, ...peerFds.flat()]) check(fd, 'eventfd');
       // Nothing below can refuse: from here every fd has exactly one owner.
       const socket = socketFd >= 0 ? UnixSocket.adopt(socketFd) : UnixSocket.adoptClosed();
-      conn = new ServerConnection(d.path, socket, { vectors: d.vectors, requireSealedMemory: options.requireSealedMemory });
+      conn = new ServerConnection(d.path, socket, {
+        vectors: d.vectors,
+        requireSealedMemory: options.requireSealedMemory,
+      });
     } catch (err) {
       closeAll();
       throw err;
@@ -282,7 +324,12 @@ export class ServerConnection extends EventEmitter {
     conn.#protocol = ClientProtocol.resume(conn.#protocolOptions(), d.id, [[d.id, d.own], ...d.peers]);
     conn.id = d.id;
     conn.ownVectors.push(...own.map((fd) => EventFd.adopt(fd)));
-    d.peers.forEach(([peer], i) => conn.peers.set(peer, peerFds[i].map((fd) => EventFd.adopt(fd))));
+    d.peers.forEach(([peer], i) =>
+      conn.peers.set(
+        peer,
+        peerFds[i].map((fd) => EventFd.adopt(fd)),
+      ),
+    );
     try {
       conn.memory = SharedMemory.adopt(memoryFd);
     } catch (err) {
@@ -302,9 +349,17 @@ export class ServerConnection extends EventEmitter {
   // A description this library wrote, and the fds that go with it: integers in range, distinct
   // peers other than ourselves, at most `vectors` each, and exactly as many fds as it names.
   static #validHandover(d: ConnectionHandover, fds: readonly number[]): boolean {
-    const int = (n: unknown, lo: number, hi: number) => Number.isInteger(n) && (n as number) >= lo && (n as number) <= hi;
-    if (d === null || typeof d !== 'object' || d.format !== 1 || typeof d.path !== 'string' || !Array.isArray(fds)) return false;
-    if (!int(d.id, 0, MAX_PEER_ID) || !int(d.vectors, 1, MAX_VECTORS) || !int(d.own, 0, d.vectors) || !Array.isArray(d.peers)) return false;
+    const int = (n: unknown, lo: number, hi: number) =>
+      Number.isInteger(n) && (n as number) >= lo && (n as number) <= hi;
+    if (d === null || typeof d !== 'object' || d.format !== 1 || typeof d.path !== 'string' || !Array.isArray(fds))
+      return false;
+    if (
+      !int(d.id, 0, MAX_PEER_ID) ||
+      !int(d.vectors, 1, MAX_VECTORS) ||
+      !int(d.own, 0, d.vectors) ||
+      !Array.isArray(d.peers)
+    )
+      return false;
     const seen = new Set<number>();
     let count = (d.serverGone ? 0 : 1) + 1 + d.own;
     for (const entry of d.peers) {

@@ -35,13 +35,19 @@ export function checkReceivedFd(fd: number, kind: ReceivedFdKind, policy: Receiv
   const sealed = fdStat(fd).isFile && SharedMemory.sealAgainstShrinking(fd);
   const { size, isFile } = fdStat(fd);
   if (!isFile) {
-    throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_FD', `server sent ${fdTarget(fd)} where shared memory (a regular file) belongs`);
+    throw new IvshmemError(
+      'ERR_IVSHMEM_PROTOCOL_FD',
+      `server sent ${fdTarget(fd)} where shared memory (a regular file) belongs`,
+    );
   }
   if (size <= 0 || size >= MAX_MAPPING) {
     throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_SHM', `server sent shared memory of ${size} bytes`);
   }
   if (policy.requireSealedMemory && !sealed) {
-    throw new IvshmemError('ERR_IVSHMEM_PROTOCOL_SHM', 'server sent shared memory that cannot be sealed against shrinking (requireSealedMemory)');
+    throw new IvshmemError(
+      'ERR_IVSHMEM_PROTOCOL_SHM',
+      'server sent shared memory that cannot be sealed against shrinking (requireSealedMemory)',
+    );
   }
 }
 

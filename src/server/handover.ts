@@ -69,7 +69,11 @@ class Channel {
   /** Why the connection failed, once it has: it ends when what is readable is read. */
   #failure: string | undefined;
 
-  constructor(socket: UnixSocket, private readonly onMessage: (m: Message) => void, private readonly onEnd: (reason: string) => void) {
+  constructor(
+    socket: UnixSocket,
+    private readonly onMessage: (m: Message) => void,
+    private readonly onEnd: (reason: string) => void,
+  ) {
     this.#socket = socket;
     // On a failed start the watcher closes itself; the socket stays the caller's to close.
     this.#watcher = FdWatcher.forReadiness(socket.fd, (err, events) => {
@@ -206,12 +210,19 @@ export class HandoverOffer extends EventEmitter {
   #begin(socket: UnixSocket): void {
     let channel: Channel;
     try {
-      channel = new Channel(socket, (m) => this.#message(m), (reason) => this.#abort(reason));
+      channel = new Channel(
+        socket,
+        (m) => this.#message(m),
+        (reason) => this.#abort(reason),
+      );
     } catch {
       socket.close();
       return;
     }
-    const timer = setTimeout(() => this.#abort(`the successor did not finish within ${this.#timeoutMs} ms`), this.#timeoutMs);
+    const timer = setTimeout(
+      () => this.#abort(`the successor did not finish within ${this.#timeoutMs} ms`),
+      this.#timeoutMs,
+    );
     this.#session = { channel, timer, stateSent: false };
   }
 
@@ -258,7 +269,11 @@ export class HandoverOffer extends EventEmitter {
     };
     const known = (fd: number): number => {
       const i = index.get(fd);
-      if (i === undefined) throw new IvshmemError('ERR_IVSHMEM_HANDOVER', `a queued message carries fd ${fd}, which the server does not own`);
+      if (i === undefined)
+        throw new IvshmemError(
+          'ERR_IVSHMEM_HANDOVER',
+          `a queued message carries fd ${fd}, which the server does not own`,
+        );
       return i;
     };
     let bytes: Uint8Array;
@@ -273,7 +288,13 @@ export class HandoverOffer extends EventEmitter {
         memoryLock: state.memoryLock !== undefined && state.memoryLock >= 0 ? ref(state.memoryLock) : -1,
         control: ref(this.#listener.fd),
         controlPath: this.path,
-        peers: state.peers.map((p) => ({ ...p, socket: ref(p.socket), vectors: p.vectors.map(ref), queue: [] as [string, number][], queueLimit: Number.isFinite(p.queueLimit) ? p.queueLimit : null })),
+        peers: state.peers.map((p) => ({
+          ...p,
+          socket: ref(p.socket),
+          vectors: p.vectors.map(ref),
+          queue: [] as [string, number][],
+          queueLimit: Number.isFinite(p.queueLimit) ? p.queueLimit : null,
+        })),
       };
       // Queued messages carry only the shm fd or live peers' eventfds, all in the table by now.
       state.peers.forEach((p, i) => {
@@ -398,7 +419,9 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
       const look = (): void => {
         if (phase !== 'commit') return;
         if (holderGone(holder!)) {
-          options.log?.(`the old server (pid ${holder!.pid}) died before confirming the hand-over: serving in its place`);
+          options.log?.(
+            `the old server (pid ${holder!.pid}) died before confirming the hand-over: serving in its place`,
+          );
           commit();
         } else if (Date.now() >= watchUntil) {
           fail(`${reason}, and the old server (pid ${holder!.pid}) is still running ${HOLDER_EXIT_GRACE_MS} ms later`);
@@ -433,27 +456,50 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
         // Every fd is referred to once, except that queued messages repeat the shm and eventfds.
         const used = new Set<number>();
         const take = (i: unknown): number => {
-          if (!Number.isInteger(i) || (i as number) < 0 || (i as number) >= fdCount || used.has(i as number)) throw new Error(`bad fd index ${i}`);
+          if (!Number.isInteger(i) || (i as number) < 0 || (i as number) >= fdCount || used.has(i as number))
+            throw new Error(`bad fd index ${i}`);
           used.add(i as number);
           return received[i as number];
         };
         const state: HandoverState = {
-          socketPath: String(d.socketPath), listener: take(d.listener), memory: take(d.memory), memorySource: d.memorySource,
-          vectors: d.vectors, nextId: d.nextId, legacy: d.legacy === true, stallTimeoutMs: d.stallTimeoutMs, maxQueuedMessages: d.maxQueuedMessages,
-          counters: d.counters ?? {}, refusals: d.refusals ?? {}, peers: [],
-          memoryLock: d.memoryLock === undefined || d.memoryLock === -1 ? -1 : take(d.memoryLock), memoryCreated: d.memoryCreated !== false,
+          socketPath: String(d.socketPath),
+          listener: take(d.listener),
+          memory: take(d.memory),
+          memorySource: d.memorySource,
+          vectors: d.vectors,
+          nextId: d.nextId,
+          legacy: d.legacy === true,
+          stallTimeoutMs: d.stallTimeoutMs,
+          maxQueuedMessages: d.maxQueuedMessages,
+          counters: d.counters ?? {},
+          refusals: d.refusals ?? {},
+          peers: [],
+          memoryLock: d.memoryLock === undefined || d.memoryLock === -1 ? -1 : take(d.memoryLock),
+          memoryCreated: d.memoryCreated !== false,
         };
         const controlFd = take(d.control);
         const queueRefs = new Set([d.memory]);
         for (const p of d.peers) {
-          const vectors = (p.vectors as unknown[]).map((i) => { queueRefs.add(i as number); return take(i); });
-          state.peers.push({ id: p.id, socket: take(p.socket), vectors, queue: [], queueLimit: p.queueLimit ?? Infinity, announced: p.announced === true, joined: p.joined === true });
+          const vectors = (p.vectors as unknown[]).map((i) => {
+            queueRefs.add(i as number);
+            return take(i);
+          });
+          state.peers.push({
+            id: p.id,
+            socket: take(p.socket),
+            vectors,
+            queue: [],
+            queueLimit: p.queueLimit ?? Infinity,
+            announced: p.announced === true,
+            joined: p.joined === true,
+          });
         }
         d.peers.forEach((p: { queue: [string, number][] }, n: number) => {
           state.peers[n].queue = p.queue.map(([value, i]) => {
             if (i === -1) return { value: BigInt(value), fd: -1 };
             // Every index in queueRefs went through take(), so it names a received fd.
-            if (!queueRefs.has(i)) throw new Error(`a queued message refers to fd index ${i}, which is not the shm or an eventfd`);
+            if (!queueRefs.has(i))
+              throw new Error(`a queued message refers to fd index ${i}, which is not the shm or an eventfd`);
             return { value: BigInt(value), fd: received[i] };
           });
         });

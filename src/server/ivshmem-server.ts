@@ -88,7 +88,15 @@ export class IvshmemServer extends EventEmitter {
   readonly #maxQueue: number;
   readonly #legacy: boolean;
   #stallTimer: NodeJS.Timeout | undefined;
-  readonly #stats = { joins: 0, leaves: 0, setupFailures: 0, messagesSent: 0, slowReaderDrops: 0, messagesQueued: 0, peakQueue: 0 };
+  readonly #stats = {
+    joins: 0,
+    leaves: 0,
+    setupFailures: 0,
+    messagesSent: 0,
+    slowReaderDrops: 0,
+    messagesQueued: 0,
+    peakQueue: 0,
+  };
   readonly #refusals = new Map<string, number>();
   #reserve: EventFd | undefined;
   #closed = false;
@@ -105,8 +113,20 @@ export class IvshmemServer extends EventEmitter {
   /** A server for what another one handed over (handover.ts), suspended until handoverResume().
    *  The fds in `state` become its own only if this returns; on a throw they are still the caller's. */
   static adopt(state: HandoverState, options: { log?: (line: string) => void } = {}): IvshmemServer {
-    const { socketPath, memorySource: memory, vectors, stallTimeoutMs, maxQueuedMessages, nextId: firstId, legacy, log } = { ...state, ...options };
-    return new IvshmemServer({ socketPath, memory, vectors, stallTimeoutMs, maxQueuedMessages, firstId, legacy, log }, state);
+    const {
+      socketPath,
+      memorySource: memory,
+      vectors,
+      stallTimeoutMs,
+      maxQueuedMessages,
+      nextId: firstId,
+      legacy,
+      log,
+    } = { ...state, ...options };
+    return new IvshmemServer(
+      { socketPath, memory, vectors, stallTimeoutMs, maxQueuedMessages, firstId, legacy, log },
+      state,
+    );
   }
 
   private constructor(o: IvshmemServerOptions, adopted?: HandoverState) {
@@ -124,7 +144,12 @@ export class IvshmemServer extends EventEmitter {
     this.#legacy = o.legacy === true;
     const memory = o.memory ?? { shm: 'ivshmem' };
     if (adopted) {
-      this.#memory = ServerMemory.adopt(adopted.memory, memory, adopted.memoryLock ?? -1, adopted.memoryCreated ?? true);
+      this.#memory = ServerMemory.adopt(
+        adopted.memory,
+        memory,
+        adopted.memoryLock ?? -1,
+        adopted.memoryCreated ?? true,
+      );
       try {
         this.#listener = UnixListener.adopt(adopted.listener, o.socketPath);
       } catch (err) {
@@ -326,7 +351,13 @@ export class IvshmemServer extends EventEmitter {
       if (err !== null || (events & POLL_READABLE) !== 0) this.#drop(peer, 'the client sent data or hung up');
       else if ((events & POLL_WRITABLE) !== 0) this.#flush(peer);
     });
-    const outbox = new Outbox(fields.socket, this.#stats, (on) => watcher.start(on ? POLL_READABLE | POLL_WRITABLE : POLL_READABLE), queued?.queue, queued?.limit);
+    const outbox = new Outbox(
+      fields.socket,
+      this.#stats,
+      (on) => watcher.start(on ? POLL_READABLE | POLL_WRITABLE : POLL_READABLE),
+      queued?.queue,
+      queued?.limit,
+    );
     const peer: Peer = Object.assign(fields, { watcher, outbox });
     return peer;
   }
@@ -350,23 +381,26 @@ export class IvshmemServer extends EventEmitter {
   // One timer for all queues: a client whose queue made no progress for the stall timeout goes.
   #armStallCheck(delay = this.#stallMs): void {
     if (this.#stallTimer !== undefined || this.#closed || this.#suspended) return;
-    this.#stallTimer = setTimeout(() => {
-      this.#stallTimer = undefined;
-      const now = Date.now();
-      let next = Infinity;
-      for (const peer of [...this.#peers.values()]) {
-        if (peer.outbox.length === 0 || peer.socket.closed) continue;
-        // Our own event loop may have been too busy to hear of writability: look for ourselves.
-        this.#flush(peer);
-        if (peer.outbox.length === 0 || peer.socket.closed) continue;
-        const left = peer.outbox.stallLeft(now, this.#stallMs);
-        if (left <= 0) {
-          this.#stats.slowReaderDrops++;
-          this.#drop(peer, 'the client stopped reading');
-        } else next = Math.min(next, left);
-      }
-      if (next !== Infinity) this.#armStallCheck(next);
-    }, Math.max(1, delay));
+    this.#stallTimer = setTimeout(
+      () => {
+        this.#stallTimer = undefined;
+        const now = Date.now();
+        let next = Infinity;
+        for (const peer of [...this.#peers.values()]) {
+          if (peer.outbox.length === 0 || peer.socket.closed) continue;
+          // Our own event loop may have been too busy to hear of writability: look for ourselves.
+          this.#flush(peer);
+          if (peer.outbox.length === 0 || peer.socket.closed) continue;
+          const left = peer.outbox.stallLeft(now, this.#stallMs);
+          if (left <= 0) {
+            this.#stats.slowReaderDrops++;
+            this.#drop(peer, 'the client stopped reading');
+          } else next = Math.min(next, left);
+        }
+        if (next !== Infinity) this.#armStallCheck(next);
+      },
+      Math.max(1, delay),
+    );
     this.#stallTimer.unref();
   }
 
@@ -405,7 +439,12 @@ export class IvshmemServer extends EventEmitter {
       this.#log(`peer ${peer.id} left: ${reason}`);
       if (peer.joined) {
         this.#stats.leaves++;
-        publishLeave({ socketPath: this.socketPath, id: peer.id, reason, peers: this.#stats.joins - this.#stats.leaves });
+        publishLeave({
+          socketPath: this.socketPath,
+          id: peer.id,
+          reason,
+          peers: this.#stats.joins - this.#stats.leaves,
+        });
         this.emit('leave', peer.id, reason);
       } else this.#stats.setupFailures++;
     }
@@ -466,14 +505,32 @@ export class IvshmemServer extends EventEmitter {
     const peers: HandoverPeer[] = [];
     for (const p of this.#peers.values()) {
       p.watcher.stop();
-      peers.push({ id: p.id, socket: p.socket.fd, vectors: p.vectors.map((v) => v.fd), queue: p.outbox.snapshot(), queueLimit: p.outbox.limit, announced: p.announced, joined: p.joined });
+      peers.push({
+        id: p.id,
+        socket: p.socket.fd,
+        vectors: p.vectors.map((v) => v.fd),
+        queue: p.outbox.snapshot(),
+        queueLimit: p.outbox.limit,
+        announced: p.announced,
+        joined: p.joined,
+      });
     }
     const { messagesQueued: _, ...counters } = this.#stats;
     return {
-      socketPath: this.socketPath, listener: this.#listener.fd, memory: this.memory.fd, memorySource: this.#memory.source,
-      memoryLock: this.#memory.lockFd, memoryCreated: this.#memory.createdName,
-      vectors: this.vectors, nextId: this.#ids.next, legacy: this.#legacy, stallTimeoutMs: this.#stallMs, maxQueuedMessages: this.#maxQueue,
-      counters, refusals: Object.fromEntries(this.#refusals), peers,
+      socketPath: this.socketPath,
+      listener: this.#listener.fd,
+      memory: this.memory.fd,
+      memorySource: this.#memory.source,
+      memoryLock: this.#memory.lockFd,
+      memoryCreated: this.#memory.createdName,
+      vectors: this.vectors,
+      nextId: this.#ids.next,
+      legacy: this.#legacy,
+      stallTimeoutMs: this.#stallMs,
+      maxQueuedMessages: this.#maxQueue,
+      counters,
+      refusals: Object.fromEntries(this.#refusals),
+      peers,
     };
   }
 

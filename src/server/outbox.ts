@@ -30,7 +30,13 @@ export class Outbox {
   #stalledSince = 0;
   #wantsWrite = false;
 
-  constructor(socket: UnixSocket, counters: OutboxCounters, watchWritable: (on: boolean) => void, queue: QueuedMessage[] = [], limit = Infinity) {
+  constructor(
+    socket: UnixSocket,
+    counters: OutboxCounters,
+    watchWritable: (on: boolean) => void,
+    queue: QueuedMessage[] = [],
+    limit = Infinity,
+  ) {
     this.#socket = socket;
     this.#counters = counters;
     this.#watchWritable = watchWritable;
@@ -136,7 +142,10 @@ export class Outbox {
     this.#queue = [];
   }
 
-  /** After a pause (a hand-over that failed or was adopted): the stall clock restarts, and the watcher learns what we wait for. */
+  /**
+   * After a pause (a hand-over that failed or was adopted): the stall clock restarts, and the watcher learns what we
+   * wait for.
+   */
   resume(): void {
     this.#wantsWrite = this.#queue.length > 0;
     this.#stalledSince = Date.now();

@@ -8,9 +8,21 @@ export const JOIN_CHANNEL = 'ivshmem:server:join';
 export const LEAVE_CHANNEL = 'ivshmem:server:leave';
 export const REFUSE_CHANNEL = 'ivshmem:server:refuse';
 
-export interface ServerJoinEvent { socketPath: string; id: number; peers: number }
-export interface ServerLeaveEvent { socketPath: string; id: number; reason: string; peers: number }
-export interface ServerRefuseEvent { socketPath: string; reason: string }
+export interface ServerJoinEvent {
+  socketPath: string;
+  id: number;
+  peers: number;
+}
+export interface ServerLeaveEvent {
+  socketPath: string;
+  id: number;
+  reason: string;
+  peers: number;
+}
+export interface ServerRefuseEvent {
+  socketPath: string;
+  reason: string;
+}
 
 export interface IvshmemServerStats {
   /** Peers connected now (setup finished). */

@@ -28,8 +28,14 @@ const offset = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: -8, max: 0x7fffffff }) },
   { weight: 1, arbitrary: fc.constantFrom(0x7ffffffc, 0x80000000, 0xfffffffc) },
 );
-const bar = fc.oneof({ weight: 5, arbitrary: fc.constantFrom(0, 1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 9 }) });
-const size = fc.oneof({ weight: 8, arbitrary: fc.constantFrom(1, 2, 4, 8) }, { weight: 1, arbitrary: fc.integer({ min: -1, max: 10 }) });
+const bar = fc.oneof(
+  { weight: 5, arbitrary: fc.constantFrom(0, 1) },
+  { weight: 1, arbitrary: fc.integer({ min: 2, max: 9 }) },
+);
+const size = fc.oneof(
+  { weight: 8, arbitrary: fc.constantFrom(1, 2, 4, 8) },
+  { weight: 1, arbitrary: fc.integer({ min: -1, max: 10 }) },
+);
 const u32 = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.constantFrom(0, 1, 0xfffffffe, 0x80000000));
 const peer = fc.oneof(fc.integer({ min: 0, max: 12 }), fc.constantFrom(65535, 65536, 4096));
 // Doorbell values aimed at the peers and vectors that exist, with noise in the unused bits.
@@ -38,16 +44,32 @@ const doorbell = fc.tuple(peer, fc.integer({ min: 0, max: 0xffff })).map(([p, lo
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 8, arbitrary: fc.record({ op: fc.constant('read' as const), bar, offset, size }) },
   { weight: 8, arbitrary: fc.record({ op: fc.constant('write' as const), bar, offset, size, lo: u32, hi: u32 }) },
-  { weight: 4, arbitrary: fc.record({ op: fc.constant('write' as const), bar: fc.constant(0), offset: fc.constant(0x0c), size: fc.constant(4), lo: doorbell, hi: fc.constant(0) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      op: fc.constant('write' as const),
+      bar: fc.constant(0),
+      offset: fc.constant(0x0c),
+      size: fc.constant(4),
+      lo: doorbell,
+      hi: fc.constant(0),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('read32' as const), offset }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('write32' as const), offset, value: fc.oneof(u32, doorbell) }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('doorbell' as const), value: fc.oneof(doorbell, u32) }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('control' as const), flags: fc.integer({ min: 0, max: 15 }) }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('fire' as const), vector: fc.integer({ min: 0, max: 8 }) }) },
-  { weight: 3, arbitrary: fc.record({ op: fc.constant('route' as const), peer, handle: fc.integer({ min: -2, max: 1000 }) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ op: fc.constant('route' as const), peer, handle: fc.integer({ min: -2, max: 1000 }) }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('unroute' as const), peer }) },
   { weight: 1, arbitrary: fc.constant({ op: 'reset' as const }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('state' as const), index: fc.integer({ min: 0, max: 80 }), value: u32 }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ op: fc.constant('state' as const), index: fc.integer({ min: 0, max: 80 }), value: u32 }),
+  },
 );
 
 const setupArb = fc.record({
@@ -115,7 +137,9 @@ const deliverable = (c: DeviceCore) => Array.from({ length: 10 }, (_, v) => c.ve
 const counters = (c: DeviceCore) => Array.from({ length: COUNTER_COUNT }, (_, i) => c.counterValue(i));
 // Per-vector counters (for vectors and kinds past the end too: both must say 0) and per-route doorbells.
 const vectorCounters = (c: DeviceCore, vectors: number) =>
-  Array.from({ length: (vectors + 2) * (VECTOR_COUNTER_KINDS + 1) }, (_, i) => c.vectorCounter(Math.floor(i / (VECTOR_COUNTER_KINDS + 1)), i % (VECTOR_COUNTER_KINDS + 1)));
+  Array.from({ length: (vectors + 2) * (VECTOR_COUNTER_KINDS + 1) }, (_, i) =>
+    c.vectorCounter(Math.floor(i / (VECTOR_COUNTER_KINDS + 1)), i % (VECTOR_COUNTER_KINDS + 1)),
+  );
 const routeDoorbells = (c: DeviceCore) =>
   Array.from({ length: 16 }, (_, p) => Array.from({ length: c.peerVectors(p) + 1 }, (_, v) => c.routeDoorbells(p, v)));
 
@@ -156,24 +180,29 @@ describe('differential: WebAssembly core vs TypeScript twin', () => {
   });
 
   it('doorbell(v) is write32(0x0C, v) with the handle as its result, in each core', () => {
-    const property = fc.property(setupArb, fc.array(opArb, { maxLength: 200 }), fc.array(fc.oneof(doorbell, u32), { minLength: 1, maxLength: 50 }), (setup, ops, bells) => {
-      for (const kind of ['wasm', 'ts'] as const) {
-        // Two cores with one history, then the same doorbells through each entry.
-        const [viaWrite, viaDoorbell] = [subject(kind), subject(kind)];
-        const vectors = setup.mode === MODE_PLAIN ? 0 : setup.vectors;
-        for (const s of [viaWrite, viaDoorbell]) {
-          s.core.init(setup.mode, vectors, setup.position);
-          for (const o of ops) apply(s, o);
+    const property = fc.property(
+      setupArb,
+      fc.array(opArb, { maxLength: 200 }),
+      fc.array(fc.oneof(doorbell, u32), { minLength: 1, maxLength: 50 }),
+      (setup, ops, bells) => {
+        for (const kind of ['wasm', 'ts'] as const) {
+          // Two cores with one history, then the same doorbells through each entry.
+          const [viaWrite, viaDoorbell] = [subject(kind), subject(kind)];
+          const vectors = setup.mode === MODE_PLAIN ? 0 : setup.vectors;
+          for (const s of [viaWrite, viaDoorbell]) {
+            s.core.init(setup.mode, vectors, setup.position);
+            for (const o of ops) apply(s, o);
+          }
+          for (const v of bells) {
+            const n = viaWrite.core.write32(0x0c, v);
+            expect(viaDoorbell.core.doorbell(v)).toBe(n === 1 ? viaWrite.core.signals[0] : -1);
+          }
+          expect(counters(viaDoorbell.core)).toEqual(counters(viaWrite.core));
+          expect(routeDoorbells(viaDoorbell.core)).toEqual(routeDoorbells(viaWrite.core));
+          expect(viaDoorbell.events).toEqual(viaWrite.events);
         }
-        for (const v of bells) {
-          const n = viaWrite.core.write32(0x0c, v);
-          expect(viaDoorbell.core.doorbell(v)).toBe(n === 1 ? viaWrite.core.signals[0] : -1);
-        }
-        expect(counters(viaDoorbell.core)).toEqual(counters(viaWrite.core));
-        expect(routeDoorbells(viaDoorbell.core)).toEqual(routeDoorbells(viaWrite.core));
-        expect(viaDoorbell.events).toEqual(viaWrite.events);
-      }
-    });
+      },
+    );
     fc.assert(property, { numRuns: 300 });
   });
 });

@@ -5,7 +5,11 @@ import { CORE_VARIANTS, makeDevice } from '../support/device-harness.js';
 import { probeFunction } from '../../src/device/pci/probe.js';
 import type { IvshmemDevice } from '../../src/device/device.js';
 
-const hexBytes = (text: string) => text.trim().split(/\s+/).map((b) => parseInt(b, 16));
+const hexBytes = (text: string) =>
+  text
+    .trim()
+    .split(/\s+/)
+    .map((b) => parseInt(b, 16));
 const dump = (d: IvshmemDevice, n = 0x50) => Array.from({ length: n }, (_, i) => d.configRead(i, 1));
 
 const PLAIN = hexBytes(`
@@ -26,7 +30,7 @@ describe.each(CORE_VARIANTS)('configuration space (%s core)', (variant) => {
     expect(plain.device.configRead(0x50, 4)).toBe(0);
   });
 
-  it('is the seed\'s device in intx mode: revision 0, pin A, optional 32-bit BAR2', async () => {
+  it("is the seed's device in intx mode: revision 0, pin A, optional 32-bit BAR2", async () => {
     const { device: d } = await makeDevice(variant, { mode: 'intx', use64: false, size: 1 << 20 });
     expect(d.configRead(0x08, 1)).toBe(0);
     expect(d.configRead(0x3d, 1)).toBe(1);
@@ -36,7 +40,7 @@ describe.each(CORE_VARIANTS)('configuration space (%s core)', (variant) => {
     expect(d.configRead(0x1c, 4)).toBe(0);
   });
 
-  it('has QEMU\'s write masks', async () => {
+  it("has QEMU's write masks", async () => {
     const { device: d } = await makeDevice(variant, { mode: 'plain', size: 1 << 20 });
     const writable: number[] = [];
     for (let i = 0; i < 256; i++) {
@@ -71,8 +75,14 @@ describe.each(CORE_VARIANTS)('configuration space (%s core)', (variant) => {
     const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors: 4, size: 1 << 22 });
     const found = probeFunction(d);
     expect(found).toMatchObject({
-      vendor: 0x1af4, device: 0x1110, subsystemVendor: 0x1af4, subsystem: 0x1100, classCode: 0x0500,
-      revision: 1, headerType: 0, interruptPin: 0,
+      vendor: 0x1af4,
+      device: 0x1110,
+      subsystemVendor: 0x1af4,
+      subsystem: 0x1100,
+      classCode: 0x0500,
+      revision: 1,
+      headerType: 0,
+      interruptPin: 0,
       capabilities: [{ id: 0x11, offset: 0x40 }],
       msix: { offset: 0x40, tableSize: 4, tableBar: 1, tableOffset: 0, pbaBar: 1, pbaOffset: 0x800 },
     });
@@ -95,7 +105,9 @@ describe.each(CORE_VARIANTS)('configuration space (%s core)', (variant) => {
     expect(log.mapped).toEqual([]);
     d.configWrite(0x04, 2, 0x2);
     expect(log.mapped).toEqual([
-      { bar: 0, address: 0xfebf0000n }, { bar: 1, address: 0xfebf1000n }, { bar: 2, address: 0x800000000n },
+      { bar: 0, address: 0xfebf0000n },
+      { bar: 1, address: 0xfebf1000n },
+      { bar: 2, address: 0x800000000n },
     ]);
     expect(d.barAddress(2)).toBe(0x800000000n);
     d.configWrite(0x10, 4, 0xffffffff); // sizing a live BAR unmaps it
@@ -103,7 +115,10 @@ describe.each(CORE_VARIANTS)('configuration space (%s core)', (variant) => {
     d.configWrite(0x10, 4, 0xfebf0000);
     d.configWrite(0x04, 2, 0);
     expect(log.mapped.slice(-4)).toEqual([
-      { bar: 0, address: 0xfebf0000n }, { bar: 0, address: null }, { bar: 1, address: null }, { bar: 2, address: null },
+      { bar: 0, address: 0xfebf0000n },
+      { bar: 0, address: null },
+      { bar: 1, address: null },
+      { bar: 2, address: null },
     ]);
   });
 

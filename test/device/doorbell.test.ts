@@ -21,7 +21,13 @@ describe.each(CORE_VARIANTS)('doorbell routing (%s core)', (variant) => {
     const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors: 3 });
     for (let v = 0; v < 3; v++) d.connectPeerVector(7, 70 + v);
     d.connectPeerVector(8, 80);
-    for (const [peer, vector, times] of [[7, 0, 2], [7, 2, 5], [8, 0, 1], [8, 1, 4], [9, 0, 3]]) {
+    for (const [peer, vector, times] of [
+      [7, 0, 2],
+      [7, 2, 5],
+      [8, 0, 1],
+      [8, 1, 4],
+      [9, 0, 3],
+    ]) {
       for (let i = 0; i < times; i++) d.mmioWrite(0, 0x0c, 4, (peer << 16) | vector);
     }
     expect(d.peerDoorbells(7)).toEqual([2, 0, 5]);
@@ -63,7 +69,7 @@ describe.each(CORE_VARIANTS)('doorbell routing (%s core)', (variant) => {
     expect(log.rings).toEqual([42, 43, 41]);
   });
 
-  it('stops routing to a peer that left, and refuses a vector beyond the device\'s count', async () => {
+  it("stops routing to a peer that left, and refuses a vector beyond the device's count", async () => {
     const { device: d, log } = await makeDevice(variant, { mode: 'doorbell', vectors: 1 });
     d.connectPeerVector(9, 90);
     expect(() => d.connectPeerVector(9, 91)).toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_TOO_MANY_VECTORS' }));

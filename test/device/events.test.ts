@@ -8,7 +8,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IvshmemClient } from '../../src/client/ivshmem-client.js';
 import { IvshmemDevice } from '../../src/device/device.js';
-import { DEVICE_CLOSE_CHANNEL, DEVICE_ERROR_CHANNEL, DEVICE_JOIN_CHANNEL, DEVICE_PEER_CHANNEL } from '../../src/device/events.js';
+import {
+  DEVICE_CLOSE_CHANNEL,
+  DEVICE_ERROR_CHANNEL,
+  DEVICE_JOIN_CHANNEL,
+  DEVICE_PEER_CHANNEL,
+} from '../../src/device/events.js';
 import { IvshmemServer } from '../../src/server/ivshmem-server.js';
 import { expectNoFdLeak } from '../support/fd-leaks.js';
 import { until } from '../support/until.js';
@@ -29,11 +34,21 @@ describe('device diagnostics channels', () => {
       subscribe(name, l);
       return [name, l] as const;
     });
-    const server = IvshmemServer.start({ socketPath: join(dir, 's.sock'), memory: { shm: `ivshmem-device-events-${process.pid}` }, size: 4096, vectors: 2 });
+    const server = IvshmemServer.start({
+      socketPath: join(dir, 's.sock'),
+      memory: { shm: `ivshmem-device-events-${process.pid}` },
+      size: 4096,
+      vectors: 2,
+    });
     let device: IvshmemDevice | undefined;
     try {
       const first = await IvshmemClient.connect(server.socketPath, { vectors: 2 });
-      device = await IvshmemDevice.create({ mode: 'doorbell', vectors: 2, server: server.socketPath, transport: { setIrqLevel() {}, sendMsi() {} } });
+      device = await IvshmemDevice.create({
+        mode: 'doorbell',
+        vectors: 2,
+        server: server.socketPath,
+        transport: { setIrqLevel() {}, sendMsi() {} },
+      });
       const second = await IvshmemClient.connect(server.socketPath, { vectors: 2 });
       await until(() => device!.peerVectors(second.id) === 2, 'the device hears of the second client');
       second.close();
@@ -61,12 +76,29 @@ describe('device diagnostics channels', () => {
   });
 
   it("passes requireSealedMemory on: a device refuses our server's POSIX shm object, which cannot be sealed", async () => {
-    const server = IvshmemServer.start({ socketPath: join(dir, 'sealed.sock'), memory: { shm: `ivshmem-device-sealed-${process.pid}` }, size: 4096, vectors: 1 });
+    const server = IvshmemServer.start({
+      socketPath: join(dir, 'sealed.sock'),
+      memory: { shm: `ivshmem-device-sealed-${process.pid}` },
+      size: 4096,
+      vectors: 1,
+    });
     try {
       const transport = { setIrqLevel() {}, sendMsi() {} };
-      await expect(IvshmemDevice.create({ mode: 'doorbell', vectors: 1, server: server.socketPath, transport, requireSealedMemory: true }))
-        .rejects.toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_SHM' });
-      const relaxed = await IvshmemDevice.create({ mode: 'doorbell', vectors: 1, server: server.socketPath, transport });
+      await expect(
+        IvshmemDevice.create({
+          mode: 'doorbell',
+          vectors: 1,
+          server: server.socketPath,
+          transport,
+          requireSealedMemory: true,
+        }),
+      ).rejects.toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_SHM' });
+      const relaxed = await IvshmemDevice.create({
+        mode: 'doorbell',
+        vectors: 1,
+        server: server.socketPath,
+        transport,
+      });
       relaxed.close();
     } finally {
       server.close();

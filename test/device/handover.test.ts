@@ -28,7 +28,12 @@ describe('device hand-over to another process', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('the new process keeps the id, the peers, the memory and a pending vector; the server sees nothing', async () => {
-    const server = IvshmemServer.start({ socketPath: join(dir, 's.sock'), memory: { shm: `ivshmem-handover-${process.pid}` }, size: 0x10000, vectors: 2 });
+    const server = IvshmemServer.start({
+      socketPath: join(dir, 's.sock'),
+      memory: { shm: `ivshmem-handover-${process.pid}` },
+      size: 0x10000,
+      vectors: 2,
+    });
     const serverEvents: string[] = [];
     server.on('join', (id) => serverEvents.push(`join ${id}`));
     server.on('leave', (id) => serverEvents.push(`leave ${id}`));
@@ -40,12 +45,18 @@ describe('device hand-over to another process', () => {
     peer.on('interrupt', (vector) => peerInterrupts.push(vector));
     const msis: number[] = [];
     const source = await IvshmemDevice.create({
-      mode: 'doorbell', vectors: 2, server: server.socketPath, transport: { setIrqLevel() {}, sendMsi: (_a, _d, v) => msis.push(v) },
+      mode: 'doorbell',
+      vectors: 2,
+      server: server.socketPath,
+      transport: { setIrqLevel() {}, sendMsi: (_a, _d, v) => msis.push(v) },
     });
     let child: ReturnType<typeof spawn> | undefined;
     let childClosed: Promise<unknown> = Promise.resolve();
     try {
-      await until(() => source.peerVectors(peer.id) === 2 && peer.peers.has(source.id), 'source and peer know each other');
+      await until(
+        () => source.peerVectors(peer.id) === 2 && peer.peers.has(source.id),
+        'source and peer know each other',
+      );
       // The guest of the source: MSI-X on, vector 0 unmasked, vector 1 masked; a word in BAR2.
       enableMsix(source);
       programVector(source, 0, 0xfee00000, 0x40, false);
@@ -58,7 +69,9 @@ describe('device hand-over to another process', () => {
       const peerBefore = [...peerEvents];
 
       const handover = source.handOver();
-      expect(() => source.mmioRead(0, 8, 4), 'the source refuses guest accesses').toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_CLOSED' }));
+      expect(() => source.mmioRead(0, 8, 4), 'the source refuses guest accesses').toThrow(
+        expect.objectContaining({ code: 'ERR_IVSHMEM_CLOSED' }),
+      );
       const fds = handover.connection.fds;
       expect(fds.length, 'socket, memory, 2 own vectors, 2 of the peer').toBe(6);
 
@@ -72,7 +85,14 @@ describe('device hand-over to another process', () => {
       await next('started');
       // The child has its copies now: the source lets go of its own.
       source.close();
-      child.send({ op: 'adopt', description: handover.connection.description, fdCount: fds.length, state: [...handover.state], master: handover.master, vectors: 2 });
+      child.send({
+        op: 'adopt',
+        description: handover.connection.description,
+        fdCount: fds.length,
+        state: [...handover.state],
+        master: handover.master,
+        vectors: 2,
+      });
       const ready = await next('ready');
       expect(ready.id, 'same IVPosition').toBe(source.id);
 
@@ -118,7 +138,12 @@ describe('device hand-over to another process', () => {
   });
 
   it('refuses a hand-over that does not match, closing every fd it was given', async () => {
-    const server = IvshmemServer.start({ socketPath: join(dir, 'r.sock'), memory: { shm: `ivshmem-handover-r-${process.pid}` }, size: 4096, vectors: 1 });
+    const server = IvshmemServer.start({
+      socketPath: join(dir, 'r.sock'),
+      memory: { shm: `ivshmem-handover-r-${process.pid}` },
+      size: 4096,
+      vectors: 1,
+    });
     const transport = { setIrqLevel() {}, sendMsi() {} };
     const source = await IvshmemDevice.create({ mode: 'doorbell', vectors: 1, server: server.socketPath, transport });
     try {
@@ -130,22 +155,70 @@ describe('device hand-over to another process', () => {
       // In-process stand-ins for received fds: eventfds where the memory should be are refused.
       const { EventFd } = await import('../../src/os/eventfd.js');
       const bogus = [EventFd.create(), EventFd.create(), EventFd.create()].map((e) => e.release());
-      const description = { format: 1 as const, path: server.socketPath, id: 3, vectors: 1, serverGone: true, own: 1, peers: [] as [number, number][] };
-      await expect(IvshmemDevice.create({ mode: 'doorbell', vectors: 1, transport, handover: { connection: { description, fds: bogus.slice(0, 2) }, state: new Uint8Array(), master: false } }))
-        .rejects.toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_FD' });
-      await expect(IvshmemDevice.create({ mode: 'doorbell', vectors: 2, transport, handover: { connection: { description, fds: bogus.slice(2) }, state: new Uint8Array(), master: false } }))
-        .rejects.toMatchObject({ code: 'ERR_IVSHMEM_HANDOVER' });
+      const description = {
+        format: 1 as const,
+        path: server.socketPath,
+        id: 3,
+        vectors: 1,
+        serverGone: true,
+        own: 1,
+        peers: [] as [number, number][],
+      };
+      await expect(
+        IvshmemDevice.create({
+          mode: 'doorbell',
+          vectors: 1,
+          transport,
+          handover: { connection: { description, fds: bogus.slice(0, 2) }, state: new Uint8Array(), master: false },
+        }),
+      ).rejects.toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_FD' });
+      await expect(
+        IvshmemDevice.create({
+          mode: 'doorbell',
+          vectors: 2,
+          transport,
+          handover: { connection: { description, fds: bogus.slice(2) }, state: new Uint8Array(), master: false },
+        }),
+      ).rejects.toMatchObject({ code: 'ERR_IVSHMEM_HANDOVER' });
       // Descriptions that do not add up, and options that contradict a hand-over: refused, every fd closed
       // (the suite's fd count fails otherwise).
       const fresh = (n: number) => Array.from({ length: n }, () => EventFd.create().release());
-      const twice = { ...description, own: 0, peers: [[5, 1], [5, 1]] as [number, number][] };
+      const twice = {
+        ...description,
+        own: 0,
+        peers: [
+          [5, 1],
+          [5, 1],
+        ] as [number, number][],
+      };
       const fractional = { ...description, own: 0.5 };
-      for (const [d, n] of [[twice, 4], [fractional, 3], [{ ...description, peers: 'none' }, 3]] as const) {
-        await expect(IvshmemDevice.create({ mode: 'doorbell', vectors: 1, transport, handover: { connection: { description: d as typeof description, fds: fresh(n) }, state: new Uint8Array(), master: false } }))
-          .rejects.toMatchObject({ code: 'ERR_IVSHMEM_HANDOVER' });
+      for (const [d, n] of [
+        [twice, 4],
+        [fractional, 3],
+        [{ ...description, peers: 'none' }, 3],
+      ] as const) {
+        await expect(
+          IvshmemDevice.create({
+            mode: 'doorbell',
+            vectors: 1,
+            transport,
+            handover: {
+              connection: { description: d as typeof description, fds: fresh(n) },
+              state: new Uint8Array(),
+              master: false,
+            },
+          }),
+        ).rejects.toMatchObject({ code: 'ERR_IVSHMEM_HANDOVER' });
       }
-      await expect(IvshmemDevice.create({ mode: 'doorbell', vectors: 1, transport, server: server.socketPath, handover: { connection: { description, fds: fresh(3) }, state: new Uint8Array(), master: false } }))
-        .rejects.toMatchObject({ code: 'ERR_IVSHMEM_INVALID_OPTION' });
+      await expect(
+        IvshmemDevice.create({
+          mode: 'doorbell',
+          vectors: 1,
+          transport,
+          server: server.socketPath,
+          handover: { connection: { description, fds: fresh(3) }, state: new Uint8Array(), master: false },
+        }),
+      ).rejects.toMatchObject({ code: 'ERR_IVSHMEM_INVALID_OPTION' });
     } finally {
       source.close();
       server.close();

@@ -14,7 +14,10 @@ import { emptyCoverage, FuzzRun, makeSide } from '../support/fuzz-run.js';
 import type { Coverage, Setup } from '../support/fuzz-run.js';
 import type { FuzzMode } from '../support/hostile-guest.js';
 
-const BASE_SEED = process.env.IVSHMEM_FUZZ_SEED !== undefined ? Number(process.env.IVSHMEM_FUZZ_SEED) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
+const BASE_SEED =
+  process.env.IVSHMEM_FUZZ_SEED !== undefined
+    ? Number(process.env.IVSHMEM_FUZZ_SEED) >>> 0
+    : (Date.now() ^ (process.pid << 16)) >>> 0;
 const TOTAL = process.env.IVSHMEM_FUZZ_OPS !== undefined ? Number(process.env.IVSHMEM_FUZZ_OPS) : 1_000_000;
 
 // Shares sum to 1 across all setups; doorbell mode has the most state and gets the most.
@@ -70,19 +73,47 @@ async function fuzzMode(mode: FuzzMode): Promise<{ guest: number; ops: number; c
 // What each mode must reach in a full run (smaller runs, set by IVSHMEM_FUZZ_OPS, are not judged).
 const MUST_REACH: Record<FuzzMode, (keyof Coverage)[]> = {
   plain: ['invalid', 'mappings', 'noPeer', 'saves', 'loads', 'loadsRefused', 'resets'],
-  doorbell: ['invalid', 'mappings', 'msi', 'unmaskDeliveries', 'pended', 'rings', 'noPeer', 'noVector', 'loopbacks', 'saves', 'loads', 'loadsRefused', 'resets'],
-  intx: ['invalid', 'mappings', 'irqChanges', 'rings', 'noPeer', 'noVector', 'loopbacks', 'saves', 'loads', 'loadsRefused', 'resets'],
+  doorbell: [
+    'invalid',
+    'mappings',
+    'msi',
+    'unmaskDeliveries',
+    'pended',
+    'rings',
+    'noPeer',
+    'noVector',
+    'loopbacks',
+    'saves',
+    'loads',
+    'loadsRefused',
+    'resets',
+  ],
+  intx: [
+    'invalid',
+    'mappings',
+    'irqChanges',
+    'rings',
+    'noPeer',
+    'noVector',
+    'loopbacks',
+    'saves',
+    'loads',
+    'loadsRefused',
+    'resets',
+  ],
 };
 
 describe('hostile guest: WebAssembly core vs TypeScript twin through IvshmemDevice', () => {
-  it('the setups\' shares cover the whole run', () => {
+  it("the setups' shares cover the whole run", () => {
     expect(SETUPS.reduce((n, s) => n + s.weight, 0)).toBeCloseTo(1, 9);
   });
   for (const mode of ['plain', 'doorbell', 'intx'] as const) {
     it(`${mode} mode survives its share of the random guest accesses with both cores agreeing`, async () => {
       const started = performance.now();
       const { guest, ops, coverage } = await fuzzMode(mode);
-      console.log(`fuzz ${mode}: ${guest} guest accesses, ${ops} operations in ${((performance.now() - started) / 1000).toFixed(1)} s (IVSHMEM_FUZZ_SEED=${BASE_SEED}); reached ${JSON.stringify(coverage)}`);
+      console.log(
+        `fuzz ${mode}: ${guest} guest accesses, ${ops} operations in ${((performance.now() - started) / 1000).toFixed(1)} s (IVSHMEM_FUZZ_SEED=${BASE_SEED}); reached ${JSON.stringify(coverage)}`,
+      );
       const share = SETUPS.filter((s) => s.mode === mode).reduce((n, s) => n + Math.ceil(TOTAL * s.weight), 0);
       expect(guest).toBeGreaterThanOrEqual(share);
       if (TOTAL >= 1_000_000) {
@@ -96,12 +127,17 @@ describe('hostile guest: WebAssembly core vs TypeScript twin through IvshmemDevi
     const property = fc.asyncProperty(
       fc.integer({ min: 0, max: SETUPS.length - 1 }),
       fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 1, maxLength: 300 }),
-      (index, seeds) => withRun(index, 1, `IVSHMEM_FUZZ_SEED=${BASE_SEED} (the fast-check layer shrinks it)`, (run) => run.runSeeds(seeds)),
+      (index, seeds) =>
+        withRun(index, 1, `IVSHMEM_FUZZ_SEED=${BASE_SEED} (the fast-check layer shrinks it)`, (run) =>
+          run.runSeeds(seeds),
+        ),
     );
     const out = await fc.check(property, { numRuns: 200, seed: BASE_SEED | 0 });
     if (out.failed) {
       const cause = out.errorInstance instanceof Error ? out.errorInstance.message : String(out.errorInstance);
-      throw new Error(`shrunk to ${JSON.stringify(out.counterexample)} (reproduce with IVSHMEM_FUZZ_SEED=${BASE_SEED}):\n${cause.slice(0, 4000)}`);
+      throw new Error(
+        `shrunk to ${JSON.stringify(out.counterexample)} (reproduce with IVSHMEM_FUZZ_SEED=${BASE_SEED}):\n${cause.slice(0, 4000)}`,
+      );
     }
   }, 120_000);
 });

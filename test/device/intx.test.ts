@@ -40,11 +40,11 @@ describe.each(CORE_VARIANTS)('INTx (%s core)', (variant) => {
     d.configWrite(0x04, 2, 0);
     expect(log.irq).toEqual([1, 0, 1]);
     d.mmioRead(0, 4, 4);
-    expect(d.configRead(0x04, 4) >>> 16 & 0x08).toBe(0);
+    expect((d.configRead(0x04, 4) >>> 16) & 0x08).toBe(0);
     expect(log.irq).toEqual([1, 0, 1, 0]);
   });
 
-  it('drops vectors beyond the device\'s count', async () => {
+  it("drops vectors beyond the device's count", async () => {
     const { device: d } = await makeDevice(variant, { mode: 'intx', vectors: 1 });
     d.fireVector(1);
     expect(d.counters().interruptsDropped.badVector).toBe(1);

@@ -66,7 +66,7 @@ describe.each(CORE_VARIANTS)('lifecycle (%s core)', (variant) => {
     expect(b.log.msi).toEqual([{ address: 0xfee00010, data: 0x101, vector: 1 }]);
   });
 
-  it('delivers pending unmasked vectors found in a loaded state, as QEMU\'s msix_load', async () => {
+  it("delivers pending unmasked vectors found in a loaded state, as QEMU's msix_load", async () => {
     const a = await makeDevice(variant, { mode: 'doorbell', vectors: 1, master: 'on' });
     enableMsix(a.device, true);
     programVector(a.device, 0, 0xfee00000, 7, false);
@@ -100,11 +100,35 @@ describe.each(CORE_VARIANTS)('lifecycle (%s core)', (variant) => {
     const refusals: [Uint8Array, string][] = [
       [new Uint8Array([1, 2, 3]), 'ERR_IVSHMEM_STATE_FOREIGN'],
       [new TextEncoder().encode('not a device state at all'), 'ERR_IVSHMEM_STATE_FOREIGN'],
-      [(() => { const s = good.slice(); s[4] = STATE_VERSION + 1; return s; })(), 'ERR_IVSHMEM_STATE_VERSION'],
+      [
+        (() => {
+          const s = good.slice();
+          s[4] = STATE_VERSION + 1;
+          return s;
+        })(),
+        'ERR_IVSHMEM_STATE_VERSION',
+      ],
       [good.slice(0, good.length - 4), 'ERR_IVSHMEM_STATE_CORRUPT'],
-      [(() => { const s = good.slice(); s[24 + 0x00] ^= 1; return s; })(), 'ERR_IVSHMEM_STATE_MISMATCH'],
-      [(() => { const s = good.slice(); s[24 + 0x04] = 0x00; return s; })(), 'ERR_IVSHMEM_STATE_CORRUPT'],
-      [(await makeDevice(variant, { mode: 'doorbell', vectors: 3, master: 'on' })).device.saveState(), 'ERR_IVSHMEM_STATE_MISMATCH'],
+      [
+        (() => {
+          const s = good.slice();
+          s[24 + 0x00] ^= 1;
+          return s;
+        })(),
+        'ERR_IVSHMEM_STATE_MISMATCH',
+      ],
+      [
+        (() => {
+          const s = good.slice();
+          s[24 + 0x04] = 0x00;
+          return s;
+        })(),
+        'ERR_IVSHMEM_STATE_CORRUPT',
+      ],
+      [
+        (await makeDevice(variant, { mode: 'doorbell', vectors: 3, master: 'on' })).device.saveState(),
+        'ERR_IVSHMEM_STATE_MISMATCH',
+      ],
       [(await makeDevice(variant, { mode: 'plain', master: 'on' })).device.saveState(), 'ERR_IVSHMEM_STATE_MISMATCH'],
     ];
     for (const [bytes, code] of refusals) {
@@ -121,7 +145,11 @@ describe.each(CORE_VARIANTS)('lifecycle (%s core)', (variant) => {
     const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors: 2, master: 'on' });
     const good = d.saveState();
     const pba = 284 + 4 * (3 + 2 * 4);
-    const withBit = (at: number, bit: number) => { const s = good.slice(); s[at] |= bit; return s; };
+    const withBit = (at: number, bit: number) => {
+      const s = good.slice();
+      s[at] |= bit;
+      return s;
+    };
     for (const bad of [withBit(pba, 0x04), withBit(pba + 3, 0x80), withBit(pba + 4, 0x01)]) {
       expect(() => d.loadState(bad)).toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_STATE_CORRUPT' }));
       expect(d.mmioRead(1, 0x800, 8)).toBe(0n);
@@ -134,7 +162,7 @@ describe.each(CORE_VARIANTS)('lifecycle (%s core)', (variant) => {
     const a = await makeDevice(variant, { mode: 'doorbell', vectors: 1, master: 'on' });
     const size = a.device.sharedMemory.size;
     const pattern = (i: number) => (i * 2654435761) >>> 24;
-    for (let i = 0; i < size; i += 4) a.device.mmioWrite(2, i, 4, pattern(i) * 0x01010101 >>> 0);
+    for (let i = 0; i < size; i += 4) a.device.mmioWrite(2, i, 4, (pattern(i) * 0x01010101) >>> 0);
     a.device.mmioWrite(0, 0, 4, 0x77);
     const withMemory = a.device.saveState({ memory: true });
     const without = a.device.saveState();
@@ -144,7 +172,9 @@ describe.each(CORE_VARIANTS)('lifecycle (%s core)', (variant) => {
     b.device.loadState(without);
     expect(b.device.mmioRead(2, 0, 4), 'a state without memory leaves BAR2 alone').toBe(0);
     b.device.loadState(withMemory);
-    expect(new Uint8Array(b.device.sharedMemory.buffer, 0, size)).toEqual(new Uint8Array(a.device.sharedMemory.buffer, 0, size));
+    expect(new Uint8Array(b.device.sharedMemory.buffer, 0, size)).toEqual(
+      new Uint8Array(a.device.sharedMemory.buffer, 0, size),
+    );
     expect(b.device.mmioRead(0, 0, 4)).toBe(0x77);
 
     // Damaged memory sections are refused before anything changes.

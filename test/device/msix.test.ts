@@ -14,7 +14,7 @@ describe.each(CORE_VARIANTS)('MSI-X (%s core)', (variant) => {
     expect(d.mmioRead(1, PBA, 4)).toBe(0);
   });
 
-  it('delivers an unmasked vector\'s message', async () => {
+  it("delivers an unmasked vector's message", async () => {
     const { device: d, log } = await makeDevice(variant, { mode: 'doorbell', vectors: 2 });
     enableMsix(d);
     programVector(d, 1, 0xfee01000, 0x4041, false);
@@ -132,11 +132,20 @@ describe.each(CORE_VARIANTS)('MSI-X (%s core)', (variant) => {
 
   it('lays out BAR1 as QEMU does for any vector count', async () => {
     const cases: [number, number, number][] = [
-      [1, 4096, 0x800], [128, 4096, 0x800], [129, 4096, 129 * 16], [200, 4096, 3200], [256, 8192, 4096], [2048, 65536, 32768],
+      [1, 4096, 0x800],
+      [128, 4096, 0x800],
+      [129, 4096, 129 * 16],
+      [200, 4096, 3200],
+      [256, 8192, 4096],
+      [2048, 65536, 32768],
     ];
     for (const [vectors, size, pba] of cases) {
       const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors });
-      expect({ vectors, size: d.bars.find((b) => b.index === 1)?.size, pba: d.configRead(0x48, 4) & ~7 }).toEqual({ vectors, size, pba });
+      expect({ vectors, size: d.bars.find((b) => b.index === 1)?.size, pba: d.configRead(0x48, 4) & ~7 }).toEqual({
+        vectors,
+        size,
+        pba,
+      });
       expect(d.configRead(0x42, 2) & 0x7ff).toBe(vectors - 1);
     }
   });

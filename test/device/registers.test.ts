@@ -35,7 +35,7 @@ describe.each(CORE_VARIANTS)('BAR0 registers (%s core)', (variant) => {
     expect(device.counters().invalidGuestAccesses).toBe(1);
   });
 
-  it('gives QEMU\'s results for narrow, wide and unaligned accesses', async () => {
+  it("gives QEMU's results for narrow, wide and unaligned accesses", async () => {
     const { device: d } = await makeDevice(variant, { mode: 'plain' });
     d.mmioWrite(0, 0, 4, 0x11223344);
     expect([0, 1, 2, 3].map((o) => d.mmioRead(0, o, 1))).toEqual([0x44, 0, 0, 0]);
@@ -91,7 +91,16 @@ describe.each(CORE_VARIANTS)('BAR0 registers (%s core)', (variant) => {
     const { device: d } = await makeDevice(variant, { mode: 'plain' });
     d.mmioWrite(0, 0, 4, 0x12345678);
     const before = d.counters().invalidGuestAccesses;
-    const cases: [number, number][] = [[0, 0], [0, 9], [0, 16], [0, -1], [0x100, 4], [0x1000, 1], [-4, 4], [2 ** 31, 4]];
+    const cases: [number, number][] = [
+      [0, 0],
+      [0, 9],
+      [0, 16],
+      [0, -1],
+      [0x100, 4],
+      [0x1000, 1],
+      [-4, 4],
+      [2 ** 31, 4],
+    ];
     for (const [offset, size] of cases) {
       expect(d.mmioRead(0, offset, size)).toBe(0);
       d.mmioWrite(0, offset, size, 0);
@@ -111,7 +120,14 @@ describe.each(CORE_VARIANTS)('BAR0 registers (%s core)', (variant) => {
     d.mmioWrite(0, 0, 4, 0x12345678);
     const before = d.counters().invalidGuestAccesses;
     const cases: [number, number, number][] = [
-      [0, 2 ** 32 + 0x0c, 4], [0, 12.5, 4], [0, 2 ** 32, 4], [0, 2 ** 32, 8], [0, 0x0c, 2 ** 32 + 4], [2 ** 32, 0x0c, 4], [0.5, 0, 4], [2 ** 32 + 1, 0, 4],
+      [0, 2 ** 32 + 0x0c, 4],
+      [0, 12.5, 4],
+      [0, 2 ** 32, 4],
+      [0, 2 ** 32, 8],
+      [0, 0x0c, 2 ** 32 + 4],
+      [2 ** 32, 0x0c, 4],
+      [0.5, 0, 4],
+      [2 ** 32 + 1, 0, 4],
     ];
     for (const [bar, offset, size] of cases) {
       d.mmioWrite(bar, offset, size, 0); // peer 0, vector 0; or IntrMask = 0

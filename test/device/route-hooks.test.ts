@@ -33,8 +33,10 @@ function recorder() {
   const transport: VmmTransport = {
     setIrqLevel() {},
     sendMsi() {},
-    barMapped: (bar: number, address: BarAddress) => calls.push(`bar ${bar} ${address === null ? 'null' : address.toString(16)}`),
-    addIoEventFd: (r: IoEventFd) => note(`add ${r.peer}:${r.vector} ${r.datamatch.toString(16)} @${r.bar}+${r.offset}/${r.size}`, r.fd),
+    barMapped: (bar: number, address: BarAddress) =>
+      calls.push(`bar ${bar} ${address === null ? 'null' : address.toString(16)}`),
+    addIoEventFd: (r: IoEventFd) =>
+      note(`add ${r.peer}:${r.vector} ${r.datamatch.toString(16)} @${r.bar}+${r.offset}/${r.size}`, r.fd),
     removeIoEventFd: (r: IoEventFd) => note(`remove ${r.peer}:${r.vector}`, r.fd),
     vectorFd: (vector: number, fd: number) => note(`fd ${vector} ${fd < 0 ? 'gone' : 'on'}`, fd),
     vectorDeliverable: (vector: number, fd: number, m: MsiMessage | null) =>
@@ -50,7 +52,13 @@ describe('transport hooks for in-kernel fast paths', () => {
     const server = startServer();
     const first = await IvshmemClient.connect(server.socketPath, { vectors: 2 });
     cleanups.push(() => first.close());
-    const device = await IvshmemDevice.create({ mode: 'doorbell', vectors: 2, server: server.socketPath, transport, ...options });
+    const device = await IvshmemDevice.create({
+      mode: 'doorbell',
+      vectors: 2,
+      server: server.socketPath,
+      transport,
+      ...options,
+    });
     cleanups.push(() => device.close());
     return { server, first, device };
   }
@@ -61,14 +69,19 @@ describe('transport hooks for in-kernel fast paths', () => {
     const me = device.id;
     const hex = (peer: number, vector: number) => ((peer << 16) | vector).toString(16);
     expect(r.calls).toEqual([
-      `add ${first.id}:0 ${hex(first.id, 0)} @0+12/4`, `add ${first.id}:1 ${hex(first.id, 1)} @0+12/4`,
-      `add ${me}:0 ${hex(me, 0)} @0+12/4`, `add ${me}:1 ${hex(me, 1)} @0+12/4`,
+      `add ${first.id}:0 ${hex(first.id, 0)} @0+12/4`,
+      `add ${first.id}:1 ${hex(first.id, 1)} @0+12/4`,
+      `add ${me}:0 ${hex(me, 0)} @0+12/4`,
+      `add ${me}:1 ${hex(me, 1)} @0+12/4`,
     ]);
     r.calls.length = 0;
 
     const second = await IvshmemClient.connect(server.socketPath, { vectors: 2 });
     await until(() => device.peerVectors(second.id) === 2, 'the device hears of the second peer');
-    expect(r.calls).toEqual([`add ${second.id}:0 ${hex(second.id, 0)} @0+12/4`, `add ${second.id}:1 ${hex(second.id, 1)} @0+12/4`]);
+    expect(r.calls).toEqual([
+      `add ${second.id}:0 ${hex(second.id, 0)} @0+12/4`,
+      `add ${second.id}:1 ${hex(second.id, 1)} @0+12/4`,
+    ]);
     r.calls.length = 0;
     second.close();
     await until(() => device.peerVectors(second.id) === 0, 'the device hears the second peer leave');
@@ -77,10 +90,22 @@ describe('transport hooks for in-kernel fast paths', () => {
 
     device.configWrite(0x10, 4, 0xfebf0000);
     device.configWrite(0x04, 2, 0x0002);
-    expect(r.calls, 'BARs 1 and 2 were never placed: they decode at 0').toEqual(['bar 0 febf0000', 'bar 1 0', 'bar 2 0']);
+    expect(r.calls, 'BARs 1 and 2 were never placed: they decode at 0').toEqual([
+      'bar 0 febf0000',
+      'bar 1 0',
+      'bar 2 0',
+    ]);
     r.calls.length = 0;
     device.close();
-    expect(r.calls).toEqual([`remove ${first.id}:0`, `remove ${first.id}:1`, `remove ${me}:0`, `remove ${me}:1`, 'bar 0 null', 'bar 1 null', 'bar 2 null']);
+    expect(r.calls).toEqual([
+      `remove ${first.id}:0`,
+      `remove ${first.id}:1`,
+      `remove ${me}:0`,
+      `remove ${me}:1`,
+      'bar 0 null',
+      'bar 1 null',
+      'bar 2 null',
+    ]);
     expect(r.closedAtCall, 'hooks that named an fd already closed').toEqual([]);
     expect(device.released).toBe(true);
   });
@@ -104,10 +129,16 @@ describe('transport hooks for in-kernel fast paths', () => {
     expect(deliverable(), 'entry masked').toEqual(['deliverable 0 null']);
     device.mmioWrite(1, 12, 4, 0);
     device.configWrite(0x43, 1, 0xc0);
-    expect(deliverable(), 'unmasked, then the function masked').toEqual(['deliverable 0 fee00000/42', 'deliverable 0 null']);
+    expect(deliverable(), 'unmasked, then the function masked').toEqual([
+      'deliverable 0 fee00000/42',
+      'deliverable 0 null',
+    ]);
     device.configWrite(0x43, 1, 0x80);
     device.configWrite(0x04, 2, 0x0002);
-    expect(deliverable(), 'function unmasked, then bus mastering off').toEqual(['deliverable 0 fee00000/42', 'deliverable 0 null']);
+    expect(deliverable(), 'function unmasked, then bus mastering off').toEqual([
+      'deliverable 0 fee00000/42',
+      'deliverable 0 null',
+    ]);
     device.configWrite(0x04, 2, 0x0006);
     programVector(device, 1, 0xfee01000, 0x51, false);
     expect(deliverable()).toEqual(['deliverable 0 fee00000/42', 'deliverable 1 fee01000/51']);
@@ -118,7 +149,14 @@ describe('transport hooks for in-kernel fast paths', () => {
     programVector(device, 1, 0xfee01000, 0x51, false);
     r.calls.length = 0;
     device.close();
-    expect(r.calls.filter((c) => !c.startsWith('remove'))).toEqual(['fd 0 gone', 'deliverable 1 null', 'fd 1 gone', 'bar 0 null', 'bar 1 null', 'bar 2 null']);
+    expect(r.calls.filter((c) => !c.startsWith('remove'))).toEqual([
+      'fd 0 gone',
+      'deliverable 1 null',
+      'fd 1 gone',
+      'bar 0 null',
+      'bar 1 null',
+      'bar 2 null',
+    ]);
     expect(r.closedAtCall).toEqual([]);
   });
 
@@ -153,7 +191,8 @@ describe('transport hooks for in-kernel fast paths', () => {
     await until(() => device.peerVectors(peer.id) === 2, 'the device hears of the peer');
     expect(device.counters().transportErrors).toBe(2);
     expect(errors.map((e) => [(e as { code?: string }).code, (e.cause as Error).message])).toEqual([
-      ['ERR_IVSHMEM_TRANSPORT', 'KVM refused the ioeventfd'], ['ERR_IVSHMEM_TRANSPORT', 'KVM refused the ioeventfd'],
+      ['ERR_IVSHMEM_TRANSPORT', 'KVM refused the ioeventfd'],
+      ['ERR_IVSHMEM_TRANSPORT', 'KVM refused the ioeventfd'],
     ]);
     device.mmioWrite(0, 0x0c, 4, (peer.id << 16) | 1);
     await until(() => interrupts.length === 1, 'the ring reaches the peer through the device');

@@ -22,14 +22,21 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('a transport that throws', () => {
   it('from the event loop: the device emits error, counts it, publishes it, and delivers the next interrupt', async () => {
-    const server = IvshmemServer.start({ socketPath: join(dir, `s${n++}.sock`), memory: { shm: `ivshmem-test-transport-${process.pid}-${n++}` }, size: 4096, vectors: 1 });
+    const server = IvshmemServer.start({
+      socketPath: join(dir, `s${n++}.sock`),
+      memory: { shm: `ivshmem-test-transport-${process.pid}-${n++}` },
+      size: 4096,
+      vectors: 1,
+    });
     const published: DeviceErrorEvent[] = [];
     const onPublish = (e: unknown) => published.push(e as DeviceErrorEvent);
     subscribe(DEVICE_ERROR_CHANNEL, onPublish);
     let throws = true;
     const delivered: number[] = [];
     const device = await IvshmemDevice.create({
-      mode: 'doorbell', vectors: 1, server: server.socketPath,
+      mode: 'doorbell',
+      vectors: 1,
+      server: server.socketPath,
       transport: {
         setIrqLevel() {},
         sendMsi: (_address, data) => {
@@ -47,10 +54,15 @@ describe('a transport that throws', () => {
       await until(() => client.peers.has(device.id), 'the client hearing of the device');
       client.ring(device.id, 0);
       await until(() => errors.length === 1, 'the error event');
-      expect(errors[0]).toMatchObject({ code: 'ERR_IVSHMEM_TRANSPORT', message: expect.stringContaining("sendMsi() threw: the VMM has no vCPU") });
+      expect(errors[0]).toMatchObject({
+        code: 'ERR_IVSHMEM_TRANSPORT',
+        message: expect.stringContaining('sendMsi() threw: the VMM has no vCPU'),
+      });
       expect(errors[0].cause).toBeInstanceOf(RangeError);
       expect(device.counters().transportErrors).toBe(1);
-      expect(published).toEqual([expect.objectContaining({ id: device.id, code: 'ERR_IVSHMEM_TRANSPORT', socketPath: server.socketPath })]);
+      expect(published).toEqual([
+        expect.objectContaining({ id: device.id, code: 'ERR_IVSHMEM_TRANSPORT', socketPath: server.socketPath }),
+      ]);
       throws = false;
       client.ring(device.id, 0);
       await until(() => delivered.length === 1, 'the next interrupt delivered');
@@ -70,8 +82,15 @@ describe('a transport that throws', () => {
     process.on('warning', onWarning);
     try {
       const device = await IvshmemDevice.create({
-        mode: 'intx', vectors: 1, memory: new ArrayBuffer(4096),
-        transport: { setIrqLevel: () => { throw new Error('no interrupt controller'); }, sendMsi() {} },
+        mode: 'intx',
+        vectors: 1,
+        memory: new ArrayBuffer(4096),
+        transport: {
+          setIrqLevel: () => {
+            throw new Error('no interrupt controller');
+          },
+          sendMsi() {},
+        },
       });
       device.configWrite(0x04, 2, 0x0002); // memory decode; INTx stays enabled
       // IntrMask then IntrStatus: the line rises, then falls, each a setIrqLevel that throws.
@@ -85,7 +104,7 @@ describe('a transport that throws', () => {
       await until(() => warnings.length > 0, 'the warning');
       await new Promise((r) => setImmediate(r));
       expect(warnings.filter((w) => (w as { code?: string }).code === 'ERR_IVSHMEM_TRANSPORT')).toHaveLength(1);
-      expect(warnings[0].message).toContain("setIrqLevel() threw: no interrupt controller");
+      expect(warnings[0].message).toContain('setIrqLevel() threw: no interrupt controller');
       device.close();
     } finally {
       process.off('warning', onWarning);

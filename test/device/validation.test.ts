@@ -44,14 +44,42 @@ function thrown(f: () => unknown): { code: unknown; message: string; name: strin
 
 describe('IvshmemDevice.create options', () => {
   it.each([
-    [{ mode: 'doorbell', vectors: '4', memory: new ArrayBuffer(4096), transport }, 'ERR_IVSHMEM_INVALID_VECTORS', 'vectors must be a number, got the string "4"'],
-    [{ mode: 'doorbell', vectorz: 4, memory: new ArrayBuffer(4096), transport }, 'ERR_IVSHMEM_INVALID_OPTION', 'unknown option "vectorz"'],
-    [{ mode: 'plain', memory: new ArrayBuffer(4096), size: '4096', transport }, 'ERR_IVSHMEM_INVALID_SIZE', 'size must be a number, got the string "4096"'],
-    [{ mode: 'plain', memory: new ArrayBuffer(4096), id: '1', transport }, 'ERR_IVSHMEM_INVALID_PEER', 'id must be a number'],
-    [{ mode: 'plain', memory: new ArrayBuffer(4096), legacy: 'yes', transport }, 'ERR_IVSHMEM_INVALID_OPTION', 'legacy must be a boolean'],
-    [{ mode: 'plain', memory: new ArrayBuffer(4096), wasmModule: {}, transport }, 'ERR_IVSHMEM_INVALID_OPTION', 'wasmModule must be a WebAssembly.Module'],
+    [
+      { mode: 'doorbell', vectors: '4', memory: new ArrayBuffer(4096), transport },
+      'ERR_IVSHMEM_INVALID_VECTORS',
+      'vectors must be a number, got the string "4"',
+    ],
+    [
+      { mode: 'doorbell', vectorz: 4, memory: new ArrayBuffer(4096), transport },
+      'ERR_IVSHMEM_INVALID_OPTION',
+      'unknown option "vectorz"',
+    ],
+    [
+      { mode: 'plain', memory: new ArrayBuffer(4096), size: '4096', transport },
+      'ERR_IVSHMEM_INVALID_SIZE',
+      'size must be a number, got the string "4096"',
+    ],
+    [
+      { mode: 'plain', memory: new ArrayBuffer(4096), id: '1', transport },
+      'ERR_IVSHMEM_INVALID_PEER',
+      'id must be a number',
+    ],
+    [
+      { mode: 'plain', memory: new ArrayBuffer(4096), legacy: 'yes', transport },
+      'ERR_IVSHMEM_INVALID_OPTION',
+      'legacy must be a boolean',
+    ],
+    [
+      { mode: 'plain', memory: new ArrayBuffer(4096), wasmModule: {}, transport },
+      'ERR_IVSHMEM_INVALID_OPTION',
+      'wasmModule must be a WebAssembly.Module',
+    ],
     [{ mode: 'plain', memory: new ArrayBuffer(8), transport }, 'ERR_IVSHMEM_INVALID_SIZE', 'below 16 bytes'],
-    [{ mode: 'plain', memory: new ArrayBuffer(4096), size: 1, transport }, 'ERR_IVSHMEM_INVALID_SIZE', 'below 16 bytes'],
+    [
+      { mode: 'plain', memory: new ArrayBuffer(4096), size: 1, transport },
+      'ERR_IVSHMEM_INVALID_SIZE',
+      'below 16 bytes',
+    ],
     [undefined, 'ERR_IVSHMEM_INVALID_OPTION', 'options must be an object'],
   ])('refuses %o', async (options, code, text) => {
     const r = await refusal(IvshmemDevice.create(options as never));
@@ -105,7 +133,12 @@ describe('device accesses with values of the wrong type', () => {
     const before = d.configRead(0x04, 2);
     const w = thrown(() => d.mmioWrite(0, 0, 4, '1' as never));
     const c = thrown(() => d.configWrite(0x04, 2, '6' as never));
-    expect([w.code, w.name, c.code, c.name]).toEqual(['ERR_INVALID_ARG_TYPE', 'TypeError', 'ERR_INVALID_ARG_TYPE', 'TypeError']);
+    expect([w.code, w.name, c.code, c.name]).toEqual([
+      'ERR_INVALID_ARG_TYPE',
+      'TypeError',
+      'ERR_INVALID_ARG_TYPE',
+      'TypeError',
+    ]);
     expect(w.message).toContain('got the string "1"');
     expect([d.mmioRead(0, 0, 4), d.configRead(0x04, 2)]).toEqual([0, before]);
     d.mmioWrite(0, 0, 4, 0xffff); // numbers and bigints still work
@@ -144,8 +177,14 @@ describe('IvshmemClient', () => {
   it('checks connect arguments, and refuses to ring once closed', async () => {
     const server = serverOn(2);
     try {
-      expect(await refusal(IvshmemClient.connect(server.socketPath, { vectorz: 2 } as never))).toMatchObject({ code: 'ERR_IVSHMEM_INVALID_OPTION', message: expect.stringContaining('unknown option "vectorz"') });
-      expect(await refusal(IvshmemClient.connect(server.socketPath, { vectors: '2' } as never))).toMatchObject({ code: 'ERR_IVSHMEM_INVALID_VECTORS', message: expect.stringContaining('got the string "2"') });
+      expect(await refusal(IvshmemClient.connect(server.socketPath, { vectorz: 2 } as never))).toMatchObject({
+        code: 'ERR_IVSHMEM_INVALID_OPTION',
+        message: expect.stringContaining('unknown option "vectorz"'),
+      });
+      expect(await refusal(IvshmemClient.connect(server.socketPath, { vectors: '2' } as never))).toMatchObject({
+        code: 'ERR_IVSHMEM_INVALID_VECTORS',
+        message: expect.stringContaining('got the string "2"'),
+      });
       expect((await refusal(IvshmemClient.connect(3 as never))).code).toBe('ERR_INVALID_ARG_TYPE');
       const c = await IvshmemClient.connect(server.socketPath, { vectors: 2 });
       expect(thrown(() => c.ring('0' as never, 0)).code).toBe('ERR_INVALID_ARG_TYPE');

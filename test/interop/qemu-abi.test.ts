@@ -24,7 +24,9 @@ const fixtureMissing = qemuMissing === null ? fixtureUnavailableReason() : null;
 if (qemuMissing !== null) {
   console.warn(`interop/qemu-abi.test.ts: skipping every differential test against QEMU: ${qemuMissing}`);
 } else if (fixtureMissing !== null) {
-  console.warn(`interop/qemu-abi.test.ts: skipping the ivshmem-doorbell tests (they need an fd-passing server): ${fixtureMissing}`);
+  console.warn(
+    `interop/qemu-abi.test.ts: skipping the ivshmem-doorbell tests (they need an fd-passing server): ${fixtureMissing}`,
+  );
 }
 
 const SEED = Number(process.env.QEMU_ABI_SEED ?? 0x1b5eed);
@@ -79,7 +81,8 @@ class Diff {
   }
 
   assertNone(): void {
-    const summary = this.count === 0 ? [] : [`${this.name}: ${this.count} mismatches (seed ${SEED}); first ones:`, ...this.found];
+    const summary =
+      this.count === 0 ? [] : [`${this.name}: ${this.count} mismatches (seed ${SEED}); first ones:`, ...this.found];
     expect(summary).toEqual([]);
   }
 }
@@ -114,7 +117,15 @@ async function makeOurs(core: Core, mode: 'plain' | 'doorbell', vectors?: number
   const dev = await IvshmemDevice.create(
     mode === 'plain'
       ? { mode, memory: new ArrayBuffer(SHM_SIZE), transport, core }
-      : { mode, vectors, id, memory: new ArrayBuffer(SHM_SIZE), transport, core, doorbell: { ring: (handle) => rings.push(handle) } },
+      : {
+          mode,
+          vectors,
+          id,
+          memory: new ArrayBuffer(SHM_SIZE),
+          transport,
+          core,
+          doorbell: { ring: (handle) => rings.push(handle) },
+        },
   );
   if (mode === 'doorbell') {
     // QEMU's peer table holds the device's own vectors too, so a doorbell to itself interrupts it.
@@ -157,7 +168,14 @@ async function compareConfigSpace(q: QTest, ours: Ours[], diff: Diff, when: stri
   }
 }
 
-async function cfgWriteBoth(q: QTest, ours: Ours[], diff: Diff, offset: number, size: 1 | 2 | 4, value: number): Promise<void> {
+async function cfgWriteBoth(
+  q: QTest,
+  ours: Ours[],
+  diff: Diff,
+  offset: number,
+  size: 1 | 2 | 4,
+  value: number,
+): Promise<void> {
   diff.op(`cfg write${size} ${h(offset)}=${h(value)}`);
   await q.cfgWrite(offset, size, value);
   for (const o of ours) {
@@ -216,13 +234,29 @@ async function mapBars(q: QTest, ours: Ours[], diff: Diff, doorbell: boolean, co
 
 const BAR_BASE = [QEMU_BAR0, QEMU_BAR1];
 
-async function mmioReadBoth(q: QTest, ours: Ours[], diff: Diff, bar: 0 | 1, offset: number, size: Size, label = ''): Promise<void> {
+async function mmioReadBoth(
+  q: QTest,
+  ours: Ours[],
+  diff: Diff,
+  bar: 0 | 1,
+  offset: number,
+  size: Size,
+  label = '',
+): Promise<void> {
   diff.op(`read${size} bar${bar}+${h(offset)}`);
   const v = await q.read(BAR_BASE[bar] + offset, size);
   for (const o of ours) diff.eq(`${label}read${size} bar${bar}+${h(offset)}`, v, ourRead(o, bar, offset, size), o.core);
 }
 
-async function mmioWriteBoth(q: QTest, ours: Ours[], diff: Diff, bar: 0 | 1, offset: number, size: Size, value: bigint): Promise<void> {
+async function mmioWriteBoth(
+  q: QTest,
+  ours: Ours[],
+  diff: Diff,
+  bar: 0 | 1,
+  offset: number,
+  size: Size,
+  value: bigint,
+): Promise<void> {
   const v = mask(size, value);
   diff.op(`write${size} bar${bar}+${h(offset)}=${h(v)}`);
   await q.write(BAR_BASE[bar] + offset, size, v);
@@ -248,7 +282,9 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
   /** With `qmp`, QEMU also gets a QMP socket (for system_reset) and the client is returned. */
   async function startQemu(deviceArgs: string[], qmp: boolean): Promise<{ q: QTest; qmp: Qmp | null }> {
     const qmpPath = join(tmp, `qmp-${instances++}.sock`);
-    const q = await QTest.start([...deviceArgs, ...(qmp ? ['-qmp', `unix:${qmpPath},server=on,wait=off`] : [])], { qemu: QEMU });
+    const q = await QTest.start([...deviceArgs, ...(qmp ? ['-qmp', `unix:${qmpPath},server=on,wait=off`] : [])], {
+      qemu: QEMU,
+    });
     cleanups.push(() => q.close());
     let client: Qmp | null = null;
     if (qmp) {
@@ -266,11 +302,18 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
     return q;
   }
 
-  async function startDoorbell(vectors: number, id: number, withQmp = false): Promise<{ q: QTest; fixture: IvshmemFixture; qmp: Qmp | null }> {
+  async function startDoorbell(
+    vectors: number,
+    id: number,
+    withQmp = false,
+  ): Promise<{ q: QTest; fixture: IvshmemFixture; qmp: Qmp | null }> {
     const socketPath = join(tmp, `server-${instances++}.sock`);
     const fixture = await IvshmemFixture.start(socketPath, id, vectors, SHM_SIZE);
     cleanups.push(() => fixture.close());
-    const { q, qmp } = await startQemu(['-chardev', `socket,id=c0,path=${socketPath}`, '-device', `ivshmem-doorbell,chardev=c0,vectors=${vectors}`], withQmp);
+    const { q, qmp } = await startQemu(
+      ['-chardev', `socket,id=c0,path=${socketPath}`, '-device', `ivshmem-doorbell,chardev=c0,vectors=${vectors}`],
+      withQmp,
+    );
     await fixture.ready();
     await q.findDevice();
     return { q, fixture, qmp };
@@ -315,7 +358,8 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
       await q.close();
     }
     // Every size at every alignment (offset mod 8) was read and written.
-    for (const kind of ['r', 'w']) for (const size of SIZES) for (let a = 0; a < 8; a++) expect(seen.has(`${kind}${size}@${a}`)).toBe(true);
+    for (const kind of ['r', 'w'])
+      for (const size of SIZES) for (let a = 0; a < 8; a++) expect(seen.has(`${kind}${size}@${a}`)).toBe(true);
     diff.assertNone();
   });
 
@@ -366,7 +410,8 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
           for (const o of ours) o.dev.mmioWrite(2, offset, size, size === 8 ? v : Number(v));
         } else {
           const v = await q.read(QEMU_BAR2 + offset, size);
-          for (const o of ours) diff.eq(`step ${step}: read${size} bar2+${h(offset)}`, v, BigInt(o.dev.mmioRead(2, offset, size)), o.core);
+          for (const o of ours)
+            diff.eq(`step ${step}: read${size} bar2+${h(offset)}`, v, BigInt(o.dev.mmioRead(2, offset, size)), o.core);
         }
       }
       const head = await q.memRead(QEMU_BAR2, 72);
@@ -433,7 +478,9 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
         await cfgWriteBoth(q, ours, diff, 0x42, 2, 0); // MSI-X off again
         await mapBars(q, ours, diff, true, 0x6);
         // Table end (200 entries = 0xc80 bytes), the PBA right after it, the BAR's end.
-        for (const offset of [0, 0x8, 0xc, 0xc70, 0xc78, 0xc7c, 0xc80, 0xc84, 0xc88, 0xc90, 0xc94, 0xc98, 0xca0, 0xff8, 0xffc]) {
+        for (const offset of [
+          0, 0x8, 0xc, 0xc70, 0xc78, 0xc7c, 0xc80, 0xc84, 0xc88, 0xc90, 0xc94, 0xc98, 0xca0, 0xff8, 0xffc,
+        ]) {
           await mmioReadBoth(q, ours, diff, 1, offset, 4);
           if (offset % 8 === 0) await mmioReadBoth(q, ours, diff, 1, offset, 8);
         }
@@ -461,7 +508,12 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
         const word = await q.read(MSI_WINDOW, 4);
         const pba = await q.read(QEMU_BAR1 + 0x800, 4);
         for (const o of ours) {
-          diff.eq(`${after}: MSI word at ${h(MSI_WINDOW)}`, word, new DataView(o.ram.buffer).getUint32(0, true), o.core);
+          diff.eq(
+            `${after}: MSI word at ${h(MSI_WINDOW)}`,
+            word,
+            new DataView(o.ram.buffer).getUint32(0, true),
+            o.core,
+          );
           diff.eq(`${after}: PBA`, pba, ourRead(o, 1, 0x800, 4), o.core);
           for (const s of o.stray.splice(0)) diff.note(`${after} [${o.core}]: ${s}`);
         }
@@ -481,7 +533,11 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
           await mmioWriteBoth(q, ours, diff, 1, v * 16, 8, BigInt(MSI_WINDOW));
           await mmioWriteBoth(q, ours, diff, 1, v * 16 + 8, 8, BigInt(0xd00d0000 + v)); // data, unmasked
         }
-        for (const order of [[0, 1, 2], [2, 1, 0], [1, 2, 0]]) {
+        for (const order of [
+          [0, 1, 2],
+          [2, 1, 0],
+          [1, 2, 0],
+        ]) {
           // Function mask: pend in `order`, then clear the function mask.
           await cfgWriteBoth(q, ours, diff, 0x42, 2, 0xc000);
           for (const v of order) await fire(v);
@@ -528,7 +584,12 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
         const ram = await q.memRead(MSI_WINDOW, 64);
         for (const o of ours) {
           for (let i = 0; i < 64; i += 4) {
-            diff.eq(`${after}: MSI word at ${h(MSI_WINDOW + i)}`, new DataView(ram.buffer).getUint32(i, true), new DataView(o.ram.buffer).getUint32(i, true), o.core);
+            diff.eq(
+              `${after}: MSI word at ${h(MSI_WINDOW + i)}`,
+              new DataView(ram.buffer).getUint32(i, true),
+              new DataView(o.ram.buffer).getUint32(i, true),
+              o.core,
+            );
           }
           for (const s of o.stray.splice(0)) diff.note(`${after} [${o.core}]: ${s}`);
         }
@@ -646,11 +707,18 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
       function bar1Offset(size: number): number {
         const r = rng.u32() / 2 ** 32;
         let offset: number;
-        if (r < 0.3) offset = rng.pick(hot) * 16 + rng.int(16); // hot table entries
-        else if (r < 0.45) offset = rng.int(TABLE + 8); // anywhere in the table, a little past it
+        if (r < 0.3)
+          offset = rng.pick(hot) * 16 + rng.int(16); // hot table entries
+        else if (r < 0.45)
+          offset = rng.int(TABLE + 8); // anywhere in the table, a little past it
         else if (r < 0.6) {
           // between table and PBA (when there is a gap), and past the PBA
-          offset = rng.pick([TABLE + rng.int(32), PBA - 16 + rng.int(16), PBA + PBA_BYTES + rng.int(16), rng.int(BAR1_SIZE)]);
+          offset = rng.pick([
+            TABLE + rng.int(32),
+            PBA - 16 + rng.int(16),
+            PBA + PBA_BYTES + rng.int(16),
+            rng.int(BAR1_SIZE),
+          ]);
         } else if (r < 0.95) offset = PBA + rng.int(PBA_BYTES + 8);
         else offset = rng.int(BAR1_SIZE);
         return Math.max(0, Math.min(offset, BAR1_SIZE - size));
@@ -706,7 +774,15 @@ describe.skipIf(qemuMissing !== null)('ivshmem against QEMU (qtest differential)
             else await cfgWriteBoth(q, ours, diff, 0x04, 2, command);
             await compareInterrupts(`${tag} (command write)`);
           } else if (r < 0.72) {
-            const [offset, size] = rng.pick([[0x04, 2], [0x06, 2], [0x40, 4], [0x42, 2], [0x43, 1], [0x44, 4], [0x48, 4]] as const);
+            const [offset, size] = rng.pick([
+              [0x04, 2],
+              [0x06, 2],
+              [0x40, 4],
+              [0x42, 2],
+              [0x43, 1],
+              [0x44, 4],
+              [0x48, 4],
+            ] as const);
             await cfgReadBoth(q, ours, diff, offset, size);
           } else if (r < 0.87) {
             await fire(rng.chance(0.8) ? rng.pick(hot) : rng.int(vectors), tag);

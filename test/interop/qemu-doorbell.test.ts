@@ -26,7 +26,9 @@ import { until } from '../support/until.js';
 const QEMU = process.env.QEMU_SYSTEM_X86_64 ?? DEFAULT_QEMU;
 const qemuMissing = qemuUnavailableReason(QEMU);
 if (qemuMissing !== null) {
-  console.warn(`interop/qemu-doorbell.test.ts: skipping the interop tests with QEMU's ivshmem-doorbell: ${qemuMissing}`);
+  console.warn(
+    `interop/qemu-doorbell.test.ts: skipping the interop tests with QEMU's ivshmem-doorbell: ${qemuMissing}`,
+  );
 }
 
 const VECTORS = 2;
@@ -63,7 +65,7 @@ async function size32(q: QTest, reg: number, address: number): Promise<number> {
   await q.cfgWrite(reg, 4, 0xffffffff);
   const v = await q.cfgRead(reg, 4);
   await q.cfgWrite(reg, 4, address);
-  return ((~(v & ~0xf)) >>> 0) + 1;
+  return (~(v & ~0xf) >>> 0) + 1;
 }
 
 /** Sizes the 64-bit BAR at `reg`/`reg + 4` and leaves `address` (below 4 GiB) in it. */
@@ -103,8 +105,14 @@ async function setUpGuest(q: QTest): Promise<Guest> {
   await q.cfgWrite(msixCap + 2, 2, (control & 0x3fff) | 0x8000);
   const ivPosition = Number(await q.read(QEMU_BAR0 + 8, 4));
   return {
-    q, ivPosition, bar0Size, bar2Size, tableSize: (control & 0x7ff) + 1, msixCap,
-    tableOffset: (table & ~7) >>> 0, pbaOffset: (pba & ~7) >>> 0,
+    q,
+    ivPosition,
+    bar0Size,
+    bar2Size,
+    tableSize: (control & 0x7ff) + 1,
+    msixCap,
+    tableOffset: (table & ~7) >>> 0,
+    pbaOffset: (pba & ~7) >>> 0,
   };
 }
 
@@ -115,7 +123,12 @@ async function pending(g: Guest, vector: number): Promise<boolean> {
 
 /** Polls the guest's PBA until `vector` is pending (fails at the deadline). */
 async function untilPending(g: Guest, vector: number, what: string): Promise<void> {
-  await until(() => pending(g, vector), `${what}: PBA bit ${vector} of the QEMU with IVPosition ${g.ivPosition}`, DEADLINE_MS, POLL_MS);
+  await until(
+    () => pending(g, vector),
+    `${what}: PBA bit ${vector} of the QEMU with IVPosition ${g.ivPosition}`,
+    DEADLINE_MS,
+    POLL_MS,
+  );
 }
 
 /** The guest writes its Doorbell register: rings `vector` of peer `dest`. */
@@ -155,7 +168,12 @@ describe.skipIf(qemuMissing !== null)("QEMU's ivshmem-doorbell on our server", (
 
   // Everything a test started goes, newest first, even when the test failed midway; watchers
   // closed in cleanups release their fds on the next loop turn, before the leftovers are counted.
-  const { cleanups, startServer } = serverSuite({ name: 'doorbell', size: SHM_SIZE, vectors: VECTORS, settle: () => tick(50) });
+  const { cleanups, startServer } = serverSuite({
+    name: 'doorbell',
+    size: SHM_SIZE,
+    vectors: VECTORS,
+    settle: () => tick(50),
+  });
 
   /** Starts a QEMU whose ivshmem-doorbell joins `server`; resolves with it set up and its join id. */
   async function startGuest(server: IvshmemServer): Promise<{ guest: Guest; joinedAs: number }> {
@@ -166,7 +184,12 @@ describe.skipIf(qemuMissing !== null)("QEMU's ivshmem-doorbell on our server", (
     try {
       // Asynchronous: while QEMU's realize waits for the setup messages, the server sends them.
       q = await QTest.start(
-        ['-chardev', `socket,id=chr0,path=${server.socketPath}`, '-device', `ivshmem-doorbell,chardev=chr0,vectors=${VECTORS}`],
+        [
+          '-chardev',
+          `socket,id=chr0,path=${server.socketPath}`,
+          '-device',
+          `ivshmem-doorbell,chardev=chr0,vectors=${VECTORS}`,
+        ],
         { qemu: QEMU, lifetimeS: 60 },
       );
     } finally {
@@ -177,12 +200,18 @@ describe.skipIf(qemuMissing !== null)("QEMU's ivshmem-doorbell on our server", (
     return { guest: await setUpGuest(q), joinedAs: joins[0] };
   }
 
-  interface Msi { address: number; data: number; vector: number }
+  interface Msi {
+    address: number;
+    data: number;
+    vector: number;
+  }
   /** Our device on `server`, with MSI-X enabled and every vector unmasked (data = 0x40 + vector). */
   async function joinDevice(server: IvshmemServer): Promise<{ device: IvshmemDevice; msi: Msi[] }> {
     const msi: Msi[] = [];
     const device = await IvshmemDevice.create({
-      mode: 'doorbell', vectors: VECTORS, server: server.socketPath,
+      mode: 'doorbell',
+      vectors: VECTORS,
+      server: server.socketPath,
       transport: { setIrqLevel() {}, sendMsi: (address, data, vector) => msi.push({ address, data, vector }) },
     });
     cleanups.push(() => device.close());
@@ -191,7 +220,9 @@ describe.skipIf(qemuMissing !== null)("QEMU's ivshmem-doorbell on our server", (
     return { device, msi };
   }
 
-  async function joinClient(server: IvshmemServer): Promise<{ client: IvshmemClient; interrupts: number[]; leaves: number[] }> {
+  async function joinClient(
+    server: IvshmemServer,
+  ): Promise<{ client: IvshmemClient; interrupts: number[]; leaves: number[] }> {
     const client = await IvshmemClient.connect(server.socketPath, { vectors: VECTORS });
     cleanups.push(() => client.close());
     const interrupts: number[] = [];
@@ -224,7 +255,9 @@ describe.skipIf(qemuMissing !== null)("QEMU's ivshmem-doorbell on our server", (
     for (const offset of [8, 0x4000, SHM_SIZE - 32]) {
       const fromHost = Uint8Array.from({ length: 32 }, (_, i) => (offset + i * 13) & 0xff);
       ours.set(fromHost, offset);
-      expect([...(await guest.q.memRead(QEMU_BAR2 + offset, 32))], `guest view at ${hex(offset)}`).toEqual([...fromHost]);
+      expect([...(await guest.q.memRead(QEMU_BAR2 + offset, 32))], `guest view at ${hex(offset)}`).toEqual([
+        ...fromHost,
+      ]);
     }
     new DataView(ours.buffer).setUint32(0x10, 0xcafef00d, true);
     expect(await guest.q.read(QEMU_BAR2 + 0x10, 4)).toBe(0xcafef00dn);

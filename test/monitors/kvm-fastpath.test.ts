@@ -20,7 +20,9 @@ let kvm: Kvm | undefined;
 try {
   kvm = Kvm.open();
 } catch (err) {
-  console.warn(`monitors/kvm-fastpath.test.ts: skipped, /dev/kvm cannot be opened (${(err as { code?: string }).code ?? err})`);
+  console.warn(
+    `monitors/kvm-fastpath.test.ts: skipped, /dev/kvm cannot be opened (${(err as { code?: string }).code ?? err})`,
+  );
 }
 
 const BAR0_MOVED = 0xd0000;
@@ -52,9 +54,16 @@ describe.skipIf(kvm === undefined)('KvmMonitor doorbell fast path (KVM ioeventfd
     client.on('interrupt', (vector) => interrupts.push(vector));
     const monitor = new KvmMonitor(kvm!, { ioeventfd });
     cleanups.push(() => monitor.close());
-    const device: IvshmemDevice = await monitor.createDevice({ mode: 'doorbell', vectors: 1, server: server.socketPath });
+    const device: IvshmemDevice = await monitor.createDevice({
+      mode: 'doorbell',
+      vectors: 1,
+      server: server.socketPath,
+    });
     cleanups.push(() => device.close());
-    await until(() => client.peers.has(device.id) && device.connection!.peers.has(client.id), 'client and device know each other');
+    await until(
+      () => client.peers.has(device.id) && device.connection!.peers.has(client.id),
+      'client and device know each other',
+    );
     const program = guest(monitor.slot);
     monitor.load(program.assemble(), CODE_GPA);
     const data = new DataView(monitor.ram.buffer);
@@ -73,7 +82,9 @@ describe.skipIf(kvm === undefined)('KvmMonitor doorbell fast path (KVM ioeventfd
       await until(() => interrupts.length > 0, "the client's interrupt");
       expect(interrupts).toEqual([0]);
       if (ioeventfd) {
-        const routes = monitor.ioeventfds.map((r) => [r.peer, r.vector, r.address, r.datamatch]).sort((x, y) => x[0] - y[0]);
+        const routes = monitor.ioeventfds
+          .map((r) => [r.peer, r.vector, r.address, r.datamatch])
+          .sort((x, y) => x[0] - y[0]);
         expect(routes).toEqual(
           [client.id, device.id].sort((x, y) => x - y).map((peer) => [peer, 0, BAR0_GPA + 0x0c, peer * 0x10000]),
         );

@@ -22,7 +22,9 @@ let kvm: Kvm | undefined;
 try {
   kvm = Kvm.open();
 } catch (err) {
-  console.warn(`monitors/kvm-msi.test.ts: skipped, /dev/kvm cannot be opened (${(err as { code?: string }).code ?? err})`);
+  console.warn(
+    `monitors/kvm-msi.test.ts: skipped, /dev/kvm cannot be opened (${(err as { code?: string }).code ?? err})`,
+  );
 }
 
 const SHM_SIZE = 0x10000;
@@ -47,7 +49,10 @@ describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAP
       const device = await monitor.createDevice({ mode: 'doorbell', vectors: 1, server: server.socketPath });
       cleanups.push(() => device.close());
       expect(device.vectorWait).toBe('manual');
-      await until(() => device.peerVectors(client.id) === 1 && client.peers.has(device.id), 'the device and the client hear of each other');
+      await until(
+        () => device.peerVectors(client.id) === 1 && client.peers.has(device.id),
+        'the device and the client hear of each other',
+      );
 
       const program = buildMsiGuest('responder');
       const word = loadMsiGuest(monitor, program, client.id << 16, 1);
@@ -56,7 +61,9 @@ describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAP
       expect(word('ivposition')).toBe(device.id);
       expect(word('msixctl') >>> 31, 'MSI-X Enable, as the guest read it back').toBe(1);
       expect((word('msixctl') >>> 16) & 0x7ff, 'Table Size - 1').toBe(0);
-      expect(monitor.irqfds).toEqual(irqfd ? [{ vector: 0, gsi: 24, fd: device.ownVectorFds[0], address: LAPIC_GPA, data: MSI_VECTOR }] : []);
+      expect(monitor.irqfds).toEqual(
+        irqfd ? [{ vector: 0, gsi: 24, fd: device.ownVectorFds[0], address: LAPIC_GPA, data: MSI_VECTOR }] : [],
+      );
 
       client.ring(device.id, 0);
       expect(monitor.run().done, 'the guest woke, took the interrupt and rang back').toBe(2);
@@ -91,7 +98,8 @@ describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAP
       await until(() => device.peerVectors(client.id) === 1, 'the device hears of the client');
       // The monitor follows the device through its transport hooks alone: the device's link is the
       // connection's only listener.
-      for (const event of ['peer-vector', 'own-vector', 'peer-left', 'releasing']) expect(device.connection!.listenerCount(event), event).toBe(1);
+      for (const event of ['peer-vector', 'own-vector', 'peer-left', 'releasing'])
+        expect(device.connection!.listenerCount(event), event).toBe(1);
       loadMsiGuest(monitor, buildMsiGuest('responder'), client.id << 16, 1);
       expect(monitor.run().done).toBe(1);
       expect(monitor.irqfds.length).toBe(1);
@@ -155,7 +163,10 @@ describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAP
       await new Promise((r) => setTimeout(r, 50));
       const client = await IvshmemClient.connect(server.socketPath, { vectors: 1 });
       cleanups.push(() => client.close());
-      await until(() => device.peerVectors(client.id) === 1 && client.peers.has(device.id), 'the join, served by the loop');
+      await until(
+        () => device.peerVectors(client.id) === 1 && client.peers.has(device.id),
+        'the join, served by the loop',
+      );
       ram.setUint32(program.address('doorbell'), client.id << 16, true);
       const answered = new Promise((resolve) => client.once('interrupt', resolve));
       client.ring(device.id, 0);
@@ -173,12 +184,20 @@ describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAP
       const server = startServer();
       const rounds = 200;
       const spawnPeer = (role: 'initiator' | 'responder') => {
-        const worker = new Worker(WORKER, { workerData: { bundle: kvmBundle(), config: { socketPath: server.socketPath, role, irqfd: fast, ioeventfd: fast } } });
+        const worker = new Worker(WORKER, {
+          workerData: {
+            bundle: kvmBundle(),
+            config: { socketPath: server.socketPath, role, irqfd: fast, ioeventfd: fast },
+          },
+        });
         const inbox = new Inbox<Record<string, unknown>>({ name: role, timeoutMs: 30_000 });
         worker.on('message', inbox.push);
         worker.on('error', (e) => inbox.push({ type: 'fatal', error: String(e) }));
         const next = async (type: string) =>
-          (await inbox.next(type)) as Record<string, number> & { stats: Record<string, number>; counters: Record<string, number> };
+          (await inbox.next(type)) as Record<string, number> & {
+            stats: Record<string, number>;
+            counters: Record<string, number>;
+          };
         cleanups.push(async () => {
           worker.postMessage({ op: 'close' });
           await Promise.race([next('closed').catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
@@ -194,7 +213,10 @@ describe.skipIf(kvm === undefined)('KVM: MSI-X into a guest that enabled its LAP
       b.worker.postMessage({ op: 'go', peer: readyA.id, rounds });
       a.worker.postMessage({ op: 'go', peer: readyB.id, rounds });
       const [doneA, doneB] = [await a.next('done'), await b.next('done')];
-      for (const [name, d] of [['A', doneA], ['B', doneB]] as const) {
+      for (const [name, d] of [
+        ['A', doneA],
+        ['B', doneB],
+      ] as const) {
         expect(d.done, `${name} finished its rounds`).toBe(2);
         expect(d.seen, `${name}: interrupts waited for`).toBe(rounds);
         expect(d.irqs, `${name}: interrupts taken`).toBe(rounds);

@@ -26,7 +26,17 @@ import { KvmMonitor, MONITOR_DONE_PORT } from '../../src/monitors/kvm/monitor.js
 import { IvshmemServer } from '../../src/server/ivshmem-server.js';
 import { Inbox } from '../support/inbox.js';
 import { kvmBundle } from '../support/kvm-bundle.js';
-import { CODE_GPA, DONE_PORT, IRQ, IVSHMEM_ID, MAGIC_OFFSET, SHM_SIZE, STACK_TOP, buildGuest, loadGuest } from '../support/kvm-guest.js';
+import {
+  CODE_GPA,
+  DONE_PORT,
+  IRQ,
+  IVSHMEM_ID,
+  MAGIC_OFFSET,
+  SHM_SIZE,
+  STACK_TOP,
+  buildGuest,
+  loadGuest,
+} from '../support/kvm-guest.js';
 import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from '../support/qtest.js';
 
 const CHILD = fileURLToPath(new URL('../support/kvm-peer-child.mjs', import.meta.url));
@@ -45,18 +55,22 @@ if (qemuMissing !== null) console.warn(`monitors/kvm-peers.test.ts: skipping the
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 // ---- (a): the QEMU side, set up over qtest as firmware and driver would ----
-
-
 
 // ---- (c): a guest that places the BARs where setUpQemuDoorbell puts QEMU's, enables MSI-X the
 // same way, and dumps what it can read: config dwords 0x00..0xfc, BAR0 0x00..0x0c, MSI-X entry 0
 // and the first PBA dword (BAR1 + 0x800). BARs above 1 MiB are reached through a flat GS.
 
 const DUMP_BAR_WORDS: [string, number][] = [
-  ['intrmask', QEMU_BAR0], ['intrstatus', QEMU_BAR0 + 4], ['ivposition', QEMU_BAR0 + 8], ['doorbell', QEMU_BAR0 + 12],
-  ['msix0', QEMU_BAR1], ['msix4', QEMU_BAR1 + 4], ['msix8', QEMU_BAR1 + 8], ['msix12', QEMU_BAR1 + 12], ['pba', QEMU_BAR1 + 0x800],
+  ['intrmask', QEMU_BAR0],
+  ['intrstatus', QEMU_BAR0 + 4],
+  ['ivposition', QEMU_BAR0 + 8],
+  ['doorbell', QEMU_BAR0 + 12],
+  ['msix0', QEMU_BAR1],
+  ['msix4', QEMU_BAR1 + 4],
+  ['msix8', QEMU_BAR1 + 8],
+  ['msix12', QEMU_BAR1 + 12],
+  ['pba', QEMU_BAR1 + 0x800],
 ];
 
 function buildDumpGuest(): Asm16 {
@@ -71,7 +85,14 @@ function buildDumpGuest(): Asm16 {
   a.addEbx(0x800).cmpEbx(0x8001_0000).jcc('jb', 'probe');
   a.outb(DONE_PORT, 0xee);
   a.label('found');
-  for (const [reg, v] of [[0x10, QEMU_BAR0], [0x14, QEMU_BAR1], [0x18, QEMU_BAR2], [0x1c, 0], [0x04, 0x6]]) cfg(reg).movEax(v).outDxEax();
+  for (const [reg, v] of [
+    [0x10, QEMU_BAR0],
+    [0x14, QEMU_BAR1],
+    [0x18, QEMU_BAR2],
+    [0x1c, 0],
+    [0x04, 0x6],
+  ])
+    cfg(reg).movEax(v).outDxEax();
   cfg(0x40).inEaxDx().andEax(0x3fff_ffff).orEax(0x8000_0000).outDxEax(); // MSI-X enable, function mask off
   for (let reg = 0; reg < 0x100; reg += 4) cfg(reg).inEaxDx().store32(`cfg${reg}`);
   for (const [name, address] of DUMP_BAR_WORDS) a.movEdi(address).gs().loadEdi32().store32(name);
@@ -85,30 +106,42 @@ function buildDumpGuest(): Asm16 {
 
 // ---- (b): guest A in a child process ----
 
-interface ChildMessage { type: string; id?: number; error?: string; done?: number; bar2Mapped?: boolean; doorbellsSent?: number; bar2Exits?: number }
+interface ChildMessage {
+  type: string;
+  id?: number;
+  error?: string;
+  done?: number;
+  bar2Mapped?: boolean;
+  doorbellsSent?: number;
+  bar2Exits?: number;
+}
 
 function spawnPeer(bundle: string, socketPath: string) {
-  const child: ChildProcess = spawn(process.execPath, [CHILD, bundle, socketPath], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  const child: ChildProcess = spawn(process.execPath, [CHILD, bundle, socketPath], {
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const inbox = new Inbox<ChildMessage>({
     name: 'guest A',
     context: () => stderr,
-    gone: () => (child.exitCode !== null || child.signalCode !== null ? `exited (${child.exitCode ?? child.signalCode})` : null),
+    gone: () =>
+      child.exitCode !== null || child.signalCode !== null ? `exited (${child.exitCode ?? child.signalCode})` : null,
   });
   child.on('message', inbox.push);
   /** The next message of `type` (a 'fatal' one, or the child's exit, fails it). */
   const next = (type: string, ms?: number) => inbox.next(type, ms);
   let stopping: Promise<number | null> | undefined;
-  const stop = () => (stopping ??= (async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      if (child.connected) child.send({ op: 'stop' });
-      const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
-      if (!gone) child.kill('SIGKILL');
-    }
-    return exited;
-  })());
+  const stop = () =>
+    (stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        if (child.connected) child.send({ op: 'stop' });
+        const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+        if (!gone) child.kill('SIGKILL');
+      }
+      return exited;
+    })());
   return { send: (m: object) => child.send(m), next, stop, stderr: () => stderr };
 }
 
@@ -126,90 +159,100 @@ describe.skipIf(kvmMissing !== null)('KVM guests and other peers on our server',
     return { monitor, device, load: (doorbell: number) => loadGuest(monitor, program, doorbell) };
   }
 
-  it('the shared guest stops on the monitor\'s done port', () => {
+  it("the shared guest stops on the monitor's done port", () => {
     expect(DONE_PORT).toBe(MONITOR_DONE_PORT);
   });
 
-  it.skipIf(qemuMissing !== null)('(a) a KVM guest and a QEMU ivshmem-doorbell ring each other (PBA bit one way, INTx the other)', async () => {
-    const server = startServer();
-    const value = (Math.random() * 0xffff_ffff) >>> 0;
-    const { monitor, device, load } = await kvmGuest(server, { value });
-    // QEMU joins after our device: its realize hears of us in the server's initial peer list.
-    const q = await QTest.start(
-      ['-chardev', `socket,id=chr0,path=${server.socketPath}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=1'],
-      { qemu: QEMU, lifetimeS: 60 },
-    );
-    cleanups.push(() => q.close());
-    const { ivPosition: qemuId, pba } = await setUpQemuDoorbell(q);
-    expect(server.peerIds.sort()).toEqual([device.id, qemuId].sort());
-    await until(() => device.peerVectors(qemuId) === 1, `our device hears of QEMU (${qemuId})`);
-    const pending = async () => (Number(await q.read(pba, 4)) & 1) === 1;
-    expect(await pending(), 'PBA bit 0 before the ring').toBe(false);
+  it.skipIf(qemuMissing !== null)(
+    '(a) a KVM guest and a QEMU ivshmem-doorbell ring each other (PBA bit one way, INTx the other)',
+    async () => {
+      const server = startServer();
+      const value = (Math.random() * 0xffff_ffff) >>> 0;
+      const { monitor, device, load } = await kvmGuest(server, { value });
+      // QEMU joins after our device: its realize hears of us in the server's initial peer list.
+      const q = await QTest.start(
+        ['-chardev', `socket,id=chr0,path=${server.socketPath}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=1'],
+        { qemu: QEMU, lifetimeS: 60 },
+      );
+      cleanups.push(() => q.close());
+      const { ivPosition: qemuId, pba } = await setUpQemuDoorbell(q);
+      expect(server.peerIds.sort()).toEqual([device.id, qemuId].sort());
+      await until(() => device.peerVectors(qemuId) === 1, `our device hears of QEMU (${qemuId})`);
+      const pending = async () => (Number(await q.read(pba, 4)) & 1) === 1;
+      expect(await pending(), 'PBA bit 0 before the ring').toBe(false);
 
-    // Phase 1: the guest stores `value` into BAR2 and rings QEMU's vector 0.
-    const word = load((qemuId << 16) | 0);
-    expect(monitor.run().done).toBe(1);
-    expect(word('ivposition')).toBe(device.id);
-    expect(monitor.bar2Mapped).toBe(true);
-    await until(pending, `QEMU's PBA bit 0 after the KVM guest rang peer ${qemuId}`);
-    expect(device.counters().doorbellsSent).toBe(1);
-    expect(device.counters().doorbellsDropped).toEqual({ noPeer: 0, noVector: 0 });
-    expect(Number(await q.read(QEMU_BAR2 + MAGIC_OFFSET, 4)).toString(16), "the KVM guest's BAR2 store, through QEMU's BAR2")
-      .toBe(value.toString(16));
+      // Phase 1: the guest stores `value` into BAR2 and rings QEMU's vector 0.
+      const word = load((qemuId << 16) | 0);
+      expect(monitor.run().done).toBe(1);
+      expect(word('ivposition')).toBe(device.id);
+      expect(monitor.bar2Mapped).toBe(true);
+      await until(pending, `QEMU's PBA bit 0 after the KVM guest rang peer ${qemuId}`);
+      expect(device.counters().doorbellsSent).toBe(1);
+      expect(device.counters().doorbellsDropped).toEqual({ noPeer: 0, noVector: 0 });
+      expect(
+        Number(await q.read(QEMU_BAR2 + MAGIC_OFFSET, 4)).toString(16),
+        "the KVM guest's BAR2 store, through QEMU's BAR2",
+      ).toBe(value.toString(16));
 
-    // QEMU rings the KVM guest; the kicker wakes the vCPU thread, the device raises INTx, phase 2 wakes.
-    expect(monitor.stats.irqLevelChanges).toBe(0);
-    await q.write(QEMU_BAR0 + 0x0c, 4, (device.id << 16) | 0);
-    expect(monitor.run().done).toBe(2);
-    expect(monitor.stats.vectorWakeups).toBe(1);
-    expect(word('irqs')).toBe(1);
-    expect(word('intrstatus')).toBe(1);
-    expect(word('received').toString(16)).toBe(value.toString(16));
-    expect(monitor.stats.irqLevelChanges, 'raised, then lowered by the ISR').toBe(2);
-  }, 60_000);
+      // QEMU rings the KVM guest; the kicker wakes the vCPU thread, the device raises INTx, phase 2 wakes.
+      expect(monitor.stats.irqLevelChanges).toBe(0);
+      await q.write(QEMU_BAR0 + 0x0c, 4, (device.id << 16) | 0);
+      expect(monitor.run().done).toBe(2);
+      expect(monitor.stats.vectorWakeups).toBe(1);
+      expect(word('irqs')).toBe(1);
+      expect(word('intrstatus')).toBe(1);
+      expect(word('received').toString(16)).toBe(value.toString(16));
+      expect(monitor.stats.irqLevelChanges, 'raised, then lowered by the ISR').toBe(2);
+    },
+    60_000,
+  );
 
-  it.skipIf(qemuMissing !== null)('(c) guest-visible registers through our KVM monitor equal QEMU\'s: config space, BAR0, MSI-X entry and PBA', async () => {
-    const server = startServer();
-    const monitor = new KvmMonitor(kvm!, { irq: IRQ });
-    cleanups.push(() => monitor.close());
-    const device = await monitor.createDevice({ mode: 'doorbell', vectors: 1, server: server.socketPath });
-    cleanups.push(() => device.close());
-    const q = await QTest.start(
-      ['-chardev', `socket,id=chr0,path=${server.socketPath}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=1'],
-      { qemu: QEMU, lifetimeS: 60 },
-    );
-    cleanups.push(() => q.close());
-    const { ivPosition: qemuId } = await setUpQemuDoorbell(q);
+  it.skipIf(qemuMissing !== null)(
+    "(c) guest-visible registers through our KVM monitor equal QEMU's: config space, BAR0, MSI-X entry and PBA",
+    async () => {
+      const server = startServer();
+      const monitor = new KvmMonitor(kvm!, { irq: IRQ });
+      cleanups.push(() => monitor.close());
+      const device = await monitor.createDevice({ mode: 'doorbell', vectors: 1, server: server.socketPath });
+      cleanups.push(() => device.close());
+      const q = await QTest.start(
+        ['-chardev', `socket,id=chr0,path=${server.socketPath}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=1'],
+        { qemu: QEMU, lifetimeS: 60 },
+      );
+      cleanups.push(() => q.close());
+      const { ivPosition: qemuId } = await setUpQemuDoorbell(q);
 
-    const program = buildDumpGuest();
-    monitor.load(assembleMsiGuest(program), CODE_GPA);
-    monitor.start(CODE_GPA);
-    expect(monitor.run().done).toBe(1);
-    const ram = new DataView(monitor.ram.buffer);
-    const guest = (label: string) => ram.getUint32(program.address(label), true);
+      const program = buildDumpGuest();
+      monitor.load(assembleMsiGuest(program), CODE_GPA);
+      monitor.start(CODE_GPA);
+      expect(monitor.run().done).toBe(1);
+      const ram = new DataView(monitor.ram.buffer);
+      const guest = (label: string) => ram.getUint32(program.address(label), true);
 
-    for (let reg = 0; reg < 0x100; reg += 4) {
-      let ours = guest(`cfg${reg}`);
-      let theirs = (await q.cfgRead(reg, 4)) >>> 0;
-      if (reg === 0x3c) {
-        // Interrupt Line is firmware's to fill in: our monitor writes its IRQ, QEMU under qtest has no BIOS.
-        expect(ours & 0xff).toBe(IRQ);
-        ours &= ~0xff;
-        theirs &= ~0xff;
+      for (let reg = 0; reg < 0x100; reg += 4) {
+        let ours = guest(`cfg${reg}`);
+        let theirs = (await q.cfgRead(reg, 4)) >>> 0;
+        if (reg === 0x3c) {
+          // Interrupt Line is firmware's to fill in: our monitor writes its IRQ, QEMU under qtest has no BIOS.
+          expect(ours & 0xff).toBe(IRQ);
+          ours &= ~0xff;
+          theirs &= ~0xff;
+        }
+        expect(ours.toString(16), `config 0x${reg.toString(16)}`).toBe(theirs.toString(16));
       }
-      expect(ours.toString(16), `config 0x${reg.toString(16)}`).toBe(theirs.toString(16));
-    }
-    for (const [name, address] of DUMP_BAR_WORDS) {
-      const theirs = Number(await q.read(address, 4)) >>> 0;
-      if (name === 'ivposition') {
-        expect(guest(name), 'IVPosition: each its own id').toBe(device.id);
-        expect(theirs).toBe(qemuId);
-        continue;
+      for (const [name, address] of DUMP_BAR_WORDS) {
+        const theirs = Number(await q.read(address, 4)) >>> 0;
+        if (name === 'ivposition') {
+          expect(guest(name), 'IVPosition: each its own id').toBe(device.id);
+          expect(theirs).toBe(qemuId);
+          continue;
+        }
+        expect(guest(name).toString(16), name).toBe(theirs.toString(16));
       }
-      expect(guest(name).toString(16), name).toBe(theirs.toString(16));
-    }
-    expect(monitor.stats.unassignedMmio, 'every BAR access reached the device').toBe(0);
-  }, 60_000);
+      expect(monitor.stats.unassignedMmio, 'every BAR access reached the device').toBe(0);
+    },
+    60_000,
+  );
 
   it('(b) two KVM guests in two processes: A stores a value into BAR2 and rings B, which wakes and reads it', async () => {
     const bundle = kvmBundle();
@@ -226,12 +269,14 @@ describe.skipIf(kvmMissing !== null)('KVM guests and other peers on our server',
     expect(idA).not.toBe(b.device.id);
     expect(server.peerIds.sort()).toEqual([idA, b.device.id].sort());
 
-    const value = (((Math.random() * 0xffff_ffff) | 1) >>> 0);
+    const value = ((Math.random() * 0xffff_ffff) | 1) >>> 0;
     expect(wordB('received')).toBe(0);
     a.send({ op: 'ring', peer: b.device.id, value, offset: 0x200 });
     const rang = await a.next('rang');
     expect(rang, "guest A's phase 1").toMatchObject({ done: 1, bar2Mapped: true, doorbellsSent: 1, bar2Exits: 0 });
-    expect(new DataView(server.memory.map()).getUint32(0x200, true).toString(16), "the server's view").toBe(value.toString(16));
+    expect(new DataView(server.memory.map()).getUint32(0x200, true).toString(16), "the server's view").toBe(
+      value.toString(16),
+    );
 
     // B was halted-to-be: its phase 2 sleeps in HLT until the kicker passes A's ring to the core.
     expect(b.monitor.run().done).toBe(2);

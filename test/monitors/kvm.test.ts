@@ -55,7 +55,11 @@ function runToEnd(vcpu: KvmVcpu, device: IvshmemDevice): Run {
     const exit = vcpu.run();
     run.exits++;
     if (run.exits > 100) throw new Error('the guest did not reach its end marker');
-    if (exit.reason === KVM_EXIT.MMIO && exit.mmio!.address >= WINDOW_GPA && exit.mmio!.address < WINDOW_GPA + WINDOW_SIZE) {
+    if (
+      exit.reason === KVM_EXIT.MMIO &&
+      exit.mmio!.address >= WINDOW_GPA &&
+      exit.mmio!.address < WINDOW_GPA + WINDOW_SIZE
+    ) {
       const { address, size, isWrite, data } = exit.mmio!;
       const offset = address - WINDOW_GPA;
       run.mmio.push({ offset, isWrite, size });
@@ -71,7 +75,7 @@ function runToEnd(vcpu: KvmVcpu, device: IvshmemDevice): Run {
   }
 }
 
-describe.skipIf(kvm === undefined)('KVM: a real-mode guest drives the device\'s BAR0', () => {
+describe.skipIf(kvm === undefined)("KVM: a real-mode guest drives the device's BAR0", () => {
   expectNoFdLeak();
   let vm: KvmVm | undefined;
   let device: IvshmemDevice | undefined;
@@ -156,7 +160,7 @@ describe.skipIf(kvm === undefined)('KVM: a real-mode guest drives the device\'s 
     }
   });
 
-  it('hands out registered fds, a kvm_run of the kernel\'s size, and Node-style errors', () => {
+  it("hands out registered fds, a kvm_run of the kernel's size, and Node-style errors", () => {
     vm = kvm!.createVm();
     const vcpu = vm.createVcpu();
     expect(native().isOwnedFd(vm.fd)).toBe(true);
@@ -172,7 +176,9 @@ describe.skipIf(kvm === undefined)('KVM: a real-mode guest drives the device\'s 
     const unaligned = new ArrayBuffer(100);
     const other = kvm!.createVm();
     try {
-      expect(() => other.setMemory(0, 0, unaligned)).toThrow(expect.objectContaining({ code: 'EINVAL', syscall: 'ioctl' }));
+      expect(() => other.setMemory(0, 0, unaligned)).toThrow(
+        expect.objectContaining({ code: 'EINVAL', syscall: 'ioctl' }),
+      );
     } finally {
       other.close();
     }

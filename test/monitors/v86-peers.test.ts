@@ -32,10 +32,7 @@ if (qemuMissing !== null) console.warn(`monitors/v86-peers.test.ts: skipping the
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 // ---- (a): the QEMU side, set up over qtest as firmware and driver would ----
-
-
 
 // ---- (b): guests in child processes ----
 
@@ -50,25 +47,33 @@ interface ChildPeer {
 }
 
 function spawnPeer(name: string, socketPath: string): ChildPeer {
-  const child: ChildProcess = spawn(process.execPath, [CHILD, socketPath], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  const child: ChildProcess = spawn(process.execPath, [CHILD, socketPath], {
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const answers = new Map<number, (m: { ok: boolean; out?: string; error?: string }) => void>();
   let seq = 0;
   const ready = new Promise<{ id: number }>((resolve, reject) => {
-    child.on('message', (m: { type?: string; seq?: number; id?: number; error?: string; ok?: boolean; out?: string }) => {
-      if (m.type === 'ready') resolve({ id: m.id! });
-      else if (m.type === 'fatal') reject(new Error(`${name}: ${m.error}`));
-      else if (m.seq !== undefined) answers.get(m.seq)?.(m as { ok: boolean });
-    });
+    child.on(
+      'message',
+      (m: { type?: string; seq?: number; id?: number; error?: string; ok?: boolean; out?: string }) => {
+        if (m.type === 'ready') resolve({ id: m.id! });
+        else if (m.type === 'fatal') reject(new Error(`${name}: ${m.error}`));
+        else if (m.seq !== undefined) answers.get(m.seq)?.(m as { ok: boolean });
+      },
+    );
     void exited.then((code) => reject(new Error(`${name} exited (${code}) before its guest was up: ${stderr}`)));
   });
   ready.catch(() => {}); // awaited by the test; this only keeps an early failure from going unhandled
   const request = (op: string, fields: Record<string, unknown> = {}, timeoutMs = 30_000) =>
     new Promise<string>((resolve, reject) => {
       const s = seq++;
-      const timer = setTimeout(() => reject(new Error(`${name}: no answer to ${op} within ${timeoutMs + 5000} ms`)), timeoutMs + 5000);
+      const timer = setTimeout(
+        () => reject(new Error(`${name}: no answer to ${op} within ${timeoutMs + 5000} ms`)),
+        timeoutMs + 5000,
+      );
       answers.set(s, (m) => {
         clearTimeout(timer);
         answers.delete(s);
@@ -78,14 +83,15 @@ function spawnPeer(name: string, socketPath: string): ChildPeer {
       child.send({ op, seq: s, timeoutMs, ...fields });
     });
   let stopping: Promise<number | null> | undefined;
-  const stop = () => (stopping ??= (async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      if (child.connected) await request('stop', {}, 5000).catch(() => {});
-      const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
-      if (!gone) child.kill('SIGKILL');
-    }
-    return exited;
-  })());
+  const stop = () =>
+    (stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        if (child.connected) await request('stop', {}, 5000).catch(() => {});
+        const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+        if (!gone) child.kill('SIGKILL');
+      }
+      return exited;
+    })());
   return { name, ready, request, stop, stderr: () => stderr };
 }
 
@@ -93,8 +99,12 @@ function spawnPeer(name: string, socketPath: string): ChildPeer {
 function ensureBundle(): void {
   const bundle = join(ROOT, 'dist', 'index.js');
   const newest = (dir: string): number =>
-    Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) =>
-      e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs));
+    Math.max(
+      0,
+      ...readdirSync(dir, { withFileTypes: true }).map((e) =>
+        e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs,
+      ),
+    );
   if (!existsSync(bundle) || statSync(bundle).mtimeMs < newest(join(ROOT, 'src'))) {
     execFileSync(process.execPath, ['scripts/bundle.mjs'], { cwd: ROOT, stdio: 'inherit' });
   }
@@ -104,44 +114,51 @@ function ensureBundle(): void {
 function devmemWrites(address: number, text: string): string {
   const bytes = Buffer.from(text, 'latin1');
   const out: string[] = [];
-  for (let i = 0; i < bytes.length; i += 4) out.push(`devmem 0x${(address + i).toString(16)} 32 0x${bytes.readUInt32LE(i).toString(16)}`);
+  for (let i = 0; i < bytes.length; i += 4)
+    out.push(`devmem 0x${(address + i).toString(16)} 32 0x${bytes.readUInt32LE(i).toString(16)}`);
   return out.join('; ');
 }
 
 /** A guest loop printing `length` bytes from BAR2 at `address` as text, between M42[ and ], then WOKE-43. */
 function devmemPrint(address: number, length: number): string {
   const offsets = Array.from({ length: length / 4 }, (_, i) => i * 4).join(' ');
-  return `printf 'M%s[' $((40+2)); for o in ${offsets}; do v=$(devmem $((0x${address.toString(16)}+o)) 32); ` +
-    'printf "\\x${v:8:2}\\x${v:6:2}\\x${v:4:2}\\x${v:2:2}"; done; echo "]"; echo WOKE-$((40+3))';
+  return (
+    `printf 'M%s[' $((40+2)); for o in ${offsets}; do v=$(devmem $((0x${address.toString(16)}+o)) 32); ` +
+    'printf "\\x${v:8:2}\\x${v:6:2}\\x${v:4:2}\\x${v:2:2}"; done; echo "]"; echo WOKE-$((40+3))'
+  );
 }
 
 describe.skipIf(v86Missing !== null)('v86 guests and other peers on our server', () => {
   const { cleanups, startServer } = serverSuite({ name: 'v86-peers', size: 1 << 20, vectors: 1, cleanupMs: 30_000 });
 
-  it.skipIf(qemuMissing !== null)("(a) the guest's doorbell write rings a QEMU ivshmem-doorbell (its PBA bit 0 sets)", async () => {
-    const server = startServer();
-    const q = await QTest.start(
-      ['-chardev', `socket,id=chr0,path=${server.socketPath}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=1'],
-      { qemu: QEMU, lifetimeS: 90 },
-    );
-    cleanups.push(() => q.close());
-    const { ivPosition: qemuId, pba } = await setUpQemuDoorbell(q);
-    expect(server.peerIds).toEqual([qemuId]);
-    const pending = async () => (Number(await q.read(pba, 4)) & 1) === 1;
+  it.skipIf(qemuMissing !== null)(
+    "(a) the guest's doorbell write rings a QEMU ivshmem-doorbell (its PBA bit 0 sets)",
+    async () => {
+      const server = startServer();
+      const q = await QTest.start(
+        ['-chardev', `socket,id=chr0,path=${server.socketPath}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=1'],
+        { qemu: QEMU, lifetimeS: 90 },
+      );
+      cleanups.push(() => q.close());
+      const { ivPosition: qemuId, pba } = await setUpQemuDoorbell(q);
+      expect(server.peerIds).toEqual([qemuId]);
+      const pending = async () => (Number(await q.read(pba, 4)) & 1) === 1;
 
-    const transport = new V86Transport();
-    const device = await IvshmemDevice.create({ mode: 'intx', vectors: 1, server: server.socketPath, transport });
-    cleanups.push(() => device.close());
-    expect(device.peerVectors(qemuId)).toBe(1);
-    const guest = await bootGuest(device, transport, 50_000);
-    cleanups.push(() => guest.stop());
+      const transport = new V86Transport();
+      const device = await IvshmemDevice.create({ mode: 'intx', vectors: 1, server: server.socketPath, transport });
+      cleanups.push(() => device.close());
+      expect(device.peerVectors(qemuId)).toBe(1);
+      const guest = await bootGuest(device, transport, 50_000);
+      cleanups.push(() => guest.stop());
 
-    expect(await pending(), 'PBA bit 0 before the ring').toBe(false);
-    await guest.run(`devmem 0xfe00000c 32 $((${qemuId}<<16))`);
-    await until(pending, `QEMU's PBA bit 0 after the guest rang peer ${qemuId}`);
-    expect(device.counters().doorbellsSent).toBe(1);
-    expect(device.counters().doorbellsDropped).toEqual({ noPeer: 0, noVector: 0 });
-  }, 60_000);
+      expect(await pending(), 'PBA bit 0 before the ring').toBe(false);
+      await guest.run(`devmem 0xfe00000c 32 $((${qemuId}<<16))`);
+      await until(pending, `QEMU's PBA bit 0 after the guest rang peer ${qemuId}`);
+      expect(device.counters().doorbellsSent).toBe(1);
+      expect(device.counters().doorbellsDropped).toEqual({ noPeer: 0, noVector: 0 });
+    },
+    60_000,
+  );
 
   it('(b) two guests in two processes: A writes a message into shared memory and rings B, whose /dev/uio0 wakes', async () => {
     ensureBundle();
@@ -154,20 +171,28 @@ describe.skipIf(v86Missing !== null)('v86 guests and other peers on our server',
     expect(server.peerIds.sort()).toEqual([idA, idB].sort());
     await a.request('waitPeer', { peer: idB });
 
-    const nonce = Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, '0');
+    const nonce = Math.floor(Math.random() * 0xffffffff)
+      .toString(16)
+      .padStart(8, '0');
     let message = `guest ${idA} to guest ${idB}: hello through ivshmem, nonce ${nonce}`;
     message = message.padEnd(Math.ceil(message.length / 4) * 4, ' ');
     const at = 0xf0000400;
 
     // B: bind uio, IntrMask on, then block in read(/dev/uio0) in the background.
-    await b.request('run', { command: "echo '1af4 1110' > /sys/bus/pci/drivers/uio_pci_generic/new_id; devmem 0xfe000000 32 0xffffffff" });
-    await b.request('run', { command: `(dd if=/dev/uio0 bs=4 count=1 2>/dev/null | od -An -tu4; ${devmemPrint(at, message.length)}) &` });
+    await b.request('run', {
+      command: "echo '1af4 1110' > /sys/bus/pci/drivers/uio_pci_generic/new_id; devmem 0xfe000000 32 0xffffffff",
+    });
+    await b.request('run', {
+      command: `(dd if=/dev/uio0 bs=4 count=1 2>/dev/null | od -An -tu4; ${devmemPrint(at, message.length)}) &`,
+    });
     await sleep(1000);
     expect(await b.request('output'), 'B woke before being rung').not.toContain('M42[');
 
     // A: the message into shared memory, then the doorbell to B's vector 0.
     await a.request('run', { command: `${devmemWrites(at, message)}; devmem 0xfe00000c 32 $((${idB}<<16))` });
-    expect(Buffer.from(server.memory.map(), 0x400, message.length).toString('latin1'), "the server's view").toBe(message);
+    expect(Buffer.from(server.memory.map(), 0x400, message.length).toString('latin1'), "the server's view").toBe(
+      message,
+    );
     const tail = await b.request('waitFor', { text: 'WOKE-43', timeoutMs: 30_000 }, 30_000);
     const printed = /M42\[([^\]]*)\]/.exec(tail)?.[1];
     expect(printed, `B's console:\n${tail.slice(-1500)}`).toBe(message);

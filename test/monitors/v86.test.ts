@@ -25,7 +25,12 @@ describe.skipIf(unavailable !== null)('a Linux guest in v86 using the device', (
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ivshmem-v86-'));
-    server = IvshmemServer.start({ socketPath: join(dir, 'server.sock'), memory: { shm: `ivshmem-test-v86-${process.pid}` }, size: 1 << 20, vectors: 1 });
+    server = IvshmemServer.start({
+      socketPath: join(dir, 'server.sock'),
+      memory: { shm: `ivshmem-test-v86-${process.pid}` },
+      size: 1 << 20,
+      vectors: 1,
+    });
     client = await IvshmemClient.connect(server.socketPath, { vectors: 1 });
     client.on('interrupt', (vector) => rings.push(vector));
     const transport = new V86Transport();
@@ -43,14 +48,18 @@ describe.skipIf(unavailable !== null)('a Linux guest in v86 using the device', (
   });
 
   it('lists the device as 1af4:1110, class 0x0500, with its BARs', async () => {
-    const out = await guest.run('cd /sys/bus/pci/devices/0000:00:0f.0 && cat vendor device class && head -3 resource; cd /');
+    const out = await guest.run(
+      'cd /sys/bus/pci/devices/0000:00:0f.0 && cat vendor device class && head -3 resource; cd /',
+    );
     expect(out).toMatch(/0x1af4\s+0x1110\s+0x050000/);
     expect(out).toContain('0x00000000fe000000 0x00000000fe0000ff');
     expect(out).toContain('0x00000000f0000000 0x00000000f00fffff');
   });
 
   it('binds uio_pci_generic (PCI 2.3 INTx masking works)', async () => {
-    const out = await guest.run("echo '1af4 1110' > /sys/bus/pci/drivers/uio_pci_generic/new_id; ls /dev/uio0 && cat /sys/class/uio/uio0/name");
+    const out = await guest.run(
+      "echo '1af4 1110' > /sys/bus/pci/drivers/uio_pci_generic/new_id; ls /dev/uio0 && cat /sys/class/uio/uio0/name",
+    );
     expect(out).toContain('/dev/uio0');
     expect(out).toContain('uio_pci_generic');
   });
@@ -71,7 +80,9 @@ describe.skipIf(unavailable !== null)('a Linux guest in v86 using the device', (
 
   it('is rung by a host peer: INTx wakes /dev/uio0, then the guest re-arms it', async () => {
     // IntrMask on; wait on uio in the background so the console stays free.
-    await guest.run('devmem 0xfe000000 32 0xffffffff; (dd if=/dev/uio0 bs=4 count=1 2>/dev/null | od -An -tu4; echo WOKE-$((40+2))) &');
+    await guest.run(
+      'devmem 0xfe000000 32 0xffffffff; (dd if=/dev/uio0 bs=4 count=1 2>/dev/null | od -An -tu4; echo WOKE-$((40+2))) &',
+    );
     await new Promise((r) => setTimeout(r, 500)); // let dd block in read()
     client.ring(device.id, 0);
     await guest.waitFor('WOKE-42', 20_000);
@@ -79,7 +90,8 @@ describe.skipIf(unavailable !== null)('a Linux guest in v86 using the device', (
     const out = await guest.run('devmem 0xfe000004 32; devmem 0xfe000004 32');
     expect(out).toMatch(/0x00000001\s+0x00000000/);
     // uio_pci_generic masked INTx (command bit 10); this kernel's uio re-arms through config space.
-    const rearm = "printf '\\001' | dd of=/sys/bus/pci/devices/0000:00:0f.0/config bs=1 seek=5 count=1 conv=notrunc 2>/dev/null";
+    const rearm =
+      "printf '\\001' | dd of=/sys/bus/pci/devices/0000:00:0f.0/config bs=1 seek=5 count=1 conv=notrunc 2>/dev/null";
     await guest.run(`${rearm}; (dd if=/dev/uio0 bs=4 count=1 2>/dev/null | od -An -tu4; echo WOKE-$((40+3))) &`);
     await new Promise((r) => setTimeout(r, 500));
     client.ring(device.id, 0);

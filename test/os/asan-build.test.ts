@@ -58,8 +58,14 @@ describe('the addon the native tests load', () => {
     const worker = new Worker(code, { eval: true });
     const maps = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('the probe worker did not answer within 15 s')), 15_000);
-      worker.once('message', (m: string) => { clearTimeout(timer); resolve(m); });
-      worker.once('error', (err) => { clearTimeout(timer); reject(err); });
+      worker.once('message', (m: string) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      worker.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
     });
     await worker.terminate();
     const seen = loadedIn(maps);
@@ -69,7 +75,10 @@ describe('the addon the native tests load', () => {
 
   it('is the same one in a child process, which inherits the choice', () => {
     const code = `${probe(nativeBundle())} process.stdout.write(maps);`;
-    const child = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 15_000 });
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      timeout: 15_000,
+    });
     expect(child.stderr).toBe('');
     expect(child.status).toBe(0);
     const seen = loadedIn(child.stdout);

@@ -15,7 +15,9 @@ const O_NONBLOCK = 0o4000;
 
 /** The open flags of one of our fds, as the kernel reports them. */
 function fdFlags(fd: number): number {
-  const line = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').split('\n').find((l) => l.startsWith('flags:'));
+  const line = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('flags:'));
   return parseInt(line!.split(/\s+/)[1], 8);
 }
 
@@ -58,7 +60,7 @@ describe('native eventfd', () => {
     expect(probe.stdout.trim()).toBe('absent');
   });
 
-  it('records the fd as the addon\'s own until it is closed', () => {
+  it("records the fd as the addon's own until it is closed", () => {
     const e = EventFd.create();
     const fd = e.fd;
     expect(native().isOwnedFd(fd)).toBe(true);
@@ -97,8 +99,12 @@ describe('native eventfd', () => {
     expect(String(write.message)).toMatch(/^EBADF: .*, write$/);
     expect(caught(() => n.eventfdDrain(fd))).toMatchObject({ code: 'EBADF', errno: -9, syscall: 'read' });
     expect(caught(() => n.close(fd))).toMatchObject({ code: 'EBADF', errno: -9, syscall: 'close' });
-    expect(caught(() => n.shmOpen('/ivshmem-test-no-such-object', false, false, 0o600)))
-      .toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'shm_open', path: '/ivshmem-test-no-such-object' });
+    expect(caught(() => n.shmOpen('/ivshmem-test-no-such-object', false, false, 0o600))).toMatchObject({
+      code: 'ENOENT',
+      errno: -2,
+      syscall: 'shm_open',
+      path: '/ivshmem-test-no-such-object',
+    });
   });
 
   it('refuses arguments of the wrong type with a TypeError coded ERR_INVALID_ARG_TYPE', () => {
@@ -139,7 +145,9 @@ describe('native eventfd', () => {
     const n = native();
     const e = make();
     for (const bad of [NaN, 1.5, -0.5, 2 ** 31, Infinity]) {
-      expect(() => n.eventfdSignal(bad), String(bad)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
+      expect(() => n.eventfdSignal(bad), String(bad)).toThrow(
+        expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }),
+      );
     }
     expect(() => n.ftruncate(e.fd, 2.5)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
     expect(() => n.ftruncate(e.fd, 2 ** 60)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
@@ -155,7 +163,7 @@ describe('native eventfd', () => {
     expect(() => eventfdDoorbell.ring(1_000_000)).toThrow(expect.objectContaining({ code: 'EBADF', syscall: 'write' }));
   });
 
-  it('is a device\'s doorbell sink: a guest doorbell write signals the peer\'s eventfd', async () => {
+  it("is a device's doorbell sink: a guest doorbell write signals the peer's eventfd", async () => {
     const vectors = [make(), make()];
     const device = await IvshmemDevice.create({
       mode: 'doorbell',

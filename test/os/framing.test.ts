@@ -72,18 +72,28 @@ describe('record framing', () => {
 
   it('hands the fd of a record cut short by the end of the stream back to the caller, and no record for it', () => {
     fc.assert(
-      fc.property(records.filter((r) => r.length > 0), fc.integer({ min: 1, max: MESSAGE_BYTES - 1 }), fc.nat(), (input, short, seed) => {
-        const sent = numbered(input);
-        const { stream, fdsAt } = wireOf(sent);
-        const cut = stream.length - short;
-        let s = seed;
-        const { got, refused, leftover, have } = readAll(stream, fdsAt, () => (s = (s * 1103515245 + 12345) >>> 0), cut);
-        const last = sent[sent.length - 1];
-        expect(got.map((m) => m.value)).toEqual(sent.slice(0, -1).map((x) => x.value));
-        expect(have).toBe(0); // drop() emptied it
-        expect(leftover).toBe(last.fds[0] ?? -1);
-        expect(refused).toEqual(sent.flatMap((x) => x.fds.slice(1)));
-      }),
+      fc.property(
+        records.filter((r) => r.length > 0),
+        fc.integer({ min: 1, max: MESSAGE_BYTES - 1 }),
+        fc.nat(),
+        (input, short, seed) => {
+          const sent = numbered(input);
+          const { stream, fdsAt } = wireOf(sent);
+          const cut = stream.length - short;
+          let s = seed;
+          const { got, refused, leftover, have } = readAll(
+            stream,
+            fdsAt,
+            () => (s = (s * 1103515245 + 12345) >>> 0),
+            cut,
+          );
+          const last = sent[sent.length - 1];
+          expect(got.map((m) => m.value)).toEqual(sent.slice(0, -1).map((x) => x.value));
+          expect(have).toBe(0); // drop() emptied it
+          expect(leftover).toBe(last.fds[0] ?? -1);
+          expect(refused).toEqual(sent.flatMap((x) => x.fds.slice(1)));
+        },
+      ),
       { numRuns: 200 },
     );
   });

@@ -12,7 +12,10 @@ import { expectNoFdLeak, openFdCount } from '../support/fd-leaks.js';
 import { runChild, startWorker, warmUpSpawn } from '../support/native-spawn.js';
 
 const ROUNDS = 100;
-const mappedCount = (name: string) => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(`/memfd:${name}`)).length;
+const mappedCount = (name: string) =>
+  readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(`/memfd:${name}`)).length;
 
 describe('two processes on shared memory and eventfds', () => {
   expectNoFdLeak(warmUpSpawn);
@@ -48,10 +51,13 @@ describe('two processes on shared memory and eventfds', () => {
 });
 
 describe('cleanup when JavaScript leaves things open', () => {
-  it.each(['exit', 'return'])('a process that ends by %s with an eventfd, a mapping and a watcher open exits cleanly', async (how) => {
-    const result = await runChild('leave-open', how);
-    expect(result).toMatchObject({ code: 0, signal: null, stderr: '' });
-  });
+  it.each(['exit', 'return'])(
+    'a process that ends by %s with an eventfd, a mapping and a watcher open exits cleanly',
+    async (how) => {
+      const result = await runChild('leave-open', how);
+      expect(result).toMatchObject({ code: 0, signal: null, stderr: '' });
+    },
+  );
 
   it.each(['exit', 'return'])('a worker that ends by %s gives back every fd and mapping it opened', async (how) => {
     const before = openFdCount();
@@ -68,7 +74,7 @@ describe('cleanup when JavaScript leaves things open', () => {
     }
   });
 
-  it('a worker\'s cleanup leaves the fds the main thread owns alone', async () => {
+  it("a worker's cleanup leaves the fds the main thread owns alone", async () => {
     const mine = EventFd.create();
     try {
       const run = startWorker({ scenario: 'leave-open', how: 'exit' });

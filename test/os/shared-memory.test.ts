@@ -25,7 +25,10 @@ function shmName(): string {
 }
 const devShm = (name: string) => `/dev/shm/${name}`;
 /** Whether this process has a mapping of the given file (by path, as /proc/self/maps shows it). */
-const mapped = (path: string) => readFileSync('/proc/self/maps', 'utf8').split('\n').some((l) => l.endsWith(` ${path}`));
+const mapped = (path: string) =>
+  readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .some((l) => l.endsWith(` ${path}`));
 
 let tempDir = '';
 beforeAll(() => {
@@ -87,7 +90,7 @@ describe('SharedMemory objects', () => {
     expect(readFileSync(path)[3 * PAGE - 1]).toBe(0x5a);
   });
 
-  it('follows QEMU\'s size rules', () => {
+  it("follows QEMU's size rules", () => {
     const path = join(tempDir, 'sizes.bin');
     writeFileSync(path, Buffer.alloc(PAGE, 1));
     // A non-empty object is used from its start: a smaller size is fine, a larger one refused.
@@ -103,7 +106,10 @@ describe('SharedMemory objects', () => {
     expect(codeOf(() => SharedMemory.open({ path: empty }, { size: 0 }))).toBe('ERR_IVSHMEM_INVALID_SIZE');
     // Sizes that are not byte counts, or beyond the 47-bit address space, before anything opens.
     for (const size of [2 ** 47, 2 ** 50, -1, 1.5, NaN]) {
-      expect(codeOf(() => SharedMemory.open({ path: empty }, { size })), String(size)).toBe('ERR_IVSHMEM_INVALID_SIZE');
+      expect(
+        codeOf(() => SharedMemory.open({ path: empty }, { size })),
+        String(size),
+      ).toBe('ERR_IVSHMEM_INVALID_SIZE');
     }
     expect(statSync(empty).size).toBe(0);
     const grown = track(SharedMemory.open({ path: empty }, { size: PAGE }));
@@ -214,7 +220,7 @@ describe('IvshmemDevice on real shared memory', () => {
   const create = (options: Partial<IvshmemDeviceOptions>) =>
     IvshmemDevice.create({ transport, ...options } as IvshmemDeviceOptions);
 
-  it('backs a plain device\'s BAR2 with a shm object that a second device sees', async () => {
+  it("backs a plain device's BAR2 with a shm object that a second device sees", async () => {
     const name = shmName();
     const a = await create({ memory: { shm: name }, size: 64 * 1024 });
     const b = await create({ memory: { shm: name } }); // size from the object
@@ -268,7 +274,10 @@ describe('IvshmemDevice on real shared memory', () => {
       ['size 2^48', { memory: { memfd: 'huge' }, size: 2 ** 48 }],
     ];
     for (const [what, options] of refusals) {
-      await expect(create(options), what).rejects.toMatchObject({ code: 'ERR_IVSHMEM_INVALID_SIZE', name: 'IvshmemError' });
+      await expect(create(options), what).rejects.toMatchObject({
+        code: 'ERR_IVSHMEM_INVALID_SIZE',
+        name: 'IvshmemError',
+      });
     }
     expect(openFdCount()).toBe(base);
     expect(statSync(devShm(odd)).size).toBe(3000);

@@ -1,5 +1,6 @@
 // Waiting for eventfds four ways (loop: libuv on the calling thread; blocking: poll(2);
-// spin: non-blocking reads; adaptive: a spin budget, then poll(2)): each signal reported once, with its count and the right index;
+// spin: non-blocking reads; adaptive: a spin budget, then poll(2)): each signal reported once, with its count and the
+// right index;
 // bounded waits; stopping from another thread; unref() letting a process end; and the loop
 // and blocking waiters inside worker threads.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -43,7 +44,10 @@ describe.each(['loop', 'blocking', 'spin', 'adaptive'] as const)('%s waiter', (k
 
   it('reports each signal once, with its count and the index of its fd', async () => {
     const es = eventfds(3);
-    const waiter = waiterOn(kind, es.map((e) => e.fd));
+    const waiter = waiterOn(
+      kind,
+      es.map((e) => e.fd),
+    );
     expect(waiter.kind).toBe(kind);
     const reports: [number, number][] = [];
     es[1].signal();
@@ -53,7 +57,10 @@ describe.each(['loop', 'blocking', 'spin', 'adaptive'] as const)('%s waiter', (k
       es[2].signal(); // before the loop turns: still one report each
       await until(() => reports.length >= 2, 'reports.length >= 2', 5000, 2);
       await sleep(50); // a quiet period: nothing more
-      expect(reports.sort()).toEqual([[1, 2], [2, 1]]);
+      expect(reports.sort()).toEqual([
+        [1, 2],
+        [2, 1],
+      ]);
       es[0].signal();
       await until(() => reports.length >= 3, 'reports.length >= 3', 5000, 2);
       await sleep(30);
@@ -70,7 +77,10 @@ describe.each(['loop', 'blocking', 'spin', 'adaptive'] as const)('%s waiter', (k
       // run() reports in fd order until the stop signal, which comes last in the list.
       waiter.stop();
       waiter.run((index, count) => reports.push([index, count]));
-      expect(reports).toEqual([[0, 3], [2, 1]]);
+      expect(reports).toEqual([
+        [0, 3],
+        [2, 1],
+      ]);
       expect(waiter.waitOnce(blocks ? 10 : 100)).toBe(-1);
     }
     for (const e of es) expect(e.drain()).toBe(0); // the waiter drained what it reported
@@ -112,7 +122,9 @@ describe('waiter edge cases', () => {
     expect(() => createWaiter('blocking', [-1])).toThrow(TypeError);
     expect(() => createWaiter('spin', [1.5])).toThrow(TypeError);
     expect(() => createWaiter('busy' as WaitKind, [0])).toThrow(/unknown wait kind/);
-    expect(() => createWaiter('adaptive', [0], { spinRounds: -1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => createWaiter('adaptive', [0], { spinRounds: -1 })).toThrow(
+      expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }),
+    );
     expect(() => createWaiter('spin', [0], { spinRounds: 2.5 })).toThrow(RangeError);
     const [e] = eventfds(1);
     const loop = waiterOn('loop', [e.fd]);
@@ -211,7 +223,7 @@ describe('watcher lifetime', () => {
 });
 
 describe('loop waiter and the process', () => {
-  it('unref() lets the process exit; a ref\'d waiter keeps it until it reports', async () => {
+  it("unref() lets the process exit; a ref'd waiter keeps it until it reports", async () => {
     const unref = await runChild('unref');
     expect(unref).toMatchObject({ code: 0, signal: null, stderr: '' });
     expect(unref.stdout).toBe('exited\n');
@@ -224,7 +236,8 @@ describe('loop waiter and the process', () => {
 describe('a blocking waiter on one fd', () => {
   expectNoFdLeak();
   // O_NONBLOCK (04000 octal) in the fd's flags, as /proc shows them.
-  const nonBlocking = (fd: number) => (parseInt(/flags:\s+(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1], 8) & 0o4000) !== 0;
+  const nonBlocking = (fd: number) =>
+    (parseInt(/flags:\s+(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1], 8) & 0o4000) !== 0;
 
   it('blocks in read(2) on the fd itself, reports doorbells that came with a stop before stopping, and gives the fd back non-blocking', () => {
     const [e] = eventfds(1);
@@ -249,7 +262,13 @@ describe('a blocking waiter on one fd', () => {
 describe('waiters in worker threads', () => {
   expectNoFdLeak();
 
-  it.each([['blocking', 2], ['spin', 2], ['blocking', 1], ['adaptive', 1], ['adaptive', 2]] as const)('a %s waiter on %i fds in a worker, woken and stopped from the main thread', async (kind, fdCount) => {
+  it.each([
+    ['blocking', 2],
+    ['spin', 2],
+    ['blocking', 1],
+    ['adaptive', 1],
+    ['adaptive', 2],
+  ] as const)('a %s waiter on %i fds in a worker, woken and stopped from the main thread', async (kind, fdCount) => {
     const es = eventfds(fdCount);
     const last = fdCount - 1;
     es[last].signal();
@@ -267,7 +286,8 @@ describe('waiters in worker threads', () => {
       await run.next((m) => m.type === 'stopped');
       expect(await run.exited).toBe(0);
       expect(run.messages.filter((m) => m.type === 'ready')).toHaveLength(2);
-      if (stop.value === 'one') expect(native().isOwnedFd(stop.fd)).toBe(false); // the worker closed its stop eventfd
+      if (stop.value === 'one')
+        expect(native().isOwnedFd(stop.fd)).toBe(false); // the worker closed its stop eventfd
       else {
         // The vector is handed back non-blocking and empty: a drain returns at once.
         expect(es[0].drain()).toBe(0);
@@ -279,7 +299,7 @@ describe('waiters in worker threads', () => {
     }
   });
 
-  it('a loop waiter on a worker\'s own event loop', async () => {
+  it("a loop waiter on a worker's own event loop", async () => {
     const es = eventfds(3);
     es[2].signal();
     es[2].signal();

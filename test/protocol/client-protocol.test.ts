@@ -32,7 +32,7 @@ describe('messages', () => {
 });
 
 describe('client protocol', () => {
-  it('accepts QEMU server\'s connect sequence and holds setup events until the shm message', () => {
+  it("accepts QEMU server's connect sequence and holds setup events until the shm message", () => {
     const h = harness(2);
     h.send(0);
     h.send(5);
@@ -69,17 +69,111 @@ describe('client protocol', () => {
   const refusals: [string, (h: ReturnType<typeof harness>) => void, string][] = [
     ['a wrong version', (h) => h.send(1), 'ERR_IVSHMEM_PROTOCOL_VERSION'],
     ['a version with an fd', (h) => h.send(0, true), 'ERR_IVSHMEM_PROTOCOL_VERSION'],
-    ['an id above 65535', (h) => { h.send(0); h.send(65536); }, 'ERR_IVSHMEM_PROTOCOL_ID'],
-    ['a negative id', (h) => { h.send(0); h.send(-1); }, 'ERR_IVSHMEM_PROTOCOL_ID'],
-    ['an id with an fd', (h) => { h.send(0); h.send(3, true); }, 'ERR_IVSHMEM_PROTOCOL_ID'],
-    ['an shm message without fd', (h) => { h.send(0); h.send(3); h.send(-1); }, 'ERR_IVSHMEM_PROTOCOL_SHM'],
-    ['a second shm message', (h) => { h.send(0); h.send(3); h.send(-1, true); h.send(-1, true); }, 'ERR_IVSHMEM_PROTOCOL_SHM'],
-    ['more eventfds for a peer than vectors', (h) => { h.send(0); h.send(3); h.send(4, true); h.send(4, true); h.send(4, true); }, 'ERR_IVSHMEM_TOO_MANY_VECTORS'],
-    ['more own eventfds than vectors', (h) => { h.send(0); h.send(3); h.send(-1, true); h.send(3, true); h.send(3, true); h.send(3, true); }, 'ERR_IVSHMEM_TOO_MANY_VECTORS'],
-    ['a disconnect of itself', (h) => { h.send(0); h.send(3); h.send(-1, true); h.send(3); }, 'ERR_IVSHMEM_PROTOCOL_PEER'],
-    ['a disconnect of an unknown peer', (h) => { h.send(0); h.send(3); h.send(-1, true); h.send(9); }, 'ERR_IVSHMEM_PROTOCOL_PEER'],
-    ['a value below -1', (h) => { h.send(0); h.send(3); h.send(-2, true); }, 'ERR_IVSHMEM_PROTOCOL_VALUE'],
-    ['a value above 65535', (h) => { h.send(0); h.send(3); h.send(-1, true); h.send(65536, true); }, 'ERR_IVSHMEM_PROTOCOL_VALUE'],
+    [
+      'an id above 65535',
+      (h) => {
+        h.send(0);
+        h.send(65536);
+      },
+      'ERR_IVSHMEM_PROTOCOL_ID',
+    ],
+    [
+      'a negative id',
+      (h) => {
+        h.send(0);
+        h.send(-1);
+      },
+      'ERR_IVSHMEM_PROTOCOL_ID',
+    ],
+    [
+      'an id with an fd',
+      (h) => {
+        h.send(0);
+        h.send(3, true);
+      },
+      'ERR_IVSHMEM_PROTOCOL_ID',
+    ],
+    [
+      'an shm message without fd',
+      (h) => {
+        h.send(0);
+        h.send(3);
+        h.send(-1);
+      },
+      'ERR_IVSHMEM_PROTOCOL_SHM',
+    ],
+    [
+      'a second shm message',
+      (h) => {
+        h.send(0);
+        h.send(3);
+        h.send(-1, true);
+        h.send(-1, true);
+      },
+      'ERR_IVSHMEM_PROTOCOL_SHM',
+    ],
+    [
+      'more eventfds for a peer than vectors',
+      (h) => {
+        h.send(0);
+        h.send(3);
+        h.send(4, true);
+        h.send(4, true);
+        h.send(4, true);
+      },
+      'ERR_IVSHMEM_TOO_MANY_VECTORS',
+    ],
+    [
+      'more own eventfds than vectors',
+      (h) => {
+        h.send(0);
+        h.send(3);
+        h.send(-1, true);
+        h.send(3, true);
+        h.send(3, true);
+        h.send(3, true);
+      },
+      'ERR_IVSHMEM_TOO_MANY_VECTORS',
+    ],
+    [
+      'a disconnect of itself',
+      (h) => {
+        h.send(0);
+        h.send(3);
+        h.send(-1, true);
+        h.send(3);
+      },
+      'ERR_IVSHMEM_PROTOCOL_PEER',
+    ],
+    [
+      'a disconnect of an unknown peer',
+      (h) => {
+        h.send(0);
+        h.send(3);
+        h.send(-1, true);
+        h.send(9);
+      },
+      'ERR_IVSHMEM_PROTOCOL_PEER',
+    ],
+    [
+      'a value below -1',
+      (h) => {
+        h.send(0);
+        h.send(3);
+        h.send(-2, true);
+      },
+      'ERR_IVSHMEM_PROTOCOL_VALUE',
+    ],
+    [
+      'a value above 65535',
+      (h) => {
+        h.send(0);
+        h.send(3);
+        h.send(-1, true);
+        h.send(65536, true);
+      },
+      'ERR_IVSHMEM_PROTOCOL_VALUE',
+    ],
   ];
 
   it.each(refusals)('refuses %s and closes every fd it was handed', (_name, script, code) => {

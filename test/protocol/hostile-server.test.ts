@@ -33,8 +33,19 @@ afterEach(() => {
 
 // ---- the fake server: our listener, and every kind of fd a server could attach ----
 
-type FdKind = 'eventfd' | 'memfd' | 'memfd-empty' | 'memfd-odd' | 'pipe' | 'socket' | 'file' | 'file-readonly' | 'devnull';
-const FD_KINDS: FdKind[] = ['eventfd', 'memfd', 'memfd-empty', 'memfd-odd', 'pipe', 'socket', 'file', 'file-readonly', 'devnull'];
+type FdKind =
+  'eventfd' | 'memfd' | 'memfd-empty' | 'memfd-odd' | 'pipe' | 'socket' | 'file' | 'file-readonly' | 'devnull';
+const FD_KINDS: FdKind[] = [
+  'eventfd',
+  'memfd',
+  'memfd-empty',
+  'memfd-odd',
+  'pipe',
+  'socket',
+  'file',
+  'file-readonly',
+  'devnull',
+];
 
 /** Makes an fd of `kind`; returns it with its closer (the server closes its copy once sent). */
 function makeFd(kind: FdKind): [number, () => void] {
@@ -55,7 +66,13 @@ function makeFd(kind: FdKind): [number, () => void] {
       return closeNode(openSync(join(dir, 'fifo'), 'r+')); // a FIFO opened read-write: a pipe
     case 'socket': {
       const [a, b] = nat.socketPair();
-      return [a, () => { nat.close(a); nat.close(b); }];
+      return [
+        a,
+        () => {
+          nat.close(a);
+          nat.close(b);
+        },
+      ];
     }
     case 'file':
       return closeNode(openSync(join(dir, 'page'), 'r+'));
@@ -98,12 +115,16 @@ function fakeServer() {
 }
 
 const isEventfd = (fd: number) => readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventfd]';
-const connect = (path: string, vectors = 2, extra = {}) => ServerConnection.connect(path, { vectors, setupTimeoutMs: SETUP_MS, ...extra });
+const connect = (path: string, vectors = 2, extra = {}) =>
+  ServerConnection.connect(path, { vectors, setupTimeoutMs: SETUP_MS, ...extra });
 const createDevice = (path: string, vectors = 2) =>
   IvshmemDevice.create({ mode: 'doorbell', vectors, server: path, setupTimeoutMs: SETUP_MS, core: 'ts', transport });
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
-  const err = await p.then(() => null, (e: unknown) => e);
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(IvshmemError);
   expect((err as IvshmemError).code).toBe(code);
 }
@@ -154,8 +175,12 @@ describe('a hostile server', () => {
       const outcomes = new Map<string, number>();
       await fc.assert(
         fc.asyncProperty(stream, async (s) => {
-          const messages: [bigint, FdKind | undefined][] = [[0n, undefined], [BigInt(s.setup.id), undefined]];
-          for (const [peer, count] of s.setup.peers) for (let v = 0; v < count; v++) messages.push([BigInt(peer), 'eventfd']);
+          const messages: [bigint, FdKind | undefined][] = [
+            [0n, undefined],
+            [BigInt(s.setup.id), undefined],
+          ];
+          for (const [peer, count] of s.setup.peers)
+            for (let v = 0; v < count; v++) messages.push([BigInt(peer), 'eventfd']);
           for (let v = 0; v < s.setup.own; v++) messages.push([BigInt(s.setup.id), 'eventfd']);
           messages.push([-1n, s.setup.memory]);
           if (s.setup.cut >= 0) messages.splice(s.setup.cut % (messages.length + 1));
@@ -170,7 +195,10 @@ describe('a hostile server', () => {
 
           const server = fakeServer();
           const attempt = s.device ? createDevice(server.path) : connect(server.path);
-          const settled = attempt.then((r) => ({ ok: r }), (err: unknown) => ({ err }));
+          const settled = attempt.then(
+            (r) => ({ ok: r }),
+            (err: unknown) => ({ err }),
+          );
           const client = await server.accept();
           let from = 0;
           for (const [i, to] of cuts.entries()) {
@@ -222,7 +250,8 @@ describe('a hostile server', () => {
               const size = ok.sharedMemory.size;
               ok.mmioWrite(2, size - 4, 4, 0xa5a5a5a5);
               expect(ok.mmioRead(2, size - 4, 4)).toBe(0xa5a5a5a5);
-              for (const [peer, list] of conn.peers) for (let v = 0; v < list.length; v++) ok.mmioWrite(0, 0x0c, 4, (peer << 16) | v);
+              for (const [peer, list] of conn.peers)
+                for (let v = 0; v < list.length; v++) ok.mmioWrite(0, 0x0c, 4, (peer << 16) | v);
             }
             ok.close();
             outcome = ok instanceof IvshmemDevice ? 'device' : 'connection';
@@ -231,9 +260,13 @@ describe('a hostile server', () => {
           server.close();
           for (const c of cleanups.splice(0).reverse()) c();
           await tick();
-          if (openFdCount() !== baseline) expect.fail(`fds after a run: ${JSON.stringify(openFds())}, baseline ${baseline}`);
+          if (openFdCount() !== baseline)
+            expect.fail(`fds after a run: ${JSON.stringify(openFds())}, baseline ${baseline}`);
         }),
-        { numRuns: Number(process.env.IVSHMEM_HOSTILE_RUNS ?? 200), seed: Number(process.env.IVSHMEM_HOSTILE_SEED ?? Date.now() % 2 ** 31) },
+        {
+          numRuns: Number(process.env.IVSHMEM_HOSTILE_RUNS ?? 200),
+          seed: Number(process.env.IVSHMEM_HOSTILE_SEED ?? Date.now() % 2 ** 31),
+        },
       );
       // The property must have met both endings, or it proved little.
       const codes = [...outcomes.keys()];
@@ -243,27 +276,33 @@ describe('a hostile server', () => {
   });
 
   describe('fds of the wrong kind', () => {
-    it.each(['pipe', 'socket', 'file', 'memfd', 'devnull'] as FdKind[])('a %s as a peer vector during setup is refused with ERR_IVSHMEM_PROTOCOL_FD', async (kind) => {
-      const server = fakeServer();
-      const pending = createDevice(server.path);
-      await server.accept();
-      server.send(0);
-      server.send(1);
-      server.send(0, kind);
-      await expectCode(pending, 'ERR_IVSHMEM_PROTOCOL_FD');
-    });
+    it.each(['pipe', 'socket', 'file', 'memfd', 'devnull'] as FdKind[])(
+      'a %s as a peer vector during setup is refused with ERR_IVSHMEM_PROTOCOL_FD',
+      async (kind) => {
+        const server = fakeServer();
+        const pending = createDevice(server.path);
+        await server.accept();
+        server.send(0);
+        server.send(1);
+        server.send(0, kind);
+        await expectCode(pending, 'ERR_IVSHMEM_PROTOCOL_FD');
+      },
+    );
 
-    it.each(['pipe', 'socket', 'file'] as FdKind[])('a %s as one of our own vectors is refused with ERR_IVSHMEM_PROTOCOL_FD', async (kind) => {
-      const server = fakeServer();
-      const pending = connect(server.path);
-      await server.accept();
-      server.send(0);
-      server.send(1);
-      server.send(1, 'eventfd');
-      server.send(1, kind);
-      server.send(-1, 'memfd');
-      await expectCode(pending, 'ERR_IVSHMEM_PROTOCOL_FD');
-    });
+    it.each(['pipe', 'socket', 'file'] as FdKind[])(
+      'a %s as one of our own vectors is refused with ERR_IVSHMEM_PROTOCOL_FD',
+      async (kind) => {
+        const server = fakeServer();
+        const pending = connect(server.path);
+        await server.accept();
+        server.send(0);
+        server.send(1);
+        server.send(1, 'eventfd');
+        server.send(1, kind);
+        server.send(-1, 'memfd');
+        await expectCode(pending, 'ERR_IVSHMEM_PROTOCOL_FD');
+      },
+    );
 
     it.each([
       ['socket', 'ERR_IVSHMEM_PROTOCOL_FD'],
@@ -290,7 +329,10 @@ describe('a hostile server', () => {
       server.send(0);
       server.send(0);
       server.send(-1, 'file-readonly');
-      const err = await pending.then(() => undefined, (e: unknown) => e as Error & { cause?: Record<string, unknown> });
+      const err = await pending.then(
+        () => undefined,
+        (e: unknown) => e as Error & { cause?: Record<string, unknown> },
+      );
       expect(err).toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_SHM' });
       expect(err?.cause).toMatchObject({ syscall: 'mmap', code: expect.stringMatching(/^E[A-Z]+$/) });
       expect(typeof err?.cause?.errno).toBe('number');
@@ -358,7 +400,10 @@ describe('a hostile server', () => {
     it('a blocking eventfd at its maximum count as a peer vector: received non-blocking, a doorbell to it returns', async () => {
       // Node makes no blocking eventfds: Python does, and hands one over a socket pair.
       const [ours, theirs] = UnixSocket.pair();
-      cleanups.push(() => ours.close(), () => theirs.close());
+      cleanups.push(
+        () => ours.close(),
+        () => theirs.close(),
+      );
       const script = [
         'import os, socket',
         's = socket.socket(fileno=3)',
@@ -366,7 +411,10 @@ describe('a hostile server', () => {
         'os.eventfd_write(e, 2**64 - 2)', // one more and a blocking write would wait for a reader
         "socket.send_fds(s, [b'\\0' * 8], [e])",
       ].join('\n');
-      const py = spawnSync('python3', ['-c', script], { stdio: ['ignore', 'inherit', 'inherit', theirs.fd], timeout: 10_000 });
+      const py = spawnSync('python3', ['-c', script], {
+        stdio: ['ignore', 'inherit', 'inherit', theirs.fd],
+        timeout: 10_000,
+      });
       expect(py.status).toBe(0);
       let m: ReturnType<UnixSocket['receive']> = null;
       await until(() => (m ??= ours.receive()) !== null, 'the eventfd arrived');
@@ -395,9 +443,18 @@ describe('a hostile server', () => {
   describe('shared memory that shrinks after we mapped it', () => {
     const runChild = (sealable: string) =>
       new Promise<{ code: number | null; signal: string | null; out: string; err: string }>((resolve, reject) => {
-        const child = spawn(process.execPath, [fileURLToPath(new URL('../support/shrinking-server-child.mjs', import.meta.url)), deviceBundle(), dir, sealable], {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
+        const child = spawn(
+          process.execPath,
+          [
+            fileURLToPath(new URL('../support/shrinking-server-child.mjs', import.meta.url)),
+            deviceBundle(),
+            dir,
+            sealable,
+          ],
+          {
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
         let out = '';
         let err = '';
         child.stdout.on('data', (d) => (out += d));
@@ -423,7 +480,10 @@ describe('a hostile server', () => {
     }, 40_000);
 
     it('requireSealedMemory refuses memory that cannot be sealed, and accepts a sealable memfd', async () => {
-      for (const [sealable, outcome] of [[false, 'ERR_IVSHMEM_PROTOCOL_SHM'], [true, 'ok']] as const) {
+      for (const [sealable, outcome] of [
+        [false, 'ERR_IVSHMEM_PROTOCOL_SHM'],
+        [true, 'ok'],
+      ] as const) {
         const server = fakeServer();
         const pending = connect(server.path, 1, { requireSealedMemory: true });
         const client = await server.accept();

@@ -33,11 +33,16 @@ afterAll(() => {
 
 function when(rng: Rng): string {
   switch (rng.int(5)) {
-    case 0: return 'microtask';
-    case 1: return 'immediate';
-    case 2: return 'timer';
-    case 3: return 'commit';
-    default: return `delay:${(rng.int(3000) / 1000).toFixed(3)}`;
+    case 0:
+      return 'microtask';
+    case 1:
+      return 'immediate';
+    case 2:
+      return 'timer';
+    case 3:
+      return 'commit';
+    default:
+      return `delay:${(rng.int(3000) / 1000).toFixed(3)}`;
   }
 }
 
@@ -45,7 +50,13 @@ async function oneHandover(when: string): Promise<void> {
   const sock = join(dir, `s${n}.sock`);
   const ctl = join(dir, `c${n}.ctl`);
   const shm = `${shmPrefix}${n++}`;
-  const holder = spawn(process.execPath, [fileURLToPath(new URL('../support/handover-crashing-holder.mjs', import.meta.url)), sock, ctl, shm, when]);
+  const holder = spawn(process.execPath, [
+    fileURLToPath(new URL('../support/handover-crashing-holder.mjs', import.meta.url)),
+    sock,
+    ctl,
+    shm,
+    when,
+  ]);
   killAfterTest(holder);
   let said = '';
   holder.stdout.on('data', (d) => (said += d));
@@ -63,7 +74,9 @@ async function oneHandover(when: string): Promise<void> {
     const fdsBefore = openFdCount();
     const log: string[] = [];
     const taken = await takeOver(ctl, { log: (l) => log.push(l) }).catch((err: Error) => {
-      throw new Error(`hand-over with the holder dying at "${when}" failed: ${err.message}\n  log: ${log.join('\n  ')}`);
+      throw new Error(
+        `hand-over with the holder dying at "${when}" failed: ${err.message}\n  log: ${log.join('\n  ')}`,
+      );
     });
     try {
       expect(taken.server.peerIds).toEqual([0, 1]);

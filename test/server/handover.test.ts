@@ -43,7 +43,8 @@ afterEach(async () => {
 });
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
-  for (const f of readdirSync('/dev/shm')) if (f.startsWith(`ivshmem-test-handover-${process.pid}-`)) rmSync(join('/dev/shm', f));
+  for (const f of readdirSync('/dev/shm'))
+    if (f.startsWith(`ivshmem-test-handover-${process.pid}-`)) rmSync(join('/dev/shm', f));
   expect(cleanupFailures, 'cleanup errors').toEqual([]);
 });
 
@@ -72,7 +73,9 @@ async function device(path: string) {
   const msi: number[] = [];
   const events: string[] = [];
   const d = await IvshmemDevice.create({
-    mode: 'doorbell', vectors: 2, server: path,
+    mode: 'doorbell',
+    vectors: 2,
+    server: path,
     transport: { setIrqLevel() {}, sendMsi: (_address, _data, vector) => msi.push(vector) },
   });
   cleanups.push(() => d.close());
@@ -89,7 +92,6 @@ async function device(path: string) {
 const ring = (d: IvshmemDevice, peer: number, vector: number) => d.mmioWrite(0, 0x0c, 4, (peer << 16) | vector);
 
 describe('hand-over between two servers in one process', () => {
-
   /** A server on a fresh socket, offering itself for hand-over on a fresh control socket. */
   function offering(vectors: number, options?: Parameters<typeof HandoverOffer.listen>[2]) {
     const sock = join(dir, `s${n++}.sock`);
@@ -142,7 +144,7 @@ describe('hand-over between two servers in one process', () => {
     expect(next.stats()).toMatchObject({ peers: 2, joins: 3, leaves: 1 });
   });
 
-  it('what happens while the hand-over is under way is the successor\'s: a hang-up, a newcomer in the backlog', async () => {
+  it("what happens while the hand-over is under way is the successor's: a hang-up, a newcomer in the backlog", async () => {
     const { sock, ctl, old } = offering(2);
     const a = await client(sock);
     const b = await client(sock);
@@ -238,7 +240,11 @@ describe('hand-over between two servers in one process', () => {
     expect(next.stats().messagesQueued).toBe(queued);
 
     // Version, id 0, shm, its own vectors; then each newcomer's vectors: all of it, fds included.
-    const expected: [bigint, boolean][] = [[0n, false], [0n, false], [-1n, true]];
+    const expected: [bigint, boolean][] = [
+      [0n, false],
+      [0n, false],
+      [-1n, true],
+    ];
     for (let k = 0; k <= joined; k++) for (let v = 0; v < vectors; v++) expected.push([BigInt(k), true]);
     const got: [bigint, boolean][] = [];
     await until(() => {
@@ -305,7 +311,12 @@ describe('hand-over between ivshmem-server processes', () => {
     const c = await client(sock);
     expect(c.c.id).toBe(2);
     await until(() => c.c.peers.size === 2 && c.c.connection.ownVectors.length === 2, 'the newcomer told of everyone');
-    expect(c.c.peers).toEqual(new Map([[0, 2], [1, 2]]));
+    expect(c.c.peers).toEqual(
+      new Map([
+        [0, 2],
+        [1, 2],
+      ]),
+    );
     await until(() => dev.events.includes('join 2') && a.events.includes('join 2'), 'the newcomer announced');
     c.c.ring(0, 0);
     ring(dev.d, 2, 1);
@@ -362,7 +373,12 @@ describe('an old server crashing in the middle of a hand-over', () => {
   it('the successor, holding everything, serves in its place: the peers notice nothing', async () => {
     const sock = join(dir, `s${n++}.sock`);
     const ctl = join(dir, `c${n++}.ctl`);
-    const holder = spawn(process.execPath, [fileURLToPath(new URL('../support/handover-crashing-holder.mjs', import.meta.url)), sock, ctl, shmName()]);
+    const holder = spawn(process.execPath, [
+      fileURLToPath(new URL('../support/handover-crashing-holder.mjs', import.meta.url)),
+      sock,
+      ctl,
+      shmName(),
+    ]);
     killAfterTest(holder);
     let said = '';
     holder.stdout.on('data', (d) => (said += d));
@@ -400,7 +416,10 @@ describe.skipIf(qemuMissing !== null)("hand-over under QEMU's ivshmem-doorbell",
     const ctl = join(dir, `c${n++}.ctl`);
     const first = server(['-S', sock, '-M', shmName(), '-l', '1M', '-n', '2', '--handover-socket', ctl]);
     await first.waitFor('listening on');
-    const q = await QTest.start(['-chardev', `socket,id=chr0,path=${sock}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=2'], { qemu: QEMU, lifetimeS: 60 });
+    const q = await QTest.start(
+      ['-chardev', `socket,id=chr0,path=${sock}`, '-device', 'ivshmem-doorbell,chardev=chr0,vectors=2'],
+      { qemu: QEMU, lifetimeS: 60 },
+    );
     try {
       const { ivPosition, pba } = await setUpQemuDoorbell(q);
       expect(ivPosition).toBe(0);
@@ -451,7 +470,10 @@ describe('when a server dies outright', () => {
 
     first.child.kill('SIGKILL');
     await first.exited();
-    await until(() => r.events.includes('disconnect') && plain.events.some((e) => e.startsWith('close')), 'the peers noticing');
+    await until(
+      () => r.events.includes('disconnect') && plain.events.some((e) => e.startsWith('close')),
+      'the peers noticing',
+    );
     await until(() => dev.events.some((e) => e.startsWith('close')), 'the device noticing');
     // As QEMU's device: still the same id, memory and doorbells among the peers it knew.
     expect(dev.d.id).toBe(0);

@@ -28,13 +28,24 @@ const shmPrefix = `ivshmem-test-hostile-${process.pid}-`;
 
 function startServer(extra: Partial<IvshmemServerOptions> = {}): { server: IvshmemServer; log: string[] } {
   const log: string[] = [];
-  const server = IvshmemServer.start({ socketPath: join(dir, `s${n++}.sock`), memory: { shm: `${shmPrefix}${n++}` }, size: 1 << 16, vectors: 1, log: (l) => log.push(l), ...extra });
+  const server = IvshmemServer.start({
+    socketPath: join(dir, `s${n++}.sock`),
+    memory: { shm: `${shmPrefix}${n++}` },
+    size: 1 << 16,
+    vectors: 1,
+    log: (l) => log.push(l),
+    ...extra,
+  });
   cleanups.push(() => server.close());
   return { server, log };
 }
 
 /** A real peer that counts, per peer id, the joins and leaves the server announced to it. */
-interface Watcher { client: IvshmemClient; joins: Map<number, number>; leaves: Map<number, number> }
+interface Watcher {
+  client: IvshmemClient;
+  joins: Map<number, number>;
+  leaves: Map<number, number>;
+}
 async function watcher(server: IvshmemServer): Promise<Watcher> {
   const client = await IvshmemClient.connect(server.socketPath);
   cleanups.push(() => client.close());
@@ -49,7 +60,8 @@ function pairedIds(w: Watcher, others: number[]): Set<number> {
   const ids = new Set<number>();
   for (const [id, count] of w.joins) {
     if (others.includes(id)) continue;
-    if (count !== 1 || w.leaves.get(id) !== 1) throw new Error(`peer ${id}: ${count} join(s), ${w.leaves.get(id) ?? 0} leave(s)`);
+    if (count !== 1 || w.leaves.get(id) !== 1)
+      throw new Error(`peer ${id}: ${count} join(s), ${w.leaves.get(id) ?? 0} leave(s)`);
     ids.add(id);
   }
   for (const id of w.leaves.keys()) if (!w.joins.has(id)) throw new Error(`peer ${id} left without joining`);
@@ -116,7 +128,8 @@ async function stillServing(a: Watcher, b: Watcher): Promise<void> {
 }
 
 const running: ChildProcess[] = [];
-const exited = (c: ChildProcess) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)));
+const exited = (c: ChildProcess) =>
+  c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r));
 
 // A client in another process: connects, reads `bytes` bytes (fds that came with them are closed
 // by the kernel), says so, then waits to be killed.
@@ -179,7 +192,10 @@ describe('ivshmem server against hostile clients', () => {
     };
     for (let done = 0; done < CYCLES; done += BATCH) {
       if (done % 1000 === 0) {
-        await until(() => server.peerIds.length === 2 && server.stats().messagesQueued === 0, 'the server settles between batches');
+        await until(
+          () => server.peerIds.length === 2 && server.stats().messagesQueued === 0,
+          'the server settles between batches',
+        );
         sample();
       }
       const batch: UnixSocket[] = [];
@@ -214,7 +230,9 @@ describe('ivshmem server against hostile clients', () => {
     const MiB = 1 << 20;
     expect((last.heap - warm.heap) / MiB).toBeLessThan(16);
     expect((last.rss - warm.rss) / MiB).toBeLessThan(96);
-    console.log(`10k cycles: ${joined.size} joined, ${stats.setupFailures} left during setup; heap ${(warm.heap / MiB).toFixed(1)} → ${(last.heap / MiB).toFixed(1)} MiB, rss ${(warm.rss / MiB).toFixed(1)} → ${(last.rss / MiB).toFixed(1)} MiB, fds ${warm.fds} → ${last.fds}`);
+    console.log(
+      `10k cycles: ${joined.size} joined, ${stats.setupFailures} left during setup; heap ${(warm.heap / MiB).toFixed(1)} → ${(last.heap / MiB).toFixed(1)} MiB, rss ${(warm.rss / MiB).toFixed(1)} → ${(last.rss / MiB).toFixed(1)} MiB, fds ${warm.fds} → ${last.fds}`,
+    );
   }, 120_000);
 
   it('drops clients SIGKILLed mid-setup, telling the peers once of each that had joined', async () => {
@@ -256,7 +274,10 @@ describe('ivshmem server against hostile clients', () => {
       const early = await connect(server.socketPath);
       write(early);
       const late = await connect(server.socketPath);
-      cleanups.push(() => early.close(), () => late.close());
+      cleanups.push(
+        () => early.close(),
+        () => late.close(),
+      );
       await read(late, 3 + 3); // version, id, shm, the two watchers' vectors, its own
       write(late);
       clients.push(early, late);
@@ -305,20 +326,28 @@ describe('ivshmem server against hostile clients', () => {
     expect(stats.slowReaderDrops).toBe(1);
     expect(stats.peakQueue).toBeLessThanOrEqual(Math.max(LIMIT, setup));
     expect(log).toContain(`peer ${silentId} left: the client stopped reading: more than ${LIMIT} messages queued`);
-    await until(() => server.peerIds.length === 2 && server.stats().messagesQueued === 0, 'only the watchers left, nothing queued');
-    await until(() => pairedIdsSafe(a, b) === joined.size, 'both watchers heard every leave, the silent client\'s too');
+    await until(
+      () => server.peerIds.length === 2 && server.stats().messagesQueued === 0,
+      'only the watchers left, nothing queued',
+    );
+    await until(() => pairedIdsSafe(a, b) === joined.size, "both watchers heard every leave, the silent client's too");
     expect(pairedIds(a, [b.client.id])).toEqual(joined);
     expect(pairedIds(b, [a.client.id])).toEqual(joined);
     await stillServing(a, b);
     // What the silent client was sent before its queue overflowed is still readable, then EOF.
     const backlog = await readToEnd(silent);
     expect(backlog.slice(0, 3)).toEqual([0n, BigInt(silentId), -1n]);
-    console.log(`a silent client took ${backlog.length} messages into its socket, ${LIMIT} more into its queue, then was dropped (${held.length} peers of ${VECTORS} vectors joined meanwhile)`);
+    console.log(
+      `a silent client took ${backlog.length} messages into its socket, ${LIMIT} more into its queue, then was dropped (${held.length} peers of ${VECTORS} vectors joined meanwhile)`,
+    );
   });
 
   it('hears of writability from the native poller only when asked, and only once there is room', async () => {
     const [full, reader] = UnixSocket.pair();
-    cleanups.push(() => full.close(), () => reader.close());
+    cleanups.push(
+      () => full.close(),
+      () => reader.close(),
+    );
     let sent = 0;
     while (full.send(BigInt(sent))) sent++;
     const events: number[] = [];
@@ -371,8 +400,13 @@ describe('ivshmem server against hostile clients', () => {
       s.close();
     }
     expect(ids).toEqual([2n, 3n, 4n]);
-    expect(() => IvshmemServer.start({ socketPath: join(dir, 'never.sock'), memory: { shm: `${shmPrefix}never` }, firstId: 65536 }))
-      .toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_INVALID_OPTION' }));
+    expect(() =>
+      IvshmemServer.start({
+        socketPath: join(dir, 'never.sock'),
+        memory: { shm: `${shmPrefix}never` },
+        firstId: 65536,
+      }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_INVALID_OPTION' }));
   });
 });
 

@@ -45,7 +45,8 @@ describe('id allocation', () => {
   });
 
   it('refuses a start outside 0..65535', () => {
-    for (const bad of [-1, 65536, 1.5, Number.NaN]) expect(() => new IdAllocator(bad)).toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_INVALID_OPTION' }));
+    for (const bad of [-1, 65536, 1.5, Number.NaN])
+      expect(() => new IdAllocator(bad)).toThrow(expect.objectContaining({ code: 'ERR_IVSHMEM_INVALID_OPTION' }));
   });
 
   it('always gives the first free id at or after the counter, cyclically (model check)', () => {

@@ -59,7 +59,7 @@ describe('server outbox', () => {
     outbox.send(n++, -1, 3);
     outbox.send(n++, -1, 3);
     expect(outbox.length).toBe(3);
-    expect(outbox.send(n++, -1, 3)).toBe('the client stopped reading: more than 3 messages queued');
+    expect(outbox.send(n, -1, 3)).toBe('the client stopped reading: more than 3 messages queued');
     expect(counters.slowReaderDrops).toBe(1);
     outbox.clear();
     expect([outbox.length, counters.messagesQueued]).toEqual([0, 0]);

@@ -29,11 +29,17 @@ function startServer(vectors = 2, size = 1 << 20, extra: Partial<Parameters<type
   return server;
 }
 
-interface Msi { address: number; data: number; vector: number }
+interface Msi {
+  address: number;
+  data: number;
+  vector: number;
+}
 async function joinDevice(server: IvshmemServer, vectors = 2) {
   const msi: Msi[] = [];
   const device = await IvshmemDevice.create({
-    mode: 'doorbell', vectors, server: server.socketPath,
+    mode: 'doorbell',
+    vectors,
+    server: server.socketPath,
     transport: { setIrqLevel() {}, sendMsi: (address, data, vector) => msi.push({ address, data, vector }) },
   });
   cleanups.push(() => device.close());
@@ -73,23 +79,40 @@ afterAll(async () => {
 });
 
 describe('ivshmem server', () => {
-  it('sends QEMU\'s connect sequence, in QEMU\'s order', async () => {
+  it("sends QEMU's connect sequence, in QEMU's order", async () => {
     const server = startServer(2);
     const a = UnixSocket.connect(server.socketPath);
     cleanups.push(() => a.close());
-    expect(await drainRaw(a, 5)).toEqual([[0, false], [0, false], [-1, true], [0, true], [0, true]]);
+    expect(await drainRaw(a, 5)).toEqual([
+      [0, false],
+      [0, false],
+      [-1, true],
+      [0, true],
+      [0, true],
+    ]);
     const b = UnixSocket.connect(server.socketPath);
     cleanups.push(() => b.close());
     // b: version, id, shm, then peer 0's vectors, then its own.
-    expect(await drainRaw(b, 7)).toEqual([[0, false], [1, false], [-1, true], [0, true], [0, true], [1, true], [1, true]]);
+    expect(await drainRaw(b, 7)).toEqual([
+      [0, false],
+      [1, false],
+      [-1, true],
+      [0, true],
+      [0, true],
+      [1, true],
+      [1, true],
+    ]);
     // a hears of b: its id with each vector's eventfd; then of b's leave: its id alone.
-    expect(await drainRaw(a, 2)).toEqual([[1, true], [1, true]]);
+    expect(await drainRaw(a, 2)).toEqual([
+      [1, true],
+      [1, true],
+    ]);
     b.close();
     expect(await drainRaw(a, 1)).toEqual([[1, false]]);
     expect(server.peerIds).toEqual([0]);
   });
 
-  it('hands out ids round-robin, as QEMU\'s server does', async () => {
+  it("hands out ids round-robin, as QEMU's server does", async () => {
     const server = startServer(1);
     const ids: number[] = [];
     server.on('join', (id) => ids.push(id));
@@ -163,7 +186,11 @@ describe('ivshmem server', () => {
         await tick(1); // the backlog is full until the server (on this thread) accepts
       }
     }
-    await until(() => !server.peerIds.includes(52) || leaves.some((r) => r.includes('stopped reading')), 'a stalled reader dropped', 4000);
+    await until(
+      () => !server.peerIds.includes(52) || leaves.some((r) => r.includes('stopped reading')),
+      'a stalled reader dropped',
+      4000,
+    );
     for (const c of churn) c.close();
     stalled.close();
     await until(() => server.peerIds.length === 1, 'server.peerIds.length === 1', 4000);
@@ -177,9 +204,20 @@ describe('ivshmem server', () => {
   it('refuses a master that is not first, and starts a device with the id and memory it assigned', async () => {
     const server = startServer(1, 1 << 20);
     await joinDevice(server, 1);
-    await expect(IvshmemDevice.create({ mode: 'doorbell', server: server.socketPath, master: 'on', transport: { setIrqLevel() {}, sendMsi() {} } }))
-      .rejects.toMatchObject({ code: 'ERR_IVSHMEM_MASTER' });
-    const auto = await IvshmemDevice.create({ mode: 'doorbell', server: server.socketPath, master: 'auto', transport: { setIrqLevel() {}, sendMsi() {} } });
+    await expect(
+      IvshmemDevice.create({
+        mode: 'doorbell',
+        server: server.socketPath,
+        master: 'on',
+        transport: { setIrqLevel() {}, sendMsi() {} },
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_IVSHMEM_MASTER' });
+    const auto = await IvshmemDevice.create({
+      mode: 'doorbell',
+      server: server.socketPath,
+      master: 'auto',
+      transport: { setIrqLevel() {}, sendMsi() {} },
+    });
     cleanups.push(() => auto.close());
     expect(auto.master).toBe(false);
     expect(auto.migrationBlocker).toContain('peer mode');
@@ -201,18 +239,24 @@ describe('ivshmem server', () => {
 });
 
 describe('a device whose embedder waits on its vectors', () => {
-  it('exposes its own vectors\' eventfds and fires only when told (vectorWait: manual)', async () => {
+  it("exposes its own vectors' eventfds and fires only when told (vectorWait: manual)", async () => {
     const server = startServer(2);
     const a = await joinDevice(server, 2);
     const msi: Msi[] = [];
     const b = await IvshmemDevice.create({
-      mode: 'doorbell', vectors: 2, server: server.socketPath, vectorWait: 'manual',
+      mode: 'doorbell',
+      vectors: 2,
+      server: server.socketPath,
+      vectorWait: 'manual',
       transport: { setIrqLevel() {}, sendMsi: (address, data, vector) => msi.push({ address, data, vector }) },
     });
     cleanups.push(() => b.close());
     enableMsix(b);
     b.mmioWrite(1, 16 + 12, 4, 0); // vector 1 unmasked
-    await until(() => b.ownVectorFds.length === 2 && a.device.peerVectors(b.id) === 2, 'b.ownVectorFds.length === 2 && a.device.peerVectors(b.id) === 2');
+    await until(
+      () => b.ownVectorFds.length === 2 && a.device.peerVectors(b.id) === 2,
+      'b.ownVectorFds.length === 2 && a.device.peerVectors(b.id) === 2',
+    );
     a.device.mmioWrite(0, 0x0c, 4, (b.id << 16) | 1);
     const { createWaiter } = await import('../../src/os/waiter.js');
     const waiter = createWaiter('blocking', b.ownVectorFds);
@@ -228,7 +272,12 @@ describe('legacy protocol and INTx with a server', () => {
   it('joins a pre-2.5 server (no version message) in legacy mode, and only then', async () => {
     const server = startServer(1, 1 << 16, { legacy: true });
     const irq: number[] = [];
-    const device = await IvshmemDevice.create({ mode: 'intx', server: server.socketPath, legacy: true, transport: { setIrqLevel: (l) => irq.push(l), sendMsi() {} } });
+    const device = await IvshmemDevice.create({
+      mode: 'intx',
+      server: server.socketPath,
+      legacy: true,
+      transport: { setIrqLevel: (l) => irq.push(l), sendMsi() {} },
+    });
     cleanups.push(() => device.close());
     expect(device.id).toBe(0);
     // The seed's INTx path: our own vector sets IntrStatus bit 0; the pin follows the mask.
@@ -237,23 +286,59 @@ describe('legacy protocol and INTx with a server', () => {
     await until(() => irq.length === 1, 'irq.length === 1');
     expect(device.mmioRead(0, 0x04, 4)).toBe(1);
     expect(irq).toEqual([1, 0]);
-    await expect(IvshmemDevice.create({ mode: 'doorbell', server: server.socketPath, setupTimeoutMs: 500, transport: { setIrqLevel() {}, sendMsi() {} } }))
-      .rejects.toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_VERSION' }); // its id 1 read as a version
+    await expect(
+      IvshmemDevice.create({
+        mode: 'doorbell',
+        server: server.socketPath,
+        setupTimeoutMs: 500,
+        transport: { setIrqLevel() {}, sendMsi() {} },
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_IVSHMEM_PROTOCOL_VERSION' }); // its id 1 read as a version
   });
 });
 
 describe('device against a broken server', () => {
   it.each([
     ['a wrong version', [[1n, false]], 'ERR_IVSHMEM_PROTOCOL_VERSION'],
-    ['EOF during setup', [[0n, false], [3n, false]], 'ERR_IVSHMEM_PROTOCOL_EOF'],
+    [
+      'EOF during setup',
+      [
+        [0n, false],
+        [3n, false],
+      ],
+      'ERR_IVSHMEM_PROTOCOL_EOF',
+    ],
     ['a silent server', [], 'ERR_IVSHMEM_PROTOCOL_TIMEOUT'],
-    ['an shm message without fd', [[0n, false], [3n, false], [-1n, false]], 'ERR_IVSHMEM_PROTOCOL_SHM'],
-    ['too many vectors for a peer', [[0n, false], [3n, false], [4n, true], [4n, true]], 'ERR_IVSHMEM_TOO_MANY_VECTORS'],
+    [
+      'an shm message without fd',
+      [
+        [0n, false],
+        [3n, false],
+        [-1n, false],
+      ],
+      'ERR_IVSHMEM_PROTOCOL_SHM',
+    ],
+    [
+      'too many vectors for a peer',
+      [
+        [0n, false],
+        [3n, false],
+        [4n, true],
+        [4n, true],
+      ],
+      'ERR_IVSHMEM_TOO_MANY_VECTORS',
+    ],
   ] as [string, [bigint, boolean][], string][])('fails with %s, leaking nothing', async (name, script, code) => {
     const before = openFdCount();
     const { UnixListener } = await import('../../src/os/unix-socket.js');
     const listener = UnixListener.listen(socketPath());
-    const pending = IvshmemDevice.create({ mode: 'doorbell', vectors: 1, server: listener.path, setupTimeoutMs: 300, transport: { setIrqLevel() {}, sendMsi() {} } });
+    const pending = IvshmemDevice.create({
+      mode: 'doorbell',
+      vectors: 1,
+      server: listener.path,
+      setupTimeoutMs: 300,
+      transport: { setIrqLevel() {}, sendMsi() {} },
+    });
     let conn: UnixSocket | null = null;
     await until(() => (conn = listener.accept()) !== null, 'the fake server accepted the device');
     const sender = conn as unknown as UnixSocket;
@@ -285,24 +370,41 @@ describe('server observability', () => {
     const a = UnixSocket.connect(server.socketPath);
     const b = UnixSocket.connect(server.socketPath);
     const c = UnixSocket.connect(other.socketPath);
-    cleanups.push(() => a.close(), () => b.close(), () => c.close());
-    await until(() => server.peerIds.length === 2 && other.peerIds.length === 1, 'server.peerIds.length === 2 && other.peerIds.length === 1');
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+      () => c.close(),
+    );
+    await until(
+      () => server.peerIds.length === 2 && other.peerIds.length === 1,
+      'server.peerIds.length === 2 && other.peerIds.length === 1',
+    );
     a.sendRaw(new Uint8Array([1])); // a talks: dropped
     await until(() => server.peerIds.length === 1, 'server.peerIds.length === 1');
     const mine = seen.filter(([, m]) => (m as { socketPath: string }).socketPath === server.socketPath);
     expect(mine).toEqual([
       ['ivshmem:server:join', { socketPath: server.socketPath, id: 0, peers: 1 }],
       ['ivshmem:server:join', { socketPath: server.socketPath, id: 1, peers: 2 }],
-      ['ivshmem:server:leave', { socketPath: server.socketPath, id: 0, reason: 'the client sent data or hung up', peers: 1 }],
+      [
+        'ivshmem:server:leave',
+        { socketPath: server.socketPath, id: 0, reason: 'the client sent data or hung up', peers: 1 },
+      ],
     ]);
     expect(seen.filter(([, m]) => (m as { socketPath: string }).socketPath === other.socketPath).length).toBe(1);
     // b read its setup (version, id, shm, a's vector, its own) and a's leave.
     await drainRaw(b, 6);
     const stats = server.stats();
     expect(stats).toEqual({
-      peers: 1, joins: 2, leaves: 1, setupFailures: 0, refusals: {},
+      peers: 1,
+      joins: 2,
+      leaves: 1,
+      setupFailures: 0,
+      refusals: {},
       messagesSent: 4 + 1 + 5 + 1, // a's setup (4) and b's join; b's setup (5) and a's leave
-      slowReaderDrops: 0, messagesQueued: 0, bytesQueued: 0, peakQueue: 0,
+      slowReaderDrops: 0,
+      messagesQueued: 0,
+      bytesQueued: 0,
+      peakQueue: 0,
     });
   });
 });

@@ -24,13 +24,18 @@ const prefix = `ivshmem-test-stream-${process.pid}-`;
 // Every message a raw client gets until the stream has been quiet for a while: [value, hasFd].
 async function readStream(socket: UnixSocket, atLeast: number): Promise<[number, boolean][]> {
   const got: [number, boolean][] = [];
-  await until(() => {
-    for (let m = socket.receive(); m !== null; m = socket.receive()) {
-      got.push([Number(m.value), m.fd >= 0]);
-      if (m.fd >= 0) native().close(m.fd);
-    }
-    return got.length >= atLeast;
-  }, `${atLeast} messages`, 5000, 2);
+  await until(
+    () => {
+      for (let m = socket.receive(); m !== null; m = socket.receive()) {
+        got.push([Number(m.value), m.fd >= 0]);
+        if (m.fd >= 0) native().close(m.fd);
+      }
+      return got.length >= atLeast;
+    },
+    `${atLeast} messages`,
+    5000,
+    2,
+  );
   return got;
 }
 
@@ -54,7 +59,12 @@ afterAll(() => {
 describe('a newcomer joining while another peer fails', () => {
   for (const vectors of [1, 3]) {
     it(`gets a contiguous setup, then the failed peer's leave (${vectors} vector(s))`, async () => {
-      const server = IvshmemServer.start({ socketPath: join(dir, `s${n}.sock`), memory: { shm: `${prefix}${n++}` }, size: 1 << 16, vectors });
+      const server = IvshmemServer.start({
+        socketPath: join(dir, `s${n}.sock`),
+        memory: { shm: `${prefix}${n++}` },
+        size: 1 << 16,
+        vectors,
+      });
       cleanups.push(() => server.close());
       const leaves: number[] = [];
       server.on('leave', (id) => leaves.push(id));
@@ -73,8 +83,11 @@ describe('a newcomer joining while another peer fails', () => {
       const own = stream[1][0];
       const ids = (value: number) => Array.from({ length: vectors }, () => [value, true] as [number, boolean]);
       expect(stream).toEqual([
-        [0, false], [own, false], [-1, true], // version, id, shm
-        ...ids(0), ...ids(1), // the peers there, each in full
+        [0, false],
+        [own, false],
+        [-1, true], // version, id, shm
+        ...ids(0),
+        ...ids(1), // the peers there, each in full
         ...ids(own), // its own vectors: the end of setup
         [1, false], // and only then: the failed peer left
       ]);

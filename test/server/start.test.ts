@@ -151,10 +151,18 @@ describe('a failed start leaves nothing behind', () => {
     const name = shm();
     const fds = openFdCount();
     // The shm name is held: the listener was made first and must go again.
-    expect(() => IvshmemServer.start({ socketPath: path, memory: { shm: (blocker.memory.source as { shm: string }).shm }, size: 1 << 16 })).toThrow(/in use/);
+    expect(() =>
+      IvshmemServer.start({
+        socketPath: path,
+        memory: { shm: (blocker.memory.source as { shm: string }).shm },
+        size: 1 << 16,
+      }),
+    ).toThrow(/in use/);
     expect(existsSync(path)).toBe(false);
     // The socket is in use: no memory is created at all.
-    expect(() => IvshmemServer.start({ socketPath: blocker.socketPath, memory: { shm: name }, size: 1 << 16 })).toThrow(/EADDRINUSE/);
+    expect(() => IvshmemServer.start({ socketPath: blocker.socketPath, memory: { shm: name }, size: 1 << 16 })).toThrow(
+      /EADDRINUSE/,
+    );
     expect(existsSync(`/dev/shm/${name}`)).toBe(false);
     expect(openFdCount()).toBe(fds);
   });
@@ -231,7 +239,9 @@ describe('probing a socket path', () => {
     server.on('leave', (id) => leaves.push(id));
     expect(native().listening(server.socketPath)).toBe(true);
     for (let i = 0; i < 3; i++) {
-      expect(() => IvshmemServer.start({ socketPath: server.socketPath, memory: { shm: shm() }, size: 1 << 16 })).toThrow(/EADDRINUSE/);
+      expect(() =>
+        IvshmemServer.start({ socketPath: server.socketPath, memory: { shm: shm() }, size: 1 << 16 }),
+      ).toThrow(/EADDRINUSE/);
     }
     expect(serverSync(['-F', '-S', server.socketPath, '-M', shm()]).status).toBe(1);
     await new Promise((r) => setTimeout(r, 50)); // a probe that connected would be accepted by now
@@ -261,12 +271,20 @@ describe('sizes and options nothing can use', () => {
       expect(start).toThrow(message);
     };
     expectRefusal(undefined, 'ERR_IVSHMEM_INVALID_OPTION', /options must be an object/);
-    expectRefusal({ socketPath: sock(), vectors: '4' }, 'ERR_IVSHMEM_INVALID_VECTORS', /vectors must be an integer 1\.\.2048, got the string "4"/);
+    expectRefusal(
+      { socketPath: sock(), vectors: '4' },
+      'ERR_IVSHMEM_INVALID_VECTORS',
+      /vectors must be an integer 1\.\.2048, got the string "4"/,
+    );
     expectRefusal({ socketPath: sock(), sise: 4096 }, 'ERR_IVSHMEM_INVALID_OPTION', /unknown option "sise"/);
     expectRefusal({ socketPath: sock(), size: 1 }, 'ERR_IVSHMEM_INVALID_SIZE', /below 4096/);
     expectRefusal({ socketPath: sock(), size: 2 ** 50 }, 'ERR_IVSHMEM_INVALID_SIZE', /above/);
     expectRefusal({ socketPath: sock(), memory: 'x' }, 'ERR_IVSHMEM_INVALID_OPTION', /memory must be/);
-    expectRefusal({ socketPath: 7 }, 'ERR_IVSHMEM_INVALID_OPTION', /socketPath must be a non-empty path, got the number 7/);
+    expectRefusal(
+      { socketPath: 7 },
+      'ERR_IVSHMEM_INVALID_OPTION',
+      /socketPath must be a non-empty path, got the number 7/,
+    );
   });
 
   it('the server prints no "example code" banner', async () => {

@@ -10,7 +10,9 @@ import { buildSync } from 'esbuild';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const built = new Map<string, string>();
 
-/** Absolute path of the bundle `name`, whose module source is `entry` (export lines, paths from the repository root). */
+/**
+ * Absolute path of the bundle `name`, whose module source is `entry` (export lines, paths from the repository root).
+ */
 export function bundleModule(name: string, entry: readonly string[]): string {
   const done = built.get(name);
   if (done !== undefined) return done;

@@ -54,7 +54,9 @@ export function startCli(script: string, args: string[], options: CliOptions = {
         await until(() => hit(pattern), String(pattern), ms, 10);
       } catch {
         // The output as it is at the deadline, not when the wait began.
-        throw new Error(`${script} never printed ${pattern} within ${ms} ms; it (exit ${child.exitCode ?? child.signalCode}) printed:\n${text}`);
+        throw new Error(
+          `${script} never printed ${pattern} within ${ms} ms; it (exit ${child.exitCode ?? child.signalCode}) printed:\n${text}`,
+        );
       }
     },
   };

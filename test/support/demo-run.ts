@@ -63,7 +63,11 @@ async function within<T>(p: Promise<T>, ms: number, what: () => string): Promise
  * caller's look at traces() will show.
  */
 export async function exitOf(run: DemoRun, ms = 60_000): Promise<DemoExit> {
-  const exit = await within(run.exited, ms, () => `the demo (pid ${run.pid}) did not exit within ${ms} ms; it printed:\n${run.out()}`);
+  const exit = await within(
+    run.exited,
+    ms,
+    () => `the demo (pid ${run.pid}) did not exit within ${ms} ms; it printed:\n${run.out()}`,
+  );
   await within(run.closed, 10_000, () => '').catch(() => {});
   return exit;
 }

@@ -10,7 +10,9 @@ export const CORE_VARIANTS: CoreVariant[] = ['wasm-release', 'wasm-debug', 'ts']
 
 let debugModule: WebAssembly.Module | undefined;
 export function debugWasm(): WebAssembly.Module {
-  debugModule ??= new WebAssembly.Module(readFileSync(fileURLToPath(new URL('../../out/wasm/core.debug.wasm', import.meta.url))));
+  debugModule ??= new WebAssembly.Module(
+    readFileSync(fileURLToPath(new URL('../../out/wasm/core.debug.wasm', import.meta.url))),
+  );
   return debugModule;
 }
 

@@ -51,7 +51,9 @@ export function expectNoFdLeak(warmUp?: () => unknown): void {
   afterAll(() => {
     const after = openFdCount();
     if (after > count) {
-      const grown = [...kinds()].filter(([k, n]) => n > (before.get(k) ?? 0)).map(([k, n]) => `${k}: ${before.get(k) ?? 0} → ${n}`);
+      const grown = [...kinds()]
+        .filter(([k, n]) => n > (before.get(k) ?? 0))
+        .map(([k, n]) => `${k}: ${before.get(k) ?? 0} → ${n}`);
       expect.fail(`${after - count} fd(s) leaked: ${grown.join(', ')}`);
     }
   });

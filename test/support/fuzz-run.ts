@@ -9,7 +9,14 @@ import { IvshmemError } from '../../src/errors.js';
 import type { MasterOption } from '../../src/device/options.js';
 import { Rng } from './rng.js';
 import {
-  bar0PieceValid, bar0Pieces, describeOp, handlePeer, handleVector, isGuestOp, nextOp, routeHandle,
+  bar0PieceValid,
+  bar0Pieces,
+  describeOp,
+  handlePeer,
+  handleVector,
+  isGuestOp,
+  nextOp,
+  routeHandle,
 } from './hostile-guest.js';
 import type { FuzzMode, FuzzOp, GuestShape } from './hostile-guest.js';
 
@@ -76,14 +83,33 @@ function same(a: unknown, b: unknown): boolean {
 
 const errorCode = (e: unknown): string | undefined => (e instanceof IvshmemError ? e.code : undefined);
 
-const COUNTER_NAMES = ['sent', 'noPeer', 'noVector', 'delivered', 'pended', 'disabled', 'noMaster', 'badVector', 'invalid'] as const;
+const COUNTER_NAMES = [
+  'sent',
+  'noPeer',
+  'noVector',
+  'delivered',
+  'pended',
+  'disabled',
+  'noMaster',
+  'badVector',
+  'invalid',
+] as const;
 function flat(c: DeviceCounters): number[] {
   return [
-    c.doorbellsSent, c.doorbellsDropped.noPeer, c.doorbellsDropped.noVector, c.interruptsDelivered, c.interruptsPended,
-    c.interruptsDropped.msixDisabled, c.interruptsDropped.noBusMaster, c.interruptsDropped.badVector, c.invalidGuestAccesses,
+    c.doorbellsSent,
+    c.doorbellsDropped.noPeer,
+    c.doorbellsDropped.noVector,
+    c.interruptsDelivered,
+    c.interruptsPended,
+    c.interruptsDropped.msixDisabled,
+    c.interruptsDropped.noBusMaster,
+    c.interruptsDropped.badVector,
+    c.invalidGuestAccesses,
   ];
 }
-const [SENT, NO_PEER, NO_VECTOR, DELIVERED, PENDED, DISABLED, NO_MASTER, BAD_VECTOR, INVALID] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+const [SENT, NO_PEER, NO_VECTOR, DELIVERED, PENDED, DISABLED, NO_MASTER, BAD_VECTOR, INVALID] = [
+  0, 1, 2, 3, 4, 5, 6, 7, 8,
+];
 
 /** How much of the interesting behaviour a run reached: a run that reaches none of it proves little. */
 export interface Coverage {
@@ -104,7 +130,20 @@ export interface Coverage {
 }
 
 export const emptyCoverage = (): Coverage => ({
-  msi: 0, unmaskDeliveries: 0, pended: 0, rings: 0, noPeer: 0, noVector: 0, loopbacks: 0, saves: 0, loads: 0, loadsRefused: 0, resets: 0, irqChanges: 0, mappings: 0, invalid: 0,
+  msi: 0,
+  unmaskDeliveries: 0,
+  pended: 0,
+  rings: 0,
+  noPeer: 0,
+  noVector: 0,
+  loopbacks: 0,
+  saves: 0,
+  loads: 0,
+  loadsRefused: 0,
+  resets: 0,
+  irqChanges: 0,
+  mappings: 0,
+  invalid: 0,
 });
 
 export class FuzzRun {
@@ -126,7 +165,14 @@ export class FuzzRun {
   #mapped = new Map<number, bigint | null>(); // BAR addresses last reported
   #identity: number[];
 
-  constructor(readonly setup: Setup, readonly index: number, a: Side, b: Side, seed: number, readonly reproduce: string) {
+  constructor(
+    readonly setup: Setup,
+    readonly index: number,
+    a: Side,
+    b: Side,
+    seed: number,
+    readonly reproduce: string,
+  ) {
     this.a = a;
     this.b = b;
     this.rng = new Rng(seed);
@@ -186,20 +232,37 @@ export class FuzzRun {
     const d = side.device;
     try {
       switch (op.k) {
-        case 'cfgRead': return { ok: true, value: d.configRead(op.offset, op.size) };
-        case 'cfgWrite': d.configWrite(op.offset, op.size, op.value); return { ok: true, value: undefined };
-        case 'read': return { ok: true, value: d.mmioRead(op.bar, op.offset, op.size) };
-        case 'write': d.mmioWrite(op.bar, op.offset, op.size, op.value); return { ok: true, value: undefined };
-        case 'fire': d.fireVector(op.vector); return { ok: true, value: undefined };
+        case 'cfgRead':
+          return { ok: true, value: d.configRead(op.offset, op.size) };
+        case 'cfgWrite':
+          d.configWrite(op.offset, op.size, op.value);
+          return { ok: true, value: undefined };
+        case 'read':
+          return { ok: true, value: d.mmioRead(op.bar, op.offset, op.size) };
+        case 'write':
+          d.mmioWrite(op.bar, op.offset, op.size, op.value);
+          return { ok: true, value: undefined };
+        case 'fire':
+          d.fireVector(op.vector);
+          return { ok: true, value: undefined };
         case 'route': {
           const peer = op.peer;
-          const handle = routeHandle(Number.isInteger(peer) && peer >= 0 ? peer & 0xffff : 0, this.#routes.get(peer) ?? 0);
+          const handle = routeHandle(
+            Number.isInteger(peer) && peer >= 0 ? peer & 0xffff : 0,
+            this.#routes.get(peer) ?? 0,
+          );
           return { ok: true, value: d.connectPeerVector(peer, handle) };
         }
-        case 'unroute': return { ok: true, value: d.disconnectPeer(op.peer) };
-        case 'reset': d.reset(); return { ok: true, value: undefined };
-        case 'save': return { ok: true, value: d.saveState() };
-        case 'load': d.loadState(this.#loadBytes(op)); return { ok: true, value: undefined };
+        case 'unroute':
+          return { ok: true, value: d.disconnectPeer(op.peer) };
+        case 'reset':
+          d.reset();
+          return { ok: true, value: undefined };
+        case 'save':
+          return { ok: true, value: d.saveState() };
+        case 'load':
+          d.loadState(this.#loadBytes(op));
+          return { ok: true, value: undefined };
       }
     } catch (error) {
       return { ok: false, error };
@@ -224,12 +287,19 @@ export class FuzzRun {
 
     const ra = this.#apply(this.a, op);
     const rb = this.#apply(this.b, op);
-    for (const [side, r] of [[this.a, ra], [this.b, rb]] as const) {
+    for (const [side, r] of [
+      [this.a, ra],
+      [this.b, rb],
+    ] as const) {
       if (r.ok) continue;
       if (guest) this.fail(`an exception escaped a guest access on ${side.name}: ${String(r.error)}`, op);
       if (errorCode(r.error) === undefined) this.fail(`an uncoded error on ${side.name}: ${String(r.error)}`, op);
     }
-    if (ra.ok !== rb.ok || (ra.ok && rb.ok && !same(ra.value, rb.value)) || (!ra.ok && !rb.ok && errorCode(ra.error) !== errorCode(rb.error))) {
+    if (
+      ra.ok !== rb.ok ||
+      (ra.ok && rb.ok && !same(ra.value, rb.value)) ||
+      (!ra.ok && !rb.ok && errorCode(ra.error) !== errorCode(rb.error))
+    ) {
       const show = (r: Outcome) => (r.ok ? String(r.value) : `throws ${errorCode(r.error)}`);
       this.fail(`results differ: wasm ${show(ra)}, ts ${show(rb)}`, op);
     }
@@ -238,7 +308,11 @@ export class FuzzRun {
     if (op.k === 'route') this.#checkRoute(op.peer, ra);
     if (op.k === 'unroute') this.#checkUnroute(op.peer, ra);
     if (op.k === 'save') {
-      if (this.setup.master === 'on' ? !ra.ok : errorCode(ra.ok ? undefined : ra.error) !== 'ERR_IVSHMEM_MIGRATION_BLOCKED') {
+      if (
+        this.setup.master === 'on'
+          ? !ra.ok
+          : errorCode(ra.ok ? undefined : ra.error) !== 'ERR_IVSHMEM_MIGRATION_BLOCKED'
+      ) {
         this.fail(`saveState with master ${this.setup.master} gave ${ra.ok ? 'a state' : errorCode(ra.error)}`, op);
       }
       if (ra.ok) {
@@ -247,13 +321,19 @@ export class FuzzRun {
       }
     }
     const loaded = op.k === 'load' && ra.ok;
-    if (op.k === 'load' && !ra.ok && this.setup.master !== 'on' && errorCode(ra.error) !== 'ERR_IVSHMEM_MIGRATION_BLOCKED') {
+    if (
+      op.k === 'load' &&
+      !ra.ok &&
+      this.setup.master !== 'on' &&
+      errorCode(ra.error) !== 'ERR_IVSHMEM_MIGRATION_BLOCKED'
+    ) {
       this.fail(`loadState on a device that may not migrate gave ${errorCode(ra.error)}`, op);
     }
     if (op.k === 'reset' || loaded || (op.k === 'write' && op.bar === 1)) this.#forgetCtrl(op);
     const c = this.coverage;
     if (op.k === 'save' && ra.ok) c.saves++;
-    if (op.k === 'load') (loaded ? c.loads++ : c.loadsRefused++);
+    if (op.k === 'load' && loaded) c.loads++;
+    else if (op.k === 'load') c.loadsRefused++;
     if (op.k === 'reset') c.resets++;
 
     this.#checkCounters(op, guest, fireClass, events, loaded);
@@ -281,13 +361,19 @@ export class FuzzRun {
     const eb = this.b.events;
     const show = (e: readonly Event[]) => e.map((x) => x.join(' ')).join(', ');
     if (ea.length - ma !== eb.length - mb) {
-      this.fail(`host calls differ: wasm [${show(ea.slice(ma))}], ts [${show(eb.slice(mb))}]`, typeof op === 'string' ? undefined : op);
+      this.fail(
+        `host calls differ: wasm [${show(ea.slice(ma))}], ts [${show(eb.slice(mb))}]`,
+        typeof op === 'string' ? undefined : op,
+      );
     }
     for (let i = 0; i < ea.length - ma; i++) {
       const x = ea[ma + i];
       const y = eb[mb + i];
       if (x.length !== y.length || x.some((v, j) => v !== y[j])) {
-        this.fail(`host call ${i} differs: wasm [${show(ea.slice(ma))}], ts [${show(eb.slice(mb))}]`, typeof op === 'string' ? undefined : op);
+        this.fail(
+          `host call ${i} differs: wasm [${show(ea.slice(ma))}], ts [${show(eb.slice(mb))}]`,
+          typeof op === 'string' ? undefined : op,
+        );
       }
     }
     // Keep the logs short: everything before this operation has been compared.
@@ -321,7 +407,11 @@ export class FuzzRun {
 
   #msix(): MsixState {
     const control = this.a.device.configRead(MSIX_CONTROL, 2);
-    return { enabled: (control & 0x8000) !== 0, maskAll: (control & 0x4000) !== 0, master: (this.a.device.configRead(0x04, 2) & 0x4) !== 0 };
+    return {
+      enabled: (control & 0x8000) !== 0,
+      maskAll: (control & 0x4000) !== 0,
+      master: (this.a.device.configRead(0x04, 2) & 0x4) !== 0,
+    };
   }
 
   #entryCtrl(v: number): number {
@@ -329,7 +419,8 @@ export class FuzzRun {
     if (c === undefined) {
       c = this.a.device.mmioRead(1, v * 16 + 12, 4);
       const other = this.b.device.mmioRead(1, v * 16 + 12, 4);
-      if (other !== c) this.fail(`vector ${v} control reads 0x${c.toString(16)} on wasm, 0x${other.toString(16)} on ts`);
+      if (other !== c)
+        this.fail(`vector ${v} control reads 0x${c.toString(16)} on wasm, 0x${other.toString(16)} on ts`);
       this.#ctrl.set(v, c);
     }
     return c;
@@ -375,9 +466,11 @@ export class FuzzRun {
     words.forEach((w, i) => {
       for (let bits = w >>> 0; bits !== 0; bits &= bits - 1) {
         const v = i * 32 + (31 - Math.clz32(bits & -bits));
-        if (v >= this.shape.vectors) this.fail(`PBA bit ${v} is set, but the device has ${this.shape.vectors} vectors`, op);
+        if (v >= this.shape.vectors)
+          this.fail(`PBA bit ${v} is set, but the device has ${this.shape.vectors} vectors`, op);
         m ??= this.#msix();
-        if (m.enabled && !m.maskAll && (this.#entryCtrl(v) & 1) === 0) this.fail(`vector ${v} is pending but not masked`, op);
+        if (m.enabled && !m.maskAll && (this.#entryCtrl(v) & 1) === 0)
+          this.fail(`vector ${v} is pending but not masked`, op);
       }
     });
   }
@@ -394,12 +487,22 @@ export class FuzzRun {
 
   #expectedInvalid(op: FuzzOp): number | undefined {
     if (op.k === 'cfgRead' || op.k === 'cfgWrite') {
-      const ok = (op.size === 1 || op.size === 2 || op.size === 4) && Number.isInteger(op.offset) && op.offset >= 0 && op.offset + op.size <= 256;
+      const ok =
+        (op.size === 1 || op.size === 2 || op.size === 4) &&
+        Number.isInteger(op.offset) &&
+        op.offset >= 0 &&
+        op.offset + op.size <= 256;
       return ok ? 0 : 1;
     }
     if (op.k !== 'read' && op.k !== 'write') return 0;
     if (op.bar === 2) {
-      return Number.isInteger(op.offset) && op.offset >= 0 && op.offset + op.size <= this.shape.bar2Size && op.size >= 1 && op.size <= 8 ? 0 : 1;
+      return Number.isInteger(op.offset) &&
+        op.offset >= 0 &&
+        op.offset + op.size <= this.shape.bar2Size &&
+        op.size >= 1 &&
+        op.size <= 8
+        ? 0
+        : 1;
     }
     if (op.bar === 0) {
       const p = bar0Pieces(op.offset, op.size, op.k === 'write' ? op.value : 0);
@@ -407,7 +510,8 @@ export class FuzzRun {
       return p.pieces.every((x) => bar0PieceValid(x.at, op.k === 'write')) ? 0 : 1;
     }
     if (op.bar === 1 && this.setup.mode === 'doorbell') {
-      const inRange = Number.isInteger(op.offset) && op.offset >= 0 && op.offset <= 0x7fffffff && op.size >= 1 && op.size <= 8;
+      const inRange =
+        Number.isInteger(op.offset) && op.offset >= 0 && op.offset <= 0x7fffffff && op.size >= 1 && op.size <= 8;
       return inRange ? undefined : 1;
     }
     return 1; // no such BAR
@@ -424,11 +528,16 @@ export class FuzzRun {
     d.forEach((x, i) => {
       if (x < 0) this.fail(`counter ${COUNTER_NAMES[i]} went down by ${-x}`, op);
     });
-    const bad = (what: string) => this.fail(`${what}; counter deltas ${COUNTER_NAMES.map((n, i) => `${n} ${d[i]}`).join(', ')}; host calls [${events.map((e) => e.join(' ')).join(', ')}]`, op);
+    const bad = (what: string) =>
+      this.fail(
+        `${what}; counter deltas ${COUNTER_NAMES.map((n, i) => `${n} ${d[i]}`).join(', ')}; host calls [${events.map((e) => e.join(' ')).join(', ')}]`,
+        op,
+      );
 
     // Guest accesses: at most one invalid each, exactly as the model says where it knows.
     const invalid = guest ? this.#expectedInvalid(op) : 0;
-    if (d[INVALID] > 1 || (invalid !== undefined && d[INVALID] !== invalid)) bad(`invalidGuestAccesses grew by ${d[INVALID]}, expected ${invalid ?? '0 or 1'}`);
+    if (d[INVALID] > 1 || (invalid !== undefined && d[INVALID] !== invalid))
+      bad(`invalidGuestAccesses grew by ${d[INVALID]}, expected ${invalid ?? '0 or 1'}`);
     const c = this.coverage;
     c.invalid += d[INVALID];
     c.rings += d[SENT];
@@ -455,14 +564,17 @@ export class FuzzRun {
         }
       }
     }
-    if (d[SENT] !== want[SENT] || d[NO_PEER] !== want[NO_PEER] || d[NO_VECTOR] !== want[NO_VECTOR]) bad(`doorbell counters, expected sent ${want[SENT]}, no peer ${want[NO_PEER]}, no vector ${want[NO_VECTOR]}`);
-    if (rings.length !== handles.length || rings.some((h, i) => h !== handles[i])) bad(`rang [${rings.join(' ')}], expected [${handles.join(' ')}]`);
+    if (d[SENT] !== want[SENT] || d[NO_PEER] !== want[NO_PEER] || d[NO_VECTOR] !== want[NO_VECTOR])
+      bad(`doorbell counters, expected sent ${want[SENT]}, no peer ${want[NO_PEER]}, no vector ${want[NO_VECTOR]}`);
+    if (rings.length !== handles.length || rings.some((h, i) => h !== handles[i]))
+      bad(`rang [${rings.join(' ')}], expected [${handles.join(' ')}]`);
 
     // Interrupts: a fired vector lands in exactly one counter, the one its state implies; anything
     // else can only deliver (or drop, without bus mastering) vectors whose pending bit it cleared.
     const outcomes = d[DELIVERED] + d[PENDED] + d[DISABLED] + d[NO_MASTER] + d[BAD_VECTOR];
     const msis = events.filter((e) => e[0] === 'msi');
-    if (msis.length !== (this.setup.mode === 'doorbell' ? d[DELIVERED] : 0)) bad(`${msis.length} MSI messages for ${d[DELIVERED]} deliveries`);
+    if (msis.length !== (this.setup.mode === 'doorbell' ? d[DELIVERED] : 0))
+      bad(`${msis.length} MSI messages for ${d[DELIVERED]} deliveries`);
     const pending = this.#readPba();
     const before = this.#pending.reduce((n, w) => n + popcount(w), 0);
     const after = pending.reduce((n, w) => n + popcount(w), 0);
@@ -476,11 +588,19 @@ export class FuzzRun {
       let cleared = before - after;
       if (op.k === 'reset') cleared = 0;
       if (loaded) cleared = this.#loadedPending(op as Extract<FuzzOp, { k: 'load' }>) - after;
-      if (d[DELIVERED] + d[NO_MASTER] !== cleared) bad(`${d[DELIVERED] + d[NO_MASTER]} deliveries, but ${cleared} pending bits cleared (${before} → ${after})`);
+      if (d[DELIVERED] + d[NO_MASTER] !== cleared)
+        bad(`${d[DELIVERED] + d[NO_MASTER]} deliveries, but ${cleared} pending bits cleared (${before} → ${after})`);
       if (op.k === 'reset' && after !== 0) bad('reset left pending bits');
     }
     if (this.setup.mode === 'doorbell') {
-      if (d[DELIVERED] + d[NO_MASTER] + d[PENDED] > 0 || op.k === 'cfgWrite' || op.k === 'write' || loaded || this.#step % CHECK_EVERY === 0) this.#checkPba(pending, op);
+      if (
+        d[DELIVERED] + d[NO_MASTER] + d[PENDED] > 0 ||
+        op.k === 'cfgWrite' ||
+        op.k === 'write' ||
+        loaded ||
+        this.#step % CHECK_EVERY === 0
+      )
+        this.#checkPba(pending, op);
       if (msis.length > 0) this.#checkMessages(msis, op);
       c.msi += msis.length;
     }
@@ -489,13 +609,17 @@ export class FuzzRun {
   /** Each message carries its table entry's address and data, and its vector is unmasked. */
   #checkMessages(msis: Event[], op: FuzzOp): void {
     const m = this.#msix();
-    if (!m.enabled || m.maskAll || !m.master) this.fail('an MSI was sent while MSI-X was off or masked, or without bus mastering', op);
+    if (!m.enabled || m.maskAll || !m.master)
+      this.fail('an MSI was sent while MSI-X was off or masked, or without bus mastering', op);
     for (const [, address, data, vector] of msis) {
       const v = vector!;
       const entryAddress = this.a.device.mmioRead(1, v * 16, 8);
       const entryData = this.a.device.mmioRead(1, v * 16 + 8, 4);
       if (address !== Number(entryAddress) || data !== entryData) {
-        this.fail(`vector ${v} sent (0x${(address as number).toString(16)}, 0x${data!.toString(16)}), its entry holds (0x${entryAddress.toString(16)}, 0x${entryData.toString(16)})`, op);
+        this.fail(
+          `vector ${v} sent (0x${(address as number).toString(16)}, 0x${data!.toString(16)}), its entry holds (0x${entryAddress.toString(16)}, 0x${entryData.toString(16)})`,
+          op,
+        );
       }
       if ((this.#entryCtrl(v) & 1) !== 0) this.fail(`vector ${v} was sent while its entry is masked`, op);
     }
@@ -514,7 +638,8 @@ export class FuzzRun {
     if (this.setup.mode !== 'intx') return;
     const d = this.a.device;
     const line = (d.configRead(0x06, 1) & 0x08) !== 0 && (d.configRead(0x05, 1) & 0x04) === 0 ? 1 : 0;
-    if (line !== this.#level) this.fail(`the pin was last reported ${this.#level}, but status and command say ${line}`, op);
+    if (line !== this.#level)
+      this.fail(`the pin was last reported ${this.#level}, but status and command say ${line}`, op);
   }
 
   // ---- configuration space ----
@@ -544,23 +669,46 @@ export class FuzzRun {
         expected = base + BigInt(bar.size) < limit ? base : null; // a BAR that would wrap decodes nowhere
       }
       const reported = this.#mapped.get(bar.index) ?? null;
-      if (reported !== expected) this.fail(`BAR${bar.index} was last reported at ${reported}, its registers say ${expected}`, op);
+      if (reported !== expected)
+        this.fail(`BAR${bar.index} was last reported at ${reported}, its registers say ${expected}`, op);
     }
   }
 
   #readIdentity(): number[] {
     const d = this.a.device;
-    const out = [d.configRead(0x00, 4), d.configRead(0x08, 4), d.configRead(0x0e, 1), d.configRead(0x2c, 4), d.configRead(0x34, 1), d.configRead(0x3d, 1), d.configRead(0x30, 4)];
-    if (this.setup.mode === 'doorbell') out.push(d.configRead(0x40, 2), d.configRead(MSIX_CONTROL, 2) & 0x7ff, d.configRead(0x44, 4), d.configRead(0x48, 4));
+    const out = [
+      d.configRead(0x00, 4),
+      d.configRead(0x08, 4),
+      d.configRead(0x0e, 1),
+      d.configRead(0x2c, 4),
+      d.configRead(0x34, 1),
+      d.configRead(0x3d, 1),
+      d.configRead(0x30, 4),
+    ];
+    if (this.setup.mode === 'doorbell')
+      out.push(
+        d.configRead(0x40, 2),
+        d.configRead(MSIX_CONTROL, 2) & 0x7ff,
+        d.configRead(0x44, 4),
+        d.configRead(0x48, 4),
+      );
     return out;
   }
 
   #checkReadOnly(op: FuzzOp): void {
     const d = this.a.device;
     const now = this.#readIdentity();
-    if (now.some((x, i) => x !== this.#identity[i])) this.fail(`read-only registers changed: [${this.#identity.map((x) => x.toString(16))}] → [${now.map((x) => x.toString(16))}]`, op);
+    if (now.some((x, i) => x !== this.#identity[i]))
+      this.fail(
+        `read-only registers changed: [${this.#identity.map((x) => x.toString(16))}] → [${now.map((x) => x.toString(16))}]`,
+        op,
+      );
     if (now[0] !== 0x11101af4 || now[1] >>> 16 !== 0x0500) this.fail('vendor, device or class id is wrong', op);
-    if (this.setup.mode === 'doorbell' && (now[8] !== this.shape.vectors - 1 || now[9] !== 1 || now[10] !== (this.shape.pbaOffset | 1))) this.fail('MSI-X table size or location is wrong', op);
+    if (
+      this.setup.mode === 'doorbell' &&
+      (now[8] !== this.shape.vectors - 1 || now[9] !== 1 || now[10] !== (this.shape.pbaOffset | 1))
+    )
+      this.fail('MSI-X table size or location is wrong', op);
     const slots = [0, 0, 0, 0, 0, 0]; // expected low bits per BAR slot; -1 for the high half of a 64-bit BAR
     const sizes = [0, 0, 0, 0, 0, 0];
     for (const bar of d.bars) {
@@ -581,8 +729,8 @@ export class FuzzRun {
     for (let at = 0; at < 256; at += 4) {
       const x = this.a.device.configRead(at, 4);
       const y = this.b.device.configRead(at, 4);
-      if (x !== y) this.fail(`config dword 0x${at.toString(16)} reads 0x${x.toString(16)} on wasm, 0x${y.toString(16)} on ts`, op);
+      if (x !== y)
+        this.fail(`config dword 0x${at.toString(16)} reads 0x${x.toString(16)} on wasm, 0x${y.toString(16)} on ts`, op);
     }
   }
 }
-

@@ -34,8 +34,14 @@ process.on('message', async (m) => {
         sendMsi: (address, data, vector) => process.send({ type: 'msi', address, data, vector }),
       };
       device = await IvshmemDevice.create({
-        mode: 'doorbell', vectors: m.vectors, transport,
-        handover: { connection: { description: m.description, fds }, state: Uint8Array.from(m.state), master: m.master },
+        mode: 'doorbell',
+        vectors: m.vectors,
+        transport,
+        handover: {
+          connection: { description: m.description, fds },
+          state: Uint8Array.from(m.state),
+          master: m.master,
+        },
       });
       process.send({ type: 'ready', id: device.id, master: device.master, counters: device.counters() });
     } else if (m.op === 'read') {

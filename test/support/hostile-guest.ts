@@ -20,7 +20,8 @@ export type FuzzOp =
   | { k: 'save' }
   | { k: 'load'; snapshot: number; corrupt: number; xor: number };
 
-export const isGuestOp = (op: FuzzOp): boolean => op.k === 'cfgRead' || op.k === 'cfgWrite' || op.k === 'read' || op.k === 'write';
+export const isGuestOp = (op: FuzzOp): boolean =>
+  op.k === 'cfgRead' || op.k === 'cfgWrite' || op.k === 'read' || op.k === 'write';
 
 /** Route handles carry their peer and vector, so a ring can be traced back (and loopback modelled). */
 export const routeHandle = (peer: number, vector: number): number => peer * 4096 + vector;
@@ -39,10 +40,26 @@ export interface GuestShape {
 
 const SIZES = [1, 2, 3, 4, 5, 6, 7, 8];
 const BAD_SIZES = [0, 9, 16, -1];
-const CONFIG_REGS = [0x00, 0x02, 0x04, 0x05, 0x06, 0x08, 0x0a, 0x0c, 0x0e, 0x10, 0x14, 0x18, 0x1c, 0x20, 0x24, 0x2c, 0x30, 0x34, 0x3c, 0x3d, 0x40, 0x42, 0x43, 0x44, 0x48];
+const CONFIG_REGS = [
+  0x00, 0x02, 0x04, 0x05, 0x06, 0x08, 0x0a, 0x0c, 0x0e, 0x10, 0x14, 0x18, 0x1c, 0x20, 0x24, 0x2c, 0x30, 0x34, 0x3c,
+  0x3d, 0x40, 0x42, 0x43, 0x44, 0x48,
+];
 const COMMAND_BITS = [0x1, 0x2, 0x4, 0x100, 0x400];
 // Out of range for any BAR, negative, or numbers no guest address is: the glue must refuse them all.
-const WILD_OFFSETS = [-1, -4, 0x100, 0x1000, 0x7ffffffc, 0x80000000, 0xfffffffc, 2 ** 32, 2 ** 32 + 0x0c, 2 ** 40, 0.5, 12.5];
+const WILD_OFFSETS = [
+  -1,
+  -4,
+  0x100,
+  0x1000,
+  0x7ffffffc,
+  0x80000000,
+  0xfffffffc,
+  2 ** 32,
+  2 ** 32 + 0x0c,
+  2 ** 40,
+  0.5,
+  12.5,
+];
 
 function size(rng: Rng): number {
   return rng.chance(0.03) ? rng.pick(BAD_SIZES) : rng.pick(SIZES);
@@ -90,17 +107,28 @@ function configWrite(rng: Rng, g: GuestShape): FuzzOp {
     // BARs: sizing with all ones, placing, and rewriting the read-only low bits.
     const at = 0x10 + 4 * rng.int(6);
     const v = rng.chance(0.3) ? 0xffffffff : rng.chance(0.5) ? (rng.u32() & 0xfffff000) >>> 0 : rng.u32();
-    return { k: 'cfgWrite', offset: rng.chance(0.1) ? at + rng.int(4) : at, size: rng.chance(0.1) ? rng.pick([1, 2]) : 4, value: v };
+    return {
+      k: 'cfgWrite',
+      offset: rng.chance(0.1) ? at + rng.int(4) : at,
+      size: rng.chance(0.1) ? rng.pick([1, 2]) : 4,
+      value: v,
+    };
   }
   if (r < 9) {
-    return { k: 'cfgWrite', offset: rng.chance(0.2) ? rng.pick(WILD_OFFSETS) : rng.pick(CONFIG_REGS), size: size(rng), value: rng.u32() };
+    return {
+      k: 'cfgWrite',
+      offset: rng.chance(0.2) ? rng.pick(WILD_OFFSETS) : rng.pick(CONFIG_REGS),
+      size: size(rng),
+      value: rng.u32(),
+    };
   }
   return { k: 'cfgWrite', offset: rng.int(0x104), size: size(rng), value: rng.u32() };
 }
 
 function configRead(rng: Rng): FuzzOp {
   const r = rng.int(10);
-  const offset = r < 5 ? rng.int(0x100) : r < 8 ? rng.pick(CONFIG_REGS) : r < 9 ? 0xf8 + rng.int(10) : rng.pick(WILD_OFFSETS);
+  const offset =
+    r < 5 ? rng.int(0x100) : r < 8 ? rng.pick(CONFIG_REGS) : r < 9 ? 0xf8 + rng.int(10) : rng.pick(WILD_OFFSETS);
   return { k: 'cfgRead', offset, size: size(rng) };
 }
 
@@ -131,7 +159,13 @@ function bar1(rng: Rng, g: GuestShape): FuzzOp {
       return { k: 'write', bar: 1, offset: at, size: 4, value: v };
     }
     const s = field % 2 === 0 && rng.chance(0.4) ? 8 : 4;
-    return { k: 'write', bar: 1, offset: rng.chance(0.05) ? at + 1 + rng.int(3) : at, size: rng.chance(0.05) ? rng.pick(SIZES) : s, value: value(rng, s) };
+    return {
+      k: 'write',
+      bar: 1,
+      offset: rng.chance(0.05) ? at + 1 + rng.int(3) : at,
+      size: rng.chance(0.05) ? rng.pick(SIZES) : s,
+      value: value(rng, s),
+    };
   }
   let offset: number;
   if (r < 14) offset = vector * 16 + rng.int(16);
@@ -175,23 +209,38 @@ export function nextOp(rng: Rng, g: GuestShape, snapshots: number): FuzzOp {
   if (r < 994) return { k: 'reset' };
   if (r < 997 || snapshots === 0) return { k: 'save' };
   // Most loads are of a good state; some have a flipped bit, anywhere or in the core words.
-  const corrupt = rng.chance(0.6) ? -1 : rng.chance(0.5) ? rng.int(400) : 284 + rng.int(64 + (g.vectors * 16 + 256) / 4) * 4 + rng.int(4);
+  const corrupt = rng.chance(0.6)
+    ? -1
+    : rng.chance(0.5)
+      ? rng.int(400)
+      : 284 + rng.int(64 + (g.vectors * 16 + 256) / 4) * 4 + rng.int(4);
   return { k: 'load', snapshot: rng.int(snapshots), corrupt, xor: 1 << rng.int(8) };
 }
 
 export function describeOp(op: FuzzOp): string {
-  const hex = (n: number | bigint) => (typeof n === 'bigint' ? `0x${n.toString(16)}n` : Number.isInteger(n) && n >= 0 ? `0x${n.toString(16)}` : String(n));
+  const hex = (n: number | bigint) =>
+    typeof n === 'bigint' ? `0x${n.toString(16)}n` : Number.isInteger(n) && n >= 0 ? `0x${n.toString(16)}` : String(n);
   switch (op.k) {
-    case 'cfgRead': return `configRead(${hex(op.offset)}, ${op.size})`;
-    case 'cfgWrite': return `configWrite(${hex(op.offset)}, ${op.size}, ${hex(op.value)})`;
-    case 'read': return `mmioRead(${op.bar}, ${hex(op.offset)}, ${op.size})`;
-    case 'write': return `mmioWrite(${op.bar}, ${hex(op.offset)}, ${op.size}, ${hex(op.value)})`;
-    case 'fire': return `fireVector(${op.vector})`;
-    case 'route': return `connectPeerVector(${op.peer}, next handle)`;
-    case 'unroute': return `disconnectPeer(${op.peer})`;
-    case 'reset': return 'reset()';
-    case 'save': return 'saveState()';
-    case 'load': return `loadState(snapshot ${op.snapshot}${op.corrupt >= 0 ? `, byte ${op.corrupt} ^= ${op.xor}` : ''})`;
+    case 'cfgRead':
+      return `configRead(${hex(op.offset)}, ${op.size})`;
+    case 'cfgWrite':
+      return `configWrite(${hex(op.offset)}, ${op.size}, ${hex(op.value)})`;
+    case 'read':
+      return `mmioRead(${op.bar}, ${hex(op.offset)}, ${op.size})`;
+    case 'write':
+      return `mmioWrite(${op.bar}, ${hex(op.offset)}, ${op.size}, ${hex(op.value)})`;
+    case 'fire':
+      return `fireVector(${op.vector})`;
+    case 'route':
+      return `connectPeerVector(${op.peer}, next handle)`;
+    case 'unroute':
+      return `disconnectPeer(${op.peer})`;
+    case 'reset':
+      return 'reset()';
+    case 'save':
+      return 'saveState()';
+    case 'load':
+      return `loadState(snapshot ${op.snapshot}${op.corrupt >= 0 ? `, byte ${op.corrupt} ^= ${op.xor}` : ''})`;
   }
 }
 
@@ -212,7 +261,11 @@ const isU32 = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
  * `hole` says whether there were any. Each piece is the largest power of two that fits the bytes
  * left, 4, and the alignment of its offset.
  */
-export function bar0Pieces(offset: number, size: number, value: number | bigint): { pieces: Bar0Piece[]; hole: boolean } | null {
+export function bar0Pieces(
+  offset: number,
+  size: number,
+  value: number | bigint,
+): { pieces: Bar0Piece[]; hole: boolean } | null {
   if (!isU32(offset) || !Number.isInteger(size) || size < 1 || size > 8 || offset > 0x7fffffff) return null;
   let v: bigint;
   if (typeof value === 'bigint') v = BigInt.asUintN(64, value);
@@ -220,7 +273,7 @@ export function bar0Pieces(offset: number, size: number, value: number | bigint)
   if (size <= 4 && typeof value === 'number') v &= 0xffffffffn;
   const pieces: Bar0Piece[] = [];
   let hole = false;
-  for (let done = 0; done < size; ) {
+  for (let done = 0; done < size;) {
     const pos = offset + done;
     let len = size - done;
     if (pos < 256) {

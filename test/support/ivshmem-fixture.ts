@@ -9,12 +9,17 @@ export const FIXTURE_SCRIPT = fileURLToPath(new URL('./ivshmem-fixture-server.py
 
 /** Why the fixture cannot run here (python3 missing or too old), or null. */
 export function fixtureUnavailableReason(python = 'python3'): string | null {
-  const r = spawnSync(python, ['-c', 'import os, socket, sys; assert sys.version_info >= (3, 10); os.eventfd; os.memfd_create; socket.send_fds'], {
-    encoding: 'utf8',
-    timeout: 15_000,
-  });
+  const r = spawnSync(
+    python,
+    ['-c', 'import os, socket, sys; assert sys.version_info >= (3, 10); os.eventfd; os.memfd_create; socket.send_fds'],
+    {
+      encoding: 'utf8',
+      timeout: 15_000,
+    },
+  );
   if (r.error !== undefined) return `${python} cannot run: ${r.error.message}`;
-  if (r.status !== 0) return `${python} lacks os.eventfd/os.memfd_create/socket.send_fds (needs Python >= 3.10 on Linux)`;
+  if (r.status !== 0)
+    return `${python} lacks os.eventfd/os.memfd_create/socket.send_fds (needs Python >= 3.10 on Linux)`;
   return null;
 }
 
@@ -35,7 +40,13 @@ export class IvshmemFixture {
   }
 
   /** Starts the server on `socketPath`; resolves once it listens. */
-  static async start(socketPath: string, id: number, vectors: number, shmBytes = 1 << 20, python = 'python3'): Promise<IvshmemFixture> {
+  static async start(
+    socketPath: string,
+    id: number,
+    vectors: number,
+    shmBytes = 1 << 20,
+    python = 'python3',
+  ): Promise<IvshmemFixture> {
     const proc = new LineProcess(python, [FIXTURE_SCRIPT, socketPath, String(id), String(vectors), String(shmBytes)], {
       name: 'ivshmem fixture server',
       timeoutMs: 5000,

@@ -2,7 +2,10 @@
 // guests as one plain ES module (see bundle.ts), for child processes and worker threads.
 import { bundleModule } from './bundle.js';
 
-/** Absolute path of the bundle, which exports Kvm, KvmMonitor, MONITOR_DONE_PORT, everything of kvm-guest.ts, the MSI-X guest and runPingPongPeer. */
+/**
+ * Absolute path of the bundle, which exports Kvm, KvmMonitor, MONITOR_DONE_PORT, everything of kvm-guest.ts, the MSI-X
+ * guest and runPingPongPeer.
+ */
 export function kvmBundle(): string {
   return bundleModule('kvm', [
     "export { Kvm } from './src/monitors/kvm/kvm.ts';",

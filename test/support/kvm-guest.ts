@@ -77,7 +77,10 @@ export function buildGuest(options: GuestOptions = {}): Asm16 {
   a.movAx(BAR0_GPA >> 4).movSegAx('es');
   a.movAx(BAR2_GPA >> 4).movSegAx('fs');
   a.es().load32(0x08).store32('ivposition');
-  if (writeAt !== null) a.movEax(value >>> 0).fs().store32(writeAt);
+  if (writeAt !== null)
+    a.movEax(value >>> 0)
+      .fs()
+      .store32(writeAt);
   a.movEax(1).es().store32(0x00); // IntrMask: the (only) interrupt source
   if (ring) a.load32('doorbell').es().store32(0x0c); // ring the peer
 

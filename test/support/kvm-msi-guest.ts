@@ -7,7 +7,8 @@
 //   driver: points MSI-X table entry 0 at the LAPIC (fixed delivery, vector MSI_VECTOR),
 //     unmasks it, enables MSI-X, installs the ISR (counts, then EOI to the LAPIC), reads
 //     IVPosition; OUT done, 1.
-//   phase 2 (OUT done, 2 at the end; running it again starts another phase 2): `rounds` times — the initiator rings `doorbell` and waits
+//   phase 2 (OUT done, 2 at the end; running it again starts another phase 2): `rounds` times — the initiator rings
+// `doorbell` and waits
 //     for an interrupt; the responder waits for an interrupt and rings `doorbell`. Waiting is
 //     `cli; compare; sti; hlt`, so no wake-up is lost.
 import { Asm16 } from './asm16.js';
@@ -24,7 +25,10 @@ const LAPIC_SVR = LAPIC_GPA + 0xf0;
 
 export type PingPongRole = 'initiator' | 'responder';
 
-/** Data dwords (program.address(label)): devaddr, ids, ivposition, msixctl, doorbell, rounds (set by the host), irqs, seen. */
+/**
+ * Data dwords (program.address(label)): devaddr, ids, ivposition, msixctl, doorbell, rounds (set by the host), irqs,
+ * seen.
+ */
 export function buildMsiGuest(role: PingPongRole): Asm16 {
   const a = new Asm16(CODE_GPA);
   const cfg = (reg: number) => a.movEaxEbx().orAl(reg).movDx(0xcf8).outDxEax().movDx(0xcfc);
@@ -98,7 +102,10 @@ export function assembleMsiGuest(program: Asm16): Uint8Array {
   return bytes;
 }
 
-/** Loads the guest into a monitor, sets its doorbell and round count, resets the vCPU; returns a reader of its data dwords. */
+/**
+ * Loads the guest into a monitor, sets its doorbell and round count, resets the vCPU; returns a reader of its data
+ * dwords.
+ */
 export function loadMsiGuest(
   monitor: { ram: Uint8Array; load(code: Uint8Array, at: number): void; start(rip: number): void },
   program: Asm16,

@@ -29,9 +29,14 @@ let kvm;
 let monitor;
 let device;
 function cleanUp() {
-  try { device?.close(); } catch {}
-  try { monitor?.close(); } catch {}
-  try { kvm?.close(); } catch {}
+  // Each close runs even when another threw: the child is exiting and must leave nothing open.
+  for (const handle of [device, monitor, kvm]) {
+    try {
+      handle?.close();
+    } catch {
+      // already closed, or half made: nothing more to release
+    }
+  }
   device = monitor = kvm = undefined;
 }
 
@@ -62,8 +67,11 @@ process.on('message', async (m) => {
       loadGuest(monitor, buildGuest({ value: m.value, writeAt: m.offset }), (m.peer << 16) | 0);
       const { done } = monitor.run(); // synchronous: the vCPU runs on this thread until OUT done
       process.send({
-        type: 'rang', done, bar2Mapped: monitor.bar2Mapped,
-        doorbellsSent: device.counters().doorbellsSent, bar2Exits: monitor.stats.mmio[2],
+        type: 'rang',
+        done,
+        bar2Mapped: monitor.bar2Mapped,
+        doorbellsSent: device.counters().doorbellsSent,
+        bar2Exits: monitor.stats.mmio[2],
       });
     } else if (m.op === 'stop') {
       cleanUp();

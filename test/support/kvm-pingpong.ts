@@ -45,7 +45,13 @@ export async function runPingPongPeer(config: PingPongConfig, port: PingPongPort
     const word = loadMsiGuest(monitor, program, 0, 0);
     const phase1 = monitor.run();
     if (phase1.done !== 1) throw new Error(`the guest's setup ended with ${phase1.done}`);
-    port.postMessage({ type: 'ready', id: device.id, kickFd: monitor.kickFd, msixctl: word('msixctl'), irqfds: monitor.irqfds.length });
+    port.postMessage({
+      type: 'ready',
+      id: device.id,
+      kickFd: monitor.kickFd,
+      msixctl: word('msixctl'),
+      irqfds: monitor.irqfds.length,
+    });
 
     port.on('message', async (m) => {
       try {
@@ -62,8 +68,14 @@ export async function runPingPongPeer(config: PingPongConfig, port: PingPongPort
           const r = monitor!.run(Number.MAX_SAFE_INTEGER);
           const ns = Number(process.hrtime.bigint() - t0);
           port.postMessage({
-            type: 'done', done: r.done, seen: word('seen'), irqs: word('irqs'), ns,
-            stats: { ...monitor!.stats, mmio: [...monitor!.stats.mmio] }, counters: device!.counters(), irqfds: monitor!.irqfds.length,
+            type: 'done',
+            done: r.done,
+            seen: word('seen'),
+            irqs: word('irqs'),
+            ns,
+            stats: { ...monitor!.stats, mmio: [...monitor!.stats.mmio] },
+            counters: device!.counters(),
+            irqfds: monitor!.irqfds.length,
           });
         } else if (m.op === 'close') {
           close();

@@ -64,7 +64,9 @@ export class LineProcess {
     this.#exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
         live.delete(this.#child);
-        this.#exitError = new Error(`${this.name} exited (code ${code}, signal ${signal}); last output: ${this.recent.join(' | ')}`);
+        this.#exitError = new Error(
+          `${this.name} exited (code ${code}, signal ${signal}); last output: ${this.recent.join(' | ')}`,
+        );
         this.#fail(this.#exitError);
         resolve();
       });
@@ -120,7 +122,11 @@ export class LineProcess {
     return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiter = null;
-        reject(new Error(`${this.name}: no answer to ${JSON.stringify(what)} within ${timeoutMs} ms; last output: ${this.recent.join(' | ')}`));
+        reject(
+          new Error(
+            `${this.name}: no answer to ${JSON.stringify(what)} within ${timeoutMs} ms; last output: ${this.recent.join(' | ')}`,
+          ),
+        );
         void this.close(); // a stuck child is useless: end it so nothing hangs later
       }, timeoutMs);
       this.#waiter = { accept, resolve, reject, timer };
@@ -144,7 +150,10 @@ export class LineProcess {
       if (this.#exitError !== null) return;
       this.#child.stdin!.end();
       const exited = (ms: number) =>
-        Promise.race([this.#exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+        Promise.race([
+          this.#exited.then(() => true),
+          new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref()),
+        ]);
       if (stdinGraceMs > 0 && (await exited(stdinGraceMs))) return;
       killGroup(this.#child, 'SIGTERM');
       if (await exited(graceMs)) return;

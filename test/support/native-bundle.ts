@@ -4,5 +4,8 @@ import { bundleModule } from './bundle.js';
 
 /** Absolute path of the bundle, which exports native(), EventFd, SharedMemory, UnixSocket, createWaiter. */
 export function nativeBundle(): string {
-  return bundleModule('native', ['binding', 'eventfd', 'shared-memory', 'unix-socket', 'waiter'].map((m) => `export * from './src/os/${m}.ts';`));
+  return bundleModule(
+    'native',
+    ['binding', 'eventfd', 'shared-memory', 'unix-socket', 'waiter'].map((m) => `export * from './src/os/${m}.ts';`),
+  );
 }

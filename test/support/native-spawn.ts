@@ -18,7 +18,12 @@ export interface ChildResult {
 }
 
 /** Runs native-child.mjs SCENARIO ARG; extra fds (3, 4, …) may be passed through stdio. */
-export function runChild(scenario: string, arg = '', extraFds: number[] = [], timeoutMs = 15_000): Promise<ChildResult> {
+export function runChild(
+  scenario: string,
+  arg = '',
+  extraFds: number[] = [],
+  timeoutMs = 15_000,
+): Promise<ChildResult> {
   const stdio: StdioOptions = ['ignore', 'pipe', 'pipe', ...extraFds];
   const child = spawn(process.execPath, [CHILD_SCRIPT, nativeBundle(), scenario, arg], { stdio });
   let stdout = '';
@@ -61,7 +66,8 @@ export interface WorkerRun {
 export function startWorker(data: Record<string, unknown>, timeoutMs = 15_000): WorkerRun {
   const worker = new Worker(WORKER_SCRIPT, { workerData: { bundle: nativeBundle(), ...data } });
   const messages: Record<string, unknown>[] = [];
-  const waiting: { accept: (m: Record<string, unknown>) => boolean; resolve: (m: Record<string, unknown>) => void }[] = [];
+  const waiting: { accept: (m: Record<string, unknown>) => boolean; resolve: (m: Record<string, unknown>) => void }[] =
+    [];
   let failure: Error | undefined;
   const rejecters = new Set<(err: Error) => void>();
   const fail = (err: Error) => {
@@ -90,7 +96,8 @@ export function startWorker(data: Record<string, unknown>, timeoutMs = 15_000): 
       if (failure) reject(failure);
       else resolve(code);
       // Nothing more will arrive for anyone still waiting.
-      if (waiting.length > 0) fail(new Error(`native-worker ${String(data.scenario)} exited (${code}) before the awaited message`));
+      if (waiting.length > 0)
+        fail(new Error(`native-worker ${String(data.scenario)} exited (${code}) before the awaited message`));
     });
   });
   exited.catch(() => {}); // observed by whoever awaits it

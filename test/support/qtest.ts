@@ -18,7 +18,8 @@ export function qemuUnavailableReason(qemu = DEFAULT_QEMU): string | null {
   const r = spawnSync(qemu, ['-machine', 'none', '-device', 'help'], { encoding: 'utf8', timeout: 15_000 });
   if (r.error !== undefined) return `${qemu} -device help failed: ${r.error.message}`;
   const out = `${r.stdout}${r.stderr}`;
-  if (!out.includes('ivshmem-plain') || !out.includes('ivshmem-doorbell')) return `${qemu} has no ivshmem-plain/ivshmem-doorbell device`;
+  if (!out.includes('ivshmem-plain') || !out.includes('ivshmem-doorbell'))
+    return `${qemu} has no ivshmem-plain/ivshmem-doorbell device`;
   return null;
 }
 
@@ -57,14 +58,28 @@ export class QTest {
   static async start(extraArgs: readonly string[], options: QTestOptions = {}): Promise<QTest> {
     const qemu = options.qemu ?? DEFAULT_QEMU;
     const qemuArgs = [
-      '-machine', 'pc', '-accel', 'tcg', '-S', '-qtest', 'stdio', '-display', 'none', '-nodefaults', '-m', '64M',
+      '-machine',
+      'pc',
+      '-accel',
+      'tcg',
+      '-S',
+      '-qtest',
+      'stdio',
+      '-display',
+      'none',
+      '-nodefaults',
+      '-m',
+      '64M',
       ...extraArgs,
     ];
     const lifetime = String(options.lifetimeS ?? 300);
     // QEMU does not exit when qtest's stdin closes: bound its life in case this process dies.
     const useTimeout = existsSync('/usr/bin/timeout');
     const proc = useTimeout
-      ? new LineProcess('/usr/bin/timeout', ['-k', '5', lifetime, qemu, ...qemuArgs], { name: 'qemu', timeoutMs: options.timeoutMs ?? 5000 })
+      ? new LineProcess('/usr/bin/timeout', ['-k', '5', lifetime, qemu, ...qemuArgs], {
+          name: 'qemu',
+          timeoutMs: options.timeoutMs ?? 5000,
+        })
       : new LineProcess(qemu, qemuArgs, { name: 'qemu', timeoutMs: options.timeoutMs ?? 5000 });
     const q = new QTest(proc);
     try {
@@ -84,15 +99,21 @@ export class QTest {
   /** Sends one command; resolves with the text after "OK" (trimmed), rejects on ERR/FAIL. */
   async cmd(line: string, timeoutMs?: number): Promise<string> {
     this.commands++;
-    const answer = await this.#proc.request(line, (l) => l.startsWith('OK') || l.startsWith('ERR') || l.startsWith('FAIL'), timeoutMs);
-    if (!answer.startsWith('OK')) throw new QTestError(`qtest ${JSON.stringify(line)} answered ${JSON.stringify(answer)}`);
+    const answer = await this.#proc.request(
+      line,
+      (l) => l.startsWith('OK') || l.startsWith('ERR') || l.startsWith('FAIL'),
+      timeoutMs,
+    );
+    if (!answer.startsWith('OK'))
+      throw new QTestError(`qtest ${JSON.stringify(line)} answered ${JSON.stringify(answer)}`);
     return answer.slice(2).trim();
   }
 
   async #value(line: string): Promise<bigint> {
     const text = await this.cmd(line);
     const token = text.split(/\s+/)[0];
-    if (!/^0x[0-9a-f]+$/i.test(token)) throw new QTestError(`qtest ${JSON.stringify(line)} gave no value: ${JSON.stringify(text)}`);
+    if (!/^0x[0-9a-f]+$/i.test(token))
+      throw new QTestError(`qtest ${JSON.stringify(line)} gave no value: ${JSON.stringify(text)}`);
     return BigInt(token);
   }
 
@@ -163,7 +184,8 @@ export class QTest {
   async memRead(address: number | bigint, length: number): Promise<Uint8Array> {
     const text = await this.cmd(`read ${hex(address)} ${hex(length)}`);
     const m = /^0x([0-9a-f]*)$/i.exec(text.split(/\s+/)[0]);
-    if (m === null || m[1].length !== 2 * length) throw new QTestError(`qtest read gave ${JSON.stringify(text.slice(0, 80))}`);
+    if (m === null || m[1].length !== 2 * length)
+      throw new QTestError(`qtest read gave ${JSON.stringify(text.slice(0, 80))}`);
     return Uint8Array.from(Buffer.from(m[1], 'hex'));
   }
 

@@ -46,7 +46,10 @@ export function serverSuite(options: ServerSuiteOptions): ServerSuite {
       expect(readdirSync(dir), 'sockets left in the temp dir').toEqual([]);
       rmSync(dir, { recursive: true, force: true });
     }
-    expect(readdirSync('/dev/shm').filter((f) => f.startsWith(shmPrefix)), 'shm objects left').toEqual([]);
+    expect(
+      readdirSync('/dev/shm').filter((f) => f.startsWith(shmPrefix)),
+      'shm objects left',
+    ).toEqual([]);
     expect(failures, 'cleanup errors').toEqual([]);
   });
 
@@ -55,7 +58,10 @@ export function serverSuite(options: ServerSuiteOptions): ServerSuite {
     shmPrefix,
     startServer() {
       const server = IvshmemServer.start({
-        socketPath: join(dir, `server-${n}.sock`), memory: { shm: `${shmPrefix}${n++}` }, size: options.size, vectors: options.vectors,
+        socketPath: join(dir, `server-${n}.sock`),
+        memory: { shm: `${shmPrefix}${n++}` },
+        size: options.size,
+        vectors: options.vectors,
       });
       cleanups.push(() => server.close());
       return server;

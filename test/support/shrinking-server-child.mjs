@@ -11,7 +11,11 @@ const { IvshmemDevice, UnixListener, native } = await import(pathToFileURL(bundl
 
 const listener = UnixListener.listen(join(dir, 'shrink.sock'));
 const pending = IvshmemDevice.create({
-  mode: 'doorbell', vectors: 1, server: listener.path, setupTimeoutMs: 5000, core: 'ts',
+  mode: 'doorbell',
+  vectors: 1,
+  server: listener.path,
+  setupTimeoutMs: 5000,
+  core: 'ts',
   transport: { setIrqLevel() {}, sendMsi() {} },
 });
 let conn = null;

@@ -18,7 +18,8 @@ interface Prepare {
 /** Why the guest cannot boot here, or null. */
 export async function v86Unavailable(): Promise<string | null> {
   const prepare = (await import(`${root}scripts/prepare-v86-guest.mjs`)) as Prepare;
-  if (prepare.checkCache() === null) return `no guest image in ${prepare.GUEST_DIR}: run node scripts/prepare-v86-guest.mjs (.ci/run does)`;
+  if (prepare.checkCache() === null)
+    return `no guest image in ${prepare.GUEST_DIR}: run node scripts/prepare-v86-guest.mjs (.ci/run does)`;
   try {
     require.resolve('v86/build/v86.wasm');
   } catch {
@@ -40,8 +41,18 @@ export interface Guest {
 }
 
 export async function bootGuest(device: IvshmemDevice, transport: V86Transport, timeoutMs = 90_000): Promise<Guest> {
-  const { V86 } = (await import('v86')) as unknown as { V86: new (o: object) => V86Emulator & { add_listener(e: string, f: (x: never) => void): void; run(): void; stop(): Promise<void>; destroy(): Promise<void>; serial0_send(s: string): void } };
-  const { guestEmulatorOptions } = (await import(`${root}scripts/v86-guest-options.mjs`)) as { guestEmulatorOptions(o?: object): object };
+  const { V86 } = (await import('v86')) as unknown as {
+    V86: new (o: object) => V86Emulator & {
+      add_listener(e: string, f: (x: never) => void): void;
+      run(): void;
+      stop(): Promise<void>;
+      destroy(): Promise<void>;
+      serial0_send(s: string): void;
+    };
+  };
+  const { guestEmulatorOptions } = (await import(`${root}scripts/v86-guest-options.mjs`)) as {
+    guestEmulatorOptions(o?: object): object;
+  };
   const emulator = new V86(guestEmulatorOptions());
   let text = '';
   const listeners = new Set<(chunk: string) => void>();
@@ -64,7 +75,8 @@ export async function bootGuest(device: IvshmemDevice, transport: V86Transport, 
   const waitFor = async (marker: string, ms = 30_000, from = 0) => {
     const end = Date.now() + ms;
     while (text.indexOf(marker, from) < 0) {
-      if (Date.now() > end) throw new Error(`the guest never printed ${marker}; its console ended with:\n${text.slice(-2000)}`);
+      if (Date.now() > end)
+        throw new Error(`the guest never printed ${marker}; its console ended with:\n${text.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 20));
     }
   };

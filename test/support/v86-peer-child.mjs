@@ -13,11 +13,9 @@
 //   { op: 'waitPeer', peer, timeoutMs } until the device knows peer's vectors
 //   { op: 'stop' }                      stops the guest and closes the device; the child exits
 // The child also exits when its parent goes away (IPC disconnect) and after a hard lifetime.
-import { createRequire } from 'node:module';
 
 const LIFETIME_MS = 180_000;
 const root = new URL('../../', import.meta.url);
-const require = createRequire(import.meta.url);
 const socketPath = process.argv[2];
 if (!socketPath || typeof process.send !== 'function') {
   console.error('usage: node v86-peer-child.mjs SERVER_SOCKET (with an IPC channel)');
@@ -54,7 +52,8 @@ async function stop() {
 async function waitFor(marker, ms, from = 0) {
   const end = Date.now() + ms;
   while (text.indexOf(marker, from) < 0) {
-    if (Date.now() > end) throw new Error(`the guest never printed ${marker}; its console ended with:\n${text.slice(-1500)}`);
+    if (Date.now() > end)
+      throw new Error(`the guest never printed ${marker}; its console ended with:\n${text.slice(-1500)}`);
     await sleep(20);
   }
 }

@@ -12,7 +12,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const bench = join(root, 'out', 'bench', 'latency.bench.js');
 
-interface Percentiles { min: number; p50: number; p90: number; p99: number; p999: number; p9999: number; max: number; count: number }
+interface Percentiles {
+  min: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  p9999: number;
+  max: number;
+  count: number;
+}
 interface Series {
   id: string;
   placement: string;
@@ -47,10 +56,19 @@ let results: Results;
 
 beforeAll(() => {
   out = mkdtempSync(join(tmpdir(), 'ivshmem-bench-plumbing-'));
-  const bundle = spawnSync(process.execPath, ['scripts/bundle.mjs', '--bench'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  const bundle = spawnSync(process.execPath, ['scripts/bundle.mjs', '--bench'], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   expect(bundle.status, bundle.stderr).toBe(0);
-  run = spawnSync(process.execPath, [bench, '--quick', '--tiny', '--out', out], { cwd: root, encoding: 'utf8', timeout: 120_000 });
-  if (existsSync(join(out, 'latency.json'))) results = JSON.parse(readFileSync(join(out, 'latency.json'), 'utf8')) as Results;
+  run = spawnSync(process.execPath, [bench, '--quick', '--tiny', '--out', out], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  if (existsSync(join(out, 'latency.json')))
+    results = JSON.parse(readFileSync(join(out, 'latency.json'), 'utf8')) as Results;
 }, 200_000);
 
 afterAll(() => {
@@ -67,7 +85,15 @@ describe('latency benchmark plumbing (--quick --tiny)', () => {
 
   it('writes a percentile set for every wait path and C baseline, per placement', () => {
     expect(results.placements.length).toBeGreaterThanOrEqual(1);
-    const wanted = [['node', 'loop'], ['node', 'thread'], ['node', 'spin'], ['c', 'blocking'], ['c', 'epoll'], ['c', 'spinread'], ['c', 'spin']];
+    const wanted = [
+      ['node', 'loop'],
+      ['node', 'thread'],
+      ['node', 'spin'],
+      ['c', 'blocking'],
+      ['c', 'epoll'],
+      ['c', 'spinread'],
+      ['c', 'spin'],
+    ];
     for (const { id } of results.placements) {
       for (const [kind, path] of wanted) {
         const s = results.series.find((x) => x.placement === id && x.kind === kind && x.path === path);
@@ -84,7 +110,9 @@ describe('latency benchmark plumbing (--quick --tiny)', () => {
         for (let i = 1; i < s!.curve.length; i++) expect(s!.curve[i][1]).toBeGreaterThanOrEqual(s!.curve[i - 1][1]);
         expect(s!.hdr.length).toBeGreaterThan(0);
         // Node runs count what the runtime did inside the window (the deoptimisations from V8's trace).
-        if (kind === 'node') for (const n of [s!.gcs!.ping, s!.deopts!.ping, s!.deopts!.pong]) expect(Number.isInteger(n) && n >= 0).toBe(true);
+        if (kind === 'node')
+          for (const n of [s!.gcs!.ping, s!.deopts!.ping, s!.deopts!.pong])
+            expect(Number.isInteger(n) && n >= 0).toBe(true);
       }
       for (const path of ['thread', 'loop', 'spin']) {
         const r = results.ratios.find((x) => x.placement === id && x.path === path);
@@ -114,11 +142,25 @@ describe('latency benchmark plumbing (--quick --tiny)', () => {
   });
 
   it('the summary lists every latency ratio with its baseline and target, met exactly when within it', () => {
-    const r = spawnSync(process.execPath, ['scripts/bench-summary.mjs', '--dir', out], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, ['scripts/bench-summary.mjs', '--dir', out], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     expect(r.status, r.stderr).toBe(0);
     // Only the latency benchmark ran here: the others' files are named as not run.
-    expect(r.stdout).toMatch(/summary: \d+ of \d+ targets met \(no native\.json, mmio-one-instance\.json, mmio\.json: not run\)/);
-    const all = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { name: string; value: number; unit: string; baseline: number; ratio: number; target: number | null; met: boolean | null }[];
+    expect(r.stdout).toMatch(
+      /summary: \d+ of \d+ targets met \(no native\.json, mmio-one-instance\.json, mmio\.json: not run\)/,
+    );
+    const all = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as {
+      name: string;
+      value: number;
+      unit: string;
+      baseline: number;
+      ratio: number;
+      target: number | null;
+      met: boolean | null;
+    }[];
     // The adaptive waiter is reported without a target: p50 and p99.9 against each pure Node path.
     // So are the deoptimisations counted in each judged Node run's window.
     const reported = all.filter((row) => row.target === null);
@@ -133,10 +175,21 @@ describe('latency benchmark plumbing (--quick --tiny)', () => {
       expect(row.name).toMatch(/^adaptive wait p(50|99\.9) vs Node (busy poll|blocking wait)/);
       expect(row.ratio).toBeCloseTo(row.value / row.baseline, 6);
     }
-    const rows = all.filter((row) => row.target !== null) as { name: string; value: number; unit: string; baseline: number; ratio: number; target: number; met: boolean }[];
+    const rows = all.filter((row) => row.target !== null) as {
+      name: string;
+      value: number;
+      unit: string;
+      baseline: number;
+      ratio: number;
+      target: number;
+      met: boolean;
+    }[];
     // Time-sliced runs (two spinners on one CPU) are reported in latency.md, not judged.
-    const bounded = (placement: string, kind: string, path: string) => results.series.find((y) => y.placement === placement && y.kind === kind && y.path === path)?.timeBounded === true;
-    const counted = results.ratios.filter((x) => !bounded(x.placement, 'node', x.path) && !bounded(x.placement, 'c', x.baseline));
+    const bounded = (placement: string, kind: string, path: string) =>
+      results.series.find((y) => y.placement === placement && y.kind === kind && y.path === path)?.timeBounded === true;
+    const counted = results.ratios.filter(
+      (x) => !bounded(x.placement, 'node', x.path) && !bounded(x.placement, 'c', x.baseline),
+    );
     expect(rows).toHaveLength(3 * counted.length); // p50, p99.9 and GCs while measured for each
     expect(deopts).toHaveLength(counted.length);
     for (const row of rows) {

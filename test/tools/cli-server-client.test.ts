@@ -19,7 +19,8 @@ beforeAll(() => {
 afterEach(killStartedProcesses);
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
-  for (const f of readdirSync('/dev/shm')) if (f.startsWith(`ivshmem-test-cli-${process.pid}-`)) rmSync(join('/dev/shm', f));
+  for (const f of readdirSync('/dev/shm'))
+    if (f.startsWith(`ivshmem-test-cli-${process.pid}-`)) rmSync(join('/dev/shm', f));
 });
 
 describe('ivshmem-server and ivshmem-client processes', () => {
@@ -78,7 +79,9 @@ describe('ivshmem-server and ivshmem-client processes', () => {
     const sock = join(dir, `s${n++}.sock`);
     const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
     // 64 fds: Node's own plus a few peers of 4 vectors, not a dozen.
-    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '4'], { shellPrefix: 'ulimit -n 64;' });
+    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '4'], {
+      shellPrefix: 'ulimit -n 64;',
+    });
     await server.waitFor('listening on');
     const clients = Array.from({ length: 12 }, () => start('ivshmem-client.js', ['-S', sock]));
     await server.waitFor(/refused a connection: E[MN]FILE|cannot (accept|create eventfds)/, 8000);
@@ -98,7 +101,7 @@ describe('ivshmem-server and ivshmem-client processes', () => {
     expect(server.child.exitCode).toBe(0);
   });
 
-  it('prints usage, refuses verbose in daemon mode and bad sizes, as QEMU\'s server does', async () => {
+  it("prints usage, refuses verbose in daemon mode and bad sizes, as QEMU's server does", async () => {
     const help = start('ivshmem-server.js', ['-h']);
     await help.exited();
     expect(help.child.exitCode).toBe(0);
@@ -115,16 +118,22 @@ describe('ivshmem-server and ivshmem-client processes', () => {
 });
 
 describe('ivshmem-server statistics', () => {
-  const statsLines = (text: string) => text.split('\n').filter((l) => l.startsWith('{"stats":"ivshmem-server"')).map((l) => JSON.parse(l));
+  const statsLines = (text: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith('{"stats":"ivshmem-server"'))
+      .map((l) => JSON.parse(l));
 
-  it('the client takes -n up to the server\'s vectors, refuses a wider server once with exit 1, and keeps its prompt apart', async () => {
+  it("the client takes -n up to the server's vectors, refuses a wider server once with exit 1, and keeps its prompt apart", async () => {
     const sock = join(dir, `s${n++}.sock`);
     const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
     const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '100']);
     await server.waitFor('listening on');
     const narrow = start('ivshmem-client.js', ['-S', sock]); // QEMU's default: at most 64 vectors
     expect(await narrow.exited()).toBe(1);
-    expect(narrow.out()).toMatch(/cannot use the server at .*: Too many eventfd received, device has 64 vectors.*-n.*ERR_IVSHMEM_TOO_MANY_VECTORS/);
+    expect(narrow.out()).toMatch(
+      /cannot use the server at .*: Too many eventfd received, device has 64 vectors.*-n.*ERR_IVSHMEM_TOO_MANY_VECTORS/,
+    );
     expect(narrow.out()).not.toContain('retry in 1 second');
     const wide = start('ivshmem-client.js', ['-S', sock, '-n', '100']);
     await wide.waitFor(/our_id = \d+/);
@@ -159,7 +168,16 @@ describe('ivshmem-server statistics', () => {
     server.child.kill('SIGUSR2');
     await server.waitFor('{"stats":"ivshmem-server"');
     const last = statsLines(server.out()).at(-1);
-    expect(last).toMatchObject({ peers: 1, joins: 2, leaves: 1, setupFailures: 0, refusals: {}, slowReaderDrops: 0, messagesQueued: 0, bytesQueued: 0 });
+    expect(last).toMatchObject({
+      peers: 1,
+      joins: 2,
+      leaves: 1,
+      setupFailures: 0,
+      refusals: {},
+      slowReaderDrops: 0,
+      messagesQueued: 0,
+      bytesQueued: 0,
+    });
     // c0's setup (3 + 2 own vectors) + c1's 2 announced; c1's setup (3 + 2 + 2); c1's leave to c0.
     expect(last.messagesSent).toBe(5 + 2 + 7 + 1);
     expect(Number.isNaN(Date.parse(last.time))).toBe(false);
@@ -180,8 +198,9 @@ describe('ivshmem-server statistics', () => {
     const sock = join(dir, `s${n++}.sock`);
     const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
     const preload = fileURLToPath(new URL('../support/server-channel-log.mjs', import.meta.url));
-    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '4'],
-      { shellPrefix: `ulimit -n 64; NODE_DEBUG=ivshmem NODE_OPTIONS='--import=${preload}'` });
+    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-n', '4'], {
+      shellPrefix: `ulimit -n 64; NODE_DEBUG=ivshmem NODE_OPTIONS='--import=${preload}'`,
+    });
     await server.waitFor('listening on');
     // Raw connections from this process (no client fds needed) until the server runs short.
     const { UnixSocket } = await import('../../src/os/unix-socket.js');

@@ -14,7 +14,9 @@ describe('ivshmem CLI', () => {
   });
 
   it('info shows what a guest probe finds, from the bundle with the embedded WASM core', () => {
-    const out = execFileSync('node', [cli, 'info', '--mode', 'doorbell', '--vectors', '3', '--size', '2M'], { encoding: 'utf8' });
+    const out = execFileSync('node', [cli, 'info', '--mode', 'doorbell', '--vectors', '3', '--size', '2M'], {
+      encoding: 'utf8',
+    });
     expect(out).toContain('1af4:1110 RAM memory: Inter-VM shared memory (rev 01)');
     expect(out).toContain('BAR2: memory, 64-bit, prefetchable, size 2097152 bytes');
     expect(out).toContain('MSI-X: 3 vectors, table BAR1+0x000, PBA BAR1+0x800');

@@ -14,7 +14,8 @@ import { until } from '../support/until.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
-const demoSync = (args: string[]) => spawnSync(process.execPath, [cli, 'demo', ...args], { encoding: 'utf8', timeout: 60_000 });
+const demoSync = (args: string[]) =>
+  spawnSync(process.execPath, [cli, 'demo', ...args], { encoding: 'utf8', timeout: 60_000 });
 
 beforeAll(() => {
   if (!existsSync(cli)) execFileSync(process.execPath, ['scripts/bundle.mjs'], { cwd: root });
@@ -24,7 +25,9 @@ afterEach(removeDemoRuns);
 /** Waits until the demo with this pid has nothing left on the machine, or shows what remains. */
 async function expectNoTraces(pid: number): Promise<void> {
   // Killed peers may take a moment to be reaped on a loaded machine.
-  await until(() => JSON.stringify(traces(pid)) === JSON.stringify(NO_TRACES), 'nothing left behind', 10_000, 50).catch(() => {});
+  await until(() => JSON.stringify(traces(pid)) === JSON.stringify(NO_TRACES), 'nothing left behind', 10_000, 50).catch(
+    () => {},
+  );
   expect(traces(pid)).toEqual(NO_TRACES);
 }
 
@@ -99,23 +102,38 @@ describe('ivshmem demo', () => {
     ['SIGTERM', 'demo', 50],
     ['SIGTERM', 'demo', 300],
     ['SIGHUP', 'demo', 200],
-  ] as const)('%s to the %s %i ms after start exits 1 with a coded error and leaves nothing', async (signal, target, afterMs) => {
-    const run = startDemo(['--duration', '10']);
-    // The demo handles signals only once it runs its code: wait for that, not for a fixed time.
-    await until(() => existsSync(`/proc/${run.pid}`) && traces(run.pid).dirs.length > 0 || run.child.exitCode !== null, 'the demo starting', 30_000, 2);
-    await new Promise((r) => setTimeout(r, afterMs));
-    process.kill(target === 'group' ? -run.pid : run.pid, signal);
-    const exit = await exitOf(run);
-    expect({ exit, crashed: /ERR_IPC_CHANNEL_CLOSED|at .*\.js:\d+/.test(run.out()) }).toEqual({ exit: { code: 1, signal: null }, crashed: false });
-    expect(run.out()).toContain('ERR_IVSHMEM_INTERRUPTED');
-    await expectNoTraces(run.pid);
-  });
+  ] as const)(
+    '%s to the %s %i ms after start exits 1 with a coded error and leaves nothing',
+    async (signal, target, afterMs) => {
+      const run = startDemo(['--duration', '10']);
+      // The demo handles signals only once it runs its code: wait for that, not for a fixed time.
+      await until(
+        () => (existsSync(`/proc/${run.pid}`) && traces(run.pid).dirs.length > 0) || run.child.exitCode !== null,
+        'the demo starting',
+        30_000,
+        2,
+      );
+      await new Promise((r) => setTimeout(r, afterMs));
+      process.kill(target === 'group' ? -run.pid : run.pid, signal);
+      const exit = await exitOf(run);
+      expect({ exit, crashed: /ERR_IPC_CHANNEL_CLOSED|at .*\.js:\d+/.test(run.out()) }).toEqual({
+        exit: { code: 1, signal: null },
+        crashed: false,
+      });
+      expect(run.out()).toContain('ERR_IVSHMEM_INTERRUPTED');
+      await expectNoTraces(run.pid);
+    },
+  );
 
   it('after a SIGKILL of the demo its peers leave by themselves, and the next run removes its files', async () => {
     const run = startDemo(['--duration', '10']);
     await until(() => run.out().includes('messages'), 'the demo shows progress', 30_000, 20);
     const before = traces(run.pid);
-    expect({ shm: before.shm.length, dirs: before.dirs.length, peers: before.peers.length }).toEqual({ shm: 1, dirs: 1, peers: 3 });
+    expect({ shm: before.shm.length, dirs: before.dirs.length, peers: before.peers.length }).toEqual({
+      shm: 1,
+      dirs: 1,
+      peers: 3,
+    });
     process.kill(run.pid, 'SIGKILL');
     await exitOf(run);
     await until(() => traces(run.pid).peers.length === 0, 'the orphaned peers leaving', 10_000, 50);

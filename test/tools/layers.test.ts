@@ -41,15 +41,28 @@ function layer(file: string): string {
 }
 
 const RANK: Record<string, number> = {
-  errors: 0, core: 1, os: 1, protocol: 2, device: 3, server: 3, client: 3,
-  'monitors/kvm': 4, 'monitors/v86': 4, demo: 4, bin: 5, index: 5, kvm: 5,
+  errors: 0,
+  core: 1,
+  os: 1,
+  protocol: 2,
+  device: 3,
+  server: 3,
+  client: 3,
+  'monitors/kvm': 4,
+  'monitors/v86': 4,
+  demo: 4,
+  bin: 5,
+  index: 5,
+  kvm: 5,
 };
 
 describe('the import graph of src/', () => {
   it('knows every file it reads (a new folder needs a rank here)', () => {
     expect(graph.size).toBeGreaterThan(40);
     expect([...new Set([...graph.keys()].map(layer))].filter((l) => RANK[l] === undefined)).toEqual([]);
-    for (const [file, edges] of graph) for (const e of edges) expect({ file, to: e.to, exists: graph.has(e.to) }).toEqual({ file, to: e.to, exists: true });
+    for (const [file, edges] of graph)
+      for (const e of edges)
+        expect({ file, to: e.to, exists: graph.has(e.to) }).toEqual({ file, to: e.to, exists: true });
   });
 
   it('points down between layers: no import reaches a layer at its own rank or above', () => {
@@ -80,7 +93,9 @@ describe('the import graph of src/', () => {
 
     const layerEdges = new Map<string, Set<string>>();
     for (const [file, edges] of graph) {
-      for (const { to } of edges) if (layer(to) !== layer(file)) layerEdges.set(layer(file), (layerEdges.get(layer(file)) ?? new Set()).add(layer(to)));
+      for (const { to } of edges)
+        if (layer(to) !== layer(file))
+          layerEdges.set(layer(file), (layerEdges.get(layer(file)) ?? new Set()).add(layer(to)));
     }
     const depth = new Map<string, number>();
     const depthOf = (l: string): number => {
@@ -91,7 +106,9 @@ describe('the import graph of src/', () => {
   });
 
   it('loads the raw addon only in the OS layer and the KVM bindings', () => {
-    const importers = [...graph].filter(([, edges]) => edges.some((e) => e.to === 'os/binding.ts')).map(([file]) => file);
+    const importers = [...graph]
+      .filter(([, edges]) => edges.some((e) => e.to === 'os/binding.ts'))
+      .map(([file]) => file);
     expect(importers.filter((f) => !f.startsWith('os/') && f !== 'monitors/kvm/kvm.ts')).toEqual([]);
     expect(importers.length).toBeGreaterThan(3);
   });
@@ -104,9 +121,14 @@ describe('the import graph of src/', () => {
       for (const e of graph.get(file)!) if (!e.typeOnly) walk(e.to);
     };
     walk('device/model.ts');
-    expect([...reached].filter((f) => f.startsWith('os/') || f.startsWith('protocol/') || f.startsWith('server/'))).toEqual([]);
+    expect(
+      [...reached].filter((f) => f.startsWith('os/') || f.startsWith('protocol/') || f.startsWith('server/')),
+    ).toEqual([]);
     const nodeModules = [...reached].flatMap((f) =>
-      [...readFileSync(join(SRC, f), 'utf8').matchAll(/^import\s(?!type\s)[^'"]*?from\s+'node:([^']+)'/gm)].map((m) => m[1]));
+      [...readFileSync(join(SRC, f), 'utf8').matchAll(/^import\s(?!type\s)[^'"]*?from\s+'node:([^']+)'/gm)].map(
+        (m) => m[1],
+      ),
+    );
     expect(nodeModules.filter((m) => !['events', 'diagnostics_channel', 'util'].includes(m))).toEqual([]);
   });
 });

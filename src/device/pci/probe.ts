@@ -3,10 +3,27 @@
 // walk the capability list with a loop bound (PCI_FIND_CAP_TTL). Used by `ivshmem info` and by
 // the tests that prove a Linux-style probe accepts the device.
 import {
-  PCI_BASE_ADDRESS_0, PCI_BASE_ADDRESS_MEM_PREFETCH, PCI_BASE_ADDRESS_MEM_TYPE_64, PCI_CAP_ID_MSIX,
-  PCI_CAPABILITY_LIST, PCI_CLASS_DEVICE, PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_DEVICE_ID, PCI_HEADER_TYPE,
-  PCI_INTERRUPT_PIN, PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_QSIZE, PCI_MSIX_PBA, PCI_MSIX_TABLE, PCI_REVISION_ID,
-  PCI_STATUS, PCI_STATUS_CAP_LIST, PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_VENDOR_ID, PCI_VENDOR_ID,
+  PCI_BASE_ADDRESS_0,
+  PCI_BASE_ADDRESS_MEM_PREFETCH,
+  PCI_BASE_ADDRESS_MEM_TYPE_64,
+  PCI_CAP_ID_MSIX,
+  PCI_CAPABILITY_LIST,
+  PCI_CLASS_DEVICE,
+  PCI_COMMAND,
+  PCI_COMMAND_MEMORY,
+  PCI_DEVICE_ID,
+  PCI_HEADER_TYPE,
+  PCI_INTERRUPT_PIN,
+  PCI_MSIX_FLAGS,
+  PCI_MSIX_FLAGS_QSIZE,
+  PCI_MSIX_PBA,
+  PCI_MSIX_TABLE,
+  PCI_REVISION_ID,
+  PCI_STATUS,
+  PCI_STATUS_CAP_LIST,
+  PCI_SUBSYSTEM_ID,
+  PCI_SUBSYSTEM_VENDOR_ID,
+  PCI_VENDOR_ID,
 } from './registers.js';
 
 export interface ConfigAccess {
@@ -32,7 +49,14 @@ export interface ProbedFunction {
   interruptPin: number;
   bars: ProbedBar[];
   capabilities: { id: number; offset: number }[];
-  msix: { offset: number; tableSize: number; tableBar: number; tableOffset: number; pbaBar: number; pbaOffset: number } | null;
+  msix: {
+    offset: number;
+    tableSize: number;
+    tableBar: number;
+    tableOffset: number;
+    pbaBar: number;
+    pbaOffset: number;
+  } | null;
 }
 
 const FIND_CAP_TTL = 48;

@@ -14,7 +14,12 @@ export function defaultIrqchipRoutes(): GsiRoute[] {
   const routes: GsiRoute[] = [];
   for (let gsi = 0; gsi < 24; gsi++) {
     if (gsi < 16) {
-      routes.push({ gsi, kind: 'irqchip', chip: gsi < 8 ? KVM_IRQCHIP.PIC_MASTER : KVM_IRQCHIP.PIC_SLAVE, pin: gsi % 8 });
+      routes.push({
+        gsi,
+        kind: 'irqchip',
+        chip: gsi < 8 ? KVM_IRQCHIP.PIC_MASTER : KVM_IRQCHIP.PIC_SLAVE,
+        pin: gsi % 8,
+      });
     }
     routes.push({ gsi, kind: 'irqchip', chip: KVM_IRQCHIP.IOAPIC, pin: gsi });
   }
@@ -71,7 +76,13 @@ export class IrqfdRoutes {
       this.#routes.delete(vector);
     }
     if (message === null) return; // its GSI keeps a stale MSI route, which nothing raises any more
-    const wanted: IrqfdRoute = { vector, gsi: this.#gsiBase + vector, fd, address: message.address, data: message.data };
+    const wanted: IrqfdRoute = {
+      vector,
+      gsi: this.#gsiBase + vector,
+      fd,
+      address: message.address,
+      data: message.data,
+    };
     const table = new Map(this.#routes).set(vector, wanted);
     try {
       this.#vm.setGsiRouting([

@@ -41,7 +41,14 @@ export const KVM_RUN_INTERRUPTED = -1;
 
 /** KVM_CHECK_EXTENSION capability numbers used here. */
 export const KVM_CAP = {
-  IRQCHIP: 0, USER_MEMORY: 3, SET_TSS_ADDR: 4, IRQ_ROUTING: 25, IRQFD: 32, IOEVENTFD: 36, SIGNAL_MSI: 77, IMMEDIATE_EXIT: 136,
+  IRQCHIP: 0,
+  USER_MEMORY: 3,
+  SET_TSS_ADDR: 4,
+  IRQ_ROUTING: 25,
+  IRQFD: 32,
+  IOEVENTFD: 36,
+  SIGNAL_MSI: 77,
+  IMMEDIATE_EXIT: 136,
 } as const;
 
 /** The in-kernel irqchips a GSI can be routed to (KVM_IRQCHIP_*). */
@@ -110,7 +117,7 @@ export class KvmVm extends FdHandle {
 
   /** Fresh anonymous MAP_SHARED memory (page multiple), unmapped when the VM closes. */
   allocMemory(size: number): ArrayBuffer {
-    this.fd; // throws once closed
+    this.checkOpen();
     const buffer = native().kvmAllocMemory(size);
     this.#owned.push(buffer);
     return buffer;
@@ -129,7 +136,9 @@ export class KvmVm extends FdHandle {
     return vcpu;
   }
 
-  /** Signals `eventfd` on a guest write of `len` bytes at `address` (matching `datamatch` unless null), with no exit. */
+  /**
+   * Signals `eventfd` on a guest write of `len` bytes at `address` (matching `datamatch` unless null), with no exit.
+   */
   ioeventfd(address: number, len: number, datamatch: number | bigint | null, eventfd: number): void {
     native().kvmIoeventfd(this.fd, address, len, datamatch ?? -1, eventfd);
   }
@@ -198,7 +207,7 @@ export class KvmVcpu extends FdHandle {
 
   /** A DataView of kvm_run (offsets in KVM_RUN). */
   get runView(): DataView {
-    this.fd;
+    this.checkOpen();
     return this.#view;
   }
 
@@ -255,7 +264,7 @@ export class KvmVcpu extends FdHandle {
 
   /** Completes the pending MMIO read: the guest sees `value` (little-endian) when it next runs. */
   completeMmioRead(value: number | bigint): void {
-    this.fd;
+    this.checkOpen();
     if (typeof value === 'number') {
       // Reads of 1..4 bytes: no BigInt on the exit path.
       this.#view.setUint32(KVM_RUN.MMIO_DATA, value >>> 0, true);
@@ -267,10 +276,11 @@ export class KvmVcpu extends FdHandle {
 
   /** Completes the pending port IN: the guest sees `value` (little-endian, `io.size` bytes per element) on re-entry. */
   completeIoIn(io: KvmIoExit, value: number): void {
-    this.fd;
+    this.checkOpen();
     for (let n = 0; n < io.count; n++) {
       let v = value;
-      for (let i = 0; i < io.size; i++, v = Math.floor(v / 256)) this.#bytes[io.dataOffset + n * io.size + i] = v & 0xff;
+      for (let i = 0; i < io.size; i++, v = Math.floor(v / 256))
+        this.#bytes[io.dataOffset + n * io.size + i] = v & 0xff;
     }
   }
 

@@ -97,14 +97,20 @@ export interface MonitorStats {
   ioeventfdsAssigned: number;
   ioeventfdsDeassigned: number;
   ioeventfdErrors: number;
-  /** KVM_IRQFD assigns that succeeded, and irqfd or routing-table calls KVM refused (those vectors stay on the WASM path). */
+  /**
+   * KVM_IRQFD assigns that succeeded, and irqfd or routing-table calls KVM refused (those vectors stay on the WASM
+   * path).
+   */
   irqfdsAssigned: number;
   irqfdErrors: number;
 }
 
 /** A monitor misuse or a guest exit it cannot handle: code ERR_IVSHMEM_KVM; `exit` when a guest exit caused it. */
 export class KvmMonitorError extends IvshmemError {
-  constructor(message: string, readonly exit?: KvmExit) {
+  constructor(
+    message: string,
+    readonly exit?: KvmExit,
+  ) {
     super('ERR_IVSHMEM_KVM', message);
     this.name = 'KvmMonitorError';
   }
@@ -119,11 +125,28 @@ export class KvmMonitor implements VmmTransport {
   readonly irq: number;
   readonly donePort: number;
   readonly stats: MonitorStats = {
-    exits: 0, configReads: 0, configWrites: 0, mmio: [0, 0, 0], unassignedMmio: 0, unassignedIo: 0, irqLevelChanges: 0,
-    msiSignalled: 0, msiBlocked: 0, kicks: 0, vectorWakeups: 0,
-    doorbellExits: 0, ioeventfdsAssigned: 0, ioeventfdsDeassigned: 0, ioeventfdErrors: 0, irqfdsAssigned: 0, irqfdErrors: 0,
+    exits: 0,
+    configReads: 0,
+    configWrites: 0,
+    mmio: [0, 0, 0],
+    unassignedMmio: 0,
+    unassignedIo: 0,
+    irqLevelChanges: 0,
+    msiSignalled: 0,
+    msiBlocked: 0,
+    kicks: 0,
+    vectorWakeups: 0,
+    doorbellExits: 0,
+    ioeventfdsAssigned: 0,
+    ioeventfdsDeassigned: 0,
+    ioeventfdErrors: 0,
+    irqfdsAssigned: 0,
+    irqfdErrors: 0,
   };
-  /** Whether the doorbell fast path is on: asked for, and KVM supports ioeventfd. Otherwise doorbells take the WASM path. */
+  /**
+   * Whether the doorbell fast path is on: asked for, and KVM supports ioeventfd. Otherwise doorbells take the WASM
+   * path.
+   */
   readonly ioeventfd: boolean;
   /** Whether the irqfd fast path is on: asked for, and KVM supports irqfd and GSI routing. */
   readonly irqfd: boolean;
@@ -156,7 +179,8 @@ export class KvmMonitor implements VmmTransport {
     this.irq = options.irq ?? 5;
     this.donePort = options.donePort ?? MONITOR_DONE_PORT;
     this.ioeventfd = options.ioeventfd === true && kvm.checkExtension(KVM_CAP.IOEVENTFD) > 0;
-    this.irqfd = options.irqfd === true && kvm.checkExtension(KVM_CAP.IRQFD) > 0 && kvm.checkExtension(KVM_CAP.IRQ_ROUTING) > 0;
+    this.irqfd =
+      options.irqfd === true && kvm.checkExtension(KVM_CAP.IRQFD) > 0 && kvm.checkExtension(KVM_CAP.IRQ_ROUTING) > 0;
     const canKick = kvm.checkExtension(KVM_CAP.IMMEDIATE_EXIT) > 0;
     this.#kick = EventFd.create();
     this.kickFd = this.#kick.fd;
@@ -197,7 +221,9 @@ export class KvmMonitor implements VmmTransport {
   attach(device: IvshmemDevice): void {
     if (this.#device !== undefined) throw new KvmMonitorError('a device is already attached');
     if (this.irqfd && device.connection !== undefined && device.vectorWait !== 'manual') {
-      throw new KvmMonitorError("irqfd: true needs a device created with vectorWait: 'manual' (KVM and the event loop would race for its eventfds)");
+      throw new KvmMonitorError(
+        "irqfd: true needs a device created with vectorWait: 'manual' (KVM and the event loop would race for its eventfds)",
+      );
     }
     this.#device = device;
     for (const b of device.bars) this.#barSize[b.index] = b.size;
@@ -206,7 +232,9 @@ export class KvmMonitor implements VmmTransport {
     for (const b of device.bars) this.barMapped(b.index, device.barAddress(b.index));
   }
 
-  /** The own vectors KVM delivers as irqfds right now (empty without the fast path, or while MSI-X would not deliver). */
+  /**
+   * The own vectors KVM delivers as irqfds right now (empty without the fast path, or while MSI-X would not deliver).
+   */
   get irqfds(): IrqfdRoute[] {
     return this.#irqfds?.routes ?? [];
   }
@@ -242,7 +270,10 @@ export class KvmMonitor implements VmmTransport {
     });
   }
 
-  /** The doorbell routes registered as KVM ioeventfds right now (empty without the fast path or while BAR0 does not decode). */
+  /**
+   * The doorbell routes registered as KVM ioeventfds right now (empty without the fast path or while BAR0 does not
+   * decode).
+   */
   get ioeventfds(): IoeventfdRoute[] {
     return this.#ioeventfds.registered;
   }
@@ -333,7 +364,8 @@ export class KvmMonitor implements VmmTransport {
    */
   async runAsync(maxExits = Number.MAX_SAFE_INTEGER): Promise<MonitorRunResult> {
     const kicker = this.#kicker;
-    if (kicker === null) throw new KvmMonitorError('runAsync needs KVM_CAP_IMMEDIATE_EXIT (nothing could interrupt the guest)');
+    if (kicker === null)
+      throw new KvmMonitorError('runAsync needs KVM_CAP_IMMEDIATE_EXIT (nothing could interrupt the guest)');
     let exits = 0;
     for (;;) {
       this.#yieldToLoop = true;
@@ -387,7 +419,8 @@ export class KvmMonitor implements VmmTransport {
       } else {
         throw new KvmMonitorError(`unexpected KVM exit ${exit.reason}`, { ...exit });
       }
-      if (exits >= maxExits) throw new KvmMonitorError(`the guest did not reach its done port within ${maxExits} exits`);
+      if (exits >= maxExits)
+        throw new KvmMonitorError(`the guest did not reach its done port within ${maxExits} exits`);
     }
   }
 

@@ -10,7 +10,12 @@ import type { VmmTransport } from '../../device/transport.js';
 
 /** The parts of v86 (0.5.462) this transport uses. */
 interface V86Pci {
-  register_device(device: { pci_id: number; pci_space: number[]; pci_bars: ({ size: number } | undefined)[]; name: string }): Int32Array;
+  register_device(device: {
+    pci_id: number;
+    pci_space: number[];
+    pci_bars: ({ size: number } | undefined)[];
+    name: string;
+  }): Int32Array;
   raise_irq(pciId: number): void;
   lower_irq(pciId: number): void;
   pci_write8(address: number, value: number): void;
@@ -18,8 +23,14 @@ interface V86Pci {
   pci_write32(address: number, value: number): void;
 }
 interface V86Io {
-  mmap_register(addr: number, size: number, r8: (a: number) => number, w8: (a: number, v: number) => void,
-    r32: (a: number) => number, w32: (a: number, v: number) => void): void;
+  mmap_register(
+    addr: number,
+    size: number,
+    r8: (a: number) => number,
+    w8: (a: number, v: number) => void,
+    r32: (a: number) => number,
+    w32: (a: number, v: number) => void,
+  ): void;
 }
 export interface V86Emulator {
   v86: { cpu: { devices: { pci: V86Pci }; io: V86Io } };
@@ -51,13 +62,19 @@ export class V86Transport implements VmmTransport {
     this.slot = options.slot ?? 0x0f;
     this.bar0Address = options.bar0Address ?? 0xfe000000;
     this.bar2Address = options.bar2Address ?? 0xf0000000;
-    for (const [name, a] of [['bar0Address', this.bar0Address], ['bar2Address', this.bar2Address]] as const) {
+    for (const [name, a] of [
+      ['bar0Address', this.bar0Address],
+      ['bar2Address', this.bar2Address],
+    ] as const) {
       if (!Number.isInteger(a) || a <= 0 || a % MMIO_BLOCK !== 0 || a >= 2 ** 32) {
-        throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', `${name} must be a 32-bit address aligned to 128 KiB (v86's MMIO granularity)`);
+        throw new IvshmemError(
+          'ERR_IVSHMEM_INVALID_OPTION',
+          `${name} must be a 32-bit address aligned to 128 KiB (v86's MMIO granularity)`,
+        );
       }
     }
     if (!Number.isInteger(this.slot) || this.slot < 2 || this.slot > 31) {
-      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', 'slot must be 2..31 (0 and 1 are v86\'s bridges)');
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_OPTION', "slot must be 2..31 (0 and 1 are v86's bridges)");
     }
   }
 
@@ -86,11 +103,19 @@ export class V86Transport implements VmmTransport {
     const io = emulator?.v86?.cpu?.io;
     const needed = ['register_device', 'raise_irq', 'lower_irq', 'pci_write8', 'pci_write16', 'pci_write32'] as const;
     if (!pci || !io || typeof io.mmap_register !== 'function' || needed.some((k) => typeof pci[k] !== 'function')) {
-      throw new IvshmemError('ERR_IVSHMEM_V86', 'this v86 lacks the internals the device needs (cpu.devices.pci.register_device, raise_irq, pci_write8/16/32, cpu.io.mmap_register); it was built for v86 0.5.462');
+      throw new IvshmemError(
+        'ERR_IVSHMEM_V86',
+        'this v86 lacks the internals the device needs (cpu.devices.pci.register_device, raise_irq, pci_write8/16/32, cpu.io.mmap_register); it was built for v86 0.5.462',
+      );
     }
     const bar2 = device.bars.find((b) => b.index === 2)!;
-    if (bar2.size < MMIO_BLOCK) throw new IvshmemError('ERR_IVSHMEM_INVALID_SIZE', 'v86 maps memory in 128 KiB blocks: BAR2 must be at least 128 KiB');
-    if (device.mode !== 'intx') throw new IvshmemError('ERR_IVSHMEM_INVALID_MODE', 'v86 has no MSI: create the device with mode intx');
+    if (bar2.size < MMIO_BLOCK)
+      throw new IvshmemError(
+        'ERR_IVSHMEM_INVALID_SIZE',
+        'v86 maps memory in 128 KiB blocks: BAR2 must be at least 128 KiB',
+      );
+    if (device.mode !== 'intx')
+      throw new IvshmemError('ERR_IVSHMEM_INVALID_MODE', 'v86 has no MSI: create the device with mode intx');
     this.#device = device;
 
     // The fixed BARs, in our config space too, so both agree on where they are.
@@ -99,23 +124,30 @@ export class V86Transport implements VmmTransport {
     device.configWrite(0x1c, 4, 0);
     const space = Array.from({ length: 256 }, (_, i) => device.configRead(i, 1));
     this.#space = pci.register_device({
-      pci_id: this.#pciId, pci_space: space, name: 'ivshmem',
+      pci_id: this.#pciId,
+      pci_space: space,
+      name: 'ivshmem',
       pci_bars: [{ size: 256 }, undefined, { size: bar2.size }],
     });
     this.#pci = pci;
     this.#wrapConfigWrites(pci);
 
     const base0 = this.bar0Address;
-    io.mmap_register(base0, MMIO_BLOCK,
+    io.mmap_register(
+      base0,
+      MMIO_BLOCK,
       (a) => this.#bar0Read((a >>> 0) - base0, 1),
       (a, v) => this.#bar0Write((a >>> 0) - base0, 1, v),
       (a) => this.#bar0Read((a >>> 0) - base0, 4),
-      (a, v) => this.#bar0Write((a >>> 0) - base0, 4, v));
+      (a, v) => this.#bar0Write((a >>> 0) - base0, 4, v),
+    );
     // BAR2 is RAM: read and write the shared memory directly, little-endian like the guest.
     const base2 = this.bar2Address;
     const bytes = new Uint8Array(device.sharedMemory.buffer, 0, bar2.size);
     const view = new DataView(device.sharedMemory.buffer, 0, bar2.size);
-    io.mmap_register(base2, Math.max(MMIO_BLOCK, bar2.size),
+    io.mmap_register(
+      base2,
+      Math.max(MMIO_BLOCK, bar2.size),
       (a) => bytes[(a >>> 0) - base2] ?? 0,
       (a, v) => {
         const at = (a >>> 0) - base2;
@@ -128,7 +160,8 @@ export class V86Transport implements VmmTransport {
       (a, v) => {
         const at = (a >>> 0) - base2;
         if (at + 4 <= bytes.length) view.setInt32(at, v, true);
-      });
+      },
+    );
     if (this.#level) pci.raise_irq(this.#pciId);
   }
 
@@ -146,7 +179,11 @@ export class V86Transport implements VmmTransport {
   // v86 calls these through the PCI object for every config write; ours go to the device, whose
   // answer (write masks, INTx state) is copied back. BARs stay v86's, fixed.
   #wrapConfigWrites(pci: V86Pci): void {
-    for (const [name, size] of [['pci_write8', 1], ['pci_write16', 2], ['pci_write32', 4]] as const) {
+    for (const [name, size] of [
+      ['pci_write8', 1],
+      ['pci_write16', 2],
+      ['pci_write32', 4],
+    ] as const) {
       const original = pci[name].bind(pci);
       pci[name] = (address: number, value: number) => {
         const bdf = (address >> 8) & 0xffff;

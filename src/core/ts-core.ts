@@ -32,6 +32,12 @@ import {
   MODE_DOORBELL,
   MODE_INTX,
   MODE_PLAIN,
+  MSIX_ENTRY_ADDR_HI,
+  MSIX_ENTRY_ADDR_LO,
+  MSIX_ENTRY_CTRL,
+  MSIX_ENTRY_DATA,
+  MSIX_ENTRY_MASKBIT,
+  MSIX_ENTRY_SIZE,
   ROUTE_BAD_HANDLE,
   ROUTE_BAD_PEER,
   ROUTE_FULL,
@@ -44,6 +50,11 @@ const REGS = 1;
 const TABLE = 2;
 const PBA = 3;
 const MAX_OFFSET = 0x7fffffff;
+
+/** The index in the table's 32-bit words of MSI-X entry v's field at byte offset `field`. */
+function entryWord(v: number, field: number): number {
+  return (v * MSIX_ENTRY_SIZE + field) >>> 2;
+}
 
 export class TsCore implements DeviceCore {
   readonly kind = 'ts' as const;
@@ -113,7 +124,8 @@ export class TsCore implements DeviceCore {
     this.#control = 0;
     this.#table.fill(0);
     this.#pba.fill(0);
-    for (let v = 0; v < this.#vectors && this.#mode === MODE_DOORBELL; v++) this.#table[v * 4 + 3] = 1;
+    for (let v = 0; v < this.#vectors && this.#mode === MODE_DOORBELL; v++)
+      this.#table[entryWord(v, MSIX_ENTRY_CTRL)] = MSIX_ENTRY_MASKBIT;
     this.#updateLine();
   }
 
@@ -203,7 +215,7 @@ export class TsCore implements DeviceCore {
   }
 
   #vectorMasked(v: number, fmask: boolean): boolean {
-    return fmask || (this.#table[v * 4 + 3] & 1) !== 0;
+    return fmask || (this.#table[entryWord(v, MSIX_ENTRY_CTRL)] & MSIX_ENTRY_MASKBIT) !== 0;
   }
 
   #isPending(v: number): boolean {
@@ -223,7 +235,13 @@ export class TsCore implements DeviceCore {
     }
     this.#counters[C_IRQ_DELIVERED]++;
     this.#countVector(v, V_DELIVERED);
-    this.#host.sendMsi(this.#table[v * 4], this.#table[v * 4 + 1], this.#table[v * 4 + 2], v);
+    const t = this.#table;
+    this.#host.sendMsi(
+      t[entryWord(v, MSIX_ENTRY_ADDR_LO)],
+      t[entryWord(v, MSIX_ENTRY_ADDR_HI)],
+      t[entryWord(v, MSIX_ENTRY_DATA)],
+      v,
+    );
   }
 
   #notify(v: number): void {

@@ -11,6 +11,7 @@ import {
   PCI_CLASS_DEVICE,
   PCI_COMMAND,
   PCI_COMMAND_MEMORY,
+  PCI_CONFIG_HEADER_SIZE,
   PCI_DEVICE_ID,
   PCI_HEADER_TYPE,
   PCI_INTERRUPT_PIN,
@@ -96,7 +97,7 @@ export function probeFunction(dev: ConfigAccess): ProbedFunction {
   let msix: ProbedFunction['msix'] = null;
   if (r16(PCI_STATUS) & PCI_STATUS_CAP_LIST) {
     let at = r8(PCI_CAPABILITY_LIST) & ~3;
-    for (let ttl = FIND_CAP_TTL; at >= 0x40 && ttl > 0; ttl--) {
+    for (let ttl = FIND_CAP_TTL; at >= PCI_CONFIG_HEADER_SIZE && ttl > 0; ttl--) {
       const id = r8(at);
       if (id === 0xff) break;
       capabilities.push({ id, offset: at });

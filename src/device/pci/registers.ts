@@ -10,6 +10,10 @@ export const PCI_CLASS_DEVICE = 0x0a;
 export const PCI_CACHE_LINE_SIZE = 0x0c;
 export const PCI_HEADER_TYPE = 0x0e;
 export const PCI_BASE_ADDRESS_0 = 0x10;
+export const PCI_BASE_ADDRESS_2 = 0x18;
+export const PCI_BASE_ADDRESS_3 = 0x1c;
+/** Just past the six BAR registers. */
+export const PCI_CARDBUS_CIS = 0x28;
 export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
 export const PCI_SUBSYSTEM_ID = 0x2e;
 export const PCI_CAPABILITY_LIST = 0x34;

@@ -7,6 +7,14 @@
 import type { IvshmemDevice } from '../../device/device.js';
 import { IvshmemError } from '../../errors.js';
 import type { VmmTransport } from '../../device/transport.js';
+import {
+  PCI_BASE_ADDRESS_0,
+  PCI_BASE_ADDRESS_2,
+  PCI_BASE_ADDRESS_3,
+  PCI_CARDBUS_CIS,
+  PCI_COMMAND,
+  PCI_REVISION_ID,
+} from '../../device/pci/registers.js';
 
 /** The parts of v86 (0.5.462) this transport uses. */
 interface V86Pci {
@@ -87,7 +95,7 @@ export class V86Transport implements VmmTransport {
     if (this.#pci === undefined) return;
     if (level) this.#pci.raise_irq(this.#pciId);
     else this.#pci.lower_irq(this.#pciId);
-    this.#sync(0x04);
+    this.#sync(PCI_COMMAND);
   }
 
   sendMsi(): void {
@@ -119,9 +127,9 @@ export class V86Transport implements VmmTransport {
     this.#device = device;
 
     // The fixed BARs, in our config space too, so both agree on where they are.
-    device.configWrite(0x10, 4, this.bar0Address);
-    device.configWrite(0x18, 4, this.bar2Address);
-    device.configWrite(0x1c, 4, 0);
+    device.configWrite(PCI_BASE_ADDRESS_0, 4, this.bar0Address);
+    device.configWrite(PCI_BASE_ADDRESS_2, 4, this.bar2Address);
+    device.configWrite(PCI_BASE_ADDRESS_3, 4, 0);
     const space = Array.from({ length: 256 }, (_, i) => device.configRead(i, 1));
     this.#space = pci.register_device({
       pci_id: this.#pciId,
@@ -167,13 +175,13 @@ export class V86Transport implements VmmTransport {
 
   #bar0Read(offset: number, size: 1 | 4): number {
     const value = this.#device!.mmioRead(0, offset, size);
-    this.#sync(0x04); // reading IntrStatus may have lowered the device's level
+    this.#sync(PCI_COMMAND); // reading IntrStatus may have lowered the device's level
     return value;
   }
 
   #bar0Write(offset: number, size: 1 | 4, value: number): void {
     this.#device!.mmioWrite(0, offset, size, value >>> 0);
-    this.#sync(0x04);
+    this.#sync(PCI_COMMAND);
   }
 
   // v86 calls these through the PCI object for every config write; ours go to the device, whose
@@ -188,13 +196,13 @@ export class V86Transport implements VmmTransport {
       pci[name] = (address: number, value: number) => {
         const bdf = (address >> 8) & 0xffff;
         const offset = address & 0xff;
-        if (bdf !== this.#pciId || (offset >= 0x10 && offset < 0x28)) {
+        if (bdf !== this.#pciId || (offset >= PCI_BASE_ADDRESS_0 && offset < PCI_CARDBUS_CIS)) {
           original(address, value);
           return;
         }
         this.#device!.configWrite(offset, size, value >>> 0);
         this.#sync(offset);
-        if (offset + size > 0x04 && offset < 0x08) this.#sync(0x04);
+        if (offset + size > PCI_COMMAND && offset < PCI_REVISION_ID) this.#sync(PCI_COMMAND);
       };
     }
   }

@@ -4,15 +4,6 @@
 // interrupt and route change. IvshmemDevice (device.ts) adds what needs the OS: creating the
 // device on shared memory or a server, handing it over, closing what it opened.
 import {
-  C_DOORBELL_NO_PEER,
-  C_DOORBELL_NO_VECTOR,
-  C_DOORBELL_SENT,
-  C_GUEST_INVALID,
-  C_IRQ_DELIVERED,
-  C_IRQ_DROPPED_BAD_VECTOR,
-  C_IRQ_DROPPED_DISABLED,
-  C_IRQ_DROPPED_NO_MASTER,
-  C_IRQ_PENDED,
   MODE_DOORBELL,
   REG_DOORBELL,
   MODE_INTX,
@@ -20,11 +11,6 @@ import {
   ROUTE_BAD_HANDLE,
   ROUTE_BAD_PEER,
   ROUTE_FULL,
-  V_DELIVERED,
-  V_DROPPED_DISABLED,
-  V_DROPPED_NO_MASTER,
-  V_FIRED,
-  V_PENDED,
 } from '../core/abi.js';
 import type { CoreHost, DeviceCore } from '../core/abi.js';
 import { createCore } from '../core/create-core.js';
@@ -34,7 +20,11 @@ import { publishDeviceError } from './events.js';
 import { IvshmemFunction } from './pci/ivshmem-function.js';
 import type { BarInfo, DeviceMode } from './pci/ivshmem-function.js';
 import { PCI_CONFIG_SPACE_SIZE } from './pci/registers.js';
-import { decodeState, encodeState } from './persist.js';
+import { checkStateFits, decodeState, encodeState } from './persist.js';
+import { readCounters, readVectorCounters } from './metrics.js';
+import type { DeviceCounters, VectorCounters } from './metrics.js';
+
+export type { DeviceCounters, VectorCounters } from './metrics.js';
 import { RouteHooks } from './route-hooks.js';
 import type { BarAddress, DoorbellSink, VmmTransport } from './transport.js';
 
@@ -71,27 +61,6 @@ export interface LinkTarget {
   fireVector(vector: number): void;
   /** Every fd the connection received is about to be closed, or passed on to another process. */
   releasing(why: 'close' | 'handover'): void;
-}
-
-export interface DeviceCounters {
-  doorbellsSent: number;
-  doorbellsDropped: { noPeer: number; noVector: number };
-  interruptsDelivered: number;
-  interruptsPended: number;
-  interruptsDropped: { msixDisabled: number; noBusMaster: number; badVector: number };
-  /** Guest accesses that hit no register: read as 0 or ignored. */
-  invalidGuestAccesses: number;
-  /** Calls into the VMM's transport (sendMsi, setIrqLevel) that threw: see the 'error' event. */
-  transportErrors: number;
-}
-
-/** One of our own vectors: signals that arrived, and what became of them. */
-export interface VectorCounters {
-  fired: number;
-  delivered: number;
-  /** Left pending while masked (delivered later, when unmasked, counts again as delivered). */
-  pended: number;
-  dropped: { msixDisabled: number; noBusMaster: number };
 }
 
 export interface SharedMemoryInfo {
@@ -484,30 +453,11 @@ export class DeviceModel extends EventEmitter {
   /** Per own vector (index = vector): signals in, and what became of them (not those KVM delivers as irqfds). */
   vectorCounters(): VectorCounters[] {
     this.checkLive();
-    const c = (v: number, kind: number) => this.#core.vectorCounter(v, kind);
-    return Array.from({ length: this.vectors }, (_, v) => ({
-      fired: c(v, V_FIRED),
-      delivered: c(v, V_DELIVERED),
-      pended: c(v, V_PENDED),
-      dropped: { msixDisabled: c(v, V_DROPPED_DISABLED), noBusMaster: c(v, V_DROPPED_NO_MASTER) },
-    }));
+    return readVectorCounters(this.#core, this.vectors);
   }
 
   counters(): DeviceCounters {
-    const c = (id: number) => this.#core.counterValue(id);
-    return {
-      doorbellsSent: c(C_DOORBELL_SENT),
-      doorbellsDropped: { noPeer: c(C_DOORBELL_NO_PEER), noVector: c(C_DOORBELL_NO_VECTOR) },
-      interruptsDelivered: c(C_IRQ_DELIVERED),
-      interruptsPended: c(C_IRQ_PENDED),
-      interruptsDropped: {
-        msixDisabled: c(C_IRQ_DROPPED_DISABLED),
-        noBusMaster: c(C_IRQ_DROPPED_NO_MASTER),
-        badVector: c(C_IRQ_DROPPED_BAD_VECTOR),
-      },
-      invalidGuestAccesses: c(C_GUEST_INVALID) + this.#glueInvalid,
-      transportErrors: this.#transportErrors,
-    };
+    return readCounters(this.#core, { glueInvalid: this.#glueInvalid, transportErrors: this.#transportErrors });
   }
 
   // ---- lifecycle ----
@@ -559,28 +509,14 @@ export class DeviceModel extends EventEmitter {
 
   protected decodeState(bytes: Uint8Array): void {
     const s = decodeState(bytes);
-    const mismatch = (what: string, theirs: unknown, ours: unknown) =>
-      new IvshmemError(
-        'ERR_IVSHMEM_STATE_MISMATCH',
-        `state is for a device with ${what} ${theirs}, this one has ${ours}`,
-      );
-    if (s.mode !== MODE_NUMBER[this.mode]) throw mismatch('mode', s.mode, MODE_NUMBER[this.mode]);
-    if (s.vectors !== this.vectors) throw mismatch('vectors', s.vectors, this.vectors);
-    if (s.bar2Size !== this.#size) throw mismatch('BAR2 size', s.bar2Size, this.#size);
-    if (s.use64 !== this.#options.use64) throw mismatch('use64', s.use64, this.#options.use64);
-    if (s.words.length !== this.#core.stateWords())
-      throw mismatch('core words', s.words.length, this.#core.stateWords());
-    // The PBA is padded to 64-bit words; a pending bit past the last vector belongs to no vector
-    // and nothing would ever clear it.
-    if (this.mode === 'doorbell') {
-      const pba = s.words.subarray(3 + 4 * this.vectors);
-      for (let i = 0; i < pba.length; i++) {
-        const used = this.vectors - 32 * i;
-        if (used < 32 && (used <= 0 ? pba[i] : pba[i] >>> used) !== 0) {
-          throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', `state has pending bits past vector ${this.vectors - 1}`);
-        }
-      }
-    }
+    checkStateFits(s, {
+      mode: MODE_NUMBER[this.mode],
+      vectors: this.vectors,
+      bar2Size: this.#size,
+      use64: this.#options.use64,
+      coreWords: this.#core.stateWords(),
+      msix: this.mode === 'doorbell',
+    });
     const at = this.#function.readOnlyMismatch(s.config);
     if (at >= 0) {
       throw new IvshmemError(

@@ -99,3 +99,38 @@ export function decodeState(input: Uint8Array): DeviceState {
     memory: hasMemory ? input.subarray(wordsEnd) : undefined,
   };
 }
+
+/** The device a state is loaded into, as the state describes one. */
+export interface StateTarget {
+  mode: number;
+  vectors: number;
+  bar2Size: number;
+  use64: boolean;
+  coreWords: number;
+  /** Whether the core words hold an MSI-X table and PBA (doorbell mode). */
+  msix: boolean;
+}
+
+/** Refuses a state made for another device, or one whose pending bits name vectors that do not exist. */
+export function checkStateFits(s: DeviceState, ours: StateTarget): void {
+  const mismatch = (what: string, theirs: unknown, mine: unknown) =>
+    new IvshmemError(
+      'ERR_IVSHMEM_STATE_MISMATCH',
+      `state is for a device with ${what} ${theirs}, this one has ${mine}`,
+    );
+  if (s.mode !== ours.mode) throw mismatch('mode', s.mode, ours.mode);
+  if (s.vectors !== ours.vectors) throw mismatch('vectors', s.vectors, ours.vectors);
+  if (s.bar2Size !== ours.bar2Size) throw mismatch('BAR2 size', s.bar2Size, ours.bar2Size);
+  if (s.use64 !== ours.use64) throw mismatch('use64', s.use64, ours.use64);
+  if (s.words.length !== ours.coreWords) throw mismatch('core words', s.words.length, ours.coreWords);
+  if (!ours.msix) return;
+  // The PBA is padded to 64-bit words; a pending bit past the last vector belongs to no vector
+  // and nothing would ever clear it. The words are IntrMask, IntrStatus, control, then the table.
+  const pba = s.words.subarray(3 + 4 * ours.vectors);
+  for (let i = 0; i < pba.length; i++) {
+    const used = ours.vectors - 32 * i;
+    if (used < 32 && (used <= 0 ? pba[i] : pba[i] >>> used) !== 0) {
+      throw new IvshmemError('ERR_IVSHMEM_STATE_CORRUPT', `state has pending bits past vector ${ours.vectors - 1}`);
+    }
+  }
+}

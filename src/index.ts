@@ -2,7 +2,7 @@
 export { IvshmemDevice } from './device/device.js';
 export type { DeviceCounters, SharedMemoryInfo, VectorCounters } from './device/device.js';
 export type { DeviceHandover, IvshmemDeviceOptions, MasterOption } from './device/options.js';
-export type { VmmTransport, DoorbellSink, BarAddress } from './device/transport.js';
+export type { VmmTransport, DoorbellSink, BarAddress, IoEventFd, MsiMessage } from './device/transport.js';
 export type { BarInfo, DeviceMode } from './device/pci/ivshmem-function.js';
 export { IvshmemError } from './errors.js';
 export type { IvshmemErrorCode } from './errors.js';
@@ -44,3 +44,11 @@ export { createWaiter, stopWaiter } from './os/waiter.js';
 export type { EventfdWaiter, WaitKind, OnReady, WaiterOptions } from './os/waiter.js';
 export { V86Transport } from './monitors/v86/v86-transport.js';
 export type { V86TransportOptions, V86Emulator } from './monitors/v86/v86-transport.js';
+// Peers without kernel objects: worker threads (and browsers) ring each other with Atomics.
+export { PeerDirectory } from './server/directory.js';
+export type { PeerDirectoryOptions } from './server/directory.js';
+export { DirectoryConnection } from './protocol/directory-connection.js';
+export type { DirectoryConnectOptions } from './protocol/directory-connection.js';
+export { DIRECTORY_VERSION } from './protocol/directory-messages.js';
+export type { DirectoryMessage, PortLike } from './protocol/directory-messages.js';
+export { Signals, SignalDoorbell, SignalWatcher, signalBytes } from './os/signals.js';

@@ -11,12 +11,16 @@ import { DeviceModel } from './model.js';
 import { checkBar2Size, resolveOptions } from './options.js';
 import type { DeviceHandover, IvshmemDeviceOptions, ResolvedOptions } from './options.js';
 import { DoorbellLink } from './server-link.js';
+import { DirectoryLink, directoryDoorbell } from './directory-link.js';
+import { DirectoryConnection } from '../protocol/directory-connection.js';
+import type { Signals } from '../os/signals.js';
 
 export type { DeviceCounters, SharedMemoryInfo, VectorCounters } from './model.js';
 
 export class IvshmemDevice extends DeviceModel {
   readonly #shared: SharedMemory | undefined;
   #link: DoorbellLink | undefined = undefined;
+  #directoryLink: DirectoryLink | undefined = undefined;
   #closed = false;
 
   /** Creates a device; resolves once its id and memory are known (QEMU's revision-1 guarantee). */
@@ -31,6 +35,7 @@ export class IvshmemDevice extends DeviceModel {
     }
     if (o.handover !== undefined) return IvshmemDevice.#takeOver(o, o.handover);
     if (o.server !== undefined) return IvshmemDevice.#join(o, o.server);
+    if (o.directory !== undefined) return IvshmemDevice.#joinDirectory(o, o.directory);
     if (o.source === undefined) return new IvshmemDevice(o, undefined);
     const shared = SharedMemory.open(o.source, { size: o.size });
     try {
@@ -54,6 +59,30 @@ export class IvshmemDevice extends DeviceModel {
       requireSealedMemory: o.requireSealedMemory,
     });
     return IvshmemDevice.#onConnection(o, conn);
+  }
+
+  // A device in a peer directory: as on a server, but the memory is a SharedArrayBuffer already
+  // and the routes are signal buffers rung with Atomics; no fd and no native call anywhere.
+  static async #joinDirectory(o: ResolvedOptions, port: NonNullable<ResolvedOptions['directory']>): Promise<IvshmemDevice> {
+    const conn = await DirectoryConnection.connect(port, { vectors: o.vectors, setupTimeoutMs: o.setupTimeoutMs });
+    try {
+      checkBar2Size(conn.memory.byteLength, conn.memory.byteLength, o.use64);
+      if (o.masterOption === 'on' && conn.id !== 0) {
+        throw new IvshmemError(
+          'ERR_IVSHMEM_MASTER',
+          `master must join the directory before any peers (the directory gave id ${conn.id})`,
+        );
+      }
+      const master = o.masterOption === 'on' || (o.masterOption === 'auto' && conn.id === 0);
+      const doorbell = directoryDoorbell();
+      const size = conn.memory.byteLength;
+      const device = new IvshmemDevice({ ...o, id: conn.id, master, size, memory: conn.memory, doorbell }, undefined);
+      device.#directoryLink = new DirectoryLink(conn, doorbell, device.linkTarget(false), o.vectorWait === 'loop');
+      return device;
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
   }
 
   // A device handed over by another process: its connection as it was (same id, peers, memory),
@@ -123,6 +152,19 @@ export class IvshmemDevice extends DeviceModel {
     return this.#link?.connection;
   }
 
+  /** The peer directory connection of a device created with `directory`, or undefined. */
+  get directory(): DirectoryConnection | undefined {
+    return this.#directoryLink?.connection;
+  }
+
+  /**
+   * Our own vectors' signals on a directory-joined device, for embedders that wait on them
+   * themselves (vectorWait: 'manual': Signals.waitBlocking in the vCPU's worker), or undefined.
+   */
+  get ownSignals(): Signals | undefined {
+    return this.#directoryLink?.connection.own;
+  }
+
   /** Our own vectors' eventfds (index = vector), for embedders that wait on them themselves. */
   get ownVectorFds(): number[] {
     return this.#link?.connection.ownVectors.map((e) => e.fd) ?? [];
@@ -151,6 +193,7 @@ export class IvshmemDevice extends DeviceModel {
     this.#closed = true;
     this.retire('the device is closed');
     this.#link?.close();
+    this.#directoryLink?.close();
     this.#shared?.close();
   }
 

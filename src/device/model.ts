@@ -104,11 +104,12 @@ export class DeviceModel extends EventEmitter {
 
   // The one door for what the server says (the link calls these): each change reaches the core
   // and the transport's fast-path hooks together.
-  protected linkTarget(): LinkTarget {
+  /** kernelRoutes: the route handles are eventfds, which the transport's fast-path hooks may take. */
+  protected linkTarget(kernelRoutes = true): LinkTarget {
     return {
       peerVector: (peer, vector, fd) => {
         this.connectPeerVector(peer, fd);
-        this.#hooks.peerVector(peer, vector, fd);
+        if (kernelRoutes) this.#hooks.peerVector(peer, vector, fd);
       },
       peerLeft: (peer) => {
         this.#hooks.peerLeft(peer);
@@ -116,6 +117,7 @@ export class DeviceModel extends EventEmitter {
       },
       ownVector: (vector, fd) => {
         this.connectPeerVector(this.id, fd); // a doorbell to ourselves rings our own vector, as in QEMU
+        if (!kernelRoutes) return;
         this.#hooks.peerVector(this.id, vector, fd);
         this.#hooks.ownVector(vector, fd);
       },

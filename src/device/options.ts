@@ -2,6 +2,8 @@
 // the value and the rule, with a stable code.
 import { checkKnownKeys, describeValue, invalidValue, IvshmemError } from '../errors.js';
 import type { ConnectionHandover } from '../protocol/connection-handover.js';
+import { isPortLike } from '../protocol/directory-messages.js';
+import type { PortLike } from '../protocol/directory-messages.js';
 import type { ModelOptions } from './model.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import type { DoorbellSink, VmmTransport } from './transport.js';
@@ -25,6 +27,12 @@ export interface IvshmemDeviceOptions {
    * the memory, and announces the peers. Exclusive with `memory`, `size` and `doorbell`.
    */
   server?: string;
+  /**
+   * A port from PeerDirectory.connect() (doorbell and intx modes), for devices with no eventfds:
+   * the directory assigns the id and gives the memory (a SharedArrayBuffer) and each peer's signal
+   * buffer; doorbells are Atomics, and nothing loads the native addon. Exclusive with `server`.
+   */
+  directory?: PortLike;
   /** With `server`: give up if setup takes longer (default 5 s; QEMU would wait for ever). */
   setupTimeoutMs?: number;
   /** With `server`: speak the pre-2.5 protocol (no version message). */
@@ -87,6 +95,7 @@ export interface ResolvedOptions extends ModelOptions {
   legacy: boolean;
   source: SharedMemorySource | undefined;
   handover: DeviceHandover | undefined;
+  directory: PortLike | undefined;
 }
 
 const MODES: readonly DeviceMode[] = ['plain', 'doorbell', 'intx'];
@@ -111,6 +120,7 @@ const OPTION_KEYS = [
   'core',
   'wasmModule',
   'handover',
+  'directory',
 ];
 
 function isPowerOfTwo(n: number): boolean {
@@ -169,6 +179,20 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     }
     server = handover.connection.description.path; // checked below as a server-joined device
   }
+  const directory = options.directory;
+  if (directory !== undefined) {
+    if (!isPortLike(directory))
+      fail('ERR_IVSHMEM_INVALID_OPTION', 'directory must be a MessagePort from PeerDirectory.connect()');
+    if (server !== undefined || handover !== undefined)
+      fail('ERR_IVSHMEM_INVALID_OPTION', 'a device joins a server or a directory, not both');
+    if (mode === 'plain')
+      fail('ERR_IVSHMEM_INVALID_OPTION', 'a plain device has no directory: use mode doorbell (or intx)');
+    for (const k of ['memory', 'size', 'doorbell', 'id'] as const) {
+      if (options[k] !== undefined)
+        fail('ERR_IVSHMEM_INVALID_OPTION', `${k} comes from the directory: do not pass it with directory`);
+    }
+  }
+  const joined = server !== undefined || directory !== undefined;
   const source = isSharedMemorySource(memory) ? memory : undefined;
   const isBuffer =
     memory instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && memory instanceof SharedArrayBuffer);
@@ -180,7 +204,7 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
       if (options[k] !== undefined)
         fail('ERR_IVSHMEM_INVALID_OPTION', `${k} comes from the server: do not pass it with server`);
     }
-  } else if (!isBuffer && source === undefined) {
+  } else if (directory === undefined && !isBuffer && source === undefined) {
     fail(
       'ERR_IVSHMEM_INVALID_OPTION',
       'memory must be { shm }, { path }, { memfd }, { hugetlbfs } or an ArrayBuffer (or give a server)',
@@ -215,7 +239,7 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   if (masterOption !== 'on' && masterOption !== 'off' && masterOption !== 'auto') {
     fail('ERR_IVSHMEM_INVALID_OPTION', `master ${JSON.stringify(masterOption)} must be 'on', 'off' or 'auto'`);
   }
-  if (masterOption === 'on' && id !== 0 && server === undefined) {
+  if (masterOption === 'on' && id !== 0 && !joined) {
     fail('ERR_IVSHMEM_MASTER', `master must connect to the server before any peers (id is ${id}, master needs 0)`);
   }
   const master = masterOption === 'on' || (masterOption === 'auto' && id === 0);
@@ -268,6 +292,7 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     core,
     wasmModule: options.wasmModule,
     handover,
+    directory,
   };
 }
 

@@ -63,7 +63,10 @@ export class IvshmemDevice extends DeviceModel {
 
   // A device in a peer directory: as on a server, but the memory is a SharedArrayBuffer already
   // and the routes are signal buffers rung with Atomics; no fd and no native call anywhere.
-  static async #joinDirectory(o: ResolvedOptions, port: NonNullable<ResolvedOptions['directory']>): Promise<IvshmemDevice> {
+  static async #joinDirectory(
+    o: ResolvedOptions,
+    port: NonNullable<ResolvedOptions['directory']>,
+  ): Promise<IvshmemDevice> {
     const conn = await DirectoryConnection.connect(port, { vectors: o.vectors, setupTimeoutMs: o.setupTimeoutMs });
     try {
       checkBar2Size(conn.memory.byteLength, conn.memory.byteLength, o.use64);

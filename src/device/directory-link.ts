@@ -40,7 +40,13 @@ export class DirectoryLink {
       this.#report(() => target.peerLeft(peer));
       if (slot !== undefined) this.#doorbell.remove(slot);
       this.#slots.delete(peer);
-      publishDevicePeer({ socketPath: where, id, peer, change: 'left', vectors: connection.peers.get(peer)?.vectors ?? 0 });
+      publishDevicePeer({
+        socketPath: where,
+        id,
+        peer,
+        change: 'left',
+        vectors: connection.peers.get(peer)?.vectors ?? 0,
+      });
     });
     connection.once('releasing', (why) => target.releasing(why));
     connection.on('protocol-error', (err) =>

@@ -134,6 +134,14 @@ function findAddon(): string {
 let loaded: RawBinding | undefined;
 
 export function native(): RawBinding {
-  loaded ??= createRequire(import.meta.url)(findAddon()) as RawBinding;
+  if (loaded !== undefined) return loaded;
+  const path = findAddon();
+  try {
+    loaded = createRequire(import.meta.url)(path) as RawBinding;
+  } catch (err) {
+    throw new IvshmemError('ERR_IVSHMEM_NATIVE', `cannot load the native addon ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
   return loaded;
 }

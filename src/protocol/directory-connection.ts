@@ -67,7 +67,8 @@ export class DirectoryConnection extends EventEmitter {
         try {
           m = parseDirectoryMessage(event.data);
           if (!versionSeen) {
-            if (m.type !== 'version') throw new IvshmemError('ERR_IVSHMEM_PROTOCOL', `expected the version, got ${m.type}`);
+            if (m.type !== 'version')
+              throw new IvshmemError('ERR_IVSHMEM_PROTOCOL', `expected the version, got ${m.type}`);
             if (m.version !== DIRECTORY_VERSION) {
               throw new IvshmemError(
                 'ERR_IVSHMEM_PROTOCOL_VERSION',
@@ -83,11 +84,13 @@ export class DirectoryConnection extends EventEmitter {
             return;
           }
           if (memory === undefined) {
-            if (m.type !== 'memory') throw new IvshmemError('ERR_IVSHMEM_PROTOCOL', `expected the memory, got ${m.type}`);
+            if (m.type !== 'memory')
+              throw new IvshmemError('ERR_IVSHMEM_PROTOCOL', `expected the memory, got ${m.type}`);
             memory = m.memory;
             return;
           }
-          if (m.type !== 'peer') throw new IvshmemError('ERR_IVSHMEM_PROTOCOL', `expected a peer during setup, got ${m.type}`);
+          if (m.type !== 'peer')
+            throw new IvshmemError('ERR_IVSHMEM_PROTOCOL', `expected a peer during setup, got ${m.type}`);
           const signals = checkSignals(m.signals, options.vectors, m.id);
           if (m.id !== id) {
             peers.push([m.id, signals]);
@@ -104,7 +107,10 @@ export class DirectoryConnection extends EventEmitter {
         }
       };
       const timer = setTimeout(
-        () => fail(new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `directory setup did not finish within ${timeoutMs} ms`)),
+        () =>
+          fail(
+            new IvshmemError('ERR_IVSHMEM_PROTOCOL_TIMEOUT', `directory setup did not finish within ${timeoutMs} ms`),
+          ),
         timeoutMs,
       );
       const cleanUp = () => {

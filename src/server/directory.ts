@@ -52,7 +52,12 @@ export class PeerDirectory extends EventEmitter {
     }
     const size = options.memory?.byteLength ?? options.size ?? 4 * 1024 * 1024;
     if (!Number.isSafeInteger(size) || size < 16 || 2 ** Math.round(Math.log2(size)) !== size) {
-      throw invalidValue('ERR_IVSHMEM_INVALID_SIZE', 'the shared memory size', 'a power of two, at least 16 bytes', size);
+      throw invalidValue(
+        'ERR_IVSHMEM_INVALID_SIZE',
+        'the shared memory size',
+        'a power of two, at least 16 bytes',
+        size,
+      );
     }
     this.vectors = vectors;
     this.memory = options.memory ?? new SharedArrayBuffer(size);
@@ -94,8 +99,10 @@ export class PeerDirectory extends EventEmitter {
     port.postMessage({ type: 'version', version: DIRECTORY_VERSION });
     port.postMessage({ type: 'id', id });
     port.postMessage({ type: 'memory', memory: this.memory });
-    for (const other of this.#peers.values()) other.port.postMessage({ type: 'peer', id, signals: peer.signals.buffer });
-    for (const other of this.#peers.values()) port.postMessage({ type: 'peer', id: other.id, signals: other.signals.buffer });
+    for (const other of this.#peers.values())
+      other.port.postMessage({ type: 'peer', id, signals: peer.signals.buffer });
+    for (const other of this.#peers.values())
+      port.postMessage({ type: 'peer', id: other.id, signals: other.signals.buffer });
     port.postMessage({ type: 'peer', id, signals: peer.signals.buffer });
     this.#peers.set(id, peer);
     port.addEventListener('close', peer.onClose);

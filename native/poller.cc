@@ -129,35 +129,70 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     }
   }
 
+  // Called back through N-API's C interface with every status checked. While a worker is being
+  // terminated JavaScript cannot run, so each call into it fails; node-addon-api answers such a
+  // failure by making an Error object, which fails too and ends the whole process (a worker with
+  // a watcher terminated mid-doorbell did exactly that). Here a report that cannot be made is
+  // dropped: the environment it was for is going away.
   static void OnPoll(uv_poll_t* handle, int status, int events) {
     auto* self = static_cast<FdWatcher*>(handle->data);
-    if (self == nullptr) return;
-    Napi::Env env(self->env_);
-    Napi::HandleScope scope(env);
-    try {
-      if (status < 0) {
-        self->callback_.MakeCallback(env.Global(), {ErrnoError(env, -status, "uv_poll").Value()});
-        return;
-      }
-      if (!self->drain_) {
-        int reported = events & (UV_READABLE | UV_WRITABLE);
-        if (reported == 0) return;
-        self->callback_.MakeCallback(env.Global(), {env.Null(), Napi::Number::New(env, reported)});
-        return;
-      }
-      if ((events & UV_READABLE) == 0) return;
+    if (self == nullptr || self->callback_.IsEmpty()) return;
+    napi_env env = self->env_;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value none = nullptr;
+    napi_get_null(env, &none);
+    if (status < 0) {
+      self->Deliver(RawErrno(env, -status, "uv_poll"), nullptr);
+    } else if (!self->drain_) {
+      int reported = events & (UV_READABLE | UV_WRITABLE);
+      if (reported != 0) self->Deliver(none, RawNumber(env, reported));
+    } else if ((events & UV_READABLE) != 0) {
       uint64_t count;
       int err = EventfdRead(self->fd_, &count);
       if (err != 0) {
-        self->callback_.MakeCallback(env.Global(), {ErrnoError(env, err, "read").Value()});
-        return;
+        self->Deliver(RawErrno(env, err, "read"), nullptr);
+      } else if (count != 0) {  // 0: someone else drained it, nothing to report
+        self->Deliver(none, RawNumber(env, static_cast<double>(count)));
       }
-      if (count == 0) return;  // someone else drained it: nothing to report
-      self->callback_.MakeCallback(env.Global(), {env.Null(), Napi::Number::New(env, static_cast<double>(count))});
-    } catch (const Napi::Error& e) {
-      // A callback threw: report it as Node reports any uncaught exception.
-      napi_fatal_exception(self->env_, e.Value());
     }
+    napi_close_handle_scope(env, scope);
+  }
+
+  void Deliver(napi_value first, napi_value second) {
+    napi_value fn;
+    napi_value global;
+    napi_value result;
+    if (first == nullptr || napi_get_reference_value(env_, callback_, &fn) != napi_ok || fn == nullptr) return;
+    if (napi_get_global(env_, &global) != napi_ok) return;
+    napi_value argv[2] = {first, second};
+    size_t argc = second == nullptr ? 1 : 2;
+    if (napi_make_callback(env_, nullptr, global, fn, argc, argv, &result) != napi_pending_exception) return;
+    // The callback threw: report it as Node reports any uncaught exception.
+    napi_value exception;
+    if (napi_get_and_clear_last_exception(env_, &exception) == napi_ok) napi_fatal_exception(env_, exception);
+  }
+
+  static napi_value RawNumber(napi_env env, double value) {
+    napi_value out;
+    return napi_create_double(env, value, &out) == napi_ok ? out : nullptr;
+  }
+
+  // The same error ErrnoError makes (code, errno, syscall), built with checked C calls.
+  static napi_value RawErrno(napi_env env, int err, const char* syscall) {
+    const char* code = uv_err_name(-err);
+    std::string text = std::string(code) + ": " + uv_strerror(-err) + ", " + syscall;
+    napi_value code_value, message, error, errno_value, syscall_value;
+    if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value) != napi_ok ||
+        napi_create_string_utf8(env, text.c_str(), NAPI_AUTO_LENGTH, &message) != napi_ok ||
+        napi_create_error(env, code_value, message, &error) != napi_ok ||
+        napi_create_int32(env, -err, &errno_value) != napi_ok ||
+        napi_set_named_property(env, error, "errno", errno_value) != napi_ok ||
+        napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value) != napi_ok ||
+        napi_set_named_property(env, error, "syscall", syscall_value) != napi_ok) {
+      return nullptr;
+    }
+    return error;
   }
 
   uv_poll_t* handle_ = nullptr;

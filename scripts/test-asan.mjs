@@ -52,8 +52,11 @@ function nodeGyp() {
 function buildAddon() {
   const gyp = nodeGyp();
   for (const step of ['configure', 'build']) {
+    // Warnings fail this build as they fail CI's (binding.gyp's ivshmem_werror).
+    const env = { ...process.env, IVSHMEM_WERROR: '1' };
     const r = spawnSync(process.execPath, [gyp, step, '--jobs=max', '--loglevel=warn'], {
       cwd: ASAN_DIR,
+      env,
       stdio: 'inherit',
     });
     if (r.status !== 0) fail(`node-gyp ${step} of the ASan addon failed`);

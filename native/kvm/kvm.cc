@@ -168,11 +168,16 @@ Napi::Value KvmRunBuffer(const Napi::CallbackInfo& info) {
 }
 
 // 16-bit real mode at CS:IP = 0:rip with RFLAGS 0x2 (the reset state has CS base 0xffff0000).
+// x86 only: the other architectures' vCPUs have no real mode (the arm64 prebuild gets ENOSYS).
 Napi::Value KvmSetRealMode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int vcpu = ArgInt32(info, 0, "vcpuFd");
   int64_t rip = ArgInt64(info, 1, "rip");
   if (rip < 0 || rip > 0xffff) ThrowErrno(env, EINVAL, "ioctl");
+#if !defined(__x86_64__) && !defined(__i386__)
+  (void)vcpu;
+  ThrowErrno(env, ENOSYS, "ioctl");
+#else
   struct kvm_sregs sregs;
   if (IoctlPtr(vcpu, KVM_GET_SREGS, &sregs) < 0) ThrowErrno(env, errno, "ioctl");
   sregs.cs.base = 0;
@@ -183,6 +188,7 @@ Napi::Value KvmSetRealMode(const Napi::CallbackInfo& info) {
   regs.rflags = 0x2;
   if (IoctlPtr(vcpu, KVM_SET_REGS, &regs) < 0) ThrowErrno(env, errno, "ioctl");
   return env.Undefined();
+#endif
 }
 
 // KVM_RUN until the next exit. Returns kvm_run.exit_reason read from `run` (the vCPU's

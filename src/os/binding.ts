@@ -1,6 +1,6 @@
 // The native addon's whole raw surface, declared once and loaded once per thread. Not exported
 // from the package: the wrappers beside this file validate arguments and own the handles.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,9 +107,27 @@ export interface RawBinding {
   VcpuKicker: new (vcpuFd: number) => RawVcpuKicker;
 }
 
-const ADDON = join('build', 'Release', 'ivshmem_native.node');
+// The package root: the nearest folder upward whose package.json is ours, whether this code runs
+// as the TypeScript source (src/os/, under vitest), in the package's bundle (dist/) or in a test
+// bundle (out/test-*/): paths are the package's, not this file's.
+function packageRoot(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown }).name === 'ivshmem-ts')
+        return dir;
+    } catch {
+      // no package.json here, or not JSON: look further up
+    }
+    const up = dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
 
-// From src/os/ (tests) or dist/ (the bundle), the package root is a few levels up.
+// node-gyp-build picks what exists in the package root: build/Release (a build from source: a
+// checkout's `npm install`, or the install-time fallback where no prebuild fits this machine)
+// before prebuilds/<platform>-<arch>/ (shipped in the package, made by scripts/prebuild.mjs).
 // IVSHMEM_NATIVE_ADDON, an absolute path, names another build of the same addon to load instead:
 // the AddressSanitizer build the native tests also run under (scripts/test-asan.mjs). Child
 // processes and worker threads inherit it, so they load that build too.
@@ -118,30 +136,49 @@ function findAddon(): string {
   if (override) {
     if (!override.startsWith('/'))
       throw new IvshmemError('ERR_IVSHMEM_NATIVE', `IVSHMEM_NATIVE_ADDON must be an absolute path, not ${override}`);
+    if (!existsSync(override))
+      throw new IvshmemError('ERR_IVSHMEM_NATIVE', `IVSHMEM_NATIVE_ADDON names ${override}, which does not exist`);
     return override;
   }
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    if (existsSync(join(dir, ADDON))) return join(dir, ADDON);
-    dir = dirname(dir);
+  const root = packageRoot();
+  const built = 'build/Release/ivshmem_native.node (built from source)';
+  const shipped = `prebuilds/${process.platform}-${process.arch}/*.node (shipped in the package)`;
+  if (root === undefined) {
+    throw new IvshmemError(
+      'ERR_IVSHMEM_NATIVE',
+      `the native addon cannot be found: no ivshmem-ts package.json above ${fileURLToPath(import.meta.url)} to look for ${built} or ${shipped} in`,
+    );
   }
-  throw new IvshmemError(
-    'ERR_IVSHMEM_NATIVE',
-    `the native addon ${ADDON} is missing: run npm install (it builds it with node-gyp)`,
-  );
+  try {
+    const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as { path(dir: string): string };
+    return nodeGypBuild.path(root);
+  } catch (err) {
+    throw new IvshmemError(
+      'ERR_IVSHMEM_NATIVE',
+      `the native addon is missing: found neither ${built} nor ${shipped} in ${root}. Build it from source with \`npm rebuild ivshmem-ts\` ` +
+        '(in a checkout of ivshmem-ts: `npm install`), which needs python3, make and g++',
+      { cause: err },
+    );
+  }
+}
+
+// A file that is there but does not load (another architecture, a newer glibc than this
+// machine's, a truncated copy) is named with the loader's reason.
+function load(file: string): RawBinding {
+  try {
+    return createRequire(import.meta.url)(file) as RawBinding;
+  } catch (err) {
+    throw new IvshmemError(
+      'ERR_IVSHMEM_NATIVE',
+      `the native addon ${file} cannot be loaded: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
 }
 
 let loaded: RawBinding | undefined;
 
 export function native(): RawBinding {
-  if (loaded !== undefined) return loaded;
-  const path = findAddon();
-  try {
-    loaded = createRequire(import.meta.url)(path) as RawBinding;
-  } catch (err) {
-    throw new IvshmemError('ERR_IVSHMEM_NATIVE', `cannot load the native addon ${path}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
+  loaded ??= load(findAddon());
   return loaded;
 }

@@ -3,12 +3,12 @@
 // names the peer's buffer and vector for the SignalDoorbell), our own vectors are watched on the
 // event loop with Atomics.waitAsync unless the embedder waits on them, and a peer that leaves
 // loses its routes before anyone could ring it again.
-import { IvshmemError } from '../errors.js';
 import { SignalDoorbell } from '../os/signals.js';
 import type { SignalWatcher, Signals } from '../os/signals.js';
 import type { DirectoryConnection } from '../protocol/directory-connection.js';
 import { publishDeviceClose, publishDeviceError, publishDeviceJoin, publishDevicePeer } from './events.js';
 import type { LinkTarget } from './model.js';
+import { reportRefusal } from './link-errors.js';
 
 /** Where a directory-joined device's doorbells go. */
 export function directoryDoorbell(): SignalDoorbell {
@@ -32,12 +32,12 @@ export class DirectoryLink {
     this.#own(target, connection.own);
     if (watch) this.#watcher = connection.own.watch((vector) => target.fireVector(vector));
     connection.on('peer', (peer, signals) => {
-      this.#report(() => this.#peer(target, peer, signals));
+      reportRefusal(this.connection, () => this.#peer(target, peer, signals));
       publishDevicePeer({ socketPath: where, id, peer, change: 'vector', vectors: signals.vectors });
     });
     connection.on('peer-left', (peer) => {
       const slot = this.#slots.get(peer);
-      this.#report(() => target.peerLeft(peer));
+      reportRefusal(this.connection, () => target.peerLeft(peer));
       if (slot !== undefined) this.#doorbell.remove(slot);
       this.#slots.delete(peer);
       publishDevicePeer({
@@ -65,17 +65,6 @@ export class DirectoryLink {
   #own(target: LinkTarget, own: Signals): void {
     const slot = this.#doorbell.add(own); // a doorbell to ourselves rings our own vector, as in QEMU
     for (let v = 0; v < own.vectors; v++) target.ownVector(v, this.#doorbell.handle(slot, v));
-  }
-
-  // These run inside a port's message callback: a route the device refuses is the directory's
-  // fault, reported like any other bad message.
-  #report(change: () => unknown): void {
-    try {
-      change();
-    } catch (err) {
-      if (!(err instanceof IvshmemError)) throw err;
-      this.connection.emit('protocol-error', err);
-    }
   }
 
   /** Stops watching and leaves the directory. Idempotent. */

@@ -1,22 +1,7 @@
 // What the device counts, read out of the core as the objects a monitor sees: doorbells sent and
 // dropped, interrupts delivered, pended and dropped (by reason), guest accesses that hit nothing,
 // and per own vector what became of its signals. The core keeps the numbers; this names them.
-import {
-  C_DOORBELL_NO_PEER,
-  C_DOORBELL_NO_VECTOR,
-  C_DOORBELL_SENT,
-  C_GUEST_INVALID,
-  C_IRQ_DELIVERED,
-  C_IRQ_DROPPED_BAD_VECTOR,
-  C_IRQ_DROPPED_DISABLED,
-  C_IRQ_DROPPED_NO_MASTER,
-  C_IRQ_PENDED,
-  V_DELIVERED,
-  V_DROPPED_DISABLED,
-  V_DROPPED_NO_MASTER,
-  V_FIRED,
-  V_PENDED,
-} from '../core/abi.js';
+import * as abi from '../core/abi.js';
 import type { DeviceCore } from '../core/abi.js';
 
 export interface DeviceCounters {
@@ -49,16 +34,16 @@ export interface GlueCounts {
 export function readCounters(core: DeviceCore, glue: GlueCounts): DeviceCounters {
   const c = (id: number) => core.counterValue(id);
   return {
-    doorbellsSent: c(C_DOORBELL_SENT),
-    doorbellsDropped: { noPeer: c(C_DOORBELL_NO_PEER), noVector: c(C_DOORBELL_NO_VECTOR) },
-    interruptsDelivered: c(C_IRQ_DELIVERED),
-    interruptsPended: c(C_IRQ_PENDED),
+    doorbellsSent: c(abi.C_DOORBELL_SENT),
+    doorbellsDropped: { noPeer: c(abi.C_DOORBELL_NO_PEER), noVector: c(abi.C_DOORBELL_NO_VECTOR) },
+    interruptsDelivered: c(abi.C_IRQ_DELIVERED),
+    interruptsPended: c(abi.C_IRQ_PENDED),
     interruptsDropped: {
-      msixDisabled: c(C_IRQ_DROPPED_DISABLED),
-      noBusMaster: c(C_IRQ_DROPPED_NO_MASTER),
-      badVector: c(C_IRQ_DROPPED_BAD_VECTOR),
+      msixDisabled: c(abi.C_IRQ_DROPPED_DISABLED),
+      noBusMaster: c(abi.C_IRQ_DROPPED_NO_MASTER),
+      badVector: c(abi.C_IRQ_DROPPED_BAD_VECTOR),
     },
-    invalidGuestAccesses: c(C_GUEST_INVALID) + glue.glueInvalid,
+    invalidGuestAccesses: c(abi.C_GUEST_INVALID) + glue.glueInvalid,
     transportErrors: glue.transportErrors,
   };
 }
@@ -66,9 +51,9 @@ export function readCounters(core: DeviceCore, glue: GlueCounts): DeviceCounters
 export function readVectorCounters(core: DeviceCore, vectors: number): VectorCounters[] {
   const c = (v: number, kind: number) => core.vectorCounter(v, kind);
   return Array.from({ length: vectors }, (_, v) => ({
-    fired: c(v, V_FIRED),
-    delivered: c(v, V_DELIVERED),
-    pended: c(v, V_PENDED),
-    dropped: { msixDisabled: c(v, V_DROPPED_DISABLED), noBusMaster: c(v, V_DROPPED_NO_MASTER) },
+    fired: c(v, abi.V_FIRED),
+    delivered: c(v, abi.V_DELIVERED),
+    pended: c(v, abi.V_PENDED),
+    dropped: { msixDisabled: c(v, abi.V_DROPPED_DISABLED), noBusMaster: c(v, abi.V_DROPPED_NO_MASTER) },
   }));
 }

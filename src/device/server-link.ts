@@ -4,10 +4,10 @@
 // the same step, every one of our own vectors is watched on the event loop (unless the embedder
 // waits on them) and fires the core's interrupt logic, and a peer that leaves, or a connection that
 // lets go of its fds, loses its routes before those eventfds are closed.
-import { IvshmemError } from '../errors.js';
 import { FdWatcher } from '../os/fd-watcher.js';
 import type { ServerConnection } from '../protocol/connection.js';
 import type { LinkTarget } from './model.js';
+import { reportRefusal } from './link-errors.js';
 import { publishDeviceClose, publishDeviceError, publishDeviceJoin, publishDevicePeer } from './events.js';
 
 export class DoorbellLink {
@@ -27,13 +27,13 @@ export class DoorbellLink {
       eventfds.forEach((e, vector) => target.peerVector(peer, vector, e.fd));
     connection.ownVectors.forEach((e, vector) => this.#own(target, vector, e.fd));
     connection.on('peer-vector', (peer, vector, e) => {
-      this.#report(() => target.peerVector(peer, vector, e.fd));
+      reportRefusal(this.connection, () => target.peerVector(peer, vector, e.fd));
       publishDevicePeer({ socketPath: connection.path, id, peer, change: 'vector', vectors: vector + 1 });
     });
-    connection.on('own-vector', (vector, e) => this.#report(() => this.#own(target, vector, e.fd)));
+    connection.on('own-vector', (vector, e) => reportRefusal(this.connection, () => this.#own(target, vector, e.fd)));
     connection.on('peer-left', (peer) => {
       const vectors = connection.peers.get(peer)?.length ?? 0;
-      this.#report(() => target.peerLeft(peer));
+      reportRefusal(this.connection, () => target.peerLeft(peer));
       publishDevicePeer({ socketPath: connection.path, id, peer, change: 'left', vectors });
     });
     connection.once('releasing', (why) => target.releasing(why));
@@ -47,17 +47,6 @@ export class DoorbellLink {
       vectors: connection.ownVectors.length,
       peers: [...connection.peers.keys()],
     });
-  }
-
-  // These run inside the socket's watcher callback, where a throw would be fatal to the process:
-  // a route the device refuses is the server's fault, reported like any other bad message.
-  #report(change: () => unknown): void {
-    try {
-      change();
-    } catch (err) {
-      if (!(err instanceof IvshmemError)) throw err;
-      this.connection.emit('protocol-error', err);
-    }
   }
 
   #own(target: LinkTarget, vector: number, fd: number): void {

@@ -25,7 +25,8 @@ export interface VectorCounters {
   dropped: { msixDisabled: number; noBusMaster: number };
 }
 
-/** What the glue counts beside the core: accesses it refused before the core saw them, and transport calls that threw. */
+/** What the glue counts beside the core: accesses it refused before the core saw them, and transport
+ *  calls that threw. */
 export interface GlueCounts {
   glueInvalid: number;
   transportErrors: number;

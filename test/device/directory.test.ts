@@ -34,10 +34,15 @@ function bundle(): string {
   ]);
 }
 
-async function startPeer(directory: PeerDirectory, mode: 'doorbell' | 'intx', vectors: number): Promise<Peer> {
+async function startPeer(
+  directory: PeerDirectory,
+  mode: 'doorbell' | 'intx',
+  vectors: number,
+  vectorWait: 'loop' | 'manual' = 'loop',
+): Promise<Peer> {
   const port = directory.connect();
   const worker = new Worker(WORKER, {
-    workerData: { bundle: bundle(), port, mode, vectors },
+    workerData: { bundle: bundle(), port, mode, vectors, vectorWait },
     transferList: [port as never],
     env: { ...process.env, IVSHMEM_NATIVE_ADDON: NO_ADDON },
   });
@@ -107,6 +112,21 @@ describe('devices in worker threads on a peer directory (no eventfds, no addon)'
     b.worker.postMessage({ type: 'ack' });
     expect(await next(b, 'acked')).toEqual({ type: 'acked', status: 1 });
     expect(await next(b, 'irq')).toEqual({ type: 'irq', level: 0 });
+  }, 30_000);
+
+  it("vectorWait 'manual': a worker blocked in Atomics.wait on its own signals wakes on the ring, as a vCPU thread does", async () => {
+    const directory = new PeerDirectory({ size: 4096, vectors: 1 });
+    directories.push(directory);
+    const a = await startPeer(directory, 'doorbell', 1);
+    const b = await startPeer(directory, 'doorbell', 1, 'manual');
+    await until(async () => (await stats(a, b.id)).peerVectors === 1, 'a knows b');
+    b.worker.postMessage({ type: 'block', timeoutMs: 50 });
+    expect(await next(b, 'woke'), 'nobody rang: the wait times out').toEqual({ type: 'woke', reported: 0 });
+    b.worker.postMessage({ type: 'block', timeoutMs: 5000 });
+    await new Promise((r) => setTimeout(r, 20)); // b is asleep now
+    a.worker.postMessage({ type: 'send', peer: b.id, vector: 0, value: 99 });
+    expect(await next(b, 'interrupt')).toEqual({ type: 'interrupt', vector: 0, value: 99 });
+    expect(await next(b, 'woke')).toEqual({ type: 'woke', reported: 1 });
   }, 30_000);
 
   it('a terminated worker is announced as gone: its routes go, and a ring to it is counted as dropped', async () => {

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 
 const { IvshmemDevice, EventFd } = await import(workerData.bundle);
-const { port, mode, vectors } = workerData;
+const { port, mode, vectors, vectorWait = 'loop' } = workerData;
 const MAILBOX = 64; // bytes per peer id in BAR2
 
 let device;
@@ -17,6 +17,7 @@ const report = (vector) =>
 device = await IvshmemDevice.create({
   mode,
   vectors,
+  vectorWait,
   directory: port,
   transport: {
     setIrqLevel(level) {
@@ -55,6 +56,10 @@ parentPort.on('message', (m) => {
       peers: [...device.directory.peers.keys()],
       peerVectors: m.peer === undefined ? -1 : device.peerVectors(m.peer),
     });
+  } else if (m.type === 'block') {
+    // vectorWait 'manual', as a vCPU thread waits: this thread sleeps in Atomics.wait until rung.
+    const reported = device.ownSignals.waitBlocking(m.timeoutMs, (vector) => device.fireVector(vector));
+    parentPort.postMessage({ type: 'woke', reported });
   } else if (m.type === 'probe-addon') {
     // Proof that the override holds in this thread: anything that needs the addon fails here.
     try {

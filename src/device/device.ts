@@ -197,6 +197,9 @@ export class IvshmemDevice extends DeviceModel {
     this.retire('the device is closed');
     this.#link?.close();
     this.#directoryLink?.close();
+    // A linked device has done this on its connection's 'releasing'; one on memory of its own
+    // withdraws its routes and BARs here, before that memory is unmapped.
+    this.releaseGuest('the device is closed');
     this.#shared?.close();
   }
 

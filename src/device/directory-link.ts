@@ -48,7 +48,12 @@ export class DirectoryLink {
         vectors: connection.peers.get(peer)?.vectors ?? 0,
       });
     });
-    connection.once('releasing', (why) => target.releasing(why));
+    // However the connection is closed, our watcher stops first: a ring after that must not fire
+    // a vector of a device that is gone.
+    connection.once('releasing', (why) => {
+      this.#watcher?.close();
+      target.releasing(why);
+    });
     connection.on('protocol-error', (err) =>
       publishDeviceError({ socketPath: where, id, code: err.code, message: err.message }),
     );

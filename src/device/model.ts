@@ -123,17 +123,17 @@ export class DeviceModel extends EventEmitter {
       },
       fireVector: (vector) => this.fireVector(vector),
       releasing: (why) =>
-        this.#release(
+        this.releaseGuest(
           why === 'handover'
             ? 'the device was handed over to another process'
-            : "the device's server connection was closed",
+            : "the device's connection to its server or directory was closed",
         ),
     };
   }
 
   // The connection is about to close its fds or pass them on: nothing of the monitor's may stay
   // registered on them, and the guest loses the device (every BAR unmapped, accesses refused).
-  #release(why: string): void {
+  protected releaseGuest(why: string): void {
     this.retire(why);
     this.#hooks.release();
     for (const bar of this.bars) {

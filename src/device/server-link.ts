@@ -36,7 +36,13 @@ export class DoorbellLink {
       reportRefusal(this.connection, () => target.peerLeft(peer));
       publishDevicePeer({ socketPath: connection.path, id, peer, change: 'left', vectors });
     });
-    connection.once('releasing', (why) => target.releasing(why));
+    // Whoever releases the fds (our close, a hand-over, or a caller closing the connection itself),
+    // our watchers stop first: a watcher left on a closed fd number would drain whatever file
+    // takes that number next, and fire a vector of a device that is gone.
+    connection.once('releasing', (why) => {
+      this.#stopWatching();
+      target.releasing(why);
+    });
     connection.on('protocol-error', (err) =>
       publishDeviceError({ socketPath: connection.path, id, code: err.code, message: err.message }),
     );
@@ -60,17 +66,19 @@ export class DoorbellLink {
 
   /** Stops watching our vectors and reading the server, and describes the connection for its next owner. */
   handOver(): ReturnType<ServerConnection['handOver']> {
-    const handover = this.connection.handOver();
+    return this.connection.handOver(); // 'releasing' stops our watchers first
+  }
+
+  #stopWatching(): void {
     for (const w of this.#watchers) w.close();
     this.#watchers.length = 0;
-    return handover;
   }
 
   /** Stops watching and closes the connection with every fd it received. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const w of this.#watchers) w.close();
+    this.#stopWatching();
     this.connection.close();
   }
 }

@@ -103,6 +103,10 @@ export class Signals {
   }
 }
 
+/** setImmediate where there is one (Node), a zero timeout elsewhere (browsers). */
+const nextTurn: (f: () => void) => void =
+  typeof setImmediate === 'function' ? (f) => void setImmediate(f) : (f) => void setTimeout(f, 0);
+
 /** The bell and vector words of a buffer are rung the same way from a Signals and from a doorbell. */
 function ringWord(words: Int32Array, vector: number): void {
   Atomics.add(words, 1 + vector, 1);
@@ -124,13 +128,21 @@ export class SignalWatcher {
   #arm(): void {
     if (this.#closed) return;
     const seen = this.#signals.bell();
-    this.#signals.takeAll((v, n) => {
-      if (!this.#closed) this.#onReady(v, n);
-    });
+    try {
+      this.#signals.takeAll((v, n) => {
+        if (!this.#closed) this.#onReady(v, n);
+      });
+    } catch (err) {
+      // A listener's throw is reported as any uncaught exception is, and the watcher goes on.
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
     const wait = Atomics.waitAsync(this.#signals.words, BELL, seen);
     if (!wait.async) {
-      // The bell moved while we took the counts: take again on the next turn, not recursively.
-      queueMicrotask(() => this.#arm());
+      // The bell moved while we took the counts: take again on the next turn of the event loop
+      // (a microtask would let a peer that rings without pause starve everything else here).
+      nextTurn(() => this.#arm());
       return;
     }
     void wait.value.then(() => this.#arm());

@@ -211,9 +211,26 @@ export class KvmMonitor implements VmmTransport {
 
   /** Creates the device with this monitor as its transport, and plugs it in (see attach). */
   async createDevice(options: Omit<IvshmemDeviceOptions, 'transport'>): Promise<IvshmemDevice> {
-    // This monitor waits on the device's vectors itself (the vCPU thread is busy in KVM_RUN).
+    // This monitor waits on the device's vectors itself (the vCPU thread is busy in KVM_RUN). The
+    // device calls this monitor's hooks while it is created: refuse before, not after, a device
+    // that could not be attached, or its hooks would change the attached one's routes.
+    if (this.#device !== undefined) throw new KvmMonitorError('a device is already attached');
+    if (
+      this.irqfd &&
+      options.vectorWait === 'loop' &&
+      (options.server !== undefined || options.handover !== undefined)
+    ) {
+      throw new KvmMonitorError(
+        "irqfd: true needs a device created with vectorWait: 'manual' (KVM and the event loop would race for its eventfds)",
+      );
+    }
     const device = await IvshmemDevice.create({ vectorWait: 'manual', ...options, transport: this });
-    this.attach(device);
+    try {
+      this.attach(device);
+    } catch (err) {
+      device.close();
+      throw err;
+    }
     return device;
   }
 

@@ -1,7 +1,9 @@
-// Bundles src/ for Node with esbuild, the release WebAssembly core embedded as bytes.
-// With --bench, bundles the benchmarks instead (into out/bench/).
+// Bundles src/ for Node with esbuild, the release WebAssembly core embedded as bytes, and
+// src/web.ts for browsers (dist/web.js, see browser-build.mjs). With --bench, bundles the
+// benchmarks instead (into out/bench/).
 import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
+import { browserBuild } from './browser-build.mjs';
 
 const common = {
   bundle: true,
@@ -30,4 +32,5 @@ if (process.argv.includes('--bench')) {
     },
     outdir: 'dist',
   });
+  await build({ ...browserBuild, entryPoints: { web: 'src/web.ts' }, outdir: 'dist' });
 }

@@ -34,7 +34,8 @@ export type IvshmemErrorCode =
   | 'ERR_IVSHMEM_INVALID_FD'
   | 'ERR_IVSHMEM_TRANSPORT'
   | 'ERR_IVSHMEM_PID_FILE'
-  | 'ERR_IVSHMEM_CLOSED';
+  | 'ERR_IVSHMEM_CLOSED'
+  | 'ERR_IVSHMEM_NOT_ISOLATED';
 
 /**
  * A TypeError or RangeError for a bad argument, coded as Node codes its own

@@ -52,6 +52,8 @@ export const ROUTE_BAD_PEER = -2;
 export const ROUTE_BAD_HANDLE = -3;
 
 export const MAX_PEERS = 65536;
+/** The highest peer id (IVPosition is 16 bits). */
+export const MAX_PEER_ID = MAX_PEERS - 1;
 export const MAX_VECTORS = 2048;
 export const BAR0_SIZE = 256;
 export const SIGNAL_SLOTS = 8;

@@ -3,16 +3,9 @@
 // messages to the next peer on the ring through shared memory and a doorbell, waits for the
 // acknowledgement doorbell, and reports what it saw to the parent over IPC.
 import hdr from 'hdr-histogram-js';
-import { MSIX_ENTRY_ADDR_LO, MSIX_ENTRY_CTRL, MSIX_ENTRY_DATA, MSIX_ENTRY_SIZE, REG_DOORBELL } from '../core/abi.js';
-import { MSIX_CAP_OFFSET } from '../device/pci/ivshmem-function.js';
-import {
-  PCI_COMMAND,
-  PCI_COMMAND_MASTER,
-  PCI_COMMAND_MEMORY,
-  PCI_MSIX_FLAGS,
-  PCI_MSIX_FLAGS_ENABLE,
-} from '../device/pci/registers.js';
+import { REG_DOORBELL } from '../core/abi.js';
 import { IvshmemDevice } from '../device/device.js';
+import { enableMsix } from './driver.js';
 import { checksum, mailboxOffset, VECTOR_ACK, VECTOR_MESSAGE } from './mailbox.js';
 import { bucketOf, HISTOGRAM_BUCKETS } from './summary.js';
 import type { PeerStats } from './summary.js';
@@ -70,15 +63,7 @@ export async function runPeer(socketPath: string, vectors: number): Promise<void
     if (!process.connected || process.ppid !== parent) process.exit(0);
     throw err;
   });
-  // What firmware and a driver would do: decode memory, master the bus, enable MSI-X, unmask.
-  device.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
-  device.configWrite(MSIX_CAP_OFFSET + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
-  for (let v = 0; v < vectors; v++) {
-    const entry = v * MSIX_ENTRY_SIZE;
-    device.mmioWrite(1, entry + MSIX_ENTRY_ADDR_LO, 4, 0xfee00000); // the x86 MSI window; the transport only records it
-    device.mmioWrite(1, entry + MSIX_ENTRY_DATA, 4, v);
-    device.mmioWrite(1, entry + MSIX_ENTRY_CTRL, 4, 0);
-  }
+  enableMsix(device, vectors);
   send({ type: 'ready', id: device.id });
 
   let sent = 0;

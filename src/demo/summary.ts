@@ -42,7 +42,8 @@ export interface DemoSummary {
   perPeer: Omit<PeerStats, 'oneWay' | 'roundTrip' | 'buckets'>[];
 }
 
-function percentiles(h: Histogram): Percentiles {
+/** p50, p99, p99.9 and max of `h` (nanoseconds) in microseconds, two decimals. */
+export function percentiles(h: Histogram): Percentiles {
   const us = (ns: number) => Math.round(ns / 10) / 100;
   return {
     count: h.totalCount,
@@ -60,7 +61,8 @@ export function bucketOf(ns: number): number {
   return Math.min(HISTOGRAM_BUCKETS - 1, Math.floor(Math.log2(ns / 1000)) + 1);
 }
 
-function histogram(counts: number[]): DemoSummary['histogram'] {
+/** The buckets of bucketOf as rows, up to the last that is not empty. */
+export function histogram(counts: number[]): DemoSummary['histogram'] {
   const last = counts.reduce((hi, c, i) => (c > 0 ? i : hi), 0);
   return counts.slice(0, last + 1).map((count, k) => ({ fromUs: k === 0 ? 0 : 2 ** (k - 1), toUs: 2 ** k, count }));
 }

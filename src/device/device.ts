@@ -11,8 +11,9 @@ import { DeviceModel } from './model.js';
 import { checkBar2Size, resolveOptions } from './options.js';
 import type { DeviceHandover, IvshmemDeviceOptions, ResolvedOptions } from './options.js';
 import { DoorbellLink } from './server-link.js';
-import { DirectoryLink, directoryDoorbell } from './directory-link.js';
-import { DirectoryConnection } from '../protocol/directory-connection.js';
+import { joinDirectory } from './directory-link.js';
+import type { DirectoryLink } from './directory-link.js';
+import type { DirectoryConnection } from '../protocol/directory-connection.js';
 import type { Signals } from '../os/signals.js';
 
 export type { DeviceCounters, SharedMemoryInfo, VectorCounters } from './model.js';
@@ -61,31 +62,20 @@ export class IvshmemDevice extends DeviceModel {
     return IvshmemDevice.#onConnection(o, conn);
   }
 
-  // A device in a peer directory: as on a server, but the memory is a SharedArrayBuffer already
-  // and the routes are signal buffers rung with Atomics; no fd and no native call anywhere.
+  // A device in a peer directory: the memory is a SharedArrayBuffer already and the routes are
+  // signal buffers rung with Atomics; no fd and no native call anywhere (directory-link.ts).
   static async #joinDirectory(
     o: ResolvedOptions,
     port: NonNullable<ResolvedOptions['directory']>,
   ): Promise<IvshmemDevice> {
-    const conn = await DirectoryConnection.connect(port, { vectors: o.vectors, setupTimeoutMs: o.setupTimeoutMs });
-    try {
-      checkBar2Size(conn.memory.byteLength, conn.memory.byteLength, o.use64);
-      if (o.masterOption === 'on' && conn.id !== 0) {
-        throw new IvshmemError(
-          'ERR_IVSHMEM_MASTER',
-          `master must join the directory before any peers (the directory gave id ${conn.id})`,
-        );
-      }
-      const master = o.masterOption === 'on' || (o.masterOption === 'auto' && conn.id === 0);
-      const doorbell = directoryDoorbell();
-      const size = conn.memory.byteLength;
-      const device = new IvshmemDevice({ ...o, id: conn.id, master, size, memory: conn.memory, doorbell }, undefined);
-      device.#directoryLink = new DirectoryLink(conn, doorbell, device.linkTarget(false), o.vectorWait === 'loop');
-      return device;
-    } catch (err) {
-      conn.close();
-      throw err;
-    }
+    const { device, link } = await joinDirectory(
+      o,
+      port,
+      (options) => new IvshmemDevice(options, undefined),
+      (device) => device.linkTarget(false),
+    );
+    device.#directoryLink = link;
+    return device;
   }
 
   // A device handed over by another process: its connection as it was (same id, peers, memory),

@@ -2,17 +2,49 @@
 // the same door as the server link: every peer's signals become routes in the core (the handle
 // names the peer's buffer and vector for the SignalDoorbell), our own vectors are watched on the
 // event loop with Atomics.waitAsync unless the embedder waits on them, and a peer that leaves
-// loses its routes before anyone could ring it again.
+// loses its routes before anyone could ring it again. Nothing here touches Node's I/O: the same
+// join serves IvshmemDevice in Node and WebDevice in a browser.
+import { IvshmemError } from '../errors.js';
 import { SignalDoorbell } from '../os/signals.js';
 import type { SignalWatcher, Signals } from '../os/signals.js';
-import type { DirectoryConnection } from '../protocol/directory-connection.js';
+import { DirectoryConnection } from '../protocol/directory-connection.js';
+import type { PortLike } from '../protocol/directory-messages.js';
 import { publishDeviceClose, publishDeviceError, publishDeviceJoin, publishDevicePeer } from './events.js';
-import type { LinkTarget } from './model.js';
+import type { DeviceModel, LinkTarget } from './model.js';
 import { reportRefusal } from './link-errors.js';
+import { checkBar2Size } from './options.js';
+import type { ResolvedOptions } from './options.js';
 
-/** Where a directory-joined device's doorbells go. */
-export function directoryDoorbell(): SignalDoorbell {
-  return new SignalDoorbell();
+/**
+ * Creates a device in the directory on the other end of `port`: as on a server, id, memory and
+ * routes come from it, and creation resolves once id and memory are known, so the guest never
+ * sees an unset IVPosition. `build` makes the device from the completed options; `target` gives
+ * its link door (DeviceModel.linkTarget is protected, so only the device class can hand it out).
+ */
+export async function joinDirectory<D extends DeviceModel>(
+  o: ResolvedOptions,
+  port: PortLike,
+  build: (options: ResolvedOptions) => D,
+  target: (device: D) => LinkTarget,
+): Promise<{ device: D; link: DirectoryLink }> {
+  const conn = await DirectoryConnection.connect(port, { vectors: o.vectors, setupTimeoutMs: o.setupTimeoutMs });
+  try {
+    const size = conn.memory.byteLength;
+    checkBar2Size(size, size, o.use64);
+    if (o.masterOption === 'on' && conn.id !== 0) {
+      throw new IvshmemError(
+        'ERR_IVSHMEM_MASTER',
+        `master must join the directory before any peers (the directory gave id ${conn.id})`,
+      );
+    }
+    const master = o.masterOption === 'on' || (o.masterOption === 'auto' && conn.id === 0);
+    const doorbell = new SignalDoorbell();
+    const device = build({ ...o, id: conn.id, master, size, memory: conn.memory, doorbell });
+    return { device, link: new DirectoryLink(conn, doorbell, target(device), o.vectorWait === 'loop') };
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
 }
 
 export class DirectoryLink {

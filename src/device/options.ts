@@ -8,8 +8,8 @@ import type { ModelOptions } from './model.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import type { DoorbellSink, VmmTransport } from './transport.js';
 import { MAX_PEERS, MAX_VECTORS } from '../core/abi.js';
-import { MAX_MAPPING, isSharedMemorySource } from '../os/shared-memory.js';
-import type { SharedMemorySource } from '../os/shared-memory.js';
+import { MAX_MAPPING, isSharedMemorySource } from '../os/memory-source.js';
+import type { SharedMemorySource } from '../os/memory-source.js';
 
 export type MasterOption = 'on' | 'off' | 'auto';
 
@@ -102,7 +102,8 @@ const MODES: readonly DeviceMode[] = ['plain', 'doorbell', 'intx'];
 const MAX_BAR32_SIZE = 2 ** 31;
 /** A memory BAR's low four bits are its type flags: sizing shows no BAR smaller than 16 bytes. */
 export const MIN_BAR2_SIZE = 16;
-const OPTION_KEYS = [
+/** Every option IvshmemDevice.create knows. */
+export const OPTION_KEYS = [
   'mode',
   'memory',
   'server',

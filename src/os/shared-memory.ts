@@ -7,39 +7,21 @@ import { IvshmemError } from '../errors.js';
 import { native } from './binding.js';
 import { checkAdoptable } from './fd-kind.js';
 import { FdHandle } from './handle.js';
+import { MAX_MAPPING } from './memory-source.js';
+import type { CreateOptions, SharedMemorySource } from './memory-source.js';
 
-export interface CreateOptions {
-  /** 'always' fails if the object exists; 'if-missing' (default) opens or creates; 'never' only opens. */
-  create?: 'always' | 'if-missing' | 'never';
-  /** Permission bits for a created object. Default 0o600. */
-  mode?: number;
-  /** memfd only: forbid shrinking the object (F_SEAL_SHRINK), so no peer can make us fault. */
-  seal?: boolean;
-}
-
-/** Where shared memory comes from; `shm` is a POSIX name ("x" and "/x" are /dev/shm/x). */
-export type SharedMemorySource = CreateOptions &
-  ({ shm: string } | { path: string } | { memfd: string } | { hugetlbfs: string });
+export { MAX_MAPPING, isSharedMemorySource } from './memory-source.js';
+export type { CreateOptions, SharedMemorySource } from './memory-source.js';
 
 export interface OpenOptions extends CreateOptions {
   /** Bytes wanted. A new (empty) object grows to it; a smaller non-empty one is refused. */
   size?: number;
 }
 
-export function isSharedMemorySource(value: unknown): value is SharedMemorySource {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    ['shm', 'path', 'memfd', 'hugetlbfs'].some((k) => typeof (value as Record<string, unknown>)[k] === 'string')
-  );
-}
-
 // <linux/fcntl.h>
 const F_SEAL_SEAL = 0x0001;
 const F_SEAL_SHRINK = 0x0002;
 
-/** x86-64 user space is 47 bits: nothing larger can ever be mapped. */
-export const MAX_MAPPING = 2 ** 47;
 /** The most one mapping can hand to JavaScript as an ArrayBuffer: the runtime's limit for
  *  external memory (4 GiB on Node 20, far more from Node 22 on), below MAX_MAPPING. */
 export const MAX_BUFFER_BYTES = Math.min(MAX_MAPPING, bufferConstants.MAX_LENGTH);

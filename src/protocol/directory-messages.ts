@@ -5,7 +5,7 @@
 // travel as one signal buffer (see os/signals.ts) instead of one eventfd each. Peers send nothing.
 import { IvshmemError } from '../errors.js';
 import type { IvshmemErrorCode } from '../errors.js';
-import { MAX_PEER_ID } from './messages.js';
+import { MAX_PEER_ID } from '../core/abi.js';
 
 export const DIRECTORY_VERSION = 0;
 
@@ -59,7 +59,8 @@ export interface PortLike {
   postMessage(message: unknown): void;
   addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
   addEventListener(type: 'close', listener: () => void): void;
-  removeEventListener(type: string, listener: (...args: never[]) => void): void;
+  removeEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
+  removeEventListener(type: 'close', listener: () => void): void;
   start(): void;
   close(): void;
 }

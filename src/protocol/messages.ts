@@ -16,7 +16,7 @@ export { MESSAGE_BYTES, decodeMessage, encodeMessage } from '../os/framing.js';
 
 export const PROTOCOL_VERSION = 0n;
 export const SHM_MESSAGE = -1n;
-export const MAX_PEER_ID = 65535;
+export { MAX_PEER_ID } from '../core/abi.js';
 
 /** Where QEMU's ivshmem-server listens and its ivshmem-client connects unless told otherwise. */
 export const DEFAULT_SOCKET_PATH = join(tmpdir(), 'ivshmem_socket');

@@ -50,6 +50,14 @@ export class PeerDirectory extends EventEmitter {
     if (options.memory !== undefined && !(options.memory instanceof SharedArrayBuffer)) {
       throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'memory', 'a SharedArrayBuffer', options.memory);
     }
+    if (typeof SharedArrayBuffer === 'undefined') {
+      // A browser hides SharedArrayBuffer from pages that are not cross-origin isolated.
+      throw new IvshmemError(
+        'ERR_IVSHMEM_NOT_ISOLATED',
+        'SharedArrayBuffer is not available here: a page must be served with the headers ' +
+          'Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp',
+      );
+    }
     const size = options.memory?.byteLength ?? options.size ?? 4 * 1024 * 1024;
     if (!Number.isSafeInteger(size) || size < 16 || 2 ** Math.round(Math.log2(size)) !== size) {
       throw invalidValue(

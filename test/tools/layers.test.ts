@@ -42,6 +42,7 @@ function layer(file: string): string {
 
 const RANK: Record<string, number> = {
   errors: 0,
+  browser: 0,
   core: 1,
   os: 1,
   protocol: 2,
@@ -54,6 +55,7 @@ const RANK: Record<string, number> = {
   bin: 5,
   index: 5,
   kvm: 5,
+  web: 5,
 };
 
 describe('the import graph of src/', () => {

@@ -1,0 +1,80 @@
+// The demo page's main thread: the peer directory (what the ivshmem server is to QEMU peers), one
+// Web Worker per peer, and the view. URL parameters: peers (default 3), senders (how many of them
+// send, default all), count (messages per sender, default 0: until terminated), warmup (round
+// trips each sender leaves out of the latency figures). ?peers=2&senders=1&count=20000&warmup=1000
+// measures the doorbell round trip between two workers.
+import { PeerDirectory } from '../src/web.js';
+import { PAIR_MAILBOX_PEERS } from '../src/demo/mailbox.js';
+import { DemoModel } from './demo-state.js';
+import type { DemoState } from './demo-state.js';
+import type { FromPeer, Go, StartPeer } from './messages.js';
+import { draw } from './view.js';
+
+const DRAW_MS = 200;
+const MEMORY_BYTES = 1 << 20;
+
+function setting(params: URLSearchParams, name: string, fallback: number, max: number): number {
+  const value = Number(params.get(name) ?? fallback);
+  return Number.isInteger(value) && value >= 0 ? Math.min(value, max) : fallback;
+}
+
+const params = new URLSearchParams(location.search);
+const peers = Math.max(1, setting(params, 'peers', 3, 16));
+const settings = {
+  peers,
+  senders: setting(params, 'senders', peers, peers),
+  count: setting(params, 'count', 0, 1e7),
+  warmup: setting(params, 'warmup', 0, 1e6),
+};
+const model = new DemoModel(settings);
+const workers = new Map<number, Worker>();
+const joined = new Set<number>();
+(window as unknown as { ivshmemDemo: DemoState }).ivshmemDemo = model.state;
+
+function terminate(id: number): void {
+  const worker = workers.get(id);
+  if (worker === undefined) return;
+  workers.delete(id);
+  worker.terminate();
+  // A terminated worker's port may never report its closing: the page says it is gone.
+  directory.remove(id, 'its worker was terminated');
+}
+
+let directory: PeerDirectory;
+try {
+  directory = new PeerDirectory({ size: MEMORY_BYTES, vectors: 2 });
+  directory.on('join', (id) => model.joined(id));
+  directory.on('leave', (id, reason) => model.left(id, reason));
+  for (let i = 0; i < settings.peers; i++) {
+    const port = directory.connect() as unknown as MessagePort;
+    const id = directory.peerIds.at(-1)!;
+    if (id >= PAIR_MAILBOX_PEERS) throw new Error(`peer id ${id} has no mailbox`);
+    const worker = new Worker(new URL('peer-worker.js', import.meta.url), { type: 'module', name: `peer ${id}` });
+    worker.addEventListener('message', (event: MessageEvent<FromPeer>) => {
+      const m = event.data;
+      if (m.type === 'joined') joined.add(m.id);
+      if (m.type === 'joined' && joined.size === settings.peers) {
+        for (const w of workers.values()) w.postMessage({ type: 'go', peers: [...joined] } satisfies Go);
+      }
+      if (m.type === 'report') model.report(m);
+      else if (m.type === 'failed') model.failed(`peer ${id}: ${m.code}: ${m.message}`);
+    });
+    worker.addEventListener('error', (event) => model.failed(`peer ${id}: ${event.message}`));
+    const start: StartPeer = {
+      type: 'start',
+      port,
+      send: i < settings.senders,
+      count: settings.count,
+      warmup: settings.warmup,
+    };
+    worker.postMessage(start, [port]);
+    workers.set(id, worker);
+  }
+} catch (err) {
+  const e = err as { code?: string; message?: string };
+  model.failed(`${e.code ?? 'error'}: ${e.message ?? String(err)}`);
+}
+
+const redraw = () => draw(model.state, terminate);
+redraw();
+setInterval(redraw, DRAW_MS);

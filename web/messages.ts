@@ -19,7 +19,16 @@ export interface Go {
   peers: number[];
 }
 
-export type ToPeer = StartPeer | Go;
+/**
+ * Page → worker, once every peer has said it knows all the others: start sending. Until then a
+ * peer could still be hearing of a sender while that sender's first ring waits in its signals;
+ * taking the message early then lets the next ring fold into the same interrupt.
+ */
+export interface Send {
+  type: 'send';
+}
+
+export type ToPeer = StartPeer | Go | Send;
 
 /** What a peer has counted so far; samples are the round trips since its last report, in ns. */
 export interface PeerReport {
@@ -48,4 +57,8 @@ export interface PeerReport {
   samples: number[];
 }
 
-export type FromPeer = { type: 'joined'; id: number } | PeerReport | { type: 'failed'; code: string; message: string };
+export type FromPeer =
+  | { type: 'joined'; id: number }
+  | { type: 'knows-all'; id: number }
+  | PeerReport
+  | { type: 'failed'; code: string; message: string };

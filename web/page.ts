@@ -7,7 +7,7 @@ import { PeerDirectory } from '../src/web.js';
 import { PAIR_MAILBOX_PEERS } from '../src/demo/mailbox.js';
 import { DemoModel } from './demo-state.js';
 import type { DemoState } from './demo-state.js';
-import type { FromPeer, Go, StartPeer } from './messages.js';
+import type { FromPeer, Go, Send, StartPeer } from './messages.js';
 import { draw } from './view.js';
 
 const DRAW_MS = 200;
@@ -29,6 +29,7 @@ const settings = {
 const model = new DemoModel(settings);
 const workers = new Map<number, Worker>();
 const joined = new Set<number>();
+const knowing = new Set<number>();
 (window as unknown as { ivshmemDemo: DemoState }).ivshmemDemo = model.state;
 
 function terminate(id: number): void {
@@ -55,6 +56,10 @@ try {
       if (m.type === 'joined') joined.add(m.id);
       if (m.type === 'joined' && joined.size === settings.peers) {
         for (const w of workers.values()) w.postMessage({ type: 'go', peers: [...joined] } satisfies Go);
+      }
+      if (m.type === 'knows-all') knowing.add(m.id);
+      if (m.type === 'knows-all' && knowing.size === settings.peers) {
+        for (const w of workers.values()) w.postMessage({ type: 'send' } satisfies Send);
       }
       if (m.type === 'report') model.report(m);
       else if (m.type === 'failed') model.failed(`peer ${id}: ${m.code}: ${m.message}`);

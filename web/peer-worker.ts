@@ -3,9 +3,9 @@
 // vector 1 "your message arrived"). A sending peer writes numbered messages, one at a time, into
 // the mailbox it shares with the next peer by id (round the ring of peers it knows) and rings it;
 // the receiver checks each message, acknowledges it in the mailbox and rings back; the round trip
-// is timed on the sender's clock. Sending starts once the page says every peer has joined and this
-// device has heard of them all, so that each peer has one sender and each doorbell makes one
-// interrupt (rings of one vector that come together are taken as one, as an eventfd's are). When
+// is timed on the sender's clock. Sending starts once every peer has joined and every device has
+// heard of all the others (the page gathers that and says 'send'), so that each peer has one
+// sender and each doorbell makes one interrupt (rings of one vector that come together are taken as one, as an eventfd's are). When
 // a peer leaves, the ring closes over the gap. Every 100 ms, and when done, the worker reports.
 import { IvshmemError, WebDevice, coreAbi } from '../src/web.js';
 import { enableMsix } from '../src/demo/driver.js';
@@ -27,9 +27,11 @@ const scope = self as unknown as {
 };
 const post = (message: FromPeer) => scope.postMessage(message);
 let go: (peers: number[]) => void = () => {};
+let send: () => void = () => {};
 
 scope.addEventListener('message', (event) => {
   if (event.data.type === 'go') go(event.data.peers);
+  if (event.data.type === 'send') send();
   if (event.data.type !== 'start') return;
   run(event.data).catch((err: unknown) => {
     const e = err instanceof IvshmemError ? err : new IvshmemError('ERR_IVSHMEM_PROTOCOL', String(err));
@@ -63,10 +65,20 @@ async function run(start: StartPeer): Promise<void> {
   enableMsix(device, 2);
   let everyone: number[] | undefined;
   let started = false; // once started, a peer that leaves does not stop us
-  const ready = () =>
-    (started ||= everyone !== undefined && everyone.every((id) => id === me || directory.peers.has(id)));
+  let knowsAll = false;
+  const ready = () => started;
+  // Tells the page, once, that this device has heard of every peer that joined.
+  const checkKnown = () => {
+    if (knowsAll || everyone === undefined || !everyone.every((id) => id === me || directory.peers.has(id))) return;
+    knowsAll = true;
+    post({ type: 'knows-all', id: me });
+  };
   go = (peers) => {
     everyone = peers;
+    checkKnown();
+  };
+  send = () => {
+    started = true;
     sendNext();
   };
   post({ type: 'joined', id: me });
@@ -153,7 +165,8 @@ async function run(start: StartPeer): Promise<void> {
 
   directory.on('peer', () =>
     queueMicrotask(() => {
-      receive(); // it may have written to us before we heard of it
+      checkKnown();
+      receive(); // a peer that joins later may have written to us before we heard of it
       sendNext();
     }),
   );

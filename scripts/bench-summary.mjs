@@ -1,6 +1,6 @@
 // The one table at the end of `npm run bench`: every ratio the benchmarks measure against a
 // baseline from the same run, with its target and whether it was met, gathered from the results
-// files the benchmarks wrote (latency.json, native.json, mmio.json; a missing file is skipped and
+// files the benchmarks wrote (latency.json, native.json, mmio.json, atomics.json; a missing file is skipped and
 // said so). Also written as summary.json: [{ name, value, unit, baseline, ratio, target, met }],
 // where a target is the most `ratio` may be (or, for unit 'ns over C' and 'count', `value`); ratio is
 // null where none applies (a count); target and met are null for a figure reported without one.
@@ -139,6 +139,16 @@ else {
   add('GCs in the harness-free MMIO loops (every task)', plain, 'count', 0, NaN, 0, plain);
   const gcs = mmio.tasks.reduce((s, t) => s + t.gcTimed, 0);
   add("GCs during the timed MMIO runs (tinybench's samples included)", gcs, 'count', 0, NaN, null);
+}
+
+// No target: the doorbell round trip without eventfds, beside the eventfd one with the same wait.
+const atomics = read('atomics.json');
+if (atomics === undefined) missing.push('atomics.json');
+else {
+  for (const p of atomics.paths.filter((x) => x.backend === 'atomics')) {
+    const base = atomics.paths.find((x) => x.backend === 'eventfd' && x.wait === p.wait);
+    add(`worker threads, ${p.label} p50 (÷ eventfd, same wait)`, p.p50, 'ns', base?.p50, p.p50OverEventfd, null);
+  }
 }
 
 const ns = (v) =>

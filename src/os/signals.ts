@@ -83,6 +83,14 @@ export class Signals {
    * were reported (0 on timeout).
    */
   waitBlocking(timeoutMs: number, onReady: (vector: number, count: number) => void): number {
+    if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs)) {
+      // NaN would wait for ever without saying so.
+      throw argumentError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `timeoutMs must be a number of ms, got ${describeValue(timeoutMs)}`,
+      );
+    }
     const end = timeoutMs < 0 ? Infinity : Date.now() + timeoutMs;
     for (;;) {
       const seen = this.bell();

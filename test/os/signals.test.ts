@@ -122,6 +122,9 @@ describe('signal buffers', () => {
     expect(() => new Signals(new SharedArrayBuffer(6))).toThrow(
       expect.objectContaining({ code: 'ERR_IVSHMEM_INVALID_SIZE' }),
     );
+    expect(() => Signals.create(1).waitBlocking(NaN, () => {})).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }),
+    );
     expect(() => new Signals(new SharedArrayBuffer(4))).toThrow(
       expect.objectContaining({ code: 'ERR_IVSHMEM_INVALID_SIZE' }),
     );

@@ -2,7 +2,8 @@
 // imports Node's I/O or the native addon. Peers meet in a PeerDirectory (on the page), each
 // worker's WebDevice joins it over a MessagePort, and doorbells are Atomics on SharedArrayBuffers
 // (the page must be cross-origin isolated for those). dist/web.js is this file bundled for the
-// browser, the WebAssembly core embedded.
+// browser, the WebAssembly core embedded. V86Transport puts a WebDevice into a v86 machine running
+// in a worker.
 export { WebDevice } from './device/web-device.js';
 export type { WebDeviceOptions } from './device/web-device.js';
 export type { DeviceCounters, SharedMemoryInfo, VectorCounters } from './device/model.js';
@@ -22,3 +23,5 @@ export type { DirectoryConnectOptions } from './protocol/directory-connection.js
 export { DIRECTORY_VERSION } from './protocol/directory-messages.js';
 export type { DirectoryMessage, PortLike } from './protocol/directory-messages.js';
 export { Signals, SignalDoorbell, SignalWatcher, signalBytes } from './os/signals.js';
+export { V86Transport } from './monitors/v86/v86-transport.js';
+export type { V86TransportOptions, V86Emulator } from './monitors/v86/v86-transport.js';

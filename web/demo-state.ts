@@ -6,13 +6,14 @@ import { bucketOf, histogram, HISTOGRAM_BUCKETS, percentiles } from '../src/demo
 import type { DemoSummary, Percentiles } from '../src/demo/summary.js';
 import type { PeerReport } from './messages.js';
 
-export interface PeerView extends Omit<PeerReport, 'type' | 'samples'> {
+export interface PeerView extends Omit<PeerReport, 'type' | 'samples' | 'console'> {
   /** Its worker is still running. */
   alive: boolean;
 }
 
 export interface DemoState {
-  settings: { peers: number; senders: number; count: number; warmup: number };
+  /** `peers` counts every peer, the v86 guest (when `guest`) included. */
+  settings: { peers: number; guest: boolean; senders: number; count: number; warmup: number };
   peers: PeerView[];
   totals: { sent: number; intact: number; corrupt: number; doorbells: number; interrupts: number };
   /** Leaves the directory announced, with the peers that have heard of each. */
@@ -23,6 +24,8 @@ export interface DemoState {
   /** Every sending peer has sent its count and had it acknowledged. */
   done: boolean;
   failures: string[];
+  /** The v86 guest's console, its last few KB ('' without a guest). */
+  guestConsole: string;
 }
 
 export class DemoModel {
@@ -45,6 +48,7 @@ export class DemoModel {
       histogram: [],
       done: false,
       failures: [],
+      guestConsole: '',
     };
   }
 
@@ -65,7 +69,8 @@ export class DemoModel {
   }
 
   report(r: PeerReport): void {
-    const { type: _type, samples, ...counts } = r;
+    const { type: _type, samples, console: guestConsole, ...counts } = r;
+    if (guestConsole !== undefined) this.state.guestConsole = guestConsole;
     const peer = this.#peer(r.id);
     if (peer === undefined) this.state.peers.push({ ...counts, alive: true });
     else if (peer.alive) Object.assign(peer, counts);

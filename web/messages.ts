@@ -34,6 +34,8 @@ export type ToPeer = StartPeer | Go | Send;
 export interface PeerReport {
   type: 'report';
   id: number;
+  /** A JavaScript peer (peer-worker.ts) or a Linux guest in v86 (guest-worker.ts). */
+  kind: 'worker' | 'v86';
   /** This peer sends (see StartPeer.send). */
   sends: boolean;
   sent: number;
@@ -55,6 +57,8 @@ export interface PeerReport {
   /** It has sent its `count` and had them all acknowledged (or lost). */
   done: boolean;
   samples: number[];
+  /** The guest's console, its last few KB (v86 peers only). */
+  console?: string;
 }
 
 export type FromPeer =

@@ -1,8 +1,9 @@
 // The demo page's main thread: the peer directory (what the ivshmem server is to QEMU peers), one
 // Web Worker per peer, and the view. URL parameters: peers (default 3), senders (how many of them
 // send, default all), count (messages per sender, default 0: until terminated), warmup (round
-// trips each sender leaves out of the latency figures). ?peers=2&senders=1&count=20000&warmup=1000
-// measures the doorbell round trip between two workers.
+// trips each sender leaves out of the latency figures), guest (1: one more peer, a Linux guest in
+// v86 that receives and acknowledges like the others; needs the prepared guest files).
+// ?peers=2&senders=1&count=20000&warmup=1000 measures the doorbell round trip between two workers.
 import { PeerDirectory } from '../src/web.js';
 import { PAIR_MAILBOX_PEERS } from '../src/demo/mailbox.js';
 import { DemoModel } from './demo-state.js';
@@ -19,10 +20,12 @@ function setting(params: URLSearchParams, name: string, fallback: number, max: n
 }
 
 const params = new URLSearchParams(location.search);
-const peers = Math.max(1, setting(params, 'peers', 3, 16));
+const workerPeers = Math.max(1, setting(params, 'peers', 3, 16));
+const guest = setting(params, 'guest', 0, 1) === 1;
 const settings = {
-  peers,
-  senders: setting(params, 'senders', peers, peers),
+  peers: workerPeers + (guest ? 1 : 0),
+  guest,
+  senders: setting(params, 'senders', workerPeers, workerPeers),
   count: setting(params, 'count', 0, 1e7),
   warmup: setting(params, 'warmup', 0, 1e6),
 };
@@ -50,7 +53,9 @@ try {
     const port = directory.connect() as unknown as MessagePort;
     const id = directory.peerIds.at(-1)!;
     if (id >= PAIR_MAILBOX_PEERS) throw new Error(`peer id ${id} has no mailbox`);
-    const worker = new Worker(new URL('peer-worker.js', import.meta.url), { type: 'module', name: `peer ${id}` });
+    const isGuest = guest && i === settings.peers - 1;
+    const script = isGuest ? 'guest-worker.js' : 'peer-worker.js';
+    const worker = new Worker(new URL(script, import.meta.url), { type: 'module', name: `peer ${id}` });
     worker.addEventListener('message', (event: MessageEvent<FromPeer>) => {
       const m = event.data;
       if (m.type === 'joined') joined.add(m.id);
@@ -68,7 +73,7 @@ try {
     const start: StartPeer = {
       type: 'start',
       port,
-      send: i < settings.senders,
+      send: !isGuest && i < settings.senders,
       count: settings.count,
       warmup: settings.warmup,
     };

@@ -187,6 +187,7 @@ async function run(start: StartPeer): Promise<void> {
     const message: PeerReport = {
       type: 'report',
       id: me,
+      kind: 'worker',
       sends: start.send,
       sent,
       acked,

@@ -25,7 +25,7 @@ export function draw(state: DemoState, terminate: (id: number) => void): void {
       const row = document.createElement('tr');
       row.dataset.peer = String(p.id);
       if (!p.alive) row.className = 'gone';
-      cell(row, `peer ${p.id}${p.alive ? '' : ' (left)'}`, true);
+      cell(row, `peer ${p.id}${p.kind === 'v86' ? ' (v86 Linux)' : ''}${p.alive ? '' : ' (left)'}`, true);
       for (const n of [p.sent, p.received, p.corrupt, p.doorbellsSent, p.interruptsDelivered]) cell(row, n);
       cell(row, p.peers.join(', ') || '—');
       const action = cell(row, '');
@@ -62,6 +62,14 @@ export function draw(state: DemoState, terminate: (id: number) => void): void {
       return row;
     }),
   );
+
+  const guest = $('#guest');
+  guest.hidden = !state.settings.guest;
+  const guestConsole = $('#guest-console');
+  if (guestConsole.textContent !== state.guestConsole) {
+    guestConsole.textContent = state.guestConsole;
+    guestConsole.scrollTop = guestConsole.scrollHeight; // follow the newest line, as a terminal does
+  }
 
   const log = $('#log');
   for (let i = log.children.length; i < state.log.length; i++) {

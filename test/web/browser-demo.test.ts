@@ -3,8 +3,9 @@
 // memory, each announced by a doorbell; the test reads what the page shows and what the peers
 // counted (messages intact, doorbells = interrupts), terminates a worker and sees its leave
 // announced while the others go on, saves a screenshot (out/web-demo.png), loads dist/web.js
-// itself into the page, and prints the doorbell round trip between two workers. Skipped, with the
-// reason, when there is no Chromium.
+// itself into the page, and prints the doorbell round trip between two workers. With the v86 guest
+// prepared, a Linux guest in a worker joins as one more peer and its own driver receives and
+// acknowledges messages. Skipped, with the reason, when there is no Chromium (or no guest).
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
@@ -12,10 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DemoState } from '../../web/demo-state.js';
 import { browserUnavailableReason, launchChromium } from '../support/chromium.js';
 import { LineProcess } from '../support/line-process.js';
+import { v86Unavailable } from '../support/v86-guest.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const missing = browserUnavailableReason();
 if (missing !== null) console.warn(`web/browser-demo.test.ts: skipping the browser tests: ${missing}`);
+const guestMissing = missing ?? (await v86Unavailable());
+if (missing === null && guestMissing !== null)
+  console.warn(`web/browser-demo.test.ts: skipping the v86 guest in the browser: ${guestMissing}`);
 
 describe.skipIf(missing !== null)('the browser demo in headless Chromium', () => {
   let server: LineProcess | undefined;
@@ -229,4 +234,55 @@ describe.skipIf(missing !== null)('the browser demo in headless Chromium', () =>
       await page.close();
     }
   });
+
+  it.skipIf(guestMissing !== null)(
+    'a v86 Linux guest in a worker is a peer: its driver wakes on INTx for each of 10 messages, checks and acknowledges it; terminated, it is announced gone',
+    async () => {
+      const page = await open('/?peers=2&guest=1&count=10');
+      try {
+        const guestOf = (s: DemoState) => s.peers.find((p) => p.kind === 'v86');
+        const s = await waitFor(
+          page,
+          'the guest has received 10 messages and both senders are done',
+          (s) => s.done && guestOf(s)?.received === 10,
+          120_000,
+        );
+        const guest = guestOf(s)!;
+        const sender = s.peers.find(
+          (p) => p.kind === 'worker' && p.id !== guest.id && p.sent === 10 && p.received === 10,
+        );
+        expect(sender, 'the worker that sends to the guest (it also receives from the other)').toBeDefined();
+        expect(s.totals).toEqual({ sent: 20, intact: 20, corrupt: 0, doorbells: 40, interrupts: 40 });
+        // The guest kernel counted one interrupt per message, as did the device; each ack is one doorbell.
+        expect({
+          received: guest.received,
+          corrupt: guest.corrupt,
+          kernelInterrupts: guest.interrupts,
+          deviceInterrupts: guest.interruptsDelivered,
+          doorbells: guest.doorbellsSent,
+          dropped: guest.doorbellsDropped,
+        }).toEqual({ received: 10, corrupt: 0, kernelInterrupts: 10, deviceInterrupts: 10, doorbells: 10, dropped: 0 });
+        expect(sender!.acked).toBe(10);
+        expect(s.guestConsole).toContain(`RX ${sender!.id} 10 10 ok 10`);
+        expect(await page.textContent(`tr[data-peer="${guest.id}"] th`)).toBe(`peer ${guest.id} (v86 Linux)`);
+        await page.waitForFunction(() =>
+          document.querySelector('#guest-console')?.textContent?.includes(' 10 10 ok 10'),
+        );
+        expect(await page.isVisible('#guest')).toBe(true);
+        mkdirSync(`${ROOT}out`, { recursive: true });
+        await page.screenshot({ path: `${ROOT}out/web-guest.png`, fullPage: true });
+
+        // Its worker (v86 and all) terminated: both JavaScript peers hear the guest leave.
+        await page.click(`button:text("Terminate peer ${guest.id}")`);
+        const others = s.peers.filter((p) => p.id !== guest.id).map((p) => p.id);
+        const after = await waitFor(page, "the guest's leave heard by both others", (s) =>
+          s.leaves.some((l) => l.id === guest.id && others.every((id) => l.heardBy.includes(id))),
+        );
+        expect(after.peers.find((p) => p.id === guest.id)?.alive).toBe(false);
+      } finally {
+        await page.close();
+      }
+    },
+    150_000,
+  );
 });

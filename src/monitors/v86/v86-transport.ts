@@ -1,10 +1,11 @@
-// A VmmTransport for the v86 emulator: makes an IvshmemDevice a PCI function of a v86 machine.
+// A VmmTransport for the v86 emulator: makes an ivshmem device (an IvshmemDevice in Node, a
+// WebDevice in a browser worker) a PCI function of a v86 machine.
 // v86 is not a dependency: the emulator object is handed in, and the few internals a device needs
 // (not in v86.d.ts) are checked on attach so that a changed v86 fails loudly. Our config space
 // stays authoritative: v86 serves config reads from its own copy, so every write is passed to the
 // device and the dwords it touched are copied back. v86 has no MSI, so the device runs in intx
 // mode; its BARs are fixed at the addresses given here.
-import type { IvshmemDevice } from '../../device/device.js';
+import type { DeviceModel } from '../../device/model.js';
 import { IvshmemError } from '../../errors.js';
 import type { VmmTransport } from '../../device/transport.js';
 import {
@@ -63,7 +64,7 @@ export class V86Transport implements VmmTransport {
   msiDropped = 0;
   #pci: V86Pci | undefined;
   #space: Int32Array | undefined;
-  #device: IvshmemDevice | undefined;
+  #device: DeviceModel | undefined;
   #level = 0;
 
   constructor(options: V86TransportOptions = {}) {
@@ -106,7 +107,7 @@ export class V86Transport implements VmmTransport {
    * Registers the device with the emulator. Call it on v86's 'emulator-loaded' event, before
    * emulator.run(). The device should be in intx mode (v86 has no MSI) with BAR2 of at least 128 KiB.
    */
-  attach(emulator: V86Emulator, device: IvshmemDevice): void {
+  attach(emulator: V86Emulator, device: DeviceModel): void {
     const pci = emulator?.v86?.cpu?.devices?.pci;
     const io = emulator?.v86?.cpu?.io;
     const needed = ['register_device', 'raise_irq', 'lower_irq', 'pci_write8', 'pci_write16', 'pci_write32'] as const;
@@ -209,7 +210,7 @@ export class V86Transport implements VmmTransport {
 
   /** Copies the dword holding `offset` from our config space into v86's. */
   #sync(offset: number): void {
-    if (this.#space === undefined || this.#device === undefined || this.#device.closed) return;
+    if (this.#space === undefined || this.#device === undefined || this.#device.released) return;
     const at = offset & 0xfc;
     this.#space[at >> 2] = this.#device.configRead(at, 4) | 0;
   }

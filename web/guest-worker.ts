@@ -14,6 +14,8 @@ import type { FromPeer, PeerReport, StartPeer, ToPeer } from './messages.js';
 
 const REPORT_MS = 200;
 const CONSOLE_TAIL = 6000;
+// The shell's terminal queries (ESC [ 6 n) are not for a reader of the console.
+const TERMINAL_CONTROL = new RegExp(`${String.fromCharCode(0x1b)}\\[[0-9;?]*[A-Za-z]`, 'g');
 const GUEST_FILES: GuestFileName[] = ['bios.bin', 'bzImage', 'busybox', 'uio.ko', 'uio_pci_generic.ko'];
 
 interface V86Instance extends V86Emulator {
@@ -118,8 +120,7 @@ async function run(start: StartPeer): Promise<void> {
       leftSeen: [...leftSeen],
       done: false,
       samples: [],
-      // The shell's terminal queries (ESC [ 6 n) are not for a reader.
-      console: text.slice(-CONSOLE_TAIL).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, ''),
+      console: text.slice(-CONSOLE_TAIL).replace(TERMINAL_CONTROL, ''),
     };
     post(message);
   };

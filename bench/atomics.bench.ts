@@ -10,6 +10,9 @@
 //   loop      vectorWait 'loop': the worker's event loop (Atomics.waitAsync, or uv_poll).
 // Percentiles per path (hdr-histogram-js), and each Atomics path's ratio to the eventfd path with
 // the same way of waiting. The threads are not pinned (worker threads share the process's CPUs).
+// Where Debian's chromium is installed, the browser demo's round trip between two Web Workers
+// (Atomics.waitAsync on each worker's event loop, with the demo's mailbox work per message) is
+// measured too, and set beside the Node event-loop paths.
 // This file is also the workers' entry point.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +26,7 @@ import { createWaiter } from '../src/os/waiter.js';
 import { PeerDirectory } from '../src/server/directory.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { enableMsix, programVector } from '../test/support/device-harness.js';
+import { chromiumRoundTrip } from './support/chromium-round-trip.js';
 import { machine, resultsFile } from './support/results.js';
 import { printTable } from './support/table.js';
 
@@ -244,11 +248,30 @@ async function main(): Promise<void> {
     'atomics/loop': "Atomics.waitAsync, the worker's event loop",
   };
   const us = (ns: number) => (ns / 1000).toFixed(2);
-  const rows = order.map(([backend, wait]) => {
-    const r = results.get(`${backend}/${wait}`)!;
-    const base = results.get(`eventfd/${wait}`)!;
-    return { backend, wait, label: LABEL[`${backend}/${wait}`], ...r, p50OverEventfd: r.p50 / base.p50 };
-  });
+  const rows: (PingResult & { backend: Backend; wait: Wait; label: string; p50OverEventfd: number })[] = order.map(
+    ([backend, wait]) => {
+      const r = results.get(`${backend}/${wait}`)!;
+      const base = results.get(`eventfd/${wait}`)!;
+      return { backend, wait, label: LABEL[`${backend}/${wait}`], ...r, p50OverEventfd: r.p50 / base.p50 };
+    },
+  );
+  const browser = await chromiumRoundTrip(TOTAL, WARMUP).catch((err: unknown) => fail(`Chromium: ${String(err)}`));
+  if (browser !== null) {
+    if (browser.interrupts !== 2 * TOTAL || browser.doorbells !== 2 * TOTAL) {
+      fail(`Chromium: ${browser.doorbells} doorbells and ${browser.interrupts} interrupts for ${TOTAL} round trips`);
+    }
+    const { browser: name, ...r } = browser;
+    rows.push({
+      backend: 'atomics',
+      wait: 'loop',
+      label: `${name}, two Web Workers (the demo page), Atomics.waitAsync`,
+      ...r,
+      // per round trip, as the Node paths count them: one doorbell and one interrupt each way is two
+      interrupts: TOTAL,
+      doorbells: TOTAL,
+      p50OverEventfd: r.p50 / results.get('eventfd/loop')!.p50,
+    });
+  }
   printTable(
     ['path', 'p50 µs', 'p99 µs', 'p99.9 µs', 'max µs', '÷ eventfd p50'],
     rows.map((r) => [r.label, us(r.p50), us(r.p99), us(r.p999), us(r.max), `${r.p50OverEventfd.toFixed(2)}×`]),

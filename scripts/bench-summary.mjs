@@ -147,7 +147,8 @@ if (atomics === undefined) missing.push('atomics.json');
 else {
   for (const p of atomics.paths.filter((x) => x.backend === 'atomics')) {
     const base = atomics.paths.find((x) => x.backend === 'eventfd' && x.wait === p.wait);
-    add(`worker threads, ${p.label} p50 (÷ eventfd, same wait)`, p.p50, 'ns', base?.p50, p.p50OverEventfd, null);
+    const where = p.label.startsWith('Chromium') ? p.label : `worker threads, ${p.label}`;
+    add(`${where} p50 (÷ Node eventfd, same wait)`, p.p50, 'ns', base?.p50, p.p50OverEventfd, null);
   }
 }
 

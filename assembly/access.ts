@@ -5,7 +5,7 @@
 // the piece's (possibly unaligned) address, truncated to the piece. Pieces that hit no register
 // read 0 and are dropped, and the access counts as invalid.
 import { count } from "./counters";
-import { C_GUEST_INVALID, MODE_DOORBELL } from "./abi";
+import { C_GUEST_INVALID, FLAT_REGS_SIZE, MODE_DOORBELL, MODE_FLAT } from "./abi";
 import * as bar0 from "./registers";
 import { pbaBytes, pbaReadDword, tableBytes, tableReadDword, tableWriteDword } from "./interrupts";
 
@@ -19,6 +19,7 @@ const KIND_TABLE: i32 = 2;
 const KIND_PBA: i32 = 3;
 
 let msix: bool = false;
+let regsSize: u32 = BAR0_SIZE; // BAR0's 256 bytes, or flat's 16-byte window
 let pbaOffset: u32 = 0;
 let bar1Size: u32 = 0;
 let highHalf: u32 = 0;
@@ -31,6 +32,7 @@ let regionEnd: u32 = 0;
 
 export function accessInit(mode: i32, vectors: u32): void {
   msix = mode == MODE_DOORBELL;
+  regsSize = mode == MODE_FLAT ? FLAT_REGS_SIZE : BAR0_SIZE;
   if (!msix) return;
   // QEMU's exclusive MSI-X BAR: 4 KiB with the PBA in the upper half while the table fits in the
   // lower half; beyond that the PBA follows the table and the BAR is the next power of two.
@@ -54,10 +56,10 @@ function regionAt(bar: u32, offset: u32): void {
   regionStart = offset;
   regionEnd = 0xffffffff;
   if (bar == 0) {
-    if (offset < BAR0_SIZE) {
+    if (offset < regsSize) {
       regionKind = KIND_REGS;
       regionStart = 0;
-      regionEnd = BAR0_SIZE;
+      regionEnd = regsSize;
     }
   } else if (bar == 1 && msix && offset < bar1Size) {
     const tableEnd = tableBytes();
@@ -130,7 +132,7 @@ function sizeValid(size: u32): bool {
 /** Reads `size` bytes (1..8) at `offset` of `bar`; returns the low 32 bits (see readHigh). */
 export function mmioRead(bar: u32, offset: u32, size: u32): u32 {
   // Fast path for the common case; the general loop below gives the same result.
-  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < BAR0_SIZE) return alignedRead32(offset);
+  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < regsSize) return alignedRead32(offset);
   invalid = false;
   bar0.beginAccess();
   let result: u64 = 0;
@@ -159,7 +161,7 @@ export function readHigh(): u32 {
 
 /** Writes `size` bytes (1..8) of lo | hi << 32; returns how many routes it left to signal. */
 export function mmioWrite(bar: u32, offset: u32, size: u32, lo: u32, hi: u32): i32 {
-  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < BAR0_SIZE) return alignedWrite32(offset, lo);
+  if (bar == 0 && size == 4 && (offset & 3) == 0 && offset < regsSize) return alignedWrite32(offset, lo);
   bar0.beginAccess();
   invalid = false;
   if (!sizeValid(size) || offset > MAX_OFFSET) {
@@ -181,7 +183,7 @@ export function mmioWrite(bar: u32, offset: u32, size: u32, lo: u32, hi: u32): i
 
 /** Same as mmioRead(0, offset, 4), with one argument instead of three: the monitor's common case. */
 export function read32(offset: u32): u32 {
-  if ((offset & 3) != 0 || offset >= BAR0_SIZE) return mmioRead(0, offset, 4);
+  if ((offset & 3) != 0 || offset >= regsSize) return mmioRead(0, offset, 4);
   return alignedRead32(offset);
 }
 
@@ -205,7 +207,7 @@ export function doorbell(value: u32): i32 {
 
 /** Same as mmioWrite(0, offset, 4, value, 0), with two arguments instead of five. */
 export function write32(offset: u32, value: u32): i32 {
-  if ((offset & 3) != 0 || offset >= BAR0_SIZE) return mmioWrite(0, offset, 4, value, 0);
+  if ((offset & 3) != 0 || offset >= regsSize) return mmioWrite(0, offset, 4, value, 0);
   return alignedWrite32(offset, value);
 }
 

@@ -1,11 +1,11 @@
-// The ivshmem device core as a WebAssembly module: BAR0 registers, doorbell routing, MSI-X and
-// INTx interrupt logic, counters and state. Every export takes and returns numbers; nothing is
+// The ivshmem device core as a WebAssembly module: BAR0 registers (or ivshmem-flat's register
+// window), doorbell routing, MSI-X, INTx and flat IRQ logic, counters and state. Every export takes and returns numbers; nothing is
 // allocated after init(). One instance models one device.
-import { MAX_VECTORS, MODE_DOORBELL, MODE_INTX, MODE_PLAIN } from "./abi";
+import { FLAT_MAX_VECTORS, MAX_VECTORS, MODE_DOORBELL, MODE_FLAT, MODE_INTX, MODE_PLAIN } from "./abi";
 import { accessInit, bar1Bytes, pbaStart } from "./access";
 import { interruptsInit, interruptsReset } from "./interrupts";
 import { routesInit } from "./routes";
-import { setPosition, signals } from "./registers";
+import { registersInit, setPosition, signals } from "./registers";
 
 export { doorbell, mmioRead, mmioWrite, read32, readHigh, write32 } from "./access";
 export { addRoute, removePeer, peerVectors, routeDoorbells } from "./routes";
@@ -20,11 +20,13 @@ let ready: bool = false;
 /** Sets the device up once; returns 0, or -1 for an invalid mode or vector count. */
 export function init(mode: i32, vectors: u32, position: u32): i32 {
   if (ready) return -1;
-  if (mode != MODE_PLAIN && mode != MODE_DOORBELL && mode != MODE_INTX) return -1;
+  if (mode != MODE_PLAIN && mode != MODE_DOORBELL && mode != MODE_INTX && mode != MODE_FLAT) return -1;
   if (vectors > MAX_VECTORS || (mode == MODE_DOORBELL && vectors == 0)) return -1;
+  if (mode == MODE_FLAT && (vectors == 0 || vectors > FLAT_MAX_VECTORS)) return -1;
   routesInit(vectors);
   interruptsInit(mode, vectors);
   accessInit(mode, vectors);
+  registersInit(mode);
   setPosition(position);
   ready = true;
   return 0;

@@ -1,5 +1,5 @@
 // Interrupt delivery: the MSI-X table and pending-bit array (doorbell mode) and the INTx line
-// (seed mode). Follows the PCI 3.0 MSI-X rules as QEMU applies them: a vector is masked when its
+// (seed mode), and flat mode's one IRQ line, pulsed once per interrupt. Follows the PCI 3.0 MSI-X rules as QEMU applies them: a vector is masked when its
 // entry's mask bit is set or the function is masked (MSI-X disabled, or Function Mask set); a
 // fired vector that is masked sets its pending bit and is delivered when it becomes unmasked.
 import { alloc } from "./arena";
@@ -7,7 +7,7 @@ import { count } from "./counters";
 import {
   C_IRQ_DELIVERED, C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER,
   C_IRQ_PENDED, CTRL_BUS_MASTER, CTRL_INTX_DISABLE, CTRL_MSIX_ENABLE, CTRL_MSIX_MASKALL,
-  MODE_DOORBELL, MODE_INTX, MSIX_ENTRY_ADDR_HI, MSIX_ENTRY_ADDR_LO, MSIX_ENTRY_CTRL, MSIX_ENTRY_DATA,
+  MODE_DOORBELL, MODE_FLAT, MODE_INTX, MSIX_ENTRY_ADDR_HI, MSIX_ENTRY_ADDR_LO, MSIX_ENTRY_CTRL, MSIX_ENTRY_DATA,
   MSIX_ENTRY_MASKBIT, MSIX_ENTRY_SIZE, V_DELIVERED, V_DROPPED_DISABLED, V_DROPPED_NO_MASTER, V_FIRED, V_PENDED,
   VECTOR_COUNTER_KINDS,
 } from "./abi";
@@ -195,6 +195,15 @@ export function vectorFired(v: u32): void {
     return;
   }
   countVector(v, V_FIRED);
+  if (mode == MODE_FLAT) {
+    // A pulse, as QEMU's flat device gives it: an edge-triggered controller latches it, and the
+    // line is low again before the guest could look (so lineReported stays false).
+    count(C_IRQ_DELIVERED);
+    countVector(v, V_DELIVERED);
+    hostSetIrqLevel(1);
+    hostSetIrqLevel(0);
+    return;
+  }
   if (mode == MODE_INTX) {
     intrStatus |= 1;
     count(C_IRQ_DELIVERED);

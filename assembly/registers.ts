@@ -1,11 +1,14 @@
 // BAR0: the four ivshmem registers, at the granularity QEMU implements them (one 4-byte access at
 // a time). Reads match the exact offset, so unaligned reads see 0; writes ignore the low two
-// address bits, so a byte written anywhere in a register replaces the whole register.
+// address bits, so a byte written anywhere in a register replaces the whole register. In flat
+// mode the same four sit in a 16-byte window: IntrMask and IntrStatus are reserved (read 0, writes
+// ignored), and the Doorbell's vector field is 16 bits wide.
 import { count } from "./counters";
 import { lookup, NO_PEER } from "./routes";
 import { getIntrMask, setIntrMask, setIntrStatus, takeIntrStatus } from "./interrupts";
 import {
-  C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, DOORBELL_PEER_SHIFT, DOORBELL_VECTOR_MASK,
+  C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, DOORBELL_FLAT_VECTOR_MASK, DOORBELL_PEER_SHIFT,
+  DOORBELL_VECTOR_MASK, MODE_FLAT,
   REG_DOORBELL as DOORBELL, REG_INTRMASK as INTRMASK, REG_INTRSTATUS as INTRSTATUS, REG_IVPOSITION as IVPOSITION,
 } from "./abi";
 
@@ -15,6 +18,13 @@ export const signals: usize = memory.data(SIGNAL_SLOTS << 2);
 let signalled: u32 = 0;
 let missed: bool = false;
 let position: u32 = 0;
+let flat: bool = false;
+let vectorMask: u32 = DOORBELL_VECTOR_MASK;
+
+export function registersInit(mode: i32): void {
+  flat = mode == MODE_FLAT;
+  vectorMask = flat ? DOORBELL_FLAT_VECTOR_MASK : DOORBELL_VECTOR_MASK;
+}
 
 export function setPosition(id: u32): void {
   position = id;
@@ -36,6 +46,7 @@ export function signalCount(): i32 {
 // @ts-ignore: decorator
 @inline
 export function readDword(offset: u32): u32 {
+  if (flat && (offset == INTRMASK || offset == INTRSTATUS)) return 0; // reserved in flat's revision 1
   if (offset == INTRMASK) return getIntrMask();
   if (offset == INTRSTATUS) return takeIntrStatus();
   if (offset == IVPOSITION) return position;
@@ -48,17 +59,19 @@ export function readDword(offset: u32): u32 {
 export function writeDword(offset: u32, value: u32): void {
   const reg = offset & 0xfc;
   if (reg == DOORBELL) ring(value);
+  else if (flat && (reg == INTRMASK || reg == INTRSTATUS)) return; // reserved: ignored
   else if (reg == INTRMASK) setIntrMask(value);
   else if (reg == INTRSTATUS) setIntrStatus(value);
   else missed = true; // IVPosition is read-only; the rest is reserved
 }
 
-/** Doorbell: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored, as in QEMU).
+/** Doorbell: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored, as in QEMU;
+ *  flat mode reads bits 15..0, and a vector past the peer's is dropped, which QEMU's flat does not check).
  *  The route's handle, counted as sent, or -1 (counted as dropped: no such peer or vector). */
 // @ts-ignore: decorator
 @inline
 export function route(value: u32): i32 {
-  const handle = lookup(value >>> DOORBELL_PEER_SHIFT, value & DOORBELL_VECTOR_MASK);
+  const handle = lookup(value >>> DOORBELL_PEER_SHIFT, value & vectorMask);
   if (handle >= 0) {
     count(C_DOORBELL_SENT);
     return handle;

@@ -4,6 +4,8 @@
 export const MODE_PLAIN = 0;
 export const MODE_DOORBELL = 1;
 export const MODE_INTX = 2;
+/** ivshmem-flat: no PCI; a 16-byte register window, one IRQ line pulsed per interrupt, 1..64 vectors. */
+export const MODE_FLAT = 3;
 
 // BAR0 register offsets.
 export const REG_INTRMASK = 0x00;
@@ -14,6 +16,11 @@ export const REG_DOORBELL = 0x0c;
 /** A Doorbell value: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored). */
 export const DOORBELL_PEER_SHIFT = 16;
 export const DOORBELL_VECTOR_MASK = 0xff;
+/** ivshmem-flat takes the vector from bits 15..0 (the peer's vectors still bound it). */
+export const DOORBELL_FLAT_VECTOR_MASK = 0xffff;
+/** ivshmem-flat's register window, and the most vectors a flat device or its peers have. */
+export const FLAT_REGS_SIZE = 16;
+export const FLAT_MAX_VECTORS = 64;
 
 /** An MSI-X table entry: message address (low, high), message data, vector control (bit 0: masked). */
 export const MSIX_ENTRY_SIZE = 16;

@@ -30,8 +30,13 @@ import {
   MAX_PEERS,
   MAX_VECTORS,
   MODE_DOORBELL,
+  MODE_FLAT,
   MODE_INTX,
   MODE_PLAIN,
+  DOORBELL_FLAT_VECTOR_MASK,
+  DOORBELL_VECTOR_MASK,
+  FLAT_MAX_VECTORS,
+  FLAT_REGS_SIZE,
   MSIX_ENTRY_ADDR_HI,
   MSIX_ENTRY_ADDR_LO,
   MSIX_ENTRY_CTRL,
@@ -65,6 +70,8 @@ export class TsCore implements DeviceCore {
   #mode = MODE_PLAIN;
   #vectors = 0;
   #position = 0;
+  #regsSize = BAR0_SIZE;
+  #vectorMask = DOORBELL_VECTOR_MASK;
   // routes: per peer id, the handles announced so far (undefined = absent), and doorbells per route
   #routes: (number[] | undefined)[] = [];
   #routeCounts: (number[] | undefined)[] = [];
@@ -93,9 +100,12 @@ export class TsCore implements DeviceCore {
 
   init(mode: number, vectors: number, position: number): number {
     if (this.#ready) return -1;
-    if (mode !== MODE_PLAIN && mode !== MODE_DOORBELL && mode !== MODE_INTX) return -1;
+    if (mode !== MODE_PLAIN && mode !== MODE_DOORBELL && mode !== MODE_INTX && mode !== MODE_FLAT) return -1;
     vectors >>>= 0;
     if (vectors > MAX_VECTORS || (mode === MODE_DOORBELL && vectors === 0)) return -1;
+    if (mode === MODE_FLAT && (vectors === 0 || vectors > FLAT_MAX_VECTORS)) return -1;
+    this.#regsSize = mode === MODE_FLAT ? FLAT_REGS_SIZE : BAR0_SIZE;
+    this.#vectorMask = mode === MODE_FLAT ? DOORBELL_FLAT_VECTOR_MASK : DOORBELL_VECTOR_MASK;
     this.#mode = mode;
     this.#vectors = vectors;
     this.#vectorCounts = new Float64Array(vectors * VECTOR_COUNTER_KINDS);
@@ -270,6 +280,13 @@ export class TsCore implements DeviceCore {
       return;
     }
     this.#countVector(v, V_FIRED);
+    if (this.#mode === MODE_FLAT) {
+      this.#counters[C_IRQ_DELIVERED]++;
+      this.#countVector(v, V_DELIVERED);
+      this.#host.setIrqLevel(1); // a pulse on the one line, as assembly/interrupts.ts gives it
+      this.#host.setIrqLevel(0);
+      return;
+    }
     if (this.#mode === MODE_INTX) {
       this.#intrStatus = (this.#intrStatus | 1) >>> 0;
       this.#counters[C_IRQ_DELIVERED]++;
@@ -307,6 +324,8 @@ export class TsCore implements DeviceCore {
   // ---- BAR0 registers ----
 
   #readDword(offset: number): number {
+    const flat = this.#mode === MODE_FLAT;
+    if (flat && (offset === REG_INTRMASK || offset === REG_INTRSTATUS)) return 0; // reserved in flat
     if (offset === REG_INTRMASK) return this.#intrMask;
     if (offset === REG_INTRSTATUS) {
       const value = this.#intrStatus;
@@ -322,6 +341,7 @@ export class TsCore implements DeviceCore {
   #writeDword(offset: number, value: number): void {
     const reg = offset & 0xfc;
     if (reg === REG_DOORBELL) this.#ring(value);
+    else if (this.#mode === MODE_FLAT && (reg === REG_INTRMASK || reg === REG_INTRSTATUS)) return;
     else if (reg === REG_INTRMASK) {
       this.#intrMask = value >>> 0;
       this.#updateLine();
@@ -341,7 +361,7 @@ export class TsCore implements DeviceCore {
   // The route's handle, counted as sent, or -1 (counted as dropped).
   #route(value: number): number {
     const peer = value >>> 16;
-    const vector = value & 0xff;
+    const vector = value & this.#vectorMask;
     const list = this.#routes[peer];
     if (list === undefined) {
       this.#counters[C_DOORBELL_NO_PEER]++;
@@ -363,10 +383,10 @@ export class TsCore implements DeviceCore {
     this.#start = offset;
     this.#end = 0xffffffff;
     if (bar === 0) {
-      if (offset < BAR0_SIZE) {
+      if (offset < this.#regsSize) {
         this.#kind = REGS;
         this.#start = 0;
-        this.#end = BAR0_SIZE;
+        this.#end = this.#regsSize;
       }
     } else if (bar === 1 && this.#mode === MODE_DOORBELL && offset < this.#bar1Size) {
       const tableEnd = this.#vectors * 16;
@@ -436,7 +456,7 @@ export class TsCore implements DeviceCore {
     size >>>= 0;
     this.#missed = false;
     this.#signalled = 0;
-    if (bar === 0 && size === 4 && (offset & 3) === 0 && offset < BAR0_SIZE) {
+    if (bar === 0 && size === 4 && (offset & 3) === 0 && offset < this.#regsSize) {
       const dword = this.#readDword(offset);
       if (this.#missed) this.#counters[C_GUEST_INVALID]++;
       this.#high = 0;
@@ -482,7 +502,7 @@ export class TsCore implements DeviceCore {
     size >>>= 0;
     this.#missed = false;
     this.#signalled = 0;
-    if (bar === 0 && size === 4 && (offset & 3) === 0 && offset < BAR0_SIZE) {
+    if (bar === 0 && size === 4 && (offset & 3) === 0 && offset < this.#regsSize) {
       this.#writeDword(offset, lo >>> 0);
       if (this.#missed) this.#counters[C_GUEST_INVALID]++;
       return this.#signalled;

@@ -40,7 +40,7 @@ export class IvshmemDevice extends DeviceModel {
     if (o.source === undefined) return new IvshmemDevice(o, undefined);
     const shared = SharedMemory.open(o.source, { size: o.size });
     try {
-      checkBar2Size(shared.size, shared.size, o.use64);
+      checkBar2Size(shared.size, shared.size, o.use64, o.mode);
       return new IvshmemDevice({ ...o, size: shared.size, memory: shared.map() }, shared);
     } catch (err) {
       // A size the kernel will not map (2^46 on most machines) must not leave a sparse object.
@@ -103,7 +103,7 @@ export class IvshmemDevice extends DeviceModel {
   static #onConnection(o: ResolvedOptions, conn: ServerConnection, handedOver = false): IvshmemDevice {
     try {
       const memory = conn.memory!;
-      checkBar2Size(memory.size, memory.size, o.use64);
+      checkBar2Size(memory.size, memory.size, o.use64, o.mode);
       const masterOption = o.masterOption;
       if (masterOption === 'on' && conn.id !== 0 && !handedOver) {
         throw new IvshmemError(

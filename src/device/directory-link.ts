@@ -30,7 +30,7 @@ export async function joinDirectory<D extends DeviceModel>(
   const conn = await DirectoryConnection.connect(port, { vectors: o.vectors, setupTimeoutMs: o.setupTimeoutMs });
   try {
     const size = conn.memory.byteLength;
-    checkBar2Size(size, size, o.use64);
+    checkBar2Size(size, size, o.use64, o.mode);
     if (o.masterOption === 'on' && conn.id !== 0) {
       throw new IvshmemError(
         'ERR_IVSHMEM_MASTER',

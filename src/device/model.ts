@@ -1,10 +1,11 @@
-// DeviceModel: the ivshmem PCI function as its guest sees it, without any I/O of its own. It joins
-// the configuration space (pci/), the register/interrupt/doorbell core (WebAssembly, or its
-// TypeScript twin), BAR2's bytes and the monitor's transport, and answers every guest access,
-// interrupt and route change. IvshmemDevice (device.ts) adds what needs the OS: creating the
+// DeviceModel: the ivshmem device as its guest sees it, without any I/O of its own. It joins the
+// bus side (the PCI function of pci/, or ivshmem-flat's fixed window of flat/), the
+// register/interrupt/doorbell core (WebAssembly, or its TypeScript twin), the shared memory's bytes
+// and the monitor's transport, and answers every guest access, interrupt and route change. IvshmemDevice (device.ts) adds what needs the OS: creating the
 // device on shared memory or a server, handing it over, closing what it opened.
 import {
   MODE_DOORBELL,
+  MODE_FLAT,
   REG_DOORBELL,
   MODE_INTX,
   MODE_PLAIN,
@@ -17,6 +18,8 @@ import { createCore } from '../core/create-core.js';
 import { EventEmitter } from 'node:events';
 import { argumentError, describeValue, IvshmemError } from '../errors.js';
 import { publishDeviceError } from './events.js';
+import type { BusFunction } from './bus-function.js';
+import { FlatWindow } from './flat/flat-window.js';
 import { IvshmemFunction } from './pci/ivshmem-function.js';
 import type { BarInfo, DeviceMode } from './pci/ivshmem-function.js';
 import { PCI_CONFIG_SPACE_SIZE } from './pci/registers.js';
@@ -28,7 +31,12 @@ export type { DeviceCounters, VectorCounters } from './metrics.js';
 import { RouteHooks } from './route-hooks.js';
 import type { BarAddress, DoorbellSink, VmmTransport } from './transport.js';
 
-const MODE_NUMBER: Record<DeviceMode, number> = { plain: MODE_PLAIN, doorbell: MODE_DOORBELL, intx: MODE_INTX };
+const MODE_NUMBER: Record<DeviceMode, number> = {
+  plain: MODE_PLAIN,
+  doorbell: MODE_DOORBELL,
+  intx: MODE_INTX,
+  flat: MODE_FLAT,
+};
 const TWO_32 = 2 ** 32;
 
 /** What the model needs to know, resolved and checked (options.ts does that). */
@@ -47,6 +55,9 @@ export interface ModelOptions {
   wasmModule: WebAssembly.Module | undefined;
   /** The server's socket, named in the error events a device publishes. */
   server: string | undefined;
+  /** flat mode: where the register window and the shared memory are (checked by options.ts). */
+  registersAddress: bigint | undefined;
+  memoryAddress: bigint | undefined;
 }
 
 /** What the server link tells the device; each call changes the core's routes and the transport's hooks together. */
@@ -91,7 +102,7 @@ export class DeviceModel extends EventEmitter {
   readonly vectorWait: 'loop' | 'manual';
 
   readonly #core: DeviceCore;
-  readonly #function: IvshmemFunction;
+  readonly #function: BusFunction;
   readonly #transport: VmmTransport;
   readonly #bar2: DataView;
   readonly #options: ModelOptions;
@@ -190,17 +201,22 @@ export class DeviceModel extends EventEmitter {
         `the core refused mode ${o.mode} with ${o.vectors} vectors`,
       );
     }
-    this.#function = new IvshmemFunction({
-      mode: o.mode,
-      vectors: o.vectors,
-      bar2Size: this.#size,
-      use64: o.use64,
-      msixBarSize: this.#core.msixBarSize(),
-      msixPbaOffset: this.#core.msixPbaOffset(),
-    });
+    this.#function =
+      o.mode === 'flat'
+        ? new FlatWindow({ registers: o.registersAddress!, memory: o.memoryAddress!, memorySize: this.#size })
+        : new IvshmemFunction({
+            mode: o.mode,
+            vectors: o.vectors,
+            bar2Size: this.#size,
+            use64: o.use64,
+            msixBarSize: this.#core.msixBarSize(),
+            msixPbaOffset: this.#core.msixPbaOffset(),
+          });
     this.bars = this.#function.bars;
     this.sharedMemory = { buffer: o.memory!, size: this.#size, fd: sharedFd };
     this.#bar2 = new DataView(o.memory!, 0, this.#size);
+    // A flat device's regions are where the monitor put them from the start: it hears so at once.
+    if (o.mode === 'flat') this.#updateMappings();
   }
 
   // Interrupts are delivered from guest accesses and from the event loop (a peer's doorbell), so
@@ -263,8 +279,10 @@ export class DeviceModel extends EventEmitter {
     this.#configChanged();
   }
 
+  // A flat device has no configuration space: every access is one that hits nothing.
   #configAccessValid(offset: number, size: number): boolean {
     const ok =
+      this.#function.hasConfigSpace &&
       (size === 1 || size === 2 || size === 4) &&
       Number.isInteger(offset) &&
       offset >= 0 &&

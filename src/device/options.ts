@@ -7,15 +7,23 @@ import type { PortLike } from '../protocol/directory-messages.js';
 import type { ModelOptions } from './model.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import type { DoorbellSink, VmmTransport } from './transport.js';
-import { MAX_PEERS, MAX_VECTORS } from '../core/abi.js';
+import { FLAT_MAX_VECTORS, MAX_PEERS, MAX_VECTORS } from '../core/abi.js';
 import { MAX_MAPPING, isSharedMemorySource } from '../os/memory-source.js';
 import type { SharedMemorySource } from '../os/memory-source.js';
 
 export type MasterOption = 'on' | 'off' | 'auto';
 
 export interface IvshmemDeviceOptions {
-  /** 'plain' (shared memory only), 'doorbell' (MSI-X doorbells) or 'intx' (the seed's INTx device). */
+  /**
+   * 'plain' (shared memory only), 'doorbell' (MSI-X doorbells), 'intx' (the seed's INTx device), or
+   * 'flat' (QEMU's ivshmem-flat: no PCI, the registers and the memory at `registersAddress` and
+   * `memoryAddress`, one IRQ line pulsed through setIrqLevel(1) then setIrqLevel(0), 1..64 vectors).
+   */
   mode?: DeviceMode;
+  /** flat mode: the guest-physical address of the 16-byte register window (4-byte aligned). */
+  registersAddress?: number | bigint;
+  /** flat mode: the guest-physical address of the shared memory. */
+  memoryAddress?: number | bigint;
   /**
    * BAR2's backing memory: real shared memory (`{ shm: name }` — the object QEMU opens as
    * memory-backend-file,mem-path=/dev/shm/NAME,share=on — `{ path }`, `{ memfd: name }`,
@@ -55,7 +63,7 @@ export interface IvshmemDeviceOptions {
    * much; a new (empty) object grows to it. Default: the memory's size.
    */
   size?: number;
-  /** Interrupt vectors (doorbell and intx modes): 1..2048, default 1. */
+  /** Interrupt vectors (doorbell and intx modes: 1..2048; flat: 1..64), default 1. */
   vectors?: number;
   /** This device's peer id, shown in IVPosition (doorbell and intx modes): 0..65535, default 0. */
   id?: number;
@@ -98,7 +106,8 @@ export interface ResolvedOptions extends ModelOptions {
   directory: PortLike | undefined;
 }
 
-const MODES: readonly DeviceMode[] = ['plain', 'doorbell', 'intx'];
+const MODES: readonly DeviceMode[] = ['plain', 'doorbell', 'intx', 'flat'];
+const TWO_64 = 2n ** 64n;
 const MAX_BAR32_SIZE = 2 ** 31;
 /** A memory BAR's low four bits are its type flags: sizing shows no BAR smaller than 16 bytes. */
 export const MIN_BAR2_SIZE = 16;
@@ -122,6 +131,8 @@ export const OPTION_KEYS = [
   'wasmModule',
   'handover',
   'directory',
+  'registersAddress',
+  'memoryAddress',
 ];
 
 function isPowerOfTwo(n: number): boolean {
@@ -227,6 +238,16 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
   if (mode !== 'plain' && (!Number.isInteger(vectors) || vectors < 1 || vectors > MAX_VECTORS)) {
     fail('ERR_IVSHMEM_INVALID_VECTORS', `vectors ${vectors} is out of range: MSI-X allows 1..${MAX_VECTORS}`);
   }
+  if (mode === 'flat' && vectors > FLAT_MAX_VECTORS) {
+    fail(
+      'ERR_IVSHMEM_INVALID_VECTORS',
+      `vectors ${vectors} is out of range: ivshmem-flat allows 1..${FLAT_MAX_VECTORS}`,
+    );
+  }
+  const registersAddress = flatAddress('registersAddress', options.registersAddress, mode);
+  const memoryAddress = flatAddress('memoryAddress', options.memoryAddress, mode);
+  if (registersAddress !== undefined && registersAddress % 4n !== 0n)
+    fail('ERR_IVSHMEM_INVALID_OPTION', `registersAddress 0x${registersAddress.toString(16)} is not 4-byte aligned`);
 
   const id = options.id ?? 0;
   if (!Number.isInteger(id) || id < 0 || id >= MAX_PEERS) {
@@ -254,7 +275,7 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     );
   const available = isBuffer ? (memory as ArrayBuffer).byteLength : Infinity;
   const size = options.size ?? (isBuffer ? available : undefined);
-  if (size !== undefined) checkBar2Size(size, available, use64);
+  if (size !== undefined) checkBar2Size(size, available, use64, mode);
 
   if (options.wasmModule !== undefined && !(options.wasmModule instanceof WebAssembly.Module)) {
     throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'wasmModule', 'a WebAssembly.Module', options.wasmModule);
@@ -294,12 +315,41 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     wasmModule: options.wasmModule,
     handover,
     directory,
+    registersAddress,
+    memoryAddress,
   };
 }
 
-/** BAR2 size rules: a power of two, no larger than what backs it, within a 32-bit BAR if use64 is off. */
-export function checkBar2Size(size: number, available: number, use64 = true): void {
+// A flat device's address: required in flat mode, refused in the others; a safe integer or a bigint below 2^64.
+function flatAddress(name: string, value: unknown, mode: DeviceMode): bigint | undefined {
+  if (mode !== 'flat') {
+    if (value !== undefined) fail('ERR_IVSHMEM_INVALID_OPTION', `${name} applies to the flat mode only`);
+    return undefined;
+  }
+  if (value === undefined)
+    fail(
+      'ERR_IVSHMEM_INVALID_OPTION',
+      `${name} is required in flat mode: the device has no BAR for the guest to place`,
+    );
+  const n =
+    typeof value === 'bigint' ? value : typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value) : -1n;
+  if (n < 0n || n >= TWO_64) throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', name, 'an address 0..2^64-1', value);
+  return n;
+}
+
+/**
+ * BAR2 size rules: a power of two, no larger than what backs it, within a 32-bit BAR if use64 is
+ * off. ivshmem-flat has no BAR: any size up to its 32-bit shmem-size property will do.
+ */
+export function checkBar2Size(size: number, available: number, use64 = true, mode: DeviceMode = 'doorbell'): void {
   if (size === 0) fail('ERR_IVSHMEM_INVALID_SIZE', 'size is 0: BAR2 needs at least one power-of-two block of memory');
+  if (mode === 'flat') {
+    if (!Number.isSafeInteger(size) || size < 0 || size >= 2 ** 32)
+      fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} does not fit ivshmem-flat's 32-bit memory size`);
+    if (size > available)
+      fail('ERR_IVSHMEM_INVALID_SIZE', `size ${size} is larger than the memory object (${available} bytes)`);
+    return;
+  }
   if (size < MIN_BAR2_SIZE)
     fail(
       'ERR_IVSHMEM_INVALID_SIZE',

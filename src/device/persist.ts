@@ -2,7 +2,7 @@
 //
 //   0   "IVSH"          magic
 //   4   u16 version     STATE_VERSION; newer versions are refused, not guessed at
-//   6   u8  mode        0 plain, 1 doorbell, 2 intx
+//   6   u8  mode        0 plain, 1 doorbell, 2 intx, 3 flat
 //   7   u8  flags       bit 0: 64-bit BAR2; bit 1: BAR2's memory follows the core words (v2)
 //   8   u32 vectors
 //   12  u32 reserved    0

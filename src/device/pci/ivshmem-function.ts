@@ -2,6 +2,7 @@
 // as QEMU lays them out for ivshmem-plain, ivshmem-doorbell and the seed's INTx device, and the
 // control bits the device core needs from it.
 import { CTRL_BUS_MASTER, CTRL_INTX_DISABLE, CTRL_MSIX_ENABLE, CTRL_MSIX_MASKALL } from '../../core/abi.js';
+import type { BarInfo, BusFunction } from '../bus-function.js';
 import { ConfigSpace } from './config-space.js';
 import {
   IVSHMEM_DEVICE_ID,
@@ -43,15 +44,9 @@ import {
   PCI_VENDOR_ID,
 } from './registers.js';
 
-export type DeviceMode = 'plain' | 'doorbell' | 'intx';
+export type DeviceMode = 'plain' | 'doorbell' | 'intx' | 'flat';
 
-/** One BAR as the guest sees it. */
-export interface BarInfo {
-  readonly index: number;
-  readonly size: number;
-  readonly type: 'mem32' | 'mem64';
-  readonly prefetchable: boolean;
-}
+export type { BarInfo } from '../bus-function.js';
 
 export interface FunctionLayout {
   mode: DeviceMode;
@@ -65,8 +60,9 @@ export interface FunctionLayout {
 /** Where QEMU's capability allocator puts the first capability. */
 export const MSIX_CAP_OFFSET = PCI_CONFIG_HEADER_SIZE;
 
-export class IvshmemFunction {
+export class IvshmemFunction implements BusFunction {
   readonly config = new ConfigSpace();
+  readonly hasConfigSpace = true;
   readonly bars: readonly BarInfo[];
   readonly msix: boolean;
 

@@ -13,6 +13,12 @@ export const REG_INTRMASK: u32 = 0x00;
 export const REG_INTRSTATUS: u32 = 0x04;
 export const REG_IVPOSITION: u32 = 0x08;
 export const REG_DOORBELL: u32 = 0x0c;
+/** The opt-in peer state registers (reserved, as in QEMU, unless the device has a state table). */
+export const REG_STATE: u32 = 0x10;
+export const REG_STATE_TABLE: u32 = 0x14;
+export const REG_STATE_SLOT: u32 = 0x18;
+/** ivshmem-flat's window when it carries the peer state registers. */
+export const FLAT_REGS_SIZE_WITH_STATE: u32 = 32;
 
 /** A Doorbell value: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored). */
 export const DOORBELL_PEER_SHIFT: u32 = 16;

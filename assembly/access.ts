@@ -5,7 +5,7 @@
 // the piece's (possibly unaligned) address, truncated to the piece. Pieces that hit no register
 // read 0 and are dropped, and the access counts as invalid.
 import { count } from "./counters";
-import { C_GUEST_INVALID, FLAT_REGS_SIZE, MODE_DOORBELL, MODE_FLAT } from "./abi";
+import { C_GUEST_INVALID, FLAT_REGS_SIZE, FLAT_REGS_SIZE_WITH_STATE, MODE_DOORBELL, MODE_FLAT } from "./abi";
 import * as bar0 from "./registers";
 import { pbaBytes, pbaReadDword, tableBytes, tableReadDword, tableWriteDword } from "./interrupts";
 
@@ -41,6 +41,11 @@ export function accessInit(mode: i32, vectors: u32): void {
   let size: u32 = 4096;
   if (pbaOffset + pbaBytes() > size) size = pbaOffset + pbaBytes();
   bar1Size = size <= 1 ? 1 : <u32>1 << (32 - clz(size - 1));
+}
+
+/** The peer state registers need 32 bytes: a flat window grows to hold them (BAR0 has room). */
+export function widenForPeerState(): void {
+  if (regsSize < FLAT_REGS_SIZE_WITH_STATE) regsSize = FLAT_REGS_SIZE_WITH_STATE;
 }
 
 export function bar1Bytes(): u32 {

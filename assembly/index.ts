@@ -2,7 +2,8 @@
 // window), doorbell routing, MSI-X, INTx and flat IRQ logic, counters and state. Every export takes and returns numbers; nothing is
 // allocated after init(). One instance models one device.
 import { FLAT_MAX_VECTORS, MAX_VECTORS, MODE_DOORBELL, MODE_FLAT, MODE_INTX, MODE_PLAIN } from "./abi";
-import { accessInit, bar1Bytes, pbaStart } from "./access";
+import { accessInit, bar1Bytes, pbaStart, widenForPeerState } from "./access";
+import { peerStateEnable } from "./peer-state";
 import { interruptsInit, interruptsReset } from "./interrupts";
 import { routesInit } from "./routes";
 import { registersInit, setPosition, signals } from "./registers";
@@ -30,6 +31,12 @@ export function init(mode: i32, vectors: u32, position: u32): i32 {
   setPosition(position);
   ready = true;
   return 0;
+}
+
+/** Turns on the peer state registers (once the device knows its table and its entry). */
+export function enableStateTable(offset: u32, slot: u32): void {
+  peerStateEnable(offset, slot);
+  widenForPeerState();
 }
 
 /** Device reset: registers and MSI-X as after a PCI reset; routes, id and counters are kept. */

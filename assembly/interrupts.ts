@@ -3,6 +3,7 @@
 // entry's mask bit is set or the function is masked (MSI-X disabled, or Function Mask set); a
 // fired vector that is masked sets its pending bit and is delivered when it becomes unmasked.
 import { alloc } from "./arena";
+import { peerStateOn, restoreStateValue, stateValue } from "./peer-state";
 import { count } from "./counters";
 import {
   C_IRQ_DELIVERED, C_IRQ_DROPPED_BAD_VECTOR, C_IRQ_DROPPED_DISABLED, C_IRQ_DROPPED_NO_MASTER,
@@ -261,9 +262,10 @@ export function pbaReadDword(offset: u32): u32 {
 
 // ---- state ---------------------------------------------------------------------------------
 
-// State words: IntrMask, IntrStatus, control, MSI-X table dwords, PBA dwords.
+// State words: IntrMask, IntrStatus, control, MSI-X table dwords, PBA dwords, and the State
+// register's value when the peer state table is on.
 export function stateWords(): i32 {
-  return <i32>(3 + (tableBytes() >>> 2) + (pbaBytes() >>> 2));
+  return <i32>(3 + (tableBytes() >>> 2) + (pbaBytes() >>> 2) + (peerStateOn() ? 1 : 0));
 }
 
 export function stateRead(i: u32): u32 {
@@ -273,6 +275,7 @@ export function stateRead(i: u32): u32 {
   const t = tableBytes() >>> 2;
   if (i - 3 < t) return load<u32>(table + ((i - 3) << 2));
   if (i - 3 - t < (pbaBytes() >>> 2)) return load<u32>(pba + ((i - 3 - t) << 2));
+  if (peerStateOn() && i - 3 - t == (pbaBytes() >>> 2)) return stateValue();
   return 0;
 }
 
@@ -284,6 +287,7 @@ export function stateWrite(i: u32, value: u32): void {
     const t = tableBytes() >>> 2;
     if (i - 3 < t) store<u32>(table + ((i - 3) << 2), value);
     else if (i - 3 - t < (pbaBytes() >>> 2)) store<u32>(pba + ((i - 3 - t) << 2), value);
+    else if (peerStateOn() && i - 3 - t == (pbaBytes() >>> 2)) restoreStateValue(value);
   }
 }
 

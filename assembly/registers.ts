@@ -6,10 +6,12 @@
 import { count } from "./counters";
 import { lookup, NO_PEER } from "./routes";
 import { getIntrMask, setIntrMask, setIntrStatus, takeIntrStatus } from "./interrupts";
+import { peerStateOn, publishState, stateSlot, stateTableOffset, stateValue } from "./peer-state";
 import {
   C_DOORBELL_NO_PEER, C_DOORBELL_NO_VECTOR, C_DOORBELL_SENT, DOORBELL_FLAT_VECTOR_MASK, DOORBELL_PEER_SHIFT,
   DOORBELL_VECTOR_MASK, MODE_FLAT,
   REG_DOORBELL as DOORBELL, REG_INTRMASK as INTRMASK, REG_INTRSTATUS as INTRSTATUS, REG_IVPOSITION as IVPOSITION,
+  REG_STATE, REG_STATE_SLOT, REG_STATE_TABLE,
 } from "./abi";
 
 /** Handles that the last write asks the glue to signal; an access rings at most a few. */
@@ -50,6 +52,11 @@ export function readDword(offset: u32): u32 {
   if (offset == INTRMASK) return getIntrMask();
   if (offset == INTRSTATUS) return takeIntrStatus();
   if (offset == IVPOSITION) return position;
+  if (peerStateOn()) {
+    if (offset == REG_STATE) return stateValue();
+    if (offset == REG_STATE_TABLE) return stateTableOffset();
+    if (offset == REG_STATE_SLOT) return stateSlot();
+  }
   missed = true; // Doorbell is write-only; the rest is reserved or unaligned
   return 0;
 }
@@ -62,7 +69,8 @@ export function writeDword(offset: u32, value: u32): void {
   else if (flat && (reg == INTRMASK || reg == INTRSTATUS)) return; // reserved: ignored
   else if (reg == INTRMASK) setIntrMask(value);
   else if (reg == INTRSTATUS) setIntrStatus(value);
-  else missed = true; // IVPosition is read-only; the rest is reserved
+  else if (reg == REG_STATE && peerStateOn()) publishState(value);
+  else missed = true; // IVPosition and the state table's place are read-only; the rest is reserved
 }
 
 /** Doorbell: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored, as in QEMU;

@@ -16,6 +16,19 @@ export type { SharedMemorySource, OpenOptions, CreateOptions } from './os/shared
 export { UnixSocket, UnixListener } from './os/unix-socket.js';
 export { MESSAGE_BYTES, PROTOCOL_VERSION, encodeMessage, decodeMessage } from './protocol/messages.js';
 export { IvshmemServer } from './server/ivshmem-server.js';
+export {
+  PeerStateTable,
+  STATE_TABLE_MAGIC,
+  STATE_TABLE_VERSION,
+  PRESENCE_EMPTY,
+  PRESENCE_PRESENT,
+  PRESENCE_GONE,
+  stateTableBytes,
+  defaultStateTableOffset,
+} from './core/peer-state-table.js';
+export type { StateEntry } from './core/peer-state-table.js';
+export type { StateTableDeviceOption } from './device/peer-state.js';
+export type { StateTableOption } from './server/state-keeper.js';
 export type { IvshmemServerOptions } from './server/ivshmem-server.js';
 export { HandoverOffer, takeOver } from './server/handover.js';
 export type { HandoverOptions, TakenOver } from './server/handover.js';

@@ -26,6 +26,9 @@ const USAGE = `Usage: ivshmem-server [OPTION]...
   -m, --memory-dir DIR     use an unlinked file in DIR instead, e.g. a hugetlbfs mount
   -l, --size SIZE          shared memory size, K/M/G suffixes allowed (default 4M; rounded up to a power of two)
   -n, --vectors N          vectors per peer (default 1; QEMU allows 64, this server ${MAX_SERVER_VECTORS})
+      --state-table SLOTS  keep a peer state table of SLOTS entries (1..65536) in the memory's
+                           last pages: peers that opt in publish a state and see who is gone
+                           (docs/peer-state-table.md); QEMU peers are unaffected
       --stats-interval SECS print statistics (one JSON line on stdout) every SECS seconds;
                            they are also printed on SIGUSR2
       --handover-socket PATH
@@ -58,6 +61,7 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
         size: { type: 'string', short: 'l' },
         vectors: { type: 'string', short: 'n' },
         'stats-interval': { type: 'string' },
+        'state-table': { type: 'string' },
         'handover-socket': { type: 'string' },
         takeover: { type: 'string' },
       },
@@ -92,6 +96,13 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
   const vectors = Number(v.vectors ?? '1');
   if (!Number.isInteger(vectors) || vectors < 1 || vectors > MAX_SERVER_VECTORS) {
     err.write(`ivshmem-server: cannot parse n_vectors (1..${MAX_SERVER_VECTORS})\n`);
+    return 1;
+  }
+  const stateSlots = v['state-table'] === undefined ? undefined : Number(v['state-table']);
+  if (stateSlots !== undefined && !(Number.isInteger(stateSlots) && stateSlots >= 1 && stateSlots <= 65536)) {
+    err.write(
+      `ivshmem-server: --state-table takes a number of slots, 1..65536\nTry 'ivshmem-server -h' for more information.\n`,
+    );
     return 1;
   }
   const socketPath = v['socket-path'] ?? DEFAULT_SOCKET_PATH;
@@ -151,7 +162,8 @@ export async function serverCommand(argv: string[], out = process.stdout, err = 
       ({ server, offer } = await takeOver(v.takeover, { log }));
       out.write(`took over ${server.socketPath} with peers [${server.peerIds.join(', ')}]\n`);
     } else {
-      server = IvshmemServer.start({ socketPath, memory, size, vectors, log });
+      const stateTable = stateSlots === undefined ? undefined : { slots: stateSlots };
+      server = IvshmemServer.start({ socketPath, memory, size, vectors, log, stateTable });
       if (v['handover-socket'] !== undefined) {
         try {
           offer = HandoverOffer.listen(server, v['handover-socket'], { log });

@@ -12,6 +12,12 @@ export const REG_INTRMASK = 0x00;
 export const REG_INTRSTATUS = 0x04;
 export const REG_IVPOSITION = 0x08;
 export const REG_DOORBELL = 0x0c;
+/** The opt-in peer state registers (reserved, as in QEMU, unless the device has a state table). */
+export const REG_STATE = 0x10;
+export const REG_STATE_TABLE = 0x14;
+export const REG_STATE_SLOT = 0x18;
+/** ivshmem-flat's window when it carries the peer state registers. */
+export const FLAT_REGS_SIZE_WITH_STATE = 32;
 
 /** A Doorbell value: bits 31..16 name the peer, bits 7..0 the vector (bits 15..8 are ignored). */
 export const DOORBELL_PEER_SHIFT = 16;
@@ -71,6 +77,8 @@ export interface CoreHost {
   sendMsi(addressLo: number, addressHi: number, data: number, vector: number): void;
   /** The INTx pin changed level (0 or 1). Called only on change. */
   setIrqLevel(level: number): void;
+  /** The guest wrote the State register (peer state table enabled): publish `value`. */
+  statePublished?(value: number): void;
 }
 
 /**
@@ -115,4 +123,6 @@ export interface DeviceCore {
   stateCommit(): void;
   msixBarSize(): number;
   msixPbaOffset(): number;
+  /** Turns on the peer state registers: the table at `offset` of the shared memory, our entry `slot`. */
+  enableStateTable(offset: number, slot: number): void;
 }

@@ -37,6 +37,10 @@ import {
   DOORBELL_VECTOR_MASK,
   FLAT_MAX_VECTORS,
   FLAT_REGS_SIZE,
+  FLAT_REGS_SIZE_WITH_STATE,
+  REG_STATE,
+  REG_STATE_SLOT,
+  REG_STATE_TABLE,
   MSIX_ENTRY_ADDR_HI,
   MSIX_ENTRY_ADDR_LO,
   MSIX_ENTRY_CTRL,
@@ -71,6 +75,11 @@ export class TsCore implements DeviceCore {
   #vectors = 0;
   #position = 0;
   #regsSize = BAR0_SIZE;
+  // the peer state registers (assembly/peer-state.ts)
+  #stateOn = false;
+  #stateValue = 0;
+  #stateTable = 0;
+  #stateSlot = 0;
   #vectorMask = DOORBELL_VECTOR_MASK;
   // routes: per peer id, the handles announced so far (undefined = absent), and doorbells per route
   #routes: (number[] | undefined)[] = [];
@@ -334,6 +343,11 @@ export class TsCore implements DeviceCore {
       return value;
     }
     if (offset === REG_IVPOSITION) return this.#position;
+    if (this.#stateOn) {
+      if (offset === REG_STATE) return this.#stateValue;
+      if (offset === REG_STATE_TABLE) return this.#stateTable;
+      if (offset === REG_STATE_SLOT) return this.#stateSlot;
+    }
     this.#missed = true;
     return 0;
   }
@@ -348,6 +362,9 @@ export class TsCore implements DeviceCore {
     } else if (reg === REG_INTRSTATUS) {
       this.#intrStatus = value >>> 0;
       this.#updateLine();
+    } else if (reg === REG_STATE && this.#stateOn) {
+      this.#stateValue = value >>> 0;
+      this.#host.statePublished?.(this.#stateValue);
     } else this.#missed = true;
   }
 
@@ -526,8 +543,15 @@ export class TsCore implements DeviceCore {
 
   // ---- state ----
 
+  enableStateTable(offset: number, slot: number): void {
+    this.#stateOn = true;
+    this.#stateTable = offset >>> 0;
+    this.#stateSlot = slot >>> 0;
+    if (this.#regsSize < FLAT_REGS_SIZE_WITH_STATE) this.#regsSize = FLAT_REGS_SIZE_WITH_STATE;
+  }
+
   stateWords(): number {
-    return 3 + this.#table.length + this.#pba.length;
+    return 3 + this.#table.length + this.#pba.length + (this.#stateOn ? 1 : 0);
   }
 
   stateRead(index: number): number {
@@ -537,6 +561,7 @@ export class TsCore implements DeviceCore {
     if (i === 2) return this.#control;
     if (i - 3 < this.#table.length) return this.#table[i - 3];
     if (i - 3 - this.#table.length < this.#pba.length) return this.#pba[i - 3 - this.#table.length];
+    if (this.#stateOn && i - 3 - this.#table.length === this.#pba.length) return this.#stateValue;
     return 0;
   }
 
@@ -548,6 +573,7 @@ export class TsCore implements DeviceCore {
     else if (i === 2) this.#control = v;
     else if (i - 3 < this.#table.length) this.#table[i - 3] = v;
     else if (i - 3 - this.#table.length < this.#pba.length) this.#pba[i - 3 - this.#table.length] = v;
+    else if (this.#stateOn && i - 3 - this.#table.length === this.#pba.length) this.#stateValue = v;
   }
 
   stateCommit(): void {

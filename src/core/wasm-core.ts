@@ -54,6 +54,7 @@ export class WasmCore implements DeviceCore {
   readonly stateCommit: CoreExports['stateCommit'];
   readonly msixBarSize: CoreExports['msixBarSize'];
   readonly msixPbaOffset: CoreExports['msixPbaOffset'];
+  readonly enableStateTable: CoreExports['enableStateTable'];
   /** A call into this instance that does nothing: the baseline a dispatch is measured against. */
   readonly nop: () => void;
   /** The same with write32's signature (two numbers in, one out). */
@@ -66,6 +67,7 @@ export class WasmCore implements DeviceCore {
         sendMsi: (lo: number, hi: number, data: number, vector: number) =>
           host.sendMsi(lo >>> 0, hi >>> 0, data >>> 0, vector >>> 0),
         setIrqLevel: (level: number) => host.setIrqLevel(level),
+        statePublished: (value: number) => host.statePublished?.(value >>> 0),
         abort: (msg: number, file: number, line: number, column: number) => {
           const text = memory ? `${readAsString(memory, msg)} (${readAsString(memory, file)}:${line}:${column})` : '';
           throw new IvshmemError('ERR_IVSHMEM_CORE', `ivshmem core aborted: ${text}`);
@@ -94,6 +96,7 @@ export class WasmCore implements DeviceCore {
     this.stateCommit = x.stateCommit;
     this.msixBarSize = x.msixBarSize;
     this.msixPbaOffset = x.msixPbaOffset;
+    this.enableStateTable = x.enableStateTable;
     this.nop = x.nop;
     this.nopWrite = x.nopWrite;
     this.signals = this.#view();

@@ -29,6 +29,8 @@ import type { DeviceCounters, VectorCounters } from './metrics.js';
 
 export type { DeviceCounters, VectorCounters } from './metrics.js';
 import { RouteHooks } from './route-hooks.js';
+import { DevicePeerState, flatRegistersSize } from './peer-state.js';
+import type { StateTableDeviceOption } from './peer-state.js';
 import type { BarAddress, DoorbellSink, VmmTransport } from './transport.js';
 
 const MODE_NUMBER: Record<DeviceMode, number> = {
@@ -58,6 +60,10 @@ export interface ModelOptions {
   /** flat mode: where the register window and the shared memory are (checked by options.ts). */
   registersAddress: bigint | undefined;
   memoryAddress: bigint | undefined;
+  /** Take part in the server's peer state table (opt-in). */
+  stateTable: StateTableDeviceOption | undefined;
+  /** The Subsystem ID a guest reads to tell regions apart (PCI modes; QEMU's 0x1100 by default). */
+  subsystemId: number | undefined;
 }
 
 /** What the server link tells the device; each call changes the core's routes and the transport's hooks together. */
@@ -112,6 +118,10 @@ export class DeviceModel extends EventEmitter {
   #mapped: BarAddress[] = [null, null, null];
   #transportErrors = 0;
   #transportWarned = false;
+  #peerState: DevicePeerState | undefined;
+  // A State write the core reported, published once the core's call has returned.
+  #statePending = false;
+  #stateValue = 0;
 
   // The one door for what the server says (the link calls these): each change reaches the core
   // and the transport's fast-path hooks together.
@@ -190,6 +200,10 @@ export class DeviceModel extends EventEmitter {
           this.#transportFailed('setIrqLevel', err);
         }
       },
+      statePublished: (value) => {
+        this.#statePending = true;
+        this.#stateValue = value;
+      },
     };
     this.#core = createCore(host, { kind: o.core, wasm: o.wasmModule });
     this.#hooks = new RouteHooks(transport, this.#core, o.vectorWait === 'manual', (call, err) =>
@@ -203,7 +217,12 @@ export class DeviceModel extends EventEmitter {
     }
     this.#function =
       o.mode === 'flat'
-        ? new FlatWindow({ registers: o.registersAddress!, memory: o.memoryAddress!, memorySize: this.#size })
+        ? new FlatWindow({
+            registers: o.registersAddress!,
+            memory: o.memoryAddress!,
+            memorySize: this.#size,
+            registersSize: flatRegistersSize(o.stateTable !== undefined),
+          })
         : new IvshmemFunction({
             mode: o.mode,
             vectors: o.vectors,
@@ -211,10 +230,15 @@ export class DeviceModel extends EventEmitter {
             use64: o.use64,
             msixBarSize: this.#core.msixBarSize(),
             msixPbaOffset: this.#core.msixPbaOffset(),
+            subsystemId: o.subsystemId,
           });
     this.bars = this.#function.bars;
     this.sharedMemory = { buffer: o.memory!, size: this.#size, fd: sharedFd };
     this.#bar2 = new DataView(o.memory!, 0, this.#size);
+    if (o.stateTable !== undefined) {
+      this.#peerState = new DevicePeerState(o.memory!, this.#size, o.id, o.vectors, o.stateTable);
+      this.#core.enableStateTable(this.#peerState.table.offset, this.#peerState.slot);
+    }
     // A flat device's regions are where the monitor put them from the start: it hears so at once.
     if (o.mode === 'flat') this.#updateMappings();
   }
@@ -369,6 +393,23 @@ export class DeviceModel extends EventEmitter {
     }
     if (n !== 0) this.#ring(n);
     if (bar === 1) this.#hooks.msixChanged(); // the MSI-X table
+    if (this.#statePending) this.#publishState();
+  }
+
+  // The guest wrote State: its entry changes, and every other listening peer is rung (through the
+  // core, so each ring is routed, bounded and counted as a doorbell like any other).
+  #publishState(): void {
+    this.#statePending = false;
+    const sink = this.#options.doorbell;
+    for (const value of this.#peerState!.publish(this.#stateValue, this.vectors)) {
+      const handle = this.#core.doorbell(value);
+      if (handle >= 0) sink?.ring(handle);
+    }
+  }
+
+  /** The peer state table this device takes part in (stateTable option), or undefined. */
+  get peerStateTable(): DevicePeerState['table'] | undefined {
+    return this.#peerState?.table;
   }
 
   // The core takes u32 arguments: a fraction or a number past 2^32 would be truncated onto a

@@ -7,6 +7,7 @@ import type { PortLike } from '../protocol/directory-messages.js';
 import type { ModelOptions } from './model.js';
 import type { DeviceMode } from './pci/ivshmem-function.js';
 import type { DoorbellSink, VmmTransport } from './transport.js';
+import type { StateTableDeviceOption } from './peer-state.js';
 import { FLAT_MAX_VECTORS, MAX_PEERS, MAX_VECTORS } from '../core/abi.js';
 import { MAX_MAPPING, isSharedMemorySource } from '../os/memory-source.js';
 import type { SharedMemorySource } from '../os/memory-source.js';
@@ -75,6 +76,15 @@ export interface IvshmemDeviceOptions {
   transport: VmmTransport;
   /** Where doorbell writes ring a peer's route handle. Needed before routes are connected. */
   doorbell?: DoorbellSink;
+  /**
+   * Take part in the server's peer state table (docs/peer-state-table.md; the server needs
+   * stateTable too): `vector` is the one of ours the other peers ring when any entry changes, and
+   * the State register (BAR0 0x10) publishes our guest's 32-bit state. Off by default: the device is
+   * then QEMU's, register for register.
+   */
+  stateTable?: StateTableDeviceOption;
+  /** PCI modes: the Subsystem ID the guest reads (0..0xffff), so a driver can tell regions apart. Default QEMU's 0x1100. */
+  subsystemId?: number;
   /** Which core runs the registers: the WebAssembly core (default) or its TypeScript twin. */
   core?: 'wasm' | 'ts';
   /** A compiled core to use instead of the embedded release build (e.g. the debug build). */
@@ -133,6 +143,8 @@ export const OPTION_KEYS = [
   'directory',
   'registersAddress',
   'memoryAddress',
+  'stateTable',
+  'subsystemId',
 ];
 
 function isPowerOfTwo(n: number): boolean {
@@ -317,7 +329,44 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     directory,
     registersAddress,
     memoryAddress,
+    stateTable: checkStateTableOption(options.stateTable, mode, server, directory),
+    subsystemId: checkSubsystemId(options.subsystemId, mode),
   };
+}
+
+// The state table is the server's: a device joins one that keeps it, in a mode with vectors.
+function checkStateTableOption(
+  value: unknown,
+  mode: DeviceMode,
+  server: string | undefined,
+  directory: PortLike | undefined,
+): StateTableDeviceOption | undefined {
+  if (value === undefined) return undefined;
+  const o = value as StateTableDeviceOption;
+  const keys = value !== null && typeof value === 'object' ? Object.keys(value) : ['?'];
+  if (keys.some((k) => k !== 'vector' && k !== 'offset') || typeof o.vector !== 'number')
+    throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'stateTable', '{ vector, offset? }', value);
+  if (o.offset !== undefined && (!Number.isInteger(o.offset) || o.offset < 0))
+    throw invalidValue(
+      'ERR_IVSHMEM_INVALID_OPTION',
+      'stateTable.offset',
+      'a byte offset in the shared memory',
+      o.offset,
+    );
+  if (mode === 'plain') fail('ERR_IVSHMEM_INVALID_OPTION', 'a plain device has no vectors to hear a state table on');
+  if (directory !== undefined)
+    fail('ERR_IVSHMEM_INVALID_OPTION', 'the peer directory keeps no state table: join an ivshmem server for one');
+  if (server === undefined)
+    fail('ERR_IVSHMEM_INVALID_OPTION', 'stateTable needs a server: the server keeps the table and marks peers gone');
+  return { vector: o.vector, offset: o.offset };
+}
+
+function checkSubsystemId(value: unknown, mode: DeviceMode): number | undefined {
+  if (value === undefined) return undefined;
+  if (mode === 'flat') fail('ERR_IVSHMEM_INVALID_OPTION', 'subsystemId is a PCI register: a flat device has none');
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0xffff)
+    throw invalidValue('ERR_IVSHMEM_INVALID_OPTION', 'subsystemId', 'an integer 0..0xffff', value);
+  return value;
 }
 
 // A flat device's address: required in flat mode, refused in the others; a safe integer or a bigint below 2^64.

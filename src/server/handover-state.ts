@@ -37,4 +37,6 @@ export interface HandoverState {
   refusals: Record<string, number>;
   /** In connection order. */
   peers: HandoverPeer[];
+  /** The peer state table the server keeps in the memory, if it has one. */
+  stateTable?: { offset: number; slots: number };
 }

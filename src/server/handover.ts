@@ -476,6 +476,10 @@ export async function takeOver(controlPath: string, options: HandoverOptions = {
           peers: [],
           memoryLock: d.memoryLock === undefined || d.memoryLock === -1 ? -1 : take(d.memoryLock),
           memoryCreated: d.memoryCreated !== false,
+          stateTable:
+            d.stateTable === undefined
+              ? undefined
+              : { offset: Number(d.stateTable.offset), slots: Number(d.stateTable.slots) },
         };
         const controlFd = take(d.control);
         const queueRefs = new Set([d.memory]);

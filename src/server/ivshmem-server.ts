@@ -23,6 +23,8 @@ import { checkServerOptions } from './server-options.js';
 import type { ServerMemorySource } from '../os/server-memory.js';
 import { publishJoin, publishLeave, publishRefuse } from './server-events.js';
 import type { IvshmemServerStats } from './server-events.js';
+import { StateKeeper } from './state-keeper.js';
+import type { StateTableOption } from './state-keeper.js';
 
 export type { IvshmemServerStats } from './server-events.js';
 
@@ -49,6 +51,11 @@ export interface IvshmemServerOptions {
   legacy?: boolean;
   /** Log lines (QEMU's verbose output); default: none. */
   log?: (line: string) => void;
+  /**
+   * Keep a peer state table in the shared memory (docs/peer-state-table.md): true for 64 slots in
+   * the memory's last page, or { slots, offset }. Off by default: the memory is then never touched.
+   */
+  stateTable?: StateTableOption;
 }
 
 /** Vectors per peer this server hands out: as many as the device can take. */
@@ -87,6 +94,7 @@ export class IvshmemServer extends EventEmitter {
   readonly #stallMs: number;
   readonly #maxQueue: number;
   readonly #legacy: boolean;
+  readonly #stateKeeper: StateKeeper | undefined;
   #stallTimer: NodeJS.Timeout | undefined;
   readonly #stats = {
     joins: 0,
@@ -169,6 +177,16 @@ export class IvshmemServer extends EventEmitter {
       }
     }
     try {
+      const place = adopted ? adopted.stateTable : StateKeeper.place(o.stateTable, this.#memory.memory.size);
+      this.#stateKeeper =
+        place === undefined
+          ? undefined
+          : new StateKeeper(
+              this.#memory.memory,
+              place,
+              (id, vector) => this.#peers.get(id)?.vectors[vector]?.signal(),
+              adopted?.peers.map((p) => p.id),
+            );
       this.#reserve = EventFd.create();
       this.#listenWatcher = FdWatcher.forReadiness(this.#listener.fd, () => this.#acceptAll());
     } catch (err) {
@@ -304,6 +322,7 @@ export class IvshmemServer extends EventEmitter {
     // announced as a leave; one before that (it hung up at once) is told to nobody.
     const existing = [...this.#peers.values()];
     this.#peers.set(id, peer);
+    this.#stateKeeper?.claim(id); // present in the table before it learns its id
     this.#admitting = true;
     try {
       this.#sendSetup(peer, existing);
@@ -317,6 +336,7 @@ export class IvshmemServer extends EventEmitter {
     if (peer.socket.closed) return; // dropped while sending
     peer.outbox.openLimit(this.#maxQueue);
     peer.joined = true;
+    this.#stateKeeper?.joined(id);
     this.#stats.joins++;
     this.#log(`new peer id = ${id}`);
     publishJoin({ socketPath: this.socketPath, id, peers: this.#stats.joins - this.#stats.leaves });
@@ -435,6 +455,7 @@ export class IvshmemServer extends EventEmitter {
         this.#send(other, BigInt(peer.id));
       }
     }
+    if (known) this.#stateKeeper?.left(peer.id); // its entry says gone before its fds close
     if (known) {
       this.#log(`peer ${peer.id} left: ${reason}`);
       if (peer.joined) {
@@ -531,6 +552,7 @@ export class IvshmemServer extends EventEmitter {
       counters,
       refusals: Object.fromEntries(this.#refusals),
       peers,
+      stateTable: this.#stateKeeper?.place,
     };
   }
 

@@ -15,6 +15,7 @@ const KEYS = [
   'firstId',
   'legacy',
   'log',
+  'stateTable',
 ];
 
 function refuse(code: IvshmemErrorCode, name: string, wants: string, value: unknown): never {
@@ -64,6 +65,12 @@ export function checkServerOptions(o: unknown): void {
       refuse('ERR_IVSHMEM_INVALID_OPTION', 'stallTimeoutMs', 'a positive number of milliseconds', t);
   }
   integerIn('maxQueuedMessages', options.maxQueuedMessages, 1, 2 ** 31 - 1);
+  const table = options.stateTable;
+  if (table !== undefined && typeof table !== 'boolean') {
+    const keys = table !== null && typeof table === 'object' ? Object.keys(table) : ['?'];
+    if (keys.some((k) => k !== 'slots' && k !== 'offset'))
+      refuse('ERR_IVSHMEM_INVALID_OPTION', 'stateTable', 'true, or { slots?, offset? }', table);
+  }
   integerIn('firstId', options.firstId, 0, 0xffff);
   if (options.legacy !== undefined && typeof options.legacy !== 'boolean')
     refuse('ERR_IVSHMEM_INVALID_OPTION', 'legacy', 'a boolean', options.legacy);

@@ -27,6 +27,7 @@ type Op =
   | { op: 'write32'; offset: number; value: number }
   | { op: 'doorbell'; value: number }
   | { op: 'reset' }
+  | { op: 'stateTable'; offset: number; slot: number }
   | { op: 'state'; index: number; value: number };
 
 const offset = fc.oneof(
@@ -79,6 +80,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ op: 'reset' as const }) },
   {
     weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant('stateTable' as const),
+      offset: u32,
+      slot: fc.integer({ min: 0, max: 63 }),
+    }),
+  },
+  {
+    weight: 1,
     arbitrary: fc.record({ op: fc.constant('state' as const), index: fc.integer({ min: 0, max: 80 }), value: u32 }),
   },
 );
@@ -104,6 +113,7 @@ function subject(kind: 'wasm' | 'ts', wasm?: WebAssembly.Module): Subject {
     {
       sendMsi: (lo, hi, data, vector) => events.push(`msi ${lo} ${hi} ${data} ${vector}`),
       setIrqLevel: (level) => events.push(`irq ${level}`),
+      statePublished: (value) => events.push(`state ${value}`),
     },
     { kind, wasm },
   );
@@ -140,6 +150,9 @@ function apply(s: Subject, o: Op): unknown {
     case 'reset':
       c.reset();
       return null;
+    case 'stateTable':
+      c.enableStateTable(o.offset, o.slot);
+      return c.stateWords();
     case 'state':
       c.stateWrite(o.index, o.value);
       c.stateCommit();

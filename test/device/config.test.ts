@@ -40,6 +40,21 @@ describe.each(CORE_VARIANTS)('configuration space (%s core)', (variant) => {
     expect(d.configRead(0x1c, 4)).toBe(0);
   });
 
+  it('carries the region identity the VMM chose in its Subsystem ID, read-only to the guest', async () => {
+    const { device: d } = await makeDevice(variant, { mode: 'doorbell', vectors: 2, subsystemId: 0x2a });
+    expect([d.configRead(0x2c, 2), d.configRead(0x2e, 2)]).toEqual([0x1af4, 0x2a]);
+    d.configWrite(0x2e, 2, 0xffff);
+    expect(d.configRead(0x2e, 2)).toBe(0x2a);
+    const rest = dump(d);
+    rest[0x2e] = 0x00;
+    rest[0x2f] = 0x11;
+    expect(rest, 'every other byte is QEMU').toEqual(DOORBELL_2);
+    await expect(makeDevice(variant, { mode: 'doorbell', subsystemId: 0x10000 })).rejects.toMatchObject({
+      code: 'ERR_IVSHMEM_INVALID_OPTION',
+      message: expect.stringMatching(/subsystemId.*0\.\.0xffff/),
+    });
+  });
+
   it("has QEMU's write masks", async () => {
     const { device: d } = await makeDevice(variant, { mode: 'plain', size: 1 << 20 });
     const writable: number[] = [];

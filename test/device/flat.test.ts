@@ -133,7 +133,7 @@ describe('ivshmem-flat options', () => {
     await expect(create({ vectors: 0 })).rejects.toMatchObject({ code: 'ERR_IVSHMEM_INVALID_VECTORS' });
   });
 
-  it('needs both addresses, 4-byte aligned registers, no overlap; refuses them in the PCI modes', async () => {
+  it('needs both addresses, 4-byte aligned registers, no overlap; refuses them in the PCI modes, and the PCI-only options', async () => {
     for (const [extra, message] of [
       [{ registersAddress: undefined }, /registersAddress is required in flat mode/],
       [{ memoryAddress: undefined }, /memoryAddress is required in flat mode/],
@@ -144,6 +144,7 @@ describe('ivshmem-flat options', () => {
       [{ registersAddress: MEM + 4080 }, /overlaps the shared memory/],
       [{ memoryAddress: 2n ** 64n - 2048n }, /runs past the 64-bit address space/],
       [{ mode: 'doorbell' }, /registersAddress applies to the flat mode only/],
+      [{ subsystemId: 1 }, /subsystemId is a PCI register: a flat device has none/],
     ] as const) {
       await expect(create(extra)).rejects.toMatchObject({ code: 'ERR_IVSHMEM_INVALID_OPTION', message });
     }

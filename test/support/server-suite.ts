@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { IvshmemServer } from '../../src/server/ivshmem-server.js';
+import type { IvshmemServerOptions } from '../../src/server/ivshmem-server.js';
 import { runNewestFirst } from './cleanups.js';
 
 export interface ServerSuiteOptions {
@@ -25,8 +26,8 @@ export interface ServerSuite {
   readonly cleanups: Array<() => unknown>;
   /** The suite's shm object prefix (for checks of its own). */
   readonly shmPrefix: string;
-  /** A server on a fresh socket and shm object, closed after the test. */
-  startServer(): IvshmemServer;
+  /** A server on a fresh socket and shm object, closed after the test; `extra` adds options. */
+  startServer(extra?: Partial<IvshmemServerOptions>): IvshmemServer;
 }
 
 export function serverSuite(options: ServerSuiteOptions): ServerSuite {
@@ -56,12 +57,13 @@ export function serverSuite(options: ServerSuiteOptions): ServerSuite {
   return {
     cleanups,
     shmPrefix,
-    startServer() {
+    startServer(extra = {}) {
       const server = IvshmemServer.start({
         socketPath: join(dir, `server-${n}.sock`),
         memory: { shm: `${shmPrefix}${n++}` },
         size: options.size,
         vectors: options.vectors,
+        ...extra,
       });
       cleanups.push(() => server.close());
       return server;

@@ -55,6 +55,8 @@ export interface FunctionLayout {
   use64: boolean;
   msixBarSize: number;
   msixPbaOffset: number;
+  /** The Subsystem ID the guest reads (region identity); QEMU's 0x1100 by default. */
+  subsystemId?: number;
 }
 
 /** Where QEMU's capability allocator puts the first capability. */
@@ -83,7 +85,7 @@ export class IvshmemFunction implements BusFunction {
     c.set8(PCI_REVISION_ID, mode === 'intx' ? 0 : 1);
     c.set16(PCI_CLASS_DEVICE, PCI_CLASS_MEMORY_RAM);
     c.set16(PCI_SUBSYSTEM_VENDOR_ID, IVSHMEM_SUBSYSTEM_VENDOR_ID);
-    c.set16(PCI_SUBSYSTEM_ID, IVSHMEM_SUBSYSTEM_ID);
+    c.set16(PCI_SUBSYSTEM_ID, this.layout.subsystemId ?? IVSHMEM_SUBSYSTEM_ID);
     c.set8(PCI_INTERRUPT_PIN, mode === 'intx' ? 1 : 0);
 
     c.set16(

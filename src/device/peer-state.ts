@@ -1,0 +1,54 @@
+// A device's part in the opt-in peer state table: it finds its own entry (the server made it
+// present before the device learned its id), says which of its vectors its peers should ring, and
+// publishes what its guest writes to the State register, ringing every other listening peer. The
+// table is in the shared memory, which every guest on the server can write: what it holds is
+// guest data, so each vector read from it is bounded before it is rung.
+import { FLAT_REGS_SIZE, FLAT_REGS_SIZE_WITH_STATE } from '../core/abi.js';
+import { IvshmemError } from '../errors.js';
+import { PeerStateTable, defaultStateTableOffset } from '../core/peer-state-table.js';
+
+/** The device's stateTable option. */
+export interface StateTableDeviceOption {
+  /** The vector this device's guest is interrupted on when any entry changes. */
+  vector: number;
+  /** Where the server keeps the table (default: the memory's last page, as the server's default). */
+  offset?: number;
+}
+
+export class DevicePeerState {
+  readonly table: PeerStateTable;
+  readonly slot: number;
+
+  constructor(memory: ArrayBufferLike, size: number, id: number, vectors: number, o: StateTableDeviceOption) {
+    if (!Number.isInteger(o.vector) || o.vector < 0 || o.vector >= vectors) {
+      throw new IvshmemError(
+        'ERR_IVSHMEM_INVALID_OPTION',
+        `stateTable.vector ${o.vector} is not one of this device's ${vectors} vectors`,
+      );
+    }
+    this.table = PeerStateTable.open(memory, o.offset ?? defaultStateTableOffset(size));
+    this.slot = this.table.slotOf(id);
+    if (this.slot < 0) {
+      throw new IvshmemError(
+        'ERR_IVSHMEM_STATE_TABLE',
+        `the state table has no entry for peer ${id}: all ${this.table.slots} slots are taken (start the server with more)`,
+      );
+    }
+    this.table.listen(this.slot, o.vector);
+  }
+
+  /** Publishes `state`; returns the (peer, vector) doorbells to ring, each inside the device's vectors. */
+  publish(state: number, vectors: number): number[] {
+    this.table.publish(this.slot, state);
+    const out: number[] = [];
+    for (const { id, vector } of this.table.listeners(this.slot)) {
+      if (vector < vectors && id <= 0xffff) out.push(((id << 16) | vector) >>> 0);
+    }
+    return out;
+  }
+}
+
+/** The flat window's size: the state registers need 0x10..0x1b. */
+export function flatRegistersSize(withState: boolean): number {
+  return withState ? FLAT_REGS_SIZE_WITH_STATE : FLAT_REGS_SIZE;
+}

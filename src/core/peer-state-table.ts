@@ -128,6 +128,24 @@ export class PeerStateTable {
     return new PeerStateTable(memory, offset, slots);
   }
 
+  /**
+   * The table in its default place, whatever its slot count: it ends where the memory ends, in
+   * whole pages, so a device need not be told how many slots the server chose. Looks at each page
+   * boundary from the end for a header whose size puts its end there.
+   */
+  static findAtEnd(memory: ArrayBufferLike, size = memory.byteLength): PeerStateTable {
+    const largest = stateTableBytes(65536);
+    for (let bytes = STATE_TABLE_ALIGN; bytes <= Math.min(size, largest); bytes += STATE_TABLE_ALIGN) {
+      const h = new DataView(memory, size - bytes, STATE_HEADER_BYTES);
+      if (h.getUint32(H_MAGIC, true) === STATE_TABLE_MAGIC && stateTableBytes(h.getUint32(H_SLOTS, true)) === bytes)
+        return PeerStateTable.open(memory, size - bytes);
+    }
+    throw new IvshmemError(
+      'ERR_IVSHMEM_STATE_TABLE',
+      `no peer state table at the end of the shared memory: start the server with one (stateTable, --state-table), or give the device its offset`,
+    );
+  }
+
   get generation(): number {
     return this.#view.getUint32(H_GENERATION, true);
   }

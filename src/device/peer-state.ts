@@ -5,13 +5,13 @@
 // guest data, so each vector read from it is bounded before it is rung.
 import { FLAT_REGS_SIZE, FLAT_REGS_SIZE_WITH_STATE } from '../core/abi.js';
 import { IvshmemError } from '../errors.js';
-import { PeerStateTable, defaultStateTableOffset } from '../core/peer-state-table.js';
+import { PeerStateTable } from '../core/peer-state-table.js';
 
 /** The device's stateTable option. */
 export interface StateTableDeviceOption {
   /** The vector this device's guest is interrupted on when any entry changes. */
   vector: number;
-  /** Where the server keeps the table (default: the memory's last page, as the server's default). */
+  /** Where the server keeps the table (default: found where the server's default puts it, ending at the memory's end). */
   offset?: number;
 }
 
@@ -26,7 +26,8 @@ export class DevicePeerState {
         `stateTable.vector ${o.vector} is not one of this device's ${vectors} vectors`,
       );
     }
-    this.table = PeerStateTable.open(memory, o.offset ?? defaultStateTableOffset(size));
+    this.table =
+      o.offset === undefined ? PeerStateTable.findAtEnd(memory, size) : PeerStateTable.open(memory, o.offset);
     this.slot = this.table.slotOf(id);
     if (this.slot < 0) {
       throw new IvshmemError(

@@ -232,6 +232,9 @@ export class IvshmemServer extends EventEmitter {
       messagesQueued: s.messagesQueued,
       bytesQueued: s.messagesQueued * 8,
       peakQueue: s.peakQueue,
+      ...(this.#stateKeeper && {
+        stateTable: { ...this.#stateKeeper.place, joinsWithoutEntry: this.#stateKeeper.full },
+      }),
     };
   }
 

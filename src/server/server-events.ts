@@ -43,6 +43,8 @@ export interface IvshmemServerStats {
   bytesQueued: number;
   /** The longest any one client's queue has been. */
   peakQueue: number;
+  /** With a peer state table: where it is, and how many joins found every slot present (those peers have no entry). */
+  stateTable?: { offset: number; slots: number; joinsWithoutEntry: number };
 }
 
 const joinChannel = channel(JOIN_CHANNEL);

@@ -11,6 +11,7 @@ import {
   PRESENCE_PRESENT,
   PeerStateTable,
   STATE_TABLE_MAGIC,
+  defaultStateTableOffset,
   stateTableBytes,
 } from '../../src/core/peer-state-table.js';
 import { deviceBundle } from '../support/device-bundle.js';
@@ -74,6 +75,10 @@ describe('the peer state table', () => {
     expect(t.entry(0)).toMatchObject({ id: 10, presence: PRESENCE_GONE, vector: -1 });
     expect(t.listeners(), 'present and listening').toEqual([{ id: 11, vector: 1 }]);
     expect(PeerStateTable.open(memory, offset).entries()).toEqual(t.entries());
+    expect(PeerStateTable.findAtEnd(memory).entries(), 'found at the end without its offset').toEqual(t.entries());
+    const big = new ArrayBuffer(SIZE);
+    PeerStateTable.format(big, defaultStateTableOffset(SIZE, 300), 300);
+    expect(PeerStateTable.findAtEnd(big)).toMatchObject({ slots: 300, offset: SIZE - 3 * 4096 });
     // A reader refuses what it cannot read, with the code and the reason.
     expect(() => PeerStateTable.open(memory, offset + 8)).toThrow(/no peer state table at offset/);
     new DataView(memory, offset).setUint16(4, 2, true);
@@ -89,12 +94,26 @@ describe('the peer state table', () => {
     );
   });
 
+  it('admits peers past the last slot without an entry, counted; a device that wants one fails with the reason', async () => {
+    const server = startServer({ stateTable: { slots: 1 } });
+    const first = await peer(server.socketPath, true);
+    cleanups.push(() => first.device.close());
+    const other = await peer(server.socketPath, false);
+    cleanups.push(() => other.device.close());
+    await expect(peer(server.socketPath, true)).rejects.toMatchObject({
+      code: 'ERR_IVSHMEM_STATE_TABLE',
+      message: expect.stringMatching(/all 1 slots are taken/),
+    });
+    expect(server.stats().stateTable).toEqual({ offset: SIZE - 4096, slots: 1, joinsWithoutEntry: 2 });
+    expect(first.device.peerStateTable!.entries().map((e) => e.id)).toEqual([first.device.id]);
+  });
+
   it('a device that asks for a table the server does not keep fails with the reason and gives back its fds', async () => {
     const server = startServer();
     const before = openFdCount();
     await expect(peer(server.socketPath, true)).rejects.toMatchObject({
       code: 'ERR_IVSHMEM_STATE_TABLE',
-      message: expect.stringMatching(/no peer state table at offset .*start the server with one/),
+      message: expect.stringMatching(/no peer state table at the end of the shared memory: start the server with one/),
     });
     await new Promise((r) => setTimeout(r, 20)); // the server's side of the closed socket
     expect(openFdCount(), 'fds after the refusal').toBe(before);
@@ -161,6 +180,36 @@ describe('the peer state table', () => {
     await until(() => view.getUint32(64 + 32 * aSlot + 4, true) === PRESENCE_GONE, "A's entry says gone");
     await until(() => b.heard() > heard, "B rung for A's leave");
     expect(view.getUint32(64 + 32 * aSlot + 8, true), 'its last state stays readable').toBe(0xc0ffee);
+  });
+
+  it('a flat device takes part through the same registers, its window widened to 0x1f, and is rung by a pulse', async () => {
+    const server = start();
+    const b = await peer(server.socketPath, true);
+    const pulses: number[] = [];
+    const f = await IvshmemDevice.create({
+      mode: 'flat',
+      vectors: 2,
+      server: server.socketPath,
+      registersAddress: 0x400ff000,
+      memoryAddress: 0x60000000,
+      stateTable: { vector: 1 },
+      transport: { setIrqLevel: (level) => pulses.push(level), sendMsi() {} },
+    });
+    for (const d of [b.device, f]) cleanups.push(() => d.close());
+    await meet(b, { device: f });
+    expect(f.mmioRead(0, STATE_TABLE, 4)).toBe(SIZE - 4096);
+    expect(f.mmioRead(0, STATE_SLOT, 4)).toBe(f.peerStateTable!.slotOf(f.id));
+    const invalid = f.counters().invalidGuestAccesses;
+    expect(f.mmioRead(0, 0x1c, 4), 'past the state registers').toBe(0);
+    expect(f.counters().invalidGuestAccesses).toBe(invalid + 1);
+    const heard = b.heard();
+    f.mmioWrite(0, STATE, 4, 0xf1a7);
+    await until(() => b.heard() > heard, 'B rung by the flat peer');
+    expect(b.device.peerStateTable!.entry(f.peerStateTable!.slotOf(f.id)).state).toBe(0xf1a7);
+    const before = pulses.length;
+    b.device.mmioWrite(0, STATE, 4, 1);
+    await until(() => pulses.length >= before + 2, 'the flat device pulsed');
+    expect(pulses.slice(before, before + 2)).toEqual([1, 0]);
   });
 
   it('a peer killed with SIGKILL is gone for the others at once (its EOF), measured', async () => {

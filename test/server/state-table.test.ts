@@ -21,6 +21,7 @@ import { LineProcess } from '../support/line-process.js';
 import { setUpQemuDoorbell, until } from '../support/qemu-peer.js';
 import { DEFAULT_QEMU, QTest, qemuUnavailableReason } from '../support/qtest.js';
 import { serverSuite } from '../support/server-suite.js';
+import { HandoverOffer, takeOver } from '../../src/server/handover.js';
 
 const CHILD = new URL('../support/state-peer-child.mjs', import.meta.url).pathname;
 const QEMU = process.env.QEMU_SYSTEM_X86_64 ?? DEFAULT_QEMU;
@@ -232,6 +233,36 @@ describe('the peer state table', () => {
     const ms = performance.now() - t0;
     console.log(`SIGKILL → the other peer rung with the entry gone: ${ms.toFixed(2)} ms (polled every 1 ms)`);
     expect(table.entry(slot)).toMatchObject({ id, presence: PRESENCE_GONE, state: 0x600d });
+  });
+
+  it('a successor server (hand-over) keeps the table and the slots: it marks a peer gone that left after it took over', async () => {
+    const old = start();
+    const ctl = `${old.socketPath}.ctl`;
+    const offer = HandoverOffer.listen(old, ctl);
+    cleanups.push(() => offer.close());
+    const a = await peer(old.socketPath, true);
+    const b = await peer(old.socketPath, true);
+    for (const p of [a, b]) cleanups.push(() => p.device.close());
+    await meet(a, b);
+    a.device.mmioWrite(0, STATE, 4, 0xaaaa);
+    const table = b.device.peerStateTable!;
+    const aSlot = table.slotOf(a.device.id);
+    const before = table.entries();
+
+    const { server: next, offer: nextOffer } = await takeOver(ctl);
+    cleanups.push(() => next.close());
+    cleanups.push(() => nextOffer.close());
+    expect(next.stats().stateTable).toMatchObject({ offset: SIZE - 4096, slots: 64 });
+    expect(table.entries(), 'the table is untouched by the hand-over').toEqual(before);
+    const heard = b.heard();
+    a.device.close();
+    await until(() => table.entry(aSlot).presence === PRESENCE_GONE, "the successor marks A's entry gone");
+    await until(() => b.heard() > heard, 'and rings B');
+    expect(table.entry(aSlot).state).toBe(0xaaaa);
+    const c = await peer(old.socketPath, true);
+    cleanups.push(() => c.device.close());
+    expect(table.slotOf(c.device.id), 'a newcomer gets a slot from the successor').toBeGreaterThanOrEqual(0);
+    expect(table.slotOf(c.device.id)).not.toBe(table.slotOf(b.device.id));
   });
 
   it.skipIf(qemuMissing !== null)(

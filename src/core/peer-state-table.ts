@@ -146,6 +146,16 @@ export class PeerStateTable {
     );
   }
 
+  /** The table at `place` if it is there as described (same version and slots), else undefined. */
+  static tryOpen(memory: ArrayBufferLike, place: { offset: number; slots: number }): PeerStateTable | undefined {
+    try {
+      const t = PeerStateTable.open(memory, place.offset);
+      return t.slots === place.slots ? t : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   get generation(): number {
     return this.#view.getUint32(H_GENERATION, true);
   }

@@ -37,7 +37,12 @@ export class StateKeeper {
     return { offset, slots };
   }
 
-  /** A fresh table (format), or (adopted) the one a handed-over server kept, its slots found again. */
+  /**
+   * A fresh table (format), or (adopted) the one a handed-over server kept, its peers' slots found
+   * again. The table is guest-writable: one whose header a guest broke is formatted afresh, and a
+   * peer whose entry a guest changed gets a slot anew, so a guest cannot make a hand-over fail or
+   * hide a peer's later leave.
+   */
   constructor(
     memory: SharedMemory,
     place: StateTablePlace,
@@ -45,13 +50,13 @@ export class StateKeeper {
     adoptedIds?: number[],
   ) {
     const bytes = memory.map();
-    this.#table = adoptedIds
-      ? PeerStateTable.open(bytes, place.offset)
-      : PeerStateTable.format(bytes, place.offset, place.slots);
     this.#ring = ring;
+    this.#table =
+      (adoptedIds && PeerStateTable.tryOpen(bytes, place)) || PeerStateTable.format(bytes, place.offset, place.slots);
     for (const id of adoptedIds ?? []) {
       const slot = this.#table.slotOf(id);
       if (slot >= 0) this.#slots.set(id, slot);
+      else this.claim(id);
     }
   }
 

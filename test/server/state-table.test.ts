@@ -265,6 +265,31 @@ describe('the peer state table', () => {
     expect(table.slotOf(c.device.id)).not.toBe(table.slotOf(b.device.id));
   });
 
+  it('a guest that broke the table cannot make a hand-over fail: the successor formats it again with every peer in it', async () => {
+    const old = start();
+    const ctl = `${old.socketPath}.ctl`;
+    const offer = HandoverOffer.listen(old, ctl);
+    cleanups.push(() => offer.close());
+    const a = await peer(old.socketPath, true);
+    const b = await peer(old.socketPath, false); // watches the memory after A is gone
+    for (const p of [a, b]) cleanups.push(() => p.device.close());
+    const view = new DataView(b.device.sharedMemory.buffer, SIZE - 4096);
+    view.setUint32(0, 0xbad, true); // the magic, as a hostile guest would write it
+
+    const { server: next, offer: nextOffer } = await takeOver(ctl);
+    cleanups.push(() => next.close());
+    cleanups.push(() => nextOffer.close());
+    expect(view.getUint32(0, true)).toBe(STATE_TABLE_MAGIC);
+    const table = PeerStateTable.open(b.device.sharedMemory.buffer, SIZE - 4096);
+    const slot = table.slotOf(a.device.id);
+    expect(
+      [slot, table.slotOf(b.device.id)].every((s) => s >= 0),
+      'both peers in the new table',
+    ).toBe(true);
+    a.device.close();
+    await until(() => table.entry(slot).presence === PRESENCE_GONE, "the successor marks A's entry gone");
+  });
+
   it.skipIf(qemuMissing !== null)(
     'a QEMU ivshmem-doorbell on the same server keeps working, gets an entry, and is never rung for the table',
     async () => {

@@ -5,7 +5,10 @@
     # the prebuilds shipped in the package: IVSHMEM_WERROR=1), so a warning is fixed before a
     # release; a user's fallback build from source does not set it, so a newer compiler's new
     # warnings cannot stop an install of code that ours compiled cleanly.
-    "ivshmem_werror%": "<!(node -p \"process.env.IVSHMEM_WERROR === '1' ? 1 : 0\")"
+    "ivshmem_werror%": "<!(node -p \"process.env.IVSHMEM_WERROR === '1' ? 1 : 0\")",
+    # The fast-call module (native/fast/) is built unless IVSHMEM_FAST_BUILD=0: the package's
+    # prebuilds leave it out (it binds to one Node's V8, where the N-API addon loads in any).
+    "ivshmem_fast%": "<!(node -p \"process.env.IVSHMEM_FAST_BUILD === '0' ? 0 : 1\")"
   },
   "targets": [
     {
@@ -15,6 +18,7 @@
         "native/errors.cc",
         "native/registry.cc",
         "native/eventfd.cc",
+        "native/eventfd-io.cc",
         "native/memory.cc",
         "native/socket.cc",
         "native/listening.cc",
@@ -33,5 +37,21 @@
         ["ivshmem_werror==1", { "cflags_cc": ["-Werror"] }]
       ]
     }
+  ],
+  "conditions": [
+    ["ivshmem_fast==1", {
+      "targets": [
+        {
+          # V8 fast API calls for the per-doorbell eventfd write and drain (src/os/fast-binding.ts).
+          "target_name": "ivshmem_fast",
+          "sources": ["native/fast/fast.cc", "native/eventfd-io.cc"],
+          # node.h's NODE_MODULE_INIT casts the init function to its registration type itself.
+          "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-cast-function-type"],
+          "conditions": [
+            ["ivshmem_werror==1", { "cflags_cc": ["-Werror"] }]
+          ]
+        }
+      ]
+    }]
   ]
 }

@@ -27,6 +27,7 @@ import { PeerDirectory } from '../src/server/directory.js';
 import { IvshmemServer } from '../src/server/ivshmem-server.js';
 import { enableMsix, programVector } from '../test/support/device-harness.js';
 import { chromiumRoundTrip } from './support/chromium-round-trip.js';
+import type { RoundTripFigures } from './support/chromium-round-trip.js';
 import { machine, resultsFile } from './support/results.js';
 import { printTable } from './support/table.js';
 
@@ -44,15 +45,7 @@ interface PeerData {
   warmup: number;
 }
 
-interface PingResult {
-  p50: number;
-  p99: number;
-  p999: number;
-  max: number;
-  count: number;
-  interrupts: number;
-  doorbells: number;
-}
+type PingResult = RoundTripFigures;
 
 if (!isMainThread) await peer(workerData as PeerData);
 else await main();

@@ -5,6 +5,8 @@
 //    against the same write(2) from a C program (bench/c/eventfd_write.c, compiled here with the
 //    system compiler into out/bench/). Each iteration is a batch of 1,024 writes followed by one
 //    drain, in JavaScript and in C alike; ns/write = batch time / 1,024. Target: ≤ 1.2× C.
+//    EventFd.signal() is timed too: the public path every ring takes, a V8 fast call straight
+//    into C where the fast-call module is built (native/fast/), else the same N-API call.
 //    A reference row times an addon call that makes no system call (isOwnedFd: the N-API crossing
 //    plus a mutex and a hash lookup), an upper bound on what crossing into the addon costs.
 //    The machine's speed drifts (shared vCPUs: the same write(2) costs ~180 or ~230 ns from one
@@ -24,6 +26,7 @@ import { REG_DOORBELL } from '../src/core/abi.js';
 import { IvshmemDevice } from '../src/device/device.js';
 import { native } from '../src/os/binding.js';
 import { EventFd, eventfdDoorbell } from '../src/os/eventfd.js';
+import { fastBinding, fastCallStatus } from '../src/os/fast-binding.js';
 import { SharedMemory } from '../src/os/shared-memory.js';
 import { compileC } from './support/cc.js';
 import { machine, resultsFile } from './support/results.js';
@@ -37,6 +40,8 @@ const ROUNDS = QUICK ? 2 : 5;
 const ROUND_MS = TASK_MS / ROUNDS;
 const ROUND_WARMUP_MS = QUICK ? 30 : 60;
 const BATCH = 1024;
+const PUBLIC_SIGNAL = 'EventFd.signal (fast call where built)';
+const FAST_NOP = 'V8 fast call, no syscall';
 const MEM_SIZE = 64 * 1024 * 1024;
 const TARGET_RATIO = 1.2;
 
@@ -139,6 +144,9 @@ const tally = {
   ownedCalls: 0,
   signalBatches: 0,
   signalDrained: 0,
+  nopNonZero: 0,
+  publicBatches: 0,
+  publicDrained: 0,
   ringBatches: 0,
   ringDrained: 0,
   answerBatches: 0,
@@ -262,12 +270,32 @@ const WIRE_TASKS: [name: string, fn: () => void][] = [
     },
   ],
   [
+    FAST_NOP,
+    () => {
+      const fast = fastBinding();
+      if (fast === null) return;
+      const fd = signalFd.fd;
+      let zero = 0;
+      for (let i = 0; i < BATCH; i++) zero |= fast.nop(fd);
+      tally.nopNonZero += zero;
+    },
+  ],
+  [
     'addon eventfdSignal',
     () => {
       const fd = signalFd.fd;
       for (let i = 0; i < BATCH; i++) raw.eventfdSignal(fd);
       tally.signalBatches++;
       tally.signalDrained += raw.eventfdDrain(fd);
+    },
+  ],
+  [
+    // What EventFd.signal() and every doorbell ring use: V8's fast call where the module is built.
+    PUBLIC_SIGNAL,
+    () => {
+      for (let i = 0; i < BATCH; i++) signalFd.signal();
+      tally.publicBatches++;
+      tally.publicDrained += signalFd.drain();
     },
   ],
   [
@@ -337,6 +365,9 @@ if (tally.ownedCalls === 0 || tally.ownedCalls % BATCH !== 0)
 if (tally.signalDrained !== tally.signalBatches * BATCH) {
   fail(`CHECK FAILED: ${tally.signalBatches * BATCH} eventfd signals, ${tally.signalDrained} drained`);
 }
+if (tally.nopNonZero !== 0) fail('CHECK FAILED: the fast no-op returned something other than 0');
+if (tally.publicDrained !== tally.publicBatches * BATCH)
+  fail(`CHECK FAILED: ${tally.publicBatches * BATCH} EventFd.signal calls, ${tally.publicDrained} drained`);
 if (tally.ringDrained !== tally.ringBatches * BATCH)
   fail(`CHECK FAILED: ${tally.ringBatches * BATCH} doorbells, ${tally.ringDrained} drained`);
 if (tally.answerDrained !== tally.answerBatches * BATCH)
@@ -462,6 +493,7 @@ printTable(
 const cRow = wireRows[0];
 const bareRow = wireRows.find((r) => r.task === 'addon isOwnedFd, no syscall')!;
 const signalRow = wireRows.find((r) => r.task === 'addon eventfdSignal')!;
+const publicRow = wireRows.find((r) => r.task === PUBLIC_SIGNAL)!;
 const ringRow = wireRows.find((r) => r.task === 'device doorbell → eventfd')!;
 const mappedRows = memRows.filter((r) => r.task.startsWith(MAPPED_LABEL));
 const slowest = mappedRows.reduce((a, b) => (b.ratioToArrayBuffer < a.ratioToArrayBuffer ? b : a));
@@ -488,6 +520,11 @@ console.log(
   `target: doorbell ring path <= 1.2x C         ${verdict(targets.doorbellRingWithin1_2xC.met)}  ${ringRow.ratioToC.toFixed(2)}x median (${range(ringRow)}; ${ringRow.p50.toFixed(1)} vs ${cRow.p50.toFixed(1)} ns)`,
 );
 console.log(
+  `report: EventFd.signal (${fastCallStatus().split(':')[0]})  ${publicRow.p50.toFixed(1)} ns = ${(publicRow.p50 - cRow.p50).toFixed(1)} ns over C, ` +
+    `${(signalRow.p50 - publicRow.p50).toFixed(1)} ns less than through N-API; a fast call without a syscall ` +
+    `${wireRows.find((r) => r.task === FAST_NOP)?.p50.toFixed(1) ?? '(not built)'} ns (medians)`,
+);
+console.log(
   `report: where the time goes                 addon call without a syscall (isOwnedFd) ${bareRow.p50.toFixed(1)} ns; addon signal - C ${(signalRow.p50 - cRow.p50).toFixed(1)} ns; ` +
     `device doorbell - addon signal ${(ringRow.p50 - signalRow.p50).toFixed(1)} ns (medians)`,
 );
@@ -506,7 +543,8 @@ const floorAt = (lines: number) => floor.writeNs[floor.lines.indexOf(lines)];
 console.log(
   `report: the syscall floor under memory pressure  C write(2) with 0/8/32/128 random lines touched between calls: ` +
     `${floor.writeNs.map((n) => n.toFixed(0)).join('/')} ns; addon eventfdSignal ${signalRow.p50.toFixed(0)} ns = ` +
-    `${(signalRow.p50 - floorAt(32)).toFixed(0)} ns over the 32-line floor (a bare addon call: ${bareRow.p50.toFixed(0)} ns)`,
+    `${(signalRow.p50 - floorAt(32)).toFixed(0)} ns over the 32-line floor (a bare addon call: ${bareRow.p50.toFixed(0)} ns); ` +
+    `EventFd.signal ${publicRow.p50.toFixed(0)} ns = ${(publicRow.p50 - floorAt(32)).toFixed(0)} ns over it`,
 );
 
 const file = resultsFile('native.json', ROOT);
@@ -520,6 +558,7 @@ writeFileSync(
       batch: BATCH,
       compiler,
       check: 'passed',
+      fastCalls: fastCallStatus(),
       writeFloor: {
         ...floor,
         unit: 'ns per write(2) with that many random cache lines of 64 MiB touched between calls',

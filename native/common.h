@@ -5,6 +5,8 @@
 
 #include <napi.h>
 
+#include "eventfd-io.h"
+
 #include <cstdint>
 #include <string>
 
@@ -33,14 +35,7 @@ bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name);
 
 // CLOCK_MONOTONIC in milliseconds: the clock libuv's uv_now() reads, so deadlines compare with it.
 int64_t NowMs();
-// One read(2) of an eventfd's counter, which resets it; EINTR is retried. Returns 0 with the count
-// in *value (0 when nothing had arrived: EAGAIN), or the errno of a failed read.
-int EventfdRead(int fd, uint64_t* value);
-// One write(2) of 1 to an eventfd, EINTR retried. Returns 0, or the errno of a failed write.
-// EAGAIN counts as success: the counter is at its maximum, so a wake-up is pending already.
-int EventfdWriteOne(int fd);
-// One write(2) of `value`, EINTR retried. Returns 0, or the errno of a failed write (EAGAIN too).
-int EventfdAdd(int fd, uint64_t value);
+
 
 // 1 when a listening UNIX socket is bound to `path` (found in the kernel's socket table, without
 // connecting), 0 when none is (or nothing is at the path), -1 when the table cannot be read or the

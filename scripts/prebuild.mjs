@@ -59,6 +59,8 @@ function prebuild(arch, extraArgs, extraEnv) {
   const env = {
     ...process.env,
     IVSHMEM_WERROR: '1',
+    // The N-API addon only: the fast-call module binds to one Node's V8 (binding.gyp).
+    IVSHMEM_FAST_BUILD: '0',
     JOBS: 'max',
     ...(dir ? { npm_config_nodedir: dir } : {}),
     ...extraEnv,

@@ -11,6 +11,7 @@ export type { CoreHost, DeviceCore } from './core/abi.js';
 export * as coreAbi from './core/abi.js';
 export { STATE_VERSION } from './device/persist.js';
 export { EventFd, eventfdDoorbell } from './os/eventfd.js';
+export { fastCallStatus } from './os/fast-binding.js';
 export { SharedMemory, MAX_MAPPING } from './os/shared-memory.js';
 export type { SharedMemorySource, OpenOptions, CreateOptions } from './os/shared-memory.js';
 export { UnixSocket, UnixListener } from './os/unix-socket.js';

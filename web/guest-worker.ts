@@ -10,6 +10,7 @@ import type { V86Emulator } from '../src/web.js';
 import { guestMachine } from '../scripts/v86-guest-machine.mjs';
 import type { GuestFileName } from '../scripts/v86-guest-machine.mjs';
 import { ARMED_MARKER, installDriver, parseReceipts, startDriver } from './guest-script.js';
+import { deviceFigures } from './messages.js';
 import type { FromPeer, PeerReport, StartPeer, ToPeer } from './messages.js';
 
 const REPORT_MS = 200;
@@ -101,7 +102,6 @@ async function run(start: StartPeer): Promise<void> {
       interrupts = r.interrupts;
     }
     consumed = Math.max(consumed, end);
-    const c = device.counters();
     const message: PeerReport = {
       type: 'report',
       id: me,
@@ -113,11 +113,7 @@ async function run(start: StartPeer): Promise<void> {
       corrupt,
       lostToLeave: 0,
       interrupts,
-      doorbellsSent: c.doorbellsSent,
-      doorbellsDropped: c.doorbellsDropped.noPeer + c.doorbellsDropped.noVector,
-      interruptsDelivered: c.interruptsDelivered,
-      peers: [...directory.peers.keys()],
-      leftSeen: [...leftSeen],
+      ...deviceFigures(device.counters(), directory.peers.keys(), leftSeen),
       done: false,
       samples: [],
       console: text.slice(-CONSOLE_TAIL).replace(TERMINAL_CONTROL, ''),

@@ -1,5 +1,6 @@
 // What the demo page and its peer workers say to each other (the directory's own messages travel
 // on the port the page hands each worker, not here).
+import type { DeviceCounters } from '../src/device/metrics.js';
 
 /** Page → worker, once: the directory port and this peer's part. */
 export interface StartPeer {
@@ -59,6 +60,21 @@ export interface PeerReport {
   samples: number[];
   /** The guest's console, its last few KB (v86 peers only). */
   console?: string;
+}
+
+/** The part of a report every kind of peer fills in the same way, from its device and directory. */
+export function deviceFigures(
+  c: DeviceCounters,
+  peers: Iterable<number>,
+  leftSeen: Iterable<number>,
+): Pick<PeerReport, 'doorbellsSent' | 'doorbellsDropped' | 'interruptsDelivered' | 'peers' | 'leftSeen'> {
+  return {
+    doorbellsSent: c.doorbellsSent,
+    doorbellsDropped: c.doorbellsDropped.noPeer + c.doorbellsDropped.noVector,
+    interruptsDelivered: c.interruptsDelivered,
+    peers: [...peers],
+    leftSeen: [...leftSeen],
+  };
 }
 
 export type FromPeer =

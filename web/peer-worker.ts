@@ -10,6 +10,7 @@
 import { IvshmemError, WebDevice, coreAbi } from '../src/web.js';
 import { enableMsix } from '../src/demo/driver.js';
 import { VECTOR_ACK, VECTOR_MESSAGE, checksum, pairMailboxOffset } from '../src/demo/mailbox.js';
+import { deviceFigures } from './messages.js';
 import type { FromPeer, PeerReport, StartPeer, ToPeer } from './messages.js';
 
 const REPORT_MS = 100;
@@ -183,7 +184,6 @@ async function run(start: StartPeer): Promise<void> {
   });
 
   function report() {
-    const c = device.counters();
     const message: PeerReport = {
       type: 'report',
       id: me,
@@ -195,11 +195,7 @@ async function run(start: StartPeer): Promise<void> {
       corrupt,
       lostToLeave,
       interrupts,
-      doorbellsSent: c.doorbellsSent,
-      doorbellsDropped: c.doorbellsDropped.noPeer + c.doorbellsDropped.noVector,
-      interruptsDelivered: c.interruptsDelivered,
-      peers: [...directory.peers.keys()],
-      leftSeen: [...leftSeen],
+      ...deviceFigures(device.counters(), directory.peers.keys(), leftSeen),
       done: finished(),
       samples,
     };

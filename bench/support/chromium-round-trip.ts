@@ -10,9 +10,8 @@ import { LineProcess } from '../../test/support/line-process.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-export interface BrowserRoundTrip {
-  browser: string;
-  /** Nanoseconds, from the page's µs figures. */
+/** A round-trip measurement's figures, in nanoseconds, and what the peers counted. */
+export interface RoundTripFigures {
   p50: number;
   p99: number;
   p999: number;
@@ -20,6 +19,10 @@ export interface BrowserRoundTrip {
   count: number;
   interrupts: number;
   doorbells: number;
+}
+
+export interface BrowserRoundTrip extends RoundTripFigures {
+  browser: string;
 }
 
 export async function chromiumRoundTrip(total: number, warmup: number): Promise<BrowserRoundTrip | null> {

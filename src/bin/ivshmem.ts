@@ -6,6 +6,7 @@ import { checkBar2Size } from '../device/options.js';
 import { IvshmemError } from '../errors.js';
 import type { DeviceMode } from '../device/pci/ivshmem-function.js';
 import { probeFunction } from '../device/pci/probe.js';
+import { fastCallStatus } from '../os/fast-binding.js';
 import { parseSize } from './size.js';
 import { serverCommand } from './server-command.js';
 import { clientCommand } from './client-command.js';
@@ -101,6 +102,7 @@ async function info(args: string[]): Promise<void> {
   console.log(
     `  IVPosition ${device.mmioRead(0, 8, 4)}; registers IntrMask ${hex(device.mmioRead(0, 0, 4), 8)}, IntrStatus ${hex(device.mmioRead(0, 4, 4), 8)}`,
   );
+  console.log(`  eventfd doorbells: V8 fast calls ${fastCallStatus()}`);
   device.close();
 }
 

@@ -149,6 +149,9 @@ function findAddon(): string {
       `the native addon cannot be found: no ivshmem-ts package.json above ${fileURLToPath(import.meta.url)} to look for ${built} or ${shipped} in`,
     );
   }
+  // By name: build/Release also holds the fast-call module, and node-gyp-build takes its first .node.
+  const own = join(root, 'build/Release/ivshmem_native.node');
+  if (existsSync(own)) return own;
   try {
     const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as { path(dir: string): string };
     return nodeGypBuild.path(root);
@@ -177,8 +180,15 @@ function load(file: string): RawBinding {
 }
 
 let loaded: RawBinding | undefined;
+let path: string | undefined;
+
+/** The file the addon is loaded from (the fast-call module, fast-binding.ts, is looked for beside it). */
+export function addonPath(): string {
+  path ??= findAddon();
+  return path;
+}
 
 export function native(): RawBinding {
-  loaded ??= load(findAddon());
+  loaded ??= load(addonPath());
   return loaded;
 }

@@ -1,6 +1,11 @@
-// The eventfd system calls behind every ring and drain (eventfd-io.h).
+// The eventfd system calls behind every ring and drain (eventfd-io.h). They go through
+// syscall(2), not glibc's read() and write(): those are cancellation points, and in a process with
+// more than one thread (Node always has several) glibc brackets each call with switching
+// asynchronous cancellation on and off. That costs about 25 ns per call here, a fifth of the
+// write itself. Nothing in this addon cancels threads.
 #include "eventfd-io.h"
 
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,7 +16,7 @@ int EventfdRead(int fd, uint64_t* value) {
   *value = 0;
   ssize_t n;
   do {
-    n = read(fd, value, sizeof *value);
+    n = syscall(SYS_read, fd, value, sizeof *value);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && errno != EAGAIN) return errno;
   return 0;
@@ -20,7 +25,7 @@ int EventfdRead(int fd, uint64_t* value) {
 int EventfdAdd(int fd, uint64_t value) {
   ssize_t n;
   do {
-    n = write(fd, &value, sizeof value);
+    n = syscall(SYS_write, fd, &value, sizeof value);
   } while (n < 0 && errno == EINTR);
   return n < 0 ? errno : 0;
 }

@@ -538,13 +538,25 @@ console.log(
 // touches memory, as every Node process does.
 const floorRun = spawnSync(FLOOR_BINARY, [QUICK ? '100000' : '400000'], { encoding: 'utf8', timeout: 60_000 });
 if (floorRun.status !== 0) fail(`${FLOOR_BINARY} failed: exit ${floorRun.status} ${floorRun.stderr}`);
-const floor = JSON.parse(floorRun.stdout) as { lines: number[]; writeNs: number[]; loopNs: number[] };
+const floor = JSON.parse(floorRun.stdout) as {
+  lines: number[];
+  writeNs: number[];
+  loopNs: number[];
+  tight: Record<'oneThread' | 'twoThreads', { write: number; syscall: number }>;
+};
 const floorAt = (lines: number) => floor.writeNs[floor.lines.indexOf(lines)];
 console.log(
   `report: the syscall floor under memory pressure  C write(2) with 0/8/32/128 random lines touched between calls: ` +
     `${floor.writeNs.map((n) => n.toFixed(0)).join('/')} ns; addon eventfdSignal ${signalRow.p50.toFixed(0)} ns = ` +
     `${(signalRow.p50 - floorAt(32)).toFixed(0)} ns over the 32-line floor (a bare addon call: ${bareRow.p50.toFixed(0)} ns); ` +
     `EventFd.signal ${publicRow.p50.toFixed(0)} ns = ${(publicRow.p50 - floorAt(32)).toFixed(0)} ns over it`,
+);
+
+const t = floor.tight;
+console.log(
+  `report: glibc's write() vs syscall(2) in C     one thread ${t.oneThread.write.toFixed(0)} / ${t.oneThread.syscall.toFixed(0)} ns, ` +
+    `two threads ${t.twoThreads.write.toFixed(0)} / ${t.twoThreads.syscall.toFixed(0)} ns; EventFd.signal ${publicRow.p50.toFixed(0)} ns = ` +
+    `${(publicRow.p50 / t.twoThreads.syscall).toFixed(2)}x the two-thread syscall(2) floor (+${(publicRow.p50 - t.twoThreads.syscall).toFixed(0)} ns)`,
 );
 
 const file = resultsFile('native.json', ROOT);

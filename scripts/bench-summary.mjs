@@ -98,9 +98,29 @@ else {
       'ns over C',
       0,
       signal.p50 / at32,
-      40,
+      null,
       signal.p50 - at32,
     );
+  }
+  // The floor the addon can reach: the same write through syscall(2) from a C process that has a
+  // second thread, as every Node process does (glibc's write() costs more there; see write_floor.c).
+  const floorNs = f?.tight?.twoThreads?.syscall;
+  if (floorNs !== undefined) {
+    for (const [name, label] of [
+      ['EventFd.signal (fast call where built)', 'eventfd write, EventFd.signal'],
+      ['device doorbell → eventfd', 'IvshmemDevice.mmioWrite doorbell down to the eventfd'],
+    ]) {
+      const t = task(name);
+      if (t !== undefined)
+        add(
+          `${label} vs the floor: C syscall(2) write with a second thread`,
+          t.p50,
+          'ns',
+          floorNs,
+          t.p50 / floorNs,
+          1.1,
+        );
+    }
   }
 }
 

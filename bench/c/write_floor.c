@@ -6,13 +6,24 @@
  * loop is timed with and without the write; the difference is the write's cost at that pressure.
  * Every 1,024 writes one read drains the counter, as in eventfd_write.c.
  *
+ * Then the same tight loop (no lines touched) through glibc's write() and through syscall(2),
+ * first as this process is (one thread) and then with a second, idle thread, as a Node process
+ * always has: glibc's write() is a cancellation point, and with more than one thread it switches
+ * asynchronous cancellation on and off around the call, which syscall(2) does not. The addon's
+ * own eventfd writes go through syscall(2) (native/eventfd-io.cc), so "syscall(2) with two threads"
+ * is the floor they can reach.
+ *
  * Usage: write_floor <calls per pass>   Prints one JSON object:
- *   {"lines":[0,8,...],"writeNs":[...],"loopNs":[...]}   (the best of 3 passes each)
+ *   {"lines":[0,8,...],"writeNs":[...],"loopNs":[...],
+ *    "tight":{"oneThread":{"write":..,"syscall":..},"twoThreads":{"write":..,"syscall":..}}}
+ *   (the best of 3 passes each)
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +31,29 @@ static double now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void *idle(void *arg) {
+  pause();
+  return arg;
+}
+
+/* ns per write in a tight loop, one drain per 1,024 writes; the best of 3 passes. */
+static double tight(int fd, int raw, long calls) {
+  double best = 1e300;
+  for (int pass = 0; pass < 3; pass++) {
+    const uint64_t one = 1;
+    uint64_t value;
+    double t0 = now_ns();
+    for (long i = 0; i < calls; i++) {
+      long n = raw ? syscall(SYS_write, fd, &one, sizeof one) : write(fd, &one, sizeof one);
+      if (n != sizeof one) exit(1);
+      if ((i & 1023) == 1023 && read(fd, &value, sizeof value) != sizeof value) exit(1);
+    }
+    double per_call = (now_ns() - t0) / (double)calls;
+    if (per_call < best) best = per_call;
+  }
+  return best;
 }
 
 int main(int argc, char **argv) {
@@ -68,6 +102,12 @@ int main(int argc, char **argv) {
   for (int k = 0; k < count; k++) printf("%s%.1f", k ? "," : "", write_ns[k]);
   printf("],\"loopNs\":[");
   for (int k = 0; k < count; k++) printf("%s%.1f", k ? "," : "", loop_ns[k]);
-  printf("],\"sink\":%u}\n", sink & 1);
+  double one_write = tight(fd, 0, calls), one_syscall = tight(fd, 1, calls);
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, idle, NULL) != 0) return 1;
+  double two_write = tight(fd, 0, calls), two_syscall = tight(fd, 1, calls);
+  printf("],\"tight\":{\"oneThread\":{\"write\":%.1f,\"syscall\":%.1f},\"twoThreads\":{\"write\":%.1f,\"syscall\":%.1f}}",
+         one_write, one_syscall, two_write, two_syscall);
+  printf(",\"sink\":%u}\n", sink & 1);
   return 0;
 }

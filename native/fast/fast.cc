@@ -1,5 +1,5 @@
-// The per-doorbell calls as V8 fast API calls: eventfdSignal and eventfdDrain, called by optimised
-// JavaScript straight into C with no N-API crossing (src/os/fast-binding.ts loads this module and
+// The per-doorbell calls as V8 fast API calls: eventfdSignal, eventfdDrain and a busy poll's
+// spinRead, called by optimised JavaScript straight into C with no N-API crossing (src/os/fast-binding.ts loads this module and
 // falls back to the N-API addon without it). Each entry has two bodies doing the same system
 // call: the fast one V8 calls from optimised code, which must not allocate, throw or call into
 // JavaScript, and the ordinary callback V8 falls back to from unoptimised code. Both return the
@@ -59,6 +59,30 @@ void SlowDrain(const v8::FunctionCallbackInfo<v8::Value>& info) {
   info.GetReturnValue().Set(fd < 0 ? -EBADF : Drain(fd));
 }
 
+// A busy poll's wait on one eventfd: up to `rounds` non-blocking reads, returning the count as
+// soon as one finds doorbells, 0 when the rounds run out, or minus the errno of a failed read.
+double SpinRead(int32_t fd, int32_t rounds) {
+  for (int32_t round = 0; round < rounds; round++) {
+    uint64_t value;
+    int err = EventfdRead(fd, &value);
+    if (err != 0) return -err;
+    if (value != 0) return static_cast<double>(value);
+  }
+  return 0;
+}
+
+double FastSpinRead(v8::Local<v8::Value> receiver, int32_t fd, int32_t rounds) {
+  Count(fast_calls);
+  return SpinRead(fd, rounds);
+}
+
+void SlowSpinRead(const v8::FunctionCallbackInfo<v8::Value>& info) {
+  Count(slow_calls);
+  int32_t fd = FdArg(info);
+  int32_t rounds = info.Length() > 1 && info[1]->IsInt32() ? info[1].As<v8::Int32>()->Value() : 0;
+  info.GetReturnValue().Set(fd < 0 ? -EBADF : SpinRead(fd, rounds));
+}
+
 // No system call: what a fast call itself costs, for the benchmark beside the N-API crossing's.
 int32_t FastNop(v8::Local<v8::Value> receiver, int32_t fd) {
   Count(fast_calls);
@@ -113,19 +137,26 @@ NODE_MODULE_INIT() {
   static const v8::CTypeInfo args[] = {v8::CTypeInfo(Type::kV8Value), v8::CTypeInfo(Type::kInt32)};
   static const v8::CFunctionInfo signal_info(v8::CTypeInfo(Type::kInt32), 2, args);
   static const v8::CFunctionInfo drain_info(v8::CTypeInfo(Type::kFloat64), 2, args);
+  static const v8::CTypeInfo spin_args[] = {v8::CTypeInfo(Type::kV8Value), v8::CTypeInfo(Type::kInt32),
+                                            v8::CTypeInfo(Type::kInt32)};
+  static const v8::CFunctionInfo spin_info(v8::CTypeInfo(Type::kFloat64), 3, spin_args);
   static const v8::CFunction signal(reinterpret_cast<const void*>(&ivshmem::FastSignal), &signal_info);
   static const v8::CFunction drain(reinterpret_cast<const void*>(&ivshmem::FastDrain), &drain_info);
   static const v8::CFunction nop(reinterpret_cast<const void*>(&ivshmem::FastNop), &signal_info);
+  static const v8::CFunction spin(reinterpret_cast<const void*>(&ivshmem::FastSpinRead), &spin_info);
   const v8::CFunction* fast_signal = &signal;
   const v8::CFunction* fast_drain = &drain;
   const v8::CFunction* fast_nop = &nop;
+  const v8::CFunction* fast_spin = &spin;
 #else
   const v8::CFunction* fast_signal = nullptr;
   const v8::CFunction* fast_drain = nullptr;
   const v8::CFunction* fast_nop = nullptr;
+  const v8::CFunction* fast_spin = nullptr;
 #endif
   Export(context, exports, "eventfdSignal", Template(isolate, ivshmem::SlowSignal, fast_signal));
   Export(context, exports, "eventfdDrain", Template(isolate, ivshmem::SlowDrain, fast_drain));
+  Export(context, exports, "spinRead", Template(isolate, ivshmem::SlowSpinRead, fast_spin));
   Export(context, exports, "nop", Template(isolate, ivshmem::SlowNop, fast_nop));
   Export(context, exports, "calls", v8::FunctionTemplate::New(isolate, ivshmem::Calls));
   exports

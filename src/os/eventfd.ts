@@ -1,8 +1,7 @@
 // An eventfd owned by JavaScript: the wire a doorbell rings. A ring and a drain go through V8's
 // fast API calls where the fast-call module is built (fast-binding.ts), else through the addon.
-import { argumentError } from '../errors.js';
 import { native } from './binding.js';
-import { errnoError, fastBinding } from './fast-binding.js';
+import { checkInt32, errnoError, fastBinding } from './fast-binding.js';
 import { checkAdoptable } from './fd-kind.js';
 import { FdHandle } from './handle.js';
 
@@ -34,13 +33,6 @@ export class EventFd extends FdHandle {
   }
 }
 
-// The fast bodies take an int32 as it comes: anything else is refused here, as the addon would.
-function checkFd(fd: number): void {
-  if ((fd | 0) === fd) return;
-  if (typeof fd !== 'number') throw argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', 'argument fd must be a number');
-  throw argumentError(RangeError, 'ERR_OUT_OF_RANGE', 'argument fd must be a 32-bit integer');
-}
-
 /** Adds 1 to the counter of an eventfd known by number. */
 export function signalEventfd(fd: number): void {
   const fast = fastBinding();
@@ -48,7 +40,7 @@ export function signalEventfd(fd: number): void {
     native().eventfdSignal(fd);
     return;
   }
-  checkFd(fd);
+  checkInt32(fd, 'fd');
   const err = fast.eventfdSignal(fd);
   if (err !== 0) throw errnoError(err, 'write');
 }
@@ -57,7 +49,7 @@ export function signalEventfd(fd: number): void {
 export function drainEventfd(fd: number): number {
   const fast = fastBinding();
   if (fast === null) return native().eventfdDrain(fd);
-  checkFd(fd);
+  checkInt32(fd, 'fd');
   const n = fast.eventfdDrain(fd);
   if (n < 0) throw errnoError(-n, 'read');
   return n;

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { getSystemErrorMap } from 'node:util';
+import { argumentError } from '../errors.js';
 import { addonPath } from './binding.js';
 
 export interface FastBinding {
@@ -14,6 +15,9 @@ export interface FastBinding {
   eventfdSignal(fd: number): number;
   /** The counter (0 if nothing was signalled), or minus the errno of the failed read(2). */
   eventfdDrain(fd: number): number;
+  /** Up to `rounds` non-blocking reads: the count once doorbells came, 0 when the rounds ran out,
+   *  or minus the errno of a failed read. A busy poll's wait on one fd. */
+  spinRead(fd: number, rounds: number): number;
   /** Does nothing, as a fast call (the benchmark's measure of the call itself); returns 0. */
   nop(fd: number): number;
   /** How often each body ran in this process: V8's fast call, or the callback it falls back to. */
@@ -63,6 +67,17 @@ function load(): FastBinding | null {
     status = `not loaded (${(err as Error).message.split('\n')[0]}): the N-API addon`;
     return null;
   }
+}
+
+/**
+ * The fast bodies take an int32 as it comes, where the addon refuses anything else: callers check
+ * here first, with the addon's errors (a TypeError for a non-number, a RangeError for the rest).
+ */
+export function checkInt32(value: number, name: string): void {
+  if ((value | 0) === value) return;
+  if (typeof value !== 'number')
+    throw argumentError(TypeError, 'ERR_INVALID_ARG_TYPE', `argument ${name} must be a number`);
+  throw argumentError(RangeError, 'ERR_OUT_OF_RANGE', `argument ${name} must be a 32-bit integer`);
 }
 
 /** An error like the ones Node's own system calls throw: code, errno (negative), syscall. */

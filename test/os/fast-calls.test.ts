@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { dirname, join } from 'node:path';
 import { addonPath, native } from '../../src/os/binding.js';
 import { EventFd, drainEventfd, signalEventfd } from '../../src/os/eventfd.js';
+import { createWaiter } from '../../src/os/waiter.js';
 import { fastBinding, fastCallStatus } from '../../src/os/fast-binding.js';
 import { bundleModule } from '../support/bundle.js';
 import { expectNoFdLeak } from '../support/fd-leaks.js';
@@ -80,11 +81,12 @@ describe('eventfd doorbells through V8 fast calls', () => {
       native().close(gone);
       // Cold: the first calls run the callbacks V8 falls back to.
       let s = f.calls().slow;
-      const cold = [f.eventfdSignal(gone), f.eventfdDrain(gone), f.eventfdSignal(e), f.eventfdDrain(e)];
+      const cold = [f.eventfdSignal(gone), f.eventfdDrain(gone), f.eventfdSignal(e), f.eventfdDrain(e), f.spinRead(gone, 5), f.spinRead(e, 5)];
       const coldSlow = f.calls().slow - s;
+      function spin(fd) { return f.spinRead(fd, 100); }
       function ringRaw(fd) { return f.eventfdSignal(fd); }
       // The library's own functions, optimised as a hot doorbell path would have them.
-      for (const fn of [ringRaw, signalEventfd, drainEventfd]) {
+      for (const fn of [ringRaw, signalEventfd, drainEventfd, spin]) {
         %PrepareFunctionForOptimization(fn);
         fn(e); fn(e);
         %OptimizeFunctionOnNextCall(fn);
@@ -96,8 +98,10 @@ describe('eventfd doorbells through V8 fast calls', () => {
       c = at(); const raw = ringRaw(gone); const rawFast = at() - c;
       c = at(); const write = caught(() => signalEventfd(gone)); const writeFast = at() - c;
       c = at(); const read = caught(() => drainEventfd(gone)); const readFast = at() - c;
+      signalEventfd(e); signalEventfd(e);
+      c = at(); const spun = [spin(e), spin(e), spin(gone)]; const spinFast = at() - c;
       native().close(e);
-      console.log(JSON.stringify({ cold, coldSlow, raw, rawFast, write, writeFast, read, readFast, drained, okFast }));
+      console.log(JSON.stringify({ cold, coldSlow, spun, spinFast, raw, rawFast, write, writeFast, read, readFast, drained, okFast }));
     `;
     const r = spawnSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', script], {
       encoding: 'utf8',
@@ -110,8 +114,11 @@ describe('eventfd doorbells through V8 fast calls', () => {
     const napiRead = caught(() => native().eventfdDrain(gone));
     const pick = ({ code, errno, syscall, message }: Record<string, unknown>) => ({ code, errno, syscall, message });
     expect(JSON.parse(r.stdout)).toEqual({
-      cold: [9, -9, 0, 1], // EBADF from write and read, then a ring and its drain
-      coldSlow: 4,
+      // EBADF from write and read, a ring and its drain, a spin on a bad fd, a spin that finds nothing
+      cold: [9, -9, 0, 1, -9, 0],
+      coldSlow: 6,
+      spun: [2, 0, -9], // two rings found, then 100 empty rounds, then EBADF
+      spinFast: 3,
       raw: 9, // EBADF, returned by the fast body
       rawFast: 1,
       write: pick(napiWrite),
@@ -121,6 +128,31 @@ describe('eventfd doorbells through V8 fast calls', () => {
       drained: 1, // the warm-up drains took the warm-up rings
       okFast: 2,
     });
+  });
+
+  it('a busy poll on one fd spins in the fast call; on two, through the addon; both report the same', () => {
+    const a = EventFd.create();
+    const b = EventFd.create();
+    const one = createWaiter('spin', [a.fd], { spinRounds: 1000 });
+    const two = createWaiter('spin', [a.fd, b.fd], { spinRounds: 1000 });
+    try {
+      const fast = fastBinding()!.calls().fast + fastBinding()!.calls().slow;
+      a.signal();
+      a.signal();
+      a.signal();
+      expect([one.waitOnce(), one.lastCount]).toEqual([0, 3]);
+      expect(one.waitOnce(), 'the rounds ran out').toBe(-1);
+      expect(
+        fastBinding()!.calls().fast + fastBinding()!.calls().slow - fast,
+        'three rings, two spins, and the look at the stop eventfd when the rounds ran out',
+      ).toBe(6);
+      b.signal();
+      expect([two.waitOnce(), two.lastCount]).toEqual([1, 1]);
+      expect(caught(() => one.waitOnce(1.5))).toEqual(caught(() => two.waitOnce(1.5)));
+      expect(caught(() => one.waitOnce(1.5))).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    } finally {
+      for (const x of [one, two, a, b]) x.close();
+    }
   });
 
   it('refuses what the addon refuses, before any system call', () => {

@@ -238,6 +238,55 @@ describe('ivshmem-server statistics', () => {
     expect(server.child.exitCode).toBe(0);
   });
 
+  it('keeps a peer state table with --state-table: in its statistics, refused when it does not fit, documented', async () => {
+    for (const bad of ['0', '65537', 'many']) {
+      const p = start('ivshmem-server.js', ['-F', '--state-table', bad]);
+      await p.exited();
+      expect(p.child.exitCode).toBe(1);
+      expect(p.out()).toContain('--state-table takes a number of slots, 1..65536');
+    }
+    // 4 KiB of memory cannot hold 200 slots (6,464 bytes): a coded error, nothing left behind.
+    const small = `ivshmem-test-cli-${process.pid}-${n++}`;
+    const smallSock = join(dir, `s${n++}.sock`);
+    const tooBig = start('ivshmem-server.js', ['-F', '-S', smallSock, '-M', small, '-l', '4K', '--state-table', '200']);
+    await tooBig.exited();
+    expect(tooBig.child.exitCode).toBe(1);
+    expect(tooBig.out()).toMatch(
+      /cannot start: a state table of 200 slots .* does not fit 4096 bytes .*\(ERR_IVSHMEM_STATE_TABLE\)/,
+    );
+    expect([existsSync(`/dev/shm/${small}`), existsSync(smallSock)]).toEqual([false, false]);
+
+    const sock = join(dir, `s${n++}.sock`);
+    const shm = `ivshmem-test-cli-${process.pid}-${n++}`;
+    const server = start('ivshmem-server.js', ['-F', '-v', '-S', sock, '-M', shm, '-l', '1M', '--state-table', '8']);
+    await server.waitFor('listening on');
+    const c0 = start('ivshmem-client.js', ['-S', sock]);
+    await c0.waitFor('our_id = 0');
+    server.child.kill('SIGUSR2');
+    await server.waitFor('{"stats":"ivshmem-server"');
+    expect(statsLines(server.out()).at(-1)).toMatchObject({
+      peers: 1,
+      stateTable: { offset: (1 << 20) - 4096, slots: 8, joinsWithoutEntry: 0 },
+    });
+    // The table is in the memory, where any peer can read it: the client's entry is present.
+    const { SharedMemory } = await import('../../src/os/shared-memory.js');
+    const { PeerStateTable, PRESENCE_PRESENT } = await import('../../src/core/peer-state-table.js');
+    const memory = SharedMemory.open({ shm }, { size: 1 << 20 });
+    try {
+      const table = PeerStateTable.findAtEnd(memory.map());
+      expect(table.entry(table.slotOf(0))).toMatchObject({ id: 0, presence: PRESENCE_PRESENT });
+    } finally {
+      memory.close();
+    }
+    c0.child.kill('SIGTERM');
+    server.child.kill('SIGTERM');
+    await server.exited();
+    expect(server.child.exitCode).toBe(0);
+    const help = start('ivshmem-server.js', ['-h']);
+    await help.exited();
+    expect(help.out()).toMatch(/--state-table SLOTS .*\n.*gone/);
+  });
+
   it('refuses a --stats-interval that is not a positive number of seconds, and documents it', async () => {
     for (const bad of ['0', '-1', 'soon']) {
       const p = start('ivshmem-server.js', ['-F', `--stats-interval=${bad}`]);

@@ -4,6 +4,8 @@
 // and the monitor's transport, and answers every guest access, interrupt and route change. IvshmemDevice (device.ts) adds what needs the OS: creating the
 // device on shared memory or a server, handing it over, closing what it opened.
 import {
+  FLAT_REGS_SIZE,
+  FLAT_REGS_SIZE_WITH_STATE,
   MODE_DOORBELL,
   MODE_FLAT,
   REG_DOORBELL,
@@ -29,7 +31,7 @@ import type { DeviceCounters, VectorCounters } from './metrics.js';
 
 export type { DeviceCounters, VectorCounters } from './metrics.js';
 import { RouteHooks } from './route-hooks.js';
-import { DevicePeerState, flatRegistersSize } from './peer-state.js';
+import { DevicePeerState } from './peer-state.js';
 import type { StateTableDeviceOption } from './peer-state.js';
 import type { BarAddress, DoorbellSink, VmmTransport } from './transport.js';
 
@@ -221,7 +223,8 @@ export class DeviceModel extends EventEmitter {
             registers: o.registersAddress!,
             memory: o.memoryAddress!,
             memorySize: this.#size,
-            registersSize: flatRegistersSize(o.stateTable !== undefined),
+            // the state registers take 0x10..0x1b
+            registersSize: o.stateTable === undefined ? FLAT_REGS_SIZE : FLAT_REGS_SIZE_WITH_STATE,
           })
         : new IvshmemFunction({
             mode: o.mode,
@@ -236,7 +239,7 @@ export class DeviceModel extends EventEmitter {
     this.sharedMemory = { buffer: o.memory!, size: this.#size, fd: sharedFd };
     this.#bar2 = new DataView(o.memory!, 0, this.#size);
     if (o.stateTable !== undefined) {
-      this.#peerState = new DevicePeerState(o.memory!, this.#size, o.id, o.vectors, o.stateTable);
+      this.#peerState = new DevicePeerState(o.memory!, this.#size, o.id, o.stateTable);
       this.#core.enableStateTable(this.#peerState.table.offset, this.#peerState.slot);
     }
     // A flat device's regions are where the monitor put them from the start: it hears so at once.

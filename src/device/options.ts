@@ -329,7 +329,7 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
     directory,
     registersAddress,
     memoryAddress,
-    stateTable: checkStateTableOption(options.stateTable, mode, server, directory),
+    stateTable: checkStateTableOption(options.stateTable, mode, vectors, server, directory),
     subsystemId: checkSubsystemId(options.subsystemId, mode),
   };
 }
@@ -338,6 +338,7 @@ export function resolveOptions(options: IvshmemDeviceOptions): ResolvedOptions {
 function checkStateTableOption(
   value: unknown,
   mode: DeviceMode,
+  vectors: number,
   server: string | undefined,
   directory: PortLike | undefined,
 ): StateTableDeviceOption | undefined {
@@ -354,6 +355,8 @@ function checkStateTableOption(
       o.offset,
     );
   if (mode === 'plain') fail('ERR_IVSHMEM_INVALID_OPTION', 'a plain device has no vectors to hear a state table on');
+  if (!Number.isInteger(o.vector) || o.vector < 0 || o.vector >= vectors)
+    fail('ERR_IVSHMEM_INVALID_OPTION', `stateTable.vector ${o.vector} is not one of this device's ${vectors} vectors`);
   if (directory !== undefined)
     fail('ERR_IVSHMEM_INVALID_OPTION', 'the peer directory keeps no state table: join an ivshmem server for one');
   if (server === undefined)

@@ -3,7 +3,6 @@
 // publishes what its guest writes to the State register, ringing every other listening peer. The
 // table is in the shared memory, which every guest on the server can write: what it holds is
 // guest data, so each vector read from it is bounded before it is rung.
-import { FLAT_REGS_SIZE, FLAT_REGS_SIZE_WITH_STATE } from '../core/abi.js';
 import { IvshmemError } from '../errors.js';
 import { PeerStateTable } from '../core/peer-state-table.js';
 
@@ -19,13 +18,8 @@ export class DevicePeerState {
   readonly table: PeerStateTable;
   readonly slot: number;
 
-  constructor(memory: ArrayBufferLike, size: number, id: number, vectors: number, o: StateTableDeviceOption) {
-    if (!Number.isInteger(o.vector) || o.vector < 0 || o.vector >= vectors) {
-      throw new IvshmemError(
-        'ERR_IVSHMEM_INVALID_OPTION',
-        `stateTable.vector ${o.vector} is not one of this device's ${vectors} vectors`,
-      );
-    }
+  /** `o` as options.ts checked it: its vector is one of the device's. */
+  constructor(memory: ArrayBufferLike, size: number, id: number, o: StateTableDeviceOption) {
     this.table =
       o.offset === undefined ? PeerStateTable.findAtEnd(memory, size) : PeerStateTable.open(memory, o.offset);
     this.slot = this.table.slotOf(id);
@@ -47,9 +41,4 @@ export class DevicePeerState {
     }
     return out;
   }
-}
-
-/** The flat window's size: the state registers need 0x10..0x1b. */
-export function flatRegistersSize(withState: boolean): number {
-  return withState ? FLAT_REGS_SIZE_WITH_STATE : FLAT_REGS_SIZE;
 }

@@ -17,6 +17,7 @@ import { native } from './binding.js';
 import { FdWatcher } from './fd-watcher.js';
 import { EventFd } from './eventfd.js';
 import { checkInt32, errnoError, fastBinding } from './fast-binding.js';
+import type { FastBinding } from './fast-binding.js';
 import { IvshmemError, argumentError } from '../errors.js';
 
 export type WaitKind = 'loop' | 'blocking' | 'spin' | 'adaptive';
@@ -150,6 +151,8 @@ class ThreadWaiter implements EventfdWaiter {
   readonly #stop: EventFd;
   readonly #out = new Float64Array(1);
   readonly #rounds: number;
+  // One fd, the common case, spins in a V8 fast call where the fast-call module is built.
+  readonly #fastSpin: FastBinding | null;
 
   constructor(kind: ThreadKind, fds: readonly number[], options: WaiterOptions) {
     const rounds = options.spinRounds ?? (kind === 'adaptive' ? 200 : 10_000);
@@ -165,6 +168,7 @@ class ThreadWaiter implements EventfdWaiter {
     this.#stop = EventFd.create();
     this.#all = Int32Array.from([...fds, this.#stop.fd]);
     this.#fds = Int32Array.from(fds);
+    this.#fastSpin = fds.length === 1 && kind !== 'blocking' ? fastBinding() : null;
   }
 
   get stopFd(): number {
@@ -198,9 +202,8 @@ class ThreadWaiter implements EventfdWaiter {
   }
 
   // The index of the fd that had doorbells (their count in #out), or -1 when the rounds ran out.
-  // One fd, the common case, spins in a V8 fast call where the fast-call module is built.
   #spin(rounds: number): number {
-    const fast = this.#fds.length === 1 ? fastBinding() : null;
+    const fast = this.#fastSpin;
     if (fast === null) return native().spinReadable(this.#fds, rounds, this.#out);
     checkInt32(rounds, 'maxRounds');
     const n = fast.spinRead(this.#fds[0], rounds);

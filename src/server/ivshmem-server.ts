@@ -233,7 +233,7 @@ export class IvshmemServer extends EventEmitter {
       bytesQueued: s.messagesQueued * 8,
       peakQueue: s.peakQueue,
       ...(this.#stateKeeper && {
-        stateTable: { ...this.#stateKeeper.place, joinsWithoutEntry: this.#stateKeeper.full },
+        stateTable: { ...this.#stateKeeper.place, joinsWithoutEntry: this.#stateKeeper.joinsWithoutEntry },
       }),
     };
   }

@@ -25,7 +25,7 @@ export class StateKeeper {
   readonly #slots = new Map<number, number>(); // peer id → slot
   readonly #ring: (id: number, vector: number) => void;
   /** Joins that found every slot present: those peers have no entry. */
-  full = 0;
+  joinsWithoutEntry = 0;
 
   /** Resolves the option against the memory's size (checked, coded error if it does not fit). */
   static place(option: StateTableOption | undefined, size: number): StateTablePlace | undefined {
@@ -67,7 +67,7 @@ export class StateKeeper {
   /** Before the newcomer's setup: its entry is present by the time it learns its id. */
   claim(id: number): void {
     const slot = this.#table.claim(id);
-    if (slot < 0) this.full++;
+    if (slot < 0) this.joinsWithoutEntry++;
     else this.#slots.set(id, slot);
   }
 

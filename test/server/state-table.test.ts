@@ -59,6 +59,23 @@ async function meet(...peers: { device: IvshmemDevice }[]) {
 describe('the peer state table', () => {
   const { cleanups, startServer } = serverSuite({ name: 'state', size: SIZE, vectors: 2 });
   const start = () => startServer({ stateTable: true });
+  /** A server with a table that offers itself for hand-over, and the peers on it (bOptIn: B opts in). */
+  async function offering(bOptIn: boolean) {
+    const old = start();
+    const ctl = `${old.socketPath}.ctl`;
+    const offer = HandoverOffer.listen(old, ctl);
+    cleanups.push(() => offer.close());
+    const a = await peer(old.socketPath, true);
+    const b = await peer(old.socketPath, bOptIn);
+    for (const p of [a, b]) cleanups.push(() => p.device.close());
+    return { old, a, b, handOver: () => handOverTo(ctl) };
+  }
+  async function handOverTo(ctl: string) {
+    const { server, offer } = await takeOver(ctl);
+    cleanups.push(() => server.close());
+    cleanups.push(() => offer.close());
+    return server;
+  }
 
   it('has a format of its own: a checked header, slots claimed, released as gone, reused oldest-gone first', () => {
     const memory = new ArrayBuffer(SIZE);
@@ -236,22 +253,14 @@ describe('the peer state table', () => {
   });
 
   it('a successor server (hand-over) keeps the table and the slots: it marks a peer gone that left after it took over', async () => {
-    const old = start();
-    const ctl = `${old.socketPath}.ctl`;
-    const offer = HandoverOffer.listen(old, ctl);
-    cleanups.push(() => offer.close());
-    const a = await peer(old.socketPath, true);
-    const b = await peer(old.socketPath, true);
-    for (const p of [a, b]) cleanups.push(() => p.device.close());
+    const { old, a, b, handOver } = await offering(true);
     await meet(a, b);
     a.device.mmioWrite(0, STATE, 4, 0xaaaa);
     const table = b.device.peerStateTable!;
     const aSlot = table.slotOf(a.device.id);
     const before = table.entries();
 
-    const { server: next, offer: nextOffer } = await takeOver(ctl);
-    cleanups.push(() => next.close());
-    cleanups.push(() => nextOffer.close());
+    const next = await handOver();
     expect(next.stats().stateTable).toMatchObject({ offset: SIZE - 4096, slots: 64 });
     expect(table.entries(), 'the table is untouched by the hand-over').toEqual(before);
     const heard = b.heard();
@@ -266,19 +275,11 @@ describe('the peer state table', () => {
   });
 
   it('a guest that broke the table cannot make a hand-over fail: the successor formats it again with every peer in it', async () => {
-    const old = start();
-    const ctl = `${old.socketPath}.ctl`;
-    const offer = HandoverOffer.listen(old, ctl);
-    cleanups.push(() => offer.close());
-    const a = await peer(old.socketPath, true);
-    const b = await peer(old.socketPath, false); // watches the memory after A is gone
-    for (const p of [a, b]) cleanups.push(() => p.device.close());
+    const { a, b, handOver } = await offering(false); // B watches the memory after A is gone
     const view = new DataView(b.device.sharedMemory.buffer, SIZE - 4096);
     view.setUint32(0, 0xbad, true); // the magic, as a hostile guest would write it
 
-    const { server: next, offer: nextOffer } = await takeOver(ctl);
-    cleanups.push(() => next.close());
-    cleanups.push(() => nextOffer.close());
+    await handOver();
     expect(view.getUint32(0, true)).toBe(STATE_TABLE_MAGIC);
     const table = PeerStateTable.open(b.device.sharedMemory.buffer, SIZE - 4096);
     const slot = table.slotOf(a.device.id);
